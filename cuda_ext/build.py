@@ -1,0 +1,94 @@
+"""JIT builds of the kernel libraries, with the one set of build flags the project uses.
+
+The kernels are plain C++/CUDA on raw pointers with an `extern "C"` API (no torch headers), so a first
+build takes seconds rather than minutes; `torch.utils.cpp_extension` compiles and caches them (it rebuilds
+when a source or a flag changes) and `ctypes` binds the functions. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from instag.errors import KernelBuildError
+
+log = logging.getLogger("instag.kernels")
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+
+CPU_LIBRARY = "instag_cpu_kernels"
+CPU_SOURCES = ("cpu/rasterize.cpp", "cpu/hash_encode.cpp")
+CUDA_LIBRARY = "instag_cuda_kernels"
+CUDA_SOURCES = ("cuda/hash_encode.cu",)
+
+# -march=native: the cache lives on the machine that built it; OpenMP for the CPU kernels' threads.
+CXX_FLAGS = ["-O3", "-std=c++17", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+LD_FLAGS = ["-fopenmp"]
+NVCC_FLAGS = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+
+
+def compiler_available() -> bool:
+    """Whether a C++ compiler and ninja are on PATH (what a CPU build needs)."""
+    from torch.utils.cpp_extension import get_cxx_compiler, is_ninja_available
+
+    return shutil.which(get_cxx_compiler()) is not None and is_ninja_available()
+
+
+def nvcc_available() -> bool:
+    """Whether nvcc can be found (what a CUDA build needs besides a CUDA build of torch)."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return CUDA_HOME is not None and Path(CUDA_HOME, "bin", "nvcc").exists()
+
+
+def build_directory(name: str) -> Path:
+    """Where the cached build of library `name` lives (torch's extension cache unless overridden)."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    return Path(_get_build_directory(name, verbose=False))
+
+
+def is_built(name: str) -> bool:
+    """Whether a cached build of `name` exists (it may still be rebuilt if a source changed)."""
+    return (build_directory(name) / f"{name}.so").exists()
+
+
+def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
+    from torch.utils import cpp_extension
+
+    paths = [str(CSRC / s) for s in sources]
+    started = time.perf_counter()
+    log.info("building %s (first use, cached afterwards)", name)
+    try:
+        path = cpp_extension.load(
+            name=name,
+            sources=paths,
+            extra_cflags=CXX_FLAGS,
+            extra_cuda_cflags=NVCC_FLAGS if cuda else None,
+            extra_ldflags=LD_FLAGS,
+            extra_include_paths=[str(CSRC)],
+            with_cuda=cuda,
+            is_python_module=False,
+            verbose=os.environ.get("INSTAG_BUILD_VERBOSE") == "1",
+        )
+    except (RuntimeError, OSError, ImportError, FileNotFoundError) as exc:
+        raise KernelBuildError(f"building {name} from {', '.join(sources)} failed: {exc}") from exc
+    log.info("%s ready in %.1f s", name, time.perf_counter() - started)
+    return ctypes.CDLL(path)
+
+
+@functools.cache
+def cpu_library() -> ctypes.CDLL:
+    """The CPU kernel library (rasterizer, hash encoders), built on first call."""
+    return _build(CPU_LIBRARY, CPU_SOURCES, cuda=False)
+
+
+@functools.cache
+def cuda_library() -> ctypes.CDLL:
+    """The CUDA kernel library (hash encoders), built on first call on a CUDA machine."""
+    return _build(CUDA_LIBRARY, CUDA_SOURCES, cuda=True)

@@ -1,0 +1,38 @@
+"""The typer app. Library code raises `instag.errors` types; here they become one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from instag.cli import bench, doctor
+from instag.errors import InstagError
+
+app = typer.Typer(
+    name="instag",
+    help="Audio-driven 3D Gaussian-splatting talking heads from a few seconds of video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("doctor")(doctor.doctor)
+app.add_typer(bench.app, name="bench")
+
+err = Console(stderr=True)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning instag's own errors into one clear line."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    try:
+        app()
+    except InstagError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
