@@ -43,7 +43,9 @@ def nvcc_available() -> bool:
     """Whether nvcc can be found (what a CUDA build needs besides a CUDA build of torch)."""
     from torch.utils.cpp_extension import CUDA_HOME
 
-    return CUDA_HOME is not None and Path(CUDA_HOME, "bin", "nvcc").exists()
+    if CUDA_HOME is not None and Path(CUDA_HOME, "bin", "nvcc").exists():
+        return True
+    return shutil.which("nvcc") is not None
 
 
 def build_directory(name: str) -> Path:

@@ -48,19 +48,19 @@ def _cuda_impl(op: Op) -> tuple[str | None, str]:
         return None, "torch reports no CUDA device"
     if op == "rasterize":
         if _has_module("gsplat"):
-            return "gsplat", "gsplat is importable and CUDA is available"
+            return "gsplat", "gsplat on CUDA"
         return None, "gsplat is not installed"
     if op == "hash_encode" and _has_module("tinycudann"):
-        return "tinycudann", "tinycudann is importable and CUDA is available"
+        return "tinycudann", "tinycudann on CUDA"
     if build.nvcc_available():
-        return "instag-cuda", "our CUDA kernel (cuda_ext), nvcc found"
-    return None, "nvcc not found, so cuda_ext cannot be built"
+        return "instag-cuda", "our CUDA kernel, nvcc found"
+    return None, "nvcc not found to build our CUDA kernel"
 
 
 def _cpu_impl(op: Op) -> tuple[str | None, str]:
     if build.compiler_available():
-        return "instag-cpp", "our C++/OpenMP kernel (cuda_ext), a C++ compiler and ninja are present"
-    return None, "no C++ compiler or ninja on PATH, so cuda_ext cannot be built"
+        return "instag-cpp", "our C++/OpenMP kernel"
+    return None, "no C++ compiler or ninja to build our CPU kernel"
 
 
 def available(op: Op, backend: Literal["cuda", "cpu", "torch"]) -> tuple[str | None, str]:
@@ -72,7 +72,7 @@ def available(op: Op, backend: Literal["cuda", "cpu", "torch"]) -> tuple[str | N
     if backend == "cpu":
         return _cpu_impl(op)
     if backend == "torch":
-        return "torch-reference", "pure-torch reference (always available)"
+        return "torch-reference", "pure-torch reference"
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -109,7 +109,7 @@ def resolve(op: Op, requested: str = "auto", device: torch.device | str | None =
             choice = Choice(op, "cpu", impl, reason)
             if torch.cuda.is_available():
                 return choice  # the caller chose CPU tensors on a CUDA machine: nothing to warn about
-            fallback = Choice(op, "cpu", impl, f"no CUDA; {reason}")
+            fallback = Choice(op, "cpu", impl, f"no CUDA: {reason}")
         else:
             fallback = Choice(op, "torch", "torch-reference", f"no CUDA and {reason}")
     if not quiet:

@@ -1,0 +1,101 @@
+"""`instag bench kernels`: forward and forward+backward medians of each kernel op on every backend present."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from instag.bench.record import header, median_ms
+from instag.errors import InputError
+from instag.kernels import backend
+
+RASTERIZE_CASES = ((10_000, 256), (50_000, 512))  # (Gaussians, image side)
+TRIPLANE_CASES = (50_000, 500_000)  # points
+HASH3D_CASES = (50_000,)
+
+
+def random_scene(n: int, size: int, channels: int = 3, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """A head-sized cloud of `n` Gaussians ~2.5 units in front of a `size`² pinhole camera (focal ≈ size)."""
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=g) - 0.5) * torch.tensor([1.0, 1.2, 0.8])
+    means[:, 2] += 2.5
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.exp(torch.empty(n, 3).uniform_(math.log(0.004), math.log(0.03), generator=g))
+    opacities = torch.rand(n, generator=g) * 0.9 + 0.05
+    colors = torch.rand(n, channels, generator=g)
+    f = float(size)
+    K = torch.tensor([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
+    tensors = dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors, viewmat=torch.eye(4), K=K)
+    return {k: v.to(device) for k, v in tensors.items()} | {"width": size, "height": size}
+
+
+def _backends(op: backend.Op, device: torch.device) -> Iterator[backend.Choice]:
+    fast = "cuda" if device.type == "cuda" else "cpu"
+    for name in (fast, "torch"):
+        impl, reason = backend.available(op, name)
+        if impl is not None:
+            yield backend.Choice(op, name, impl, reason)
+
+
+def _time(forward: Callable[[], torch.Tensor], params: list[torch.Tensor], runs: int, device: torch.device) -> tuple[float, float]:
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def fwd() -> None:
+        with torch.no_grad():
+            forward()
+
+    def fwd_bwd() -> None:
+        for p in params:
+            p.grad = None
+        forward().sum().backward()
+
+    return median_ms(fwd, runs=runs, sync=sync), median_ms(fwd_bwd, runs=runs, sync=sync)
+
+
+def _rasterize_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
+    from instag.kernels.rasterize import rasterize
+
+    for n, size in RASTERIZE_CASES:
+        scene = random_scene(n, size, device=str(device))
+        params = [scene[k].requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")]
+        for choice in _backends("rasterize", device):
+            def forward(choice: backend.Choice = choice) -> torch.Tensor:
+                return rasterize(**scene, backend=choice.backend).image
+
+            f, fb = _time(forward, params, runs, device)
+            yield {"op": "rasterize", "backend": choice.backend, "impl": choice.impl, "N": n, "size": f"{size}x{size}", "channels": 3, "fwd_ms": f, "fwd_bwd_ms": fb}
+
+
+def _encoder_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
+    from instag.kernels.hash_encode import HashEncoder3D, TriplaneHashEncoder
+
+    g = torch.Generator().manual_seed(0)
+    for op, make, cases in (
+        ("triplane_hash_encode", TriplaneHashEncoder, TRIPLANE_CASES),
+        ("hash_encode", HashEncoder3D, HASH3D_CASES),
+    ):
+        for n in cases:
+            xyz = (torch.rand(n, 3, generator=g) * 2 - 1).to(device)
+            for choice in _backends(op, device):
+                enc = make(backend=choice.backend).to(device)
+                f, fb = _time(lambda enc=enc: enc(xyz), list(enc.parameters()), runs, device)
+                desc = f"{enc.n_levels} levels x {enc.n_features} feat, 2^{enc.log2_table_size}"
+                yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
+
+
+def run(device: str = "cpu", runs: int = 10, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every case on `device` and return the JSON document; `progress` sees each case as it finishes."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: torch sees no CUDA device on this machine")
+    if runs < 10:
+        raise InputError(f"--runs {runs}: medians need at least 10 runs")
+    doc = header("kernels") | {"device": str(dev), "runs": runs, "cases": []}
+    for case in (*_rasterize_cases(dev, runs), *_encoder_cases(dev, runs)):
+        doc["cases"].append(case)
+        if progress:
+            progress(case)
+    return doc
