@@ -1,0 +1,166 @@
+"""Gaussian rasterization: the public op (DESIGN §5).
+
+`rasterize` projects 3D Gaussians through a pinhole camera and alpha-composites them front to back into
+colour, alpha and expected-depth images, differentiably in means, quats, scales, opacities and colours.
+Backends (`instag.kernels.backend`):
+
+- cuda: gsplat's projection, tile intersection and rasterization kernels;
+- cpu: the shared torch projection and binning (`rasterize_ref`), then our C++/OpenMP compositor
+  (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward;
+- torch: the pure-torch twin `rasterize_ref`.
+
+Depth rides as one extra feature channel (camera z) through the compositor and is divided by alpha at the
+end, so its gradient reaches the means through ordinary autograd on every backend.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+from torch import Tensor
+
+from cuda_ext import build
+from instag.kernels import _ffi
+from instag.kernels.backend import resolve
+from instag.kernels.rasterize_ref import (
+    TILE,
+    RasterOutput,
+    TileBins,
+    bin_tiles,
+    check_inputs,
+    finish,
+    project_gaussians,
+    rasterize_ref,
+)
+
+__all__ = ["RasterOutput", "rasterize"]
+
+
+def rasterize(
+    means: Tensor,  # [N, 3] world
+    quats: Tensor,  # [N, 4] (w, x, y, z), need not be normalised
+    scales: Tensor,  # [N, 3] linear
+    opacities: Tensor,  # [N] in [0, 1]
+    colors: Tensor,  # [N, C], any C >= 1 (extra channels such as normals ride along)
+    viewmat: Tensor,  # [4, 4] world → camera, OpenCV axes (x right, y down, z forward)
+    K: Tensor,  # [3, 3] pinhole intrinsics
+    width: int,
+    height: int,
+    background: Tensor | None = None,  # [C]; None = zeros
+    backend: str = "auto",
+    near_plane: float = 0.01,
+    eps2d: float = 0.3,
+) -> RasterOutput:
+    """Renders Gaussians to an [height, width] image; see `RasterOutput` for what comes back.
+
+    Gaussians with camera z < near_plane or whose 3σ box misses the image are culled (radius 0).
+    `eps2d` is added to the diagonal of each 2D covariance (a low-pass filter of about a pixel).
+    Raises BackendUnavailableError for an explicit backend that cannot run here.
+    """
+    check_inputs(means, quats, scales, opacities, colors, viewmat, K, background)
+    choice = resolve("rasterize", backend, means.device)
+    args = (means, quats, scales, opacities, colors, viewmat, K, width, height, background, near_plane, eps2d)
+    if choice.backend == "torch":
+        return rasterize_ref(*args)
+    if choice.backend == "cuda":
+        return _rasterize_gsplat(*args)
+    return _rasterize_cpu(*args)
+
+
+def _rasterize_cpu(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmat: Tensor, K: Tensor,
+    width: int, height: int, background: Tensor | None, near_plane: float, eps2d: float,
+) -> RasterOutput:
+    proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
+    bins = bin_tiles(proj.means2d, proj.radii, proj.depths, width, height)
+    features = torch.cat((colors, proj.depths[:, None]), dim=-1)
+    # The kernels are float32; the casts sit outside the autograd Function so gradients come back in the
+    # callers' dtype.
+    sums, trans = _CompositeCPU.apply(
+        proj.means2d.float().contiguous(), proj.conics.float().contiguous(), opacities.float().contiguous(),
+        features.float().contiguous(), bins, width, height,
+    )
+    image, alpha, depth = finish(sums, trans, background)
+    return RasterOutput(image, alpha, depth, proj.means2d, proj.radii, proj.depths)
+
+
+@functools.cache
+def _kernels() -> ctypes.CDLL:
+    lib = build.cpu_library()
+    p, i = ctypes.c_void_p, ctypes.c_int
+    lib.instag_rasterize_forward.argtypes = [p, p, p, p, i, p, p, i, i, p, p, p, i]
+    lib.instag_rasterize_forward.restype = None
+    lib.instag_rasterize_backward.argtypes = [p, p, p, p, i, p, p, i, i, p, p, p, p, i, p, p, p, p, p, i]
+    lib.instag_rasterize_backward.restype = None
+    return lib
+
+
+class _CompositeCPU(torch.autograd.Function):
+    """C++ front-to-back compositing of binned screen-space Gaussians.
+
+    forward(means2d [N, 2], conics [N, 3], opacities [N], features [N, F], bins, width, height)
+    → (feature sums [H, W, F] without background, final transmittance [H, W, 1]); all float32.
+    """
+
+    @staticmethod
+    def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, bins: TileBins,
+                width: int, height: int) -> tuple[Tensor, Tensor]:
+        channels = features.shape[1]
+        sums = torch.empty(height, width, channels, dtype=torch.float32)
+        trans = torch.empty(height, width, 1, dtype=torch.float32)
+        count = torch.empty(height, width, dtype=torch.int32)
+        ptr = _ffi.ptr
+        _kernels().instag_rasterize_forward(
+            ptr(means2d), ptr(conics), ptr(opacities), ptr(features), channels, ptr(bins.offsets), ptr(bins.ids),
+            width, height, ptr(sums), ptr(trans), ptr(count), _ffi.num_threads(),
+        )
+        ctx.save_for_backward(means2d, conics, opacities, features, bins.offsets, bins.ids, trans, count)
+        ctx.size = (width, height)
+        return sums, trans
+
+    @staticmethod
+    def backward(ctx, grad_sums: Tensor, grad_trans: Tensor):
+        means2d, conics, opacities, features, offsets, ids, trans, count = ctx.saved_tensors
+        width, height = ctx.size
+        n, channels = features.shape
+        grad_sums = grad_sums.float().contiguous()
+        grad_trans = grad_trans.float().contiguous()
+        scratch = torch.empty(ids.numel() * (6 + channels), dtype=torch.float32)
+        g_means2d = torch.empty(n, 2, dtype=torch.float32)
+        g_conics = torch.empty(n, 3, dtype=torch.float32)
+        g_opacities = torch.empty(n, dtype=torch.float32)
+        g_features = torch.empty(n, channels, dtype=torch.float32)
+        ptr = _ffi.ptr
+        _kernels().instag_rasterize_backward(
+            ptr(means2d), ptr(conics), ptr(opacities), ptr(features), channels, ptr(offsets), ptr(ids),
+            width, height, ptr(trans), ptr(count), ptr(grad_sums), ptr(grad_trans), n, ptr(scratch),
+            ptr(g_means2d), ptr(g_conics), ptr(g_opacities), ptr(g_features), _ffi.num_threads(),
+        )
+        return g_means2d, g_conics, g_opacities, g_features, None, None, None
+
+
+def _rasterize_gsplat(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmat: Tensor, K: Tensor,
+    width: int, height: int, background: Tensor | None, near_plane: float, eps2d: float,
+) -> RasterOutput:
+    # gsplat's own `rasterization()` returns means2d as a [1, N, 2] tensor; a [N, 2] view of it would not
+    # be on the gradient path, so its .grad would stay empty. Calling its steps directly lets the [N, 2]
+    # tensor itself feed the rasterizer. Depth rides as an extra channel exactly as in "RGB+ED" mode.
+    import gsplat
+
+    radii, means2d, depths, conics, _ = gsplat.fully_fused_projection(
+        means, None, quats, scales, viewmat[None], K[None], width, height, eps2d=eps2d, near_plane=near_plane,
+    )  # [1, N, 2] int32 (x and y extents), [1, N, 2], [1, N], [1, N, 3], compensations (None)
+    means2d = means2d[0]
+    tiles_x = (width + TILE - 1) // TILE
+    tiles_y = (height + TILE - 1) // TILE
+    _, isect_ids, flatten_ids = gsplat.isect_tiles(means2d[None], radii, depths, TILE, tiles_x, tiles_y)
+    isect_offsets = gsplat.isect_offset_encode(isect_ids, 1, tiles_x, tiles_y).reshape(1, tiles_y, tiles_x)
+    features = torch.cat((colors, depths[0, :, None]), dim=-1)
+    sums, alpha = gsplat.rasterize_to_pixels(
+        means2d[None], conics, features[None], opacities[None], width, height, TILE, isect_offsets, flatten_ids,
+    )  # [1, H, W, C + 1], [1, H, W, 1]
+    image, alpha, depth = finish(sums[0], 1 - alpha[0], background)
+    return RasterOutput(image, alpha, depth, means2d, radii[0].amax(dim=-1).to(torch.int32), depths[0])
