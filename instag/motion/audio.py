@@ -1,0 +1,73 @@
+"""Audio nets: `AudioEncoder` (one video frame's window of features → code) and `AudioAttention` (a code
+smoothed over neighbouring frames, so mouth motion does not jitter with frame-level feature noise)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from instag.config.model import AudioConfig
+
+LEAK = 0.02  # LeakyReLU slope: keeps gradients alive for the many near-silent (negative log-mel) inputs
+
+
+class AudioEncoder(nn.Module):
+    """Strided 1D convolutions over time halve the window until one step is left, then a linear head."""
+
+    def __init__(self, cfg: AudioConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_down = max(math.ceil(math.log2(cfg.window)), 1)
+        layers: list[nn.Module] = []
+        channels = cfg.feature_dim
+        for _ in range(n_down):
+            layers += [
+                nn.Conv1d(channels, cfg.hidden_dim, kernel_size=3, stride=2, padding=1),
+                nn.LeakyReLU(LEAK),
+            ]
+            channels = cfg.hidden_dim
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Linear(cfg.hidden_dim, cfg.hidden_dim),
+            nn.LeakyReLU(LEAK),
+            nn.Linear(cfg.hidden_dim, cfg.code_dim),
+        )
+
+    def forward(self, windows: Tensor) -> Tensor:
+        """windows: [B, window, feature_dim] → codes [B, code_dim]."""
+        if windows.dim() != 3 or windows.shape[1:] != (self.cfg.window, self.cfg.feature_dim):
+            raise ValueError(
+                f"audio windows must be [B, {self.cfg.window}, {self.cfg.feature_dim}], got {list(windows.shape)}"
+            )
+        h = self.convs(windows.transpose(1, 2))  # [B, hidden, ≥1]
+        return self.head(h.mean(dim=-1))
+
+
+class AudioAttention(nn.Module):
+    """Softmax weights over `smooth_window` consecutive codes, predicted from the codes themselves."""
+
+    def __init__(self, cfg: AudioConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        hidden = cfg.attention_hidden
+        # 1D convolutions along the sequence reduce each frame's code to one score in context of its neighbours.
+        self.scores = nn.Sequential(
+            nn.Conv1d(cfg.code_dim, hidden, kernel_size=3, padding=1),
+            nn.LeakyReLU(LEAK),
+            nn.Conv1d(hidden, hidden // 2, kernel_size=3, padding=1),
+            nn.LeakyReLU(LEAK),
+            nn.Conv1d(hidden // 2, 1, kernel_size=3, padding=1),
+        )
+        self.mix = nn.Linear(cfg.smooth_window, cfg.smooth_window)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        """codes: [B, smooth_window, code_dim] (the frame in the middle) → smoothed codes [B, code_dim]."""
+        if codes.dim() != 3 or codes.shape[1:] != (self.cfg.smooth_window, self.cfg.code_dim):
+            raise ValueError(
+                f"codes must be [B, {self.cfg.smooth_window}, {self.cfg.code_dim}], got {list(codes.shape)}"
+            )
+        scores = self.scores(codes.transpose(1, 2)).squeeze(1)  # [B, S]
+        weights = torch.softmax(self.mix(scores), dim=-1)  # [B, S]
+        return (weights.unsqueeze(-1) * codes).sum(dim=1)

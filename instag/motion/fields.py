@@ -1,0 +1,155 @@
+"""Motion fields: per-point deformation of the canonical Gaussians from a frame's audio code and expression.
+
+`MotionBranch` is one tri-plane-conditioned MLP. `UniversalMotionField` (UMF) holds the audio nets and two
+branches: the face branch (Δμ, Δlog-scale, Δquaternion) and the mouth-interior branch (Δμ only, fed by the
+face-mouth hook's code). `PersonalizedField` has the same two branches, smaller, and predicts one identity's
+residual on top of the UMF during identity-free pre-training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from instag.config.model import AudioConfig, MotionFieldConfig
+from instag.kernels.hash_encode import TriplaneHashEncoder
+from instag.motion.audio import LEAK, AudioAttention, AudioEncoder
+
+FACE_OUT = 10  # Δμ (3) + Δlog-scale (3) + Δquaternion (4)
+MOUTH_OUT = 3  # Δμ
+# Output layers start this much smaller than PyTorch's default: the canonical Gaussians are rendered almost
+# undeformed at first, yet every input already moves the output (so gradients reach all inputs).
+OUTPUT_INIT_GAIN = 0.01
+
+
+@dataclass
+class FaceMotion:
+    """Face-branch deformation of N points."""
+
+    d_means: Tensor  # [N, 3]
+    d_log_scales: Tensor  # [N, 3]
+    d_quats: Tensor  # [N, 4]
+
+    def __add__(self, other: FaceMotion) -> FaceMotion:
+        return FaceMotion(
+            self.d_means + other.d_means, self.d_log_scales + other.d_log_scales, self.d_quats + other.d_quats
+        )
+
+
+def _broadcast(code: Tensor, n: int) -> Tensor:
+    """code: [D] or [1, D] (one frame) → [n, D]."""
+    return code.reshape(1, -1).expand(n, -1)
+
+
+class MotionBranch(nn.Module):
+    """Tri-plane features ⊕ region-attended audio ⊕ gated expression (⊕ an extra code) → MLP → out_dim.
+
+    Region attention: each point weighs the audio code's channels by a sigmoid of its own tri-plane features,
+    so lips respond to audio while the forehead can ignore it. The expression is gated the same way (eyelids
+    follow blinks, cheeks need not).
+    """
+
+    def __init__(
+        self,
+        cfg: MotionFieldConfig,
+        audio_dim: int,
+        expression_dim: int,
+        extra_dim: int,
+        out_dim: int,
+        backend: str,
+    ) -> None:
+        super().__init__()
+        t = cfg.triplane
+        self.encoder = TriplaneHashEncoder(
+            t.n_levels, t.n_features, t.log2_table_size, t.base_resolution, t.max_resolution, t.bound, backend
+        )
+        feat = self.encoder.output_dim
+        self.audio_attention = nn.Linear(feat, audio_dim)
+        self.expression_gate = nn.Linear(feat, expression_dim) if expression_dim else None
+        layers: list[nn.Module] = []
+        width = feat + audio_dim + expression_dim + extra_dim
+        for _ in range(cfg.n_layers):
+            layers += [nn.Linear(width, cfg.hidden_dim), nn.LeakyReLU(LEAK)]
+            width = cfg.hidden_dim
+        out = nn.Linear(width, out_dim)
+        with torch.no_grad():
+            out.weight.mul_(OUTPUT_INIT_GAIN)
+            out.bias.zero_()
+        self.mlp = nn.Sequential(*layers, out)
+
+    def forward(
+        self,
+        xyz: Tensor,  # [N, 3] canonical positions
+        audio_code: Tensor,  # [audio_dim] this frame's smoothed audio code
+        expression: Tensor | None = None,  # [expression_dim]
+        extra: Tensor | None = None,  # [extra_dim], e.g. the hook's code
+    ) -> Tensor:
+        """→ [N, out_dim]."""
+        n = xyz.shape[0]
+        feat = self.encoder(xyz)
+        parts = [feat, torch.sigmoid(self.audio_attention(feat)) * _broadcast(audio_code, n)]
+        if self.expression_gate is not None:
+            if expression is None:
+                raise ValueError("this branch is conditioned on an expression; none was given")
+            parts.append(torch.sigmoid(self.expression_gate(feat)) * _broadcast(expression, n))
+        if extra is not None:
+            parts.append(_broadcast(extra, n))
+        return self.mlp(torch.cat(parts, dim=-1))
+
+
+class _TwoBranchField(nn.Module):
+    """Face branch (Δμ, Δs, Δq; audio + expression) and mouth branch (Δμ; audio + hook code)."""
+
+    def __init__(
+        self, cfg: MotionFieldConfig, audio_dim: int, expression_dim: int, hook_dim: int, backend: str
+    ) -> None:
+        super().__init__()
+        self.face = MotionBranch(cfg, audio_dim, expression_dim, 0, FACE_OUT, backend)
+        # The mouth interior moves with the jaw and lips, which the hook code summarises; blinks do not reach it.
+        self.mouth = MotionBranch(cfg, audio_dim, 0, hook_dim, MOUTH_OUT, backend)
+
+    def face_motion(
+        self,
+        xyz: Tensor,  # [N, 3]
+        audio_code: Tensor,  # [audio_dim]
+        expression: Tensor,  # [expression_dim]
+    ) -> FaceMotion:
+        out = self.face(xyz, audio_code, expression)
+        return FaceMotion(out[:, :3], out[:, 3:6], out[:, 6:])
+
+    def mouth_motion(
+        self,
+        xyz: Tensor,  # [M, 3]
+        audio_code: Tensor,  # [audio_dim]
+        hook_code: Tensor,  # [hook_dim]
+    ) -> Tensor:
+        """→ Δμ [M, 3]."""
+        return self.mouth(xyz, audio_code, extra=hook_code)
+
+
+class UniversalMotionField(_TwoBranchField):
+    """The UMF: audio nets plus the face and mouth branches, shared by every identity."""
+
+    def __init__(
+        self,
+        cfg: MotionFieldConfig,
+        audio: AudioConfig,
+        expression_dim: int,
+        hook_dim: int,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(cfg, audio.code_dim, expression_dim, hook_dim, backend)
+        self.audio_encoder = AudioEncoder(audio)
+        self.audio_smoother = AudioAttention(audio)
+
+    def audio_code(self, windows: Tensor) -> Tensor:
+        """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""
+        codes = self.audio_encoder(windows)  # [S, code_dim]
+        return self.audio_smoother(codes.unsqueeze(0)).squeeze(0)
+
+
+class PersonalizedField(_TwoBranchField):
+    """One identity's residual motion (added to the UMF's) during identity-free pre-training; it reads the
+    UMF's audio code, so it has no audio nets of its own."""

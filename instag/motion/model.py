@@ -1,0 +1,115 @@
+"""`MotionModel`: the motion of one avatar frame, composed from the UMF, the face-mouth hook and, where the stage
+uses them, the motion aligner (adaptation) and a personalized residual field (pre-training)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from instag.config.model import ModelConfig, OptimConfig
+from instag.motion.aligner import MotionAligner
+from instag.motion.fields import FaceMotion, PersonalizedField, UniversalMotionField
+from instag.motion.hook import FaceMouthHook
+
+
+@dataclass
+class AvatarMotion:
+    """Deformations of both branches for one frame, and what the losses and regularisers need."""
+
+    face: FaceMotion  # total face motion, [N, ·]
+    mouth_d_means: Tensor  # [M, 3] total mouth motion
+    audio_code: Tensor  # [code_dim]
+    hook_features: Tensor  # [7]
+    hook_code: Tensor  # [hook code_dim]
+    mouth_scale: Tensor  # [1]
+    residual_face_d_means: Tensor | None  # [N, 3] personalized part (pre-training), for the contrast loss
+    residual_mouth_d_means: Tensor | None  # [M, 3]
+    aligner_offsets: Tensor | None  # [N + M, 3] (face then mouth), for the aligner regulariser
+    aligner_scales: Tensor | None  # [N + M, 3]
+
+
+class MotionModel(nn.Module):
+    """UMF + hook (+ aligner). Personalized fields live outside (one per identity) and are passed per call."""
+
+    def __init__(self, cfg: ModelConfig, with_aligner: bool = False) -> None:
+        super().__init__()
+        self.umf = UniversalMotionField(
+            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend
+        )
+        self.hook = FaceMouthHook(cfg.hook)
+        self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
+
+    def forward(
+        self,
+        face_xyz: Tensor,  # [N, 3] canonical face Gaussians
+        lip_mask: Tensor,  # [N] bool, which face Gaussians are lips
+        mouth_xyz: Tensor,  # [M, 3] canonical mouth-interior Gaussians
+        audio_windows: Tensor,  # [smooth_window, window, feature_dim] features around this frame
+        expression: Tensor,  # [expression_dim]
+        personalized: PersonalizedField | None = None,
+    ) -> AvatarMotion:
+        code = self.umf.audio_code(audio_windows)
+        n = face_xyz.shape[0]
+        offsets = scales = None
+        face_query, mouth_query = face_xyz, mouth_xyz
+        if self.aligner is not None:
+            # One aligner call for both branches: they live in the same canonical head space.
+            xyz = torch.cat([face_xyz, mouth_xyz])
+            offsets, scales = self.aligner(xyz)
+            query = xyz + offsets
+            face_query, mouth_query = query[:n], query[n:]
+
+        face = self.umf.face_motion(face_query, code, expression)
+        if scales is not None:
+            face = FaceMotion(face.d_means * scales[:n], face.d_log_scales, face.d_quats)
+        residual_face = None
+        if personalized is not None:
+            residual = personalized.face_motion(face_xyz, code, expression)
+            residual_face = residual.d_means
+            face = face + residual
+
+        features, hook_code, mouth_scale = self.hook(face.d_means[lip_mask])
+        mouth = self.umf.mouth_motion(mouth_query, code, hook_code)
+        if scales is not None:
+            mouth = mouth * scales[n:]
+        residual_mouth = None
+        if personalized is not None:
+            residual_mouth = personalized.mouth_motion(mouth_xyz, code, hook_code)
+            mouth = mouth + residual_mouth
+
+        return AvatarMotion(
+            face=face,
+            mouth_d_means=mouth * mouth_scale,
+            audio_code=code,
+            hook_features=features,
+            hook_code=hook_code,
+            mouth_scale=mouth_scale,
+            residual_face_d_means=residual_face,
+            residual_mouth_d_means=residual_mouth,
+            aligner_offsets=offsets,
+            aligner_scales=scales,
+        )
+
+
+def build_personalized(cfg: ModelConfig) -> PersonalizedField:
+    """A fresh personalized (residual) field for one pre-training identity, sized by `cfg.personalized`."""
+    return PersonalizedField(
+        cfg.personalized, cfg.audio.code_dim, cfg.expression_dim, cfg.hook.code_dim, cfg.backend
+    )
+
+
+def param_groups(module: nn.Module, cfg: OptimConfig) -> list[dict]:
+    """AdamW groups for `module`: hash tables at `lr_grid` without weight decay, everything else at `lr_net`.
+
+    Hash tables are recognised by the encoders' parameter name `embeddings`.
+    """
+    grids, nets = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (grids if name.endswith("embeddings") else nets).append(p)
+    return [
+        {"params": grids, "lr": cfg.lr_grid, "weight_decay": 0.0, "name": "grids"},
+        {"params": nets, "lr": cfg.lr_net, "weight_decay": cfg.weight_decay_net, "name": "nets"},
+    ]

@@ -1,0 +1,153 @@
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from instag.motion import (
+    AudioAttention,
+    AudioEncoder,
+    FaceMouthHook,
+    MotionModel,
+    build_personalized,
+    hook_features,
+    param_groups,
+)
+
+
+def _inputs(cfg, seed=0, n=30, m=12):
+    g = torch.Generator().manual_seed(seed)
+    face = torch.rand(n, 3, generator=g) - 0.5
+    mouth = (torch.rand(m, 3, generator=g) - 0.5) * 0.2
+    lips = torch.zeros(n, dtype=torch.bool)
+    lips[:8] = True
+    audio = torch.randn(cfg.audio.smooth_window, cfg.audio.window, cfg.audio.feature_dim, generator=g)
+    expression = torch.rand(cfg.expression_dim, generator=g)
+    return face, lips, mouth, audio, expression
+
+
+def test_audio_encoder_and_attention_shapes(cfg):
+    a = cfg.audio
+    enc, att = AudioEncoder(a), AudioAttention(a)
+    codes = enc(torch.randn(5, a.window, a.feature_dim))
+    assert codes.shape == (5, a.code_dim)
+    with pytest.raises(ValueError, match="audio windows"):
+        enc(torch.randn(5, a.window + 1, a.feature_dim))
+    # The smoothed code is a convex combination: identical codes come back unchanged.
+    same = torch.randn(1, 1, a.code_dim).expand(3, a.smooth_window, a.code_dim)
+    assert torch.allclose(att(same), same[:, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="codes"):
+        att(torch.randn(3, a.smooth_window - 1, a.code_dim))
+
+
+def test_umf_shapes_and_audio_moves_the_face(cfg):
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    face, lips, mouth, audio, expr = _inputs(cfg)
+    out = model(face, lips, mouth, audio, expr)
+    assert out.face.d_means.shape == (30, 3)
+    assert out.face.d_log_scales.shape == (30, 3)
+    assert out.face.d_quats.shape == (30, 4)
+    assert out.mouth_d_means.shape == (12, 3)
+    assert out.audio_code.shape == (cfg.audio.code_dim,)
+    assert out.hook_code.shape == (cfg.hook.code_dim,)
+    other = model(face, lips, mouth, audio * 3.0 + 1.0, expr)
+    assert not torch.allclose(other.face.d_means, out.face.d_means)
+    assert not torch.allclose(other.mouth_d_means, out.mouth_d_means)
+    blink = model(face, lips, mouth, audio, expr + 1.0)
+    assert not torch.allclose(blink.face.d_means, out.face.d_means)
+    # The canonical shape starts almost undeformed.
+    assert out.face.d_means.abs().max() < 0.1
+
+
+def test_aligner_at_initialisation_is_exactly_the_bare_umf(cfg):
+    torch.manual_seed(0)
+    bare = MotionModel(cfg)
+    wrapped = MotionModel(cfg, with_aligner=True)
+    wrapped.umf.load_state_dict(bare.umf.state_dict())
+    wrapped.hook.load_state_dict(bare.hook.state_dict())
+    args = _inputs(cfg)
+    a, b = bare(*args), wrapped(*args)
+    assert torch.equal(a.face.d_means, b.face.d_means)
+    assert torch.equal(a.face.d_log_scales, b.face.d_log_scales)
+    assert torch.equal(a.face.d_quats, b.face.d_quats)
+    assert torch.equal(a.mouth_d_means, b.mouth_d_means)
+    assert torch.equal(b.aligner_offsets, torch.zeros(42, 3))
+    assert torch.equal(b.aligner_scales, torch.ones(42, 3))
+    # ...and it is trainable from there: the loss gradient reaches its output heads.
+    b.face.d_means.sum().backward()
+    assert wrapped.aligner.scale_head.weight.grad.abs().sum() > 0
+    assert wrapped.aligner.offset_head.weight.grad.abs().sum() > 0
+
+
+def _lip_motion(opening: float, n: int = 10) -> torch.Tensor:
+    d = torch.zeros(n, 3)
+    d[: n // 2, 1] = -opening  # upper lip up (OpenCV y points down)
+    d[n // 2 :, 1] = opening  # lower lip down
+    return d
+
+
+def test_hook_features_follow_the_lip_opening():
+    distances = [float(hook_features(_lip_motion(o))[6]) for o in (0.0, 0.01, 0.02, 0.05, 0.1)]
+    assert distances == sorted(distances) and len(set(distances)) == len(distances)
+    f = hook_features(_lip_motion(0.03))
+    assert torch.allclose(f[:3], torch.tensor([0.0, 0.03, 0.0]))  # max per axis
+    assert torch.allclose(f[3:6], torch.tensor([0.0, -0.03, 0.0]))  # min per axis
+    assert torch.allclose(f[6], torch.tensor(0.06))
+    assert torch.equal(hook_features(torch.zeros(0, 3)), torch.zeros(7))
+
+
+def test_hook_code_and_scale(cfg):
+    torch.manual_seed(0)
+    hook = FaceMouthHook(cfg.hook)
+    lips = _lip_motion(0.02).requires_grad_(True)
+    _, closed, scale = hook(torch.zeros(10, 3))
+    _, opened, _ = hook(lips)
+    assert torch.equal(scale, torch.ones(1))  # unit motion scale at initialisation
+    assert closed.shape == (cfg.hook.code_dim,) and not torch.allclose(closed, opened)
+    opened.sum().backward()
+    assert lips.grad is None  # the mouth branch does not pull the face motion around
+    assert hook.code_net[0].weight.grad.abs().sum() > 0
+
+
+def test_hook_inside_the_model_reads_the_lips(cfg):
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    face, lips, mouth, audio, expr = _inputs(cfg)
+    out = model(face, lips, mouth, audio, expr)
+    assert torch.allclose(out.hook_features, hook_features(out.face.d_means[lips]))
+
+
+def test_personalized_residual_is_added(cfg):
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    person = build_personalized(cfg)
+    args = _inputs(cfg)
+    base = model(*args)
+    with_res = model(*args, personalized=person)
+    assert with_res.residual_face_d_means.shape == (30, 3)
+    assert torch.allclose(
+        with_res.face.d_means, base.face.d_means + with_res.residual_face_d_means, atol=1e-7
+    )
+    assert with_res.residual_mouth_d_means.shape == (12, 3)
+
+
+def test_state_round_trips_through_safetensors(cfg, tmp_path):
+    torch.manual_seed(0)
+    model = MotionModel(cfg, with_aligner=True)
+    with torch.no_grad():
+        model.aligner.offset_head.weight.normal_()  # leave the identity so the aligner's weights matter
+    save_file(model.state_dict(), tmp_path / "m.safetensors")
+    torch.manual_seed(1)
+    back = MotionModel(cfg, with_aligner=True)
+    back.load_state_dict(load_file(tmp_path / "m.safetensors"))
+    args = _inputs(cfg)
+    assert torch.equal(model(*args).face.d_means, back(*args).face.d_means)
+
+
+def test_param_groups_split_grids_from_networks(cfg):
+    model = MotionModel(cfg, with_aligner=True)
+    groups = param_groups(model, cfg.optim)
+    grids, nets = groups
+    assert grids["lr"] == cfg.optim.lr_grid == 5e-3 and nets["lr"] == cfg.optim.lr_net == 5e-4
+    assert len(grids["params"]) == 3  # face and mouth tri-planes, the aligner's 3D grid
+    assert len(grids["params"]) + len(nets["params"]) == len(list(model.parameters()))
+    torch.optim.AdamW(groups)
