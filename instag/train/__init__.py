@@ -1,0 +1,1 @@
+"""Training: losses, pre-training, adaptation, schedules, checkpoints."""

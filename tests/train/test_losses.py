@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from instag.train.losses import (
+    aligner_regulariser,
+    anisotropy_regulariser,
+    dssim_loss,
+    l1_loss,
+    motion_regulariser,
+    negative_contrast_loss,
+    normal_cosine_loss,
+    photometric_loss,
+    scale_invariant_depth_loss,
+    ssim_map,
+)
+
+
+def test_contrast_is_zero_for_orthogonal_and_opposite_residuals():
+    current = torch.tensor([[1.0, 0, 0], [0, 2.0, 0]])
+    orthogonal = torch.tensor([[[0.0, 1, 0], [0, 0, 3.0]]])
+    opposite = -current.unsqueeze(0) * 2.0
+    assert negative_contrast_loss(current, orthogonal) == 0
+    assert negative_contrast_loss(current, opposite) == 0
+    assert negative_contrast_loss(current, torch.cat([orthogonal, opposite])) == 0
+
+
+def test_contrast_is_positive_and_grows_for_aligned_residuals():
+    current = torch.tensor([[1.0, 0, 0], [0, 2.0, 0]])
+    aligned = current.unsqueeze(0) * 0.5
+    loss = negative_contrast_loss(current, aligned)
+    assert loss > 0
+    assert torch.isclose(loss, torch.tensor((0.5 + 2.0) / 2))  # mean of the dot products 0.5 and 2
+    assert negative_contrast_loss(current, aligned * 2) > loss
+
+
+def test_contrast_gradient_flows_only_through_the_current_identity():
+    current = torch.randn(6, 3, requires_grad=True)
+    others = (current.detach().unsqueeze(0) + 0.1 * torch.randn(2, 6, 3)).requires_grad_(True)
+    negative_contrast_loss(current, others).backward()
+    assert current.grad is not None and current.grad.abs().sum() > 0
+    assert others.grad is None
+    lone = torch.randn(4, 3, requires_grad=True)
+    assert negative_contrast_loss(lone, torch.zeros(0, 4, 3)) == 0
+
+
+def test_dssim_is_zero_for_identical_images_and_positive_otherwise():
+    torch.manual_seed(0)
+    img = torch.rand(24, 20, 3)
+    assert torch.allclose(ssim_map(img, img), torch.ones(24, 20, 3), atol=1e-5)
+    assert dssim_loss(img, img).abs() < 1e-6
+    assert dssim_loss(img, torch.rand(24, 20, 3)) > 0.1
+
+
+def test_masked_photometric_loss_ignores_pixels_outside_the_mask():
+    torch.manual_seed(0)
+    target = torch.rand(16, 16, 3)
+    pred = target.clone()
+    pred[:, 8:] = 1.0 - pred[:, 8:]  # wrong only in the right half
+    left = torch.zeros(16, 16, 1)
+    left[:, :4] = 1.0
+    assert l1_loss(pred, target, left) == 0
+    assert l1_loss(pred, target) > 0
+    right = 1.0 - left
+    assert photometric_loss(pred, target, right, 0.2) > photometric_loss(pred, target, left, 0.2)
+    assert l1_loss(pred, target, torch.zeros(16, 16, 1)) == 0  # empty mask: zero, not NaN
+
+
+def test_scale_invariant_depth_is_invariant_to_scale_and_shift_of_the_prediction():
+    torch.manual_seed(0)
+    prior = torch.rand(12, 12, 1) + 1.0
+    pred = prior * 0.7 + 0.1 * torch.rand(12, 12, 1)
+    mask = (torch.rand(12, 12, 1) > 0.3).float()
+    base = scale_invariant_depth_loss(pred, prior, mask)
+    assert base > 0
+    for scale, shift in [(3.0, 0.0), (0.01, 5.0), (1.0, -2.0), (250.0, 17.0)]:
+        assert torch.isclose(scale_invariant_depth_loss(pred * scale + shift, prior, mask), base, rtol=1e-3)
+    assert scale_invariant_depth_loss(prior * 4.0 - 1.0, prior, mask) < 1e-10
+
+
+def test_normal_cosine_loss():
+    n = torch.nn.functional.normalize(torch.randn(5, 5, 3), dim=-1)
+    assert normal_cosine_loss(n * 3.0, n).abs() < 1e-6
+    assert torch.isclose(normal_cosine_loss(-n, n), torch.tensor(2.0))
+
+
+def test_regularisers():
+    assert motion_regulariser(torch.zeros(4, 3), torch.zeros(2, 3)) == 0
+    assert torch.isclose(motion_regulariser(torch.ones(4, 3)), torch.tensor(3.0))
+    assert aligner_regulariser(torch.zeros(5, 3), torch.ones(5, 3)) == 0
+    assert aligner_regulariser(torch.full((5, 3), 0.1), torch.ones(5, 3)) > 0
+    iso = torch.zeros(3, 3)
+    needle = torch.tensor([[0.0, 0.0, 5.0]])
+    assert anisotropy_regulariser(iso, 10.0) == 0
+    assert anisotropy_regulariser(needle, 10.0) == pytest.approx(5.0 - 2.302585, rel=1e-5)
