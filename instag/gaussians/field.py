@@ -21,7 +21,7 @@ from instag.errors import InputError
 from instag.gaussians.sh import MAX_SH_DEGREE, num_sh_coeffs, rgb_to_sh_dc, sh_to_rgb
 
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")
-KNN_CHUNK = 1024  # rows of the pairwise-distance matrix computed at once when initialising scales
+KNN_CHUNK = 512  # rows of the pairwise-distance matrix computed at once when initialising scales
 
 
 class Region(enum.IntEnum):
@@ -131,6 +131,15 @@ class GaussianField(nn.Module):
         field = cls(n, degree)
         field.load_state_dict({**field.state_dict(), **tensors})
         return field
+
+    @classmethod
+    def concatenate(cls, *fields: GaussianField) -> GaussianField:
+        """One field holding all Gaussians of `fields` (same SH degree), e.g. face and mouth for a PLY export."""
+        degrees = {f.sh_degree for f in fields}
+        if len(degrees) != 1:
+            raise InputError(f"cannot concatenate Gaussians of SH degrees {sorted(degrees)}")
+        names = fields[0].state_dict().keys()
+        return cls.from_tensors({k: torch.cat([f.state_dict()[k].detach() for f in fields]) for k in names})
 
     # ----- activated views ----------------------------------------------------------------------------------
 

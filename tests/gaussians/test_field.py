@@ -146,3 +146,13 @@ def test_bad_sizes_are_refused():
         GaussianField(3, sh_degree=4)
     with pytest.raises(Exception, match=r"\[N, 3\]"):
         GaussianField.from_points(torch.zeros(3, 2), torch.zeros(3, 2), GaussianConfig())
+
+
+def test_concatenate_keeps_every_gaussian_in_order():
+    a, b = make_field(n=4, seed=1), make_field(n=3, seed=2)
+    both = GaussianField.concatenate(a, b)
+    assert both.num_gaussians == 7
+    assert torch.equal(both.means[4:].detach(), b.means.detach())
+    assert torch.equal(both.region[:4], a.region)
+    with pytest.raises(Exception, match="SH degrees"):
+        GaussianField.concatenate(a, make_field(n=2, sh_degree=0))
