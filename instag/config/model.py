@@ -38,7 +38,7 @@ class TriplaneConfig:
     log2_table_size: int = 17
     base_resolution: int = 16
     max_resolution: int = 512
-    bound: float = 1.0  # the canonical head space the grids cover, [-bound, bound]^3
+    bound: float = 0.15  # metres: the head frame (instag.data.pose) holds a head within ±15 cm of its origin
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,19 @@ class HashGridConfig:
     log2_table_size: int = 16
     base_resolution: int = 16
     max_resolution: int = 1024
-    bound: float = 1.0
+    bound: float = 0.15  # metres, as the tri-plane
 
 
 @dataclass(frozen=True)
 class AudioConfig:
     """Audio features → per-frame code → code smoothed over neighbouring frames."""
 
-    feature_dim: int = 80  # channels of one feature frame (mel bins by default)
-    window: int = 16  # feature frames seen by the encoder for one video frame
+    feature_dim: int = 80  # channels of one feature step (mel bins by default)
+    window: int = 16  # feature steps seen by the encoder for one video frame (4 frames of 4 mel steps)
+    feature_shift: float = (
+        -50.0
+    )  # inputs become (x - shift) / scale: log-mel dB (about -100..+20) to near unit
+    feature_scale: float = 25.0  # range; use 0 and 1 for hubert / wav2vec2 hidden states
     hidden_dim: int = 64
     code_dim: int = 32
     smooth_window: int = 8  # neighbouring video frames the attention smooths over
@@ -148,6 +152,8 @@ class ModelConfig:
     backend: str = "auto"  # kernel backend for the hash grids and the rasterizer
 
     def __post_init__(self) -> None:
+        if self.audio.feature_scale <= 0:
+            raise InputError(f"model.audio.feature_scale: must be positive, got {self.audio.feature_scale}")
         if not 0 <= self.gaussians.sh_degree <= 3:
             raise InputError(f"model.gaussians.sh_degree: {self.gaussians.sh_degree} is not in 0..3")
         sizes = {

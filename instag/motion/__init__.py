@@ -1,7 +1,7 @@
 """Motion fields: audio nets, the Universal Motion Field, personalized fields, the aligner and the hook."""
 
 from instag.motion.aligner import MotionAligner
-from instag.motion.audio import AudioAttention, AudioEncoder
+from instag.motion.audio import AudioAttention, AudioEncoder, frame_audio_windows
 from instag.motion.fields import FaceMotion, MotionBranch, PersonalizedField, UniversalMotionField
 from instag.motion.hook import FaceMouthHook, hook_features
 from instag.motion.model import AvatarMotion, MotionModel, build_personalized, param_groups
@@ -18,6 +18,7 @@ __all__ = [
     "PersonalizedField",
     "UniversalMotionField",
     "build_personalized",
+    "frame_audio_windows",
     "hook_features",
     "param_groups",
 ]

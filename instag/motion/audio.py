@@ -41,7 +41,8 @@ class AudioEncoder(nn.Module):
             raise ValueError(
                 f"audio windows must be [B, {self.cfg.window}, {self.cfg.feature_dim}], got {list(windows.shape)}"
             )
-        h = self.convs(windows.transpose(1, 2))  # [B, hidden, ≥1]
+        x = (windows - self.cfg.feature_shift) / self.cfg.feature_scale
+        h = self.convs(x.transpose(1, 2))  # [B, hidden, ≥1]
         return self.head(h.mean(dim=-1))
 
 
@@ -71,3 +72,21 @@ class AudioAttention(nn.Module):
         scores = self.scores(codes.transpose(1, 2)).squeeze(1)  # [B, S]
         weights = torch.softmax(self.mix(scores), dim=-1)  # [B, S]
         return (weights.unsqueeze(-1) * codes).sum(dim=1)
+
+
+def frame_audio_windows(features: Tensor, index: int, cfg: AudioConfig) -> Tensor:
+    """The encoder inputs for video frame `index`: features [T, K, D] (K steps per frame, as `instag.audio`
+    writes them) → [smooth_window, window, D], one window per neighbouring frame (frames index − S/2 … index +
+    S/2 − 1), each `window` steps centred on its frame. Frames beyond the clip repeat the first or last one.
+    """
+    t, k, d = features.shape
+    frames_per_window = math.ceil(cfg.window / k) + 1  # one spare frame so the window can be centred
+    s = cfg.smooth_window
+    centres = torch.arange(s) - s // 2 + index  # [S]
+    offsets = torch.arange(frames_per_window) - frames_per_window // 2  # [F]
+    frames = (centres[:, None] + offsets[None, :]).clamp(0, t - 1)  # [S, F]
+    steps = features[frames].reshape(s, frames_per_window * k, d)  # [S, F*K, D]
+    # Centre of the frame's own steps in the flattened run, then `window` steps around it.
+    middle = (frames_per_window // 2) * k + k // 2
+    start = middle - cfg.window // 2
+    return steps[:, start : start + cfg.window]

@@ -2,12 +2,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from instag.config.model import AudioConfig
 from instag.motion import (
     AudioAttention,
     AudioEncoder,
     FaceMouthHook,
     MotionModel,
     build_personalized,
+    frame_audio_windows,
     hook_features,
     param_groups,
 )
@@ -151,3 +153,21 @@ def test_param_groups_split_grids_from_networks(cfg):
     assert len(grids["params"]) == 3  # face and mouth tri-planes, the aligner's 3D grid
     assert len(grids["params"]) + len(nets["params"]) == len(list(model.parameters()))
     torch.optim.AdamW(groups)
+
+
+@pytest.mark.parametrize("window, k", [(16, 4), (4, 4), (8, 1), (6, 2)])
+def test_frame_audio_windows_are_centred_and_clamped(window, k):
+    cfg = AudioConfig(feature_dim=3, window=window, smooth_window=8)
+    t = 30
+    steps = torch.arange(t * k, dtype=torch.float32).reshape(t, k, 1).expand(t, k, 3)  # value = step index
+    out = frame_audio_windows(steps, 10, cfg)
+    assert out.shape == (8, window, 3)
+    for slot in range(8):
+        frame = 10 - 4 + slot
+        centre = frame * k + k // 2
+        expected = torch.arange(centre - window // 2, centre - window // 2 + window, dtype=torch.float32)
+        assert torch.equal(out[slot, :, 0], expected)
+    # At the start of the clip, frames before it repeat frame 0.
+    first = frame_audio_windows(steps, 0, cfg)
+    assert first.min() >= 0 and torch.equal(first[0], first[1])
+    assert frame_audio_windows(steps, t - 1, cfg).max() <= t * k - 1
