@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from instag.cli import bench, doctor
+from instag.cli import inspect as inspect_cmd
+from instag.cli import preprocess as preprocess_cmd
 from instag.errors import InstagError
 
 app = typer.Typer(
@@ -20,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("doctor")(doctor.doctor)
+app.command("preprocess")(preprocess_cmd.preprocess)
+app.command("inspect")(inspect_cmd.inspect)
 app.add_typer(bench.app, name="bench")
 
 err = Console(stderr=True)

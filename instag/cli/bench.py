@@ -37,3 +37,30 @@ def kernels(
     if json_path:
         write_json(doc, json_path)
         con.print(f"wrote {json_path}")
+
+
+@app.command("preprocess")
+def preprocess(
+    clip: Path = typer.Argument(..., help="Clip to preprocess (into a temporary directory)."),
+    size: int = typer.Option(512, "--size", help="Output frame side."),
+    fps: float = typer.Option(25.0, "--fps", help="Output frame rate."),
+    runs: int = typer.Option(1, "--runs", help="Runs (medians); one run of a clip already takes seconds."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Wall time per preprocessing stage (probe, detect, track, pose, labels, …) and peak RSS."""
+    from instag.bench import preprocess as bench_preprocess
+    from instag.config.preprocess import PreprocessConfig
+
+    con = Console()
+    doc = bench_preprocess.run(clip, PreprocessConfig(size=size, fps=fps), runs=runs)
+    table = Table(title=f"preprocess {clip.name} at {size}px ({doc['frames']} frames; median of {runs})")
+    table.add_column("stage")
+    table.add_column("s", justify="right")
+    for stage, sec in doc["stages_s"].items():
+        table.add_row(stage, f"{sec:.2f}")
+    table.add_row("total", f"{doc['total_s']:.2f}")
+    con.print(table)
+    con.print(f"peak RSS {doc['peak_rss_mb']:.0f} MiB")
+    if json_path:
+        write_json(doc, json_path)
+        con.print(f"wrote {json_path}")

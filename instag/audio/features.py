@@ -1,0 +1,112 @@
+"""Audio features aligned to video frames: `[T, K, D]` arrays, K sub-frame steps per video frame.
+
+Frame i covers [i / fps, (i + 1) / fps); its K rows sample the feature sequence at the centres of K equal parts.
+`mel` needs no weights. `hubert` and `wav2vec2` load a transformers model from a local directory only
+(`local_files_only=True`): nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instag.errors import InputError
+
+KINDS = ("mel", "hubert", "wav2vec2")
+MEL_HOP_S = 0.01  # 100 mel frames per second
+MEL_SUBFRAMES = 4
+MODEL_SUBFRAMES = 2  # hubert / wav2vec2 run at 50 Hz
+
+
+def _sample(seq: np.ndarray, rate_hz: float, fps: float, n_frames: int, subframes: int, offset_s: float) -> np.ndarray:
+    """Linearly interpolate `seq` [N, D] (row j at time offset_s + j / rate_hz) at each frame's sub-frame centres."""
+    times = (np.arange(n_frames)[:, None] + (np.arange(subframes)[None, :] + 0.5) / subframes) / fps
+    pos = np.clip((times - offset_s) * rate_hz, 0, len(seq) - 1).reshape(-1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(seq) - 1)
+    frac = (pos - lo)[:, None]
+    out = seq[lo] * (1 - frac) + seq[hi] * frac
+    return out.reshape(n_frames, subframes, -1).astype(np.float32)
+
+
+def mel_features(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, n_mels: int = 80) -> np.ndarray:
+    """Log-mel features [T, 4, n_mels] (dB, 25 ms windows every 10 ms) of `audio` [N] float32 mono."""
+    import librosa
+
+    hop = int(round(sample_rate * MEL_HOP_S))
+    mel = librosa.feature.melspectrogram(y=audio, sr=sample_rate, n_fft=int(sample_rate * 0.025) * 2,
+                                         win_length=int(sample_rate * 0.025), hop_length=hop, n_mels=n_mels,
+                                         fmin=55.0, fmax=sample_rate / 2, center=True)
+    logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T  # [N, n_mels], row j centred at j·hop
+    return _sample(logmel, sample_rate / hop, fps, n_frames, MEL_SUBFRAMES, 0.0)
+
+
+@dataclass
+class SpeechModel:
+    """A local hubert / wav2vec2 model and how to normalise its input."""
+
+    kind: str
+    path: Path
+    model: Any
+    extractor: Any | None
+
+
+def load_speech_model(kind: str, path: str | Path) -> SpeechModel:
+    """Load `kind` ('hubert' | 'wav2vec2') from local directory `path`; InputError when it is missing or another kind."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a local transformers model directory (no config.json)")
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable model config ({exc})") from exc
+    if config.model_type != kind:
+        raise InputError(f"{path}: holds a '{config.model_type}' model, not the requested '{kind}'")
+    try:
+        model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=None).eval()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot load the {kind} weights ({exc})") from exc
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError):
+        extractor = None
+    return SpeechModel(kind, path, model, extractor)
+
+
+def model_features(model: SpeechModel, audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
+                   chunk_s: float = 30.0) -> np.ndarray:
+    """Last hidden states [T, 2, D] of a hubert / wav2vec2 model over `audio` [N] (16 kHz mono), in 30 s chunks."""
+    import torch
+
+    if sample_rate != 16000:
+        raise InputError(f"{model.path}: speech models expect 16 kHz audio, got {sample_rate} Hz")
+    outs = []
+    step = int(chunk_s * sample_rate)
+    with torch.inference_mode():
+        for start in range(0, len(audio), step):
+            piece = audio[start : start + step]
+            if len(piece) < 400:  # shorter than one receptive field: pad so the model yields a frame
+                piece = np.pad(piece, (0, 400 - len(piece)))
+            if model.extractor is not None:
+                x = model.extractor(piece, sampling_rate=sample_rate, return_tensors="pt").input_values
+            else:
+                x = torch.from_numpy((piece - piece.mean()) / (piece.std() + 1e-7))[None]
+            hidden = model.model(x.float()).last_hidden_state[0].numpy()
+            outs.append(hidden[: int(np.ceil(len(audio[start : start + step]) / 320))])
+    seq = np.concatenate(outs)
+    return _sample(seq, sample_rate / 320, fps, n_frames, MODEL_SUBFRAMES, 0.0125)
+
+
+def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """RMS energy [T] of `audio` [N] over each video frame's span."""
+    per = sample_rate / fps
+    out = np.zeros(n_frames, np.float32)
+    for i in range(n_frames):
+        seg = audio[int(round(i * per)) : int(round((i + 1) * per))]
+        out[i] = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0
+    return out

@@ -1,0 +1,45 @@
+"""`instag preprocess CLIP -o DATASET`: a talking clip → a validated dataset dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from instag.config.preprocess import PreprocessConfig
+
+
+def preprocess(
+    clip: Path = typer.Argument(..., help="Video of one person talking (mp4/mov/mkv/webm/avi, any size, fps, orientation)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
+    size: int = typer.Option(512, "--size", help="Output frame side in pixels (square crop)."),
+    fps: float = typer.Option(25.0, "--fps", help="Constant output frame rate."),
+    audio_features: list[str] = typer.Option(["mel"], "--audio-features", help="mel | hubert | wav2vec2 (repeatable)."),
+    audio_model: Path | None = typer.Option(None, "--audio-model", help="Local transformers model dir for hubert/wav2vec2."),
+    test_from: float | None = typer.Option(None, "--test-from", help="Hold out frames from this many seconds on as the test split."),
+    min_duration: float = typer.Option(3.0, "--min-duration", help="Refuse clips shorter than this (seconds)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing DATASET."),
+) -> None:
+    """Decode, crop, track, label and prior a clip into DATASET (written atomically; nothing left on error)."""
+    from instag.data.preprocess import preprocess_clip
+
+    cfg = PreprocessConfig(size=size, fps=fps, audio_features=tuple(audio_features),
+                           audio_model=str(audio_model) if audio_model else None, test_from_s=test_from,
+                           min_duration_s=min_duration)
+    con = Console(stderr=True)
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=con, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = preprocess_clip(clip, out, cfg, force=force, progress=progress)
+    for w in result.warnings:
+        con.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items())
+    Console().print(f"wrote {result.path} ({result.n_frames} frames; {stages})", highlight=False, soft_wrap=True)

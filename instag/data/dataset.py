@@ -1,0 +1,175 @@
+"""The dataset dir (DESIGN §4): layout, the version stamp, and a memory-light reader that refuses unknown versions.
+
+Layout: meta.json, frames/NNNNNN.jpg, labels/NNNNNN.png, background.png, tracks.npz, audio.wav,
+audio/<kind>.npy, geometry/depth/NNNNNN.png (uint16, metres × depth_scale, 0 = no face),
+geometry/normal/NNNNNN.png (RGB = camera-space normal mapped to [0, 255], 0 = no face),
+geometry/face_mesh.npz (the subject's rigid face shape in world units and its triangles).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from instag.errors import FormatVersionError, InputError
+
+FORMAT = "instag-dataset"
+FORMAT_VERSION = 1
+TRACK_KEYS = ("viewmats", "landmarks", "blink", "expression", "mouth_open")
+
+
+def frame_name(i: int) -> str:
+    return f"{i:06d}"
+
+
+def _read_image(path: Path, flags: int) -> np.ndarray:
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise InputError(f"{path}: missing or undecodable image")
+    return img
+
+
+class Dataset:
+    """A dataset dir opened for reading. Frames, labels and priors load one at a time, on request."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.meta = meta
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.meta["frame_count"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.meta["fps"])
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["image_size"][0])
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """K [3, 3] float64 of the frames (pixel centres at +0.5)."""
+        k = self.meta["intrinsics"]
+        return np.array([[k["fx"], 0, k["cx"]], [0, k["fy"], k["cy"]], [0, 0, 1]], dtype=np.float64)
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        a, b = self.meta["split"]["train"]
+        return np.arange(a, b)
+
+    @property
+    def test_indices(self) -> np.ndarray:
+        a, b = self.meta["split"]["test"]
+        return np.arange(a, b)
+
+    def frame(self, i: int) -> np.ndarray:
+        """RGB [S, S, 3] uint8."""
+        return _read_image(self.path / "frames" / f"{frame_name(i)}.jpg", cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+    def label(self, i: int) -> np.ndarray:
+        """Label map [S, S] uint8 (ids in meta['labels'])."""
+        return _read_image(self.path / "labels" / f"{frame_name(i)}.png", cv2.IMREAD_UNCHANGED)
+
+    def depth(self, i: int) -> np.ndarray:
+        """Face depth prior [S, S] float32 in world units (camera z), 0 where there is no face."""
+        raw = _read_image(self.path / "geometry" / "depth" / f"{frame_name(i)}.png", cv2.IMREAD_UNCHANGED)
+        return raw.astype(np.float32) / float(self.meta["geometry"]["depth_scale"])
+
+    def normal(self, i: int) -> np.ndarray:
+        """Face normal prior [S, S, 3] float32, unit camera-space normals, 0 where there is no face."""
+        raw = _read_image(self.path / "geometry" / "normal" / f"{frame_name(i)}.png", cv2.IMREAD_COLOR)[..., ::-1]
+        n = raw.astype(np.float32) / 127.5 - 1.0
+        n[~np.any(raw != 0, axis=-1)] = 0.0
+        return n
+
+    def background(self) -> np.ndarray:
+        """Background plate RGB [S, S, 3] uint8."""
+        return _read_image(self.path / "background.png", cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+    @functools.cached_property
+    def tracks(self) -> dict[str, np.ndarray]:
+        """viewmats [T, 4, 4], landmarks [T, 478, 2], blink [T], expression [T, E], mouth_open [T]."""
+        try:
+            with np.load(self.path / "tracks.npz", allow_pickle=False) as z:
+                return {k: z[k] for k in TRACK_KEYS}
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{self.path / 'tracks.npz'}: unreadable or incomplete tracks ({exc})") from exc
+
+    def audio_features(self, kind: str) -> np.ndarray:
+        """Features [T, K, D] float32 of `kind` (memory-mapped)."""
+        if kind not in self.meta["audio"]["features"]:
+            raise InputError(f"{self.path}: no '{kind}' audio features (has {', '.join(self.meta['audio']['features'])})")
+        try:
+            return np.load(self.path / "audio" / f"{kind}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.path / 'audio' / f'{kind}.npy'}: unreadable ({exc})") from exc
+
+    def audio(self) -> tuple[np.ndarray, int]:
+        """The clip's audio [N] float32 mono and its sample rate."""
+        import soundfile
+
+        try:
+            data, sr = soundfile.read(self.path / "audio.wav", dtype="float32", always_2d=False)
+        except (OSError, RuntimeError) as exc:
+            raise InputError(f"{self.path / 'audio.wav'}: unreadable ({exc})") from exc
+        return data, sr
+
+    def face_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """The subject's rigid face shape: vertices [478, 3] float32 (world) and triangles [F, 3] int64."""
+        with np.load(self.path / "geometry" / "face_mesh.npz", allow_pickle=False) as z:
+            return z["vertices"], z["triangles"]
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Open a dataset dir, checking its format and version (FormatVersionError for versions this code does not know)."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise InputError(f"{path}: not a dataset dir (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{meta_path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{meta_path}: not an instag dataset (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(f"{meta_path}: dataset format version {version!r} is unknown to this instag "
+                                 f"(it reads version {FORMAT_VERSION})")
+    return Dataset(path, meta)
+
+
+def validate_dataset(ds: Dataset) -> None:
+    """Check every file the format promises is present and consistent; InputError naming the first problem."""
+    t, s = ds.n_frames, ds.size
+    tr = ds.tracks
+    expect = {"viewmats": (t, 4, 4), "landmarks": (t, 478, 2), "blink": (t,), "mouth_open": (t,)}
+    for key, shape in expect.items():
+        if tr[key].shape != shape or not np.isfinite(tr[key]).all():
+            raise InputError(f"{ds.path / 'tracks.npz'}: {key} has shape {tr[key].shape} (expected {shape}) or non-finite values")
+    if tr["expression"].ndim != 2 or tr["expression"].shape[0] != t:
+        raise InputError(f"{ds.path / 'tracks.npz'}: expression has shape {tr['expression'].shape}, expected [{t}, E]")
+    for sub, ext in (("frames", "jpg"), ("labels", "png"), ("geometry/depth", "png"), ("geometry/normal", "png")):
+        names = sorted(p.name for p in (ds.path / sub).glob(f"*.{ext}"))
+        if names != [f"{frame_name(i)}.{ext}" for i in range(t)]:
+            raise InputError(f"{ds.path / sub}: expected {t} files {frame_name(0)}.{ext}…, found {len(names)}")
+    for img in (ds.frame(0), ds.label(t - 1), ds.depth(0), ds.background()):
+        if img.shape[:2] != (s, s):
+            raise InputError(f"{ds.path}: an image is {img.shape[:2]}, expected {s}×{s}")
+    for kind in ds.meta["audio"]["features"]:
+        feats = ds.audio_features(kind)
+        if feats.ndim != 3 or feats.shape[0] != t:
+            raise InputError(f"{ds.path / 'audio' / f'{kind}.npy'}: shape {feats.shape}, expected [{t}, K, D]")
+    audio, sr = ds.audio()
+    if sr != ds.meta["audio"]["sample_rate"] or abs(len(audio) - round(t / ds.fps * sr)) > 1:
+        raise InputError(f"{ds.path / 'audio.wav'}: {len(audio)} samples at {sr} Hz do not span {t} frames")
+    a, b = ds.meta["split"]["train"]
+    c, d = ds.meta["split"]["test"]
+    if not (a == 0 and b == c and d == t):
+        raise InputError(f"{ds.path / 'meta.json'}: split {ds.meta['split']} does not cover frames 0–{t - 1}")

@@ -1,0 +1,68 @@
+"""Geometry prior: depth and normal maps of the tracked face mesh, rasterised in the dataset's camera model."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DEPTH_SCALE = 10000.0  # depth PNGs store metres × this as uint16 (0.1 mm steps, 0 = no face)
+
+
+def render_depth_normal(verts: np.ndarray, tris: np.ndarray, k: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise a mesh with vertices `verts` [V, 3] in camera space (metres, OpenCV axes, z > 0) and triangles
+    `tris` [F, 3] through intrinsics `k` [3, 3] into `size`² maps: depth [S, S] float32 (camera z, 0 where empty)
+    and unit normals [S, S, 3] float32 (camera axes, facing the camera, 0 where empty).
+
+    Visibility is resolved far-to-near per triangle (painter's order); depth and normals are interpolated
+    perspective-correctly at pixel centres (j + 0.5, i + 0.5).
+    """
+    z = verts[:, 2]
+    uv = (verts @ k.T)[:, :2] / z[:, None]
+    a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
+    fn = np.cross(b - a, c - a)
+    fn /= np.linalg.norm(fn, axis=1, keepdims=True) + 1e-12
+    to_cam = -(a + b + c) / 3
+    fn *= np.sign((fn * to_cam).sum(1, keepdims=True) + 1e-12)  # face the camera
+    vn = np.zeros_like(verts)
+    for j in range(3):
+        np.add.at(vn, tris[:, j], fn)
+    vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
+
+    ids = np.zeros((size, size), np.int32)
+    order = np.argsort(-z[tris].max(1))
+    pix = np.round((uv - 0.5) * 16).astype(np.int32)
+    for f in order:
+        cv2.fillConvexPoly(ids, pix[tris[f]], int(f) + 1, lineType=cv2.LINE_8, shift=4)
+    depth = np.zeros((size, size), np.float32)
+    normal = np.zeros((size, size, 3), np.float32)
+    yy, xx = np.nonzero(ids)
+    if len(yy) == 0:
+        return depth, normal
+    f = ids[yy, xx] - 1
+    t = tris[f]
+    p = np.stack([xx + 0.5, yy + 0.5], 1)
+    p0, p1, p2 = uv[t[:, 0]], uv[t[:, 1]], uv[t[:, 2]]
+    d = (p1[:, 1] - p2[:, 1]) * (p0[:, 0] - p2[:, 0]) + (p2[:, 0] - p1[:, 0]) * (p0[:, 1] - p2[:, 1])
+    d = np.where(np.abs(d) < 1e-9, 1e-9, d)
+    l0 = ((p1[:, 1] - p2[:, 1]) * (p[:, 0] - p2[:, 0]) + (p2[:, 0] - p1[:, 0]) * (p[:, 1] - p2[:, 1])) / d
+    l1 = ((p2[:, 1] - p0[:, 1]) * (p[:, 0] - p2[:, 0]) + (p0[:, 0] - p2[:, 0]) * (p[:, 1] - p2[:, 1])) / d
+    lam = np.clip(np.stack([l0, l1, 1 - l0 - l1], 1), 0.0, 1.0)
+    lam /= lam.sum(1, keepdims=True)
+    w = lam / z[t]
+    inv_z = w.sum(1)
+    depth[yy, xx] = 1.0 / inv_z
+    n = (w[..., None] * vn[t]).sum(1)
+    normal[yy, xx] = n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)
+    return depth, normal
+
+
+def encode_depth(depth: np.ndarray) -> np.ndarray:
+    """Depth [S, S] metres → uint16 PNG payload (DEPTH_SCALE steps per metre)."""
+    return np.clip(np.round(depth * DEPTH_SCALE), 0, 65535).astype(np.uint16)
+
+
+def encode_normal(normal: np.ndarray) -> np.ndarray:
+    """Unit normals [S, S, 3] → uint8 RGB (x, y, z mapped from [-1, 1] to [0, 255]; 0 where empty)."""
+    out = np.round((normal + 1.0) * 127.5).astype(np.uint8)
+    out[~np.any(normal != 0, axis=-1)] = 0
+    return out

@@ -1,0 +1,231 @@
+"""`preprocess_clip`: a talking clip → a dataset dir (DESIGN §2, §4), written atomically.
+
+Frames are streamed twice: a low-resolution pass finds the face and the clip's crop box, a full-resolution pass
+crops, tracks, segments and writes each frame. Memory grows with clip length only at the output size.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import instag
+from instag.atomic import atomic_dir
+from instag.audio import features as af
+from instag.config import to_dict
+from instag.config.preprocess import PreprocessConfig
+from instag.data import facemesh as fm
+from instag.data.crop import crop_square, missing_face_error, plan_crop
+from instag.data.dataset import FORMAT, FORMAT_VERSION, frame_name
+from instag.data.geometry import DEPTH_SCALE, encode_depth, encode_normal, render_depth_normal
+from instag.data.labels import LABELS, background_plate, label_map
+from instag.data.pose import EXPRESSION_NAMES, face_signals, fit_pose, interpolate_missing, intrinsics
+from instag.data.video import frame_count, probe, read_audio, sha256_of
+from instag.errors import InputError
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PreprocessResult:
+    path: Path
+    n_frames: int
+    warnings: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)  # wall time per stage
+
+
+class _Stages:
+    def __init__(self, result: PreprocessResult):
+        self.result = result
+        self.t = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.result.timings_s[name] = round(now - self.t, 3)
+        self.t = now
+
+
+def _check_features(cfg: PreprocessConfig) -> dict[str, af.SpeechModel]:
+    models = {}
+    for kind in cfg.audio_features:
+        if kind not in af.KINDS:
+            raise InputError(f"--audio-features: unknown kind '{kind}' (known: {', '.join(af.KINDS)})")
+        if kind != "mel":
+            if not cfg.audio_model:
+                raise InputError(f"--audio-features {kind} needs --audio-model pointing to a local {kind} model directory")
+            models[kind] = af.load_speech_model(kind, cfg.audio_model)
+    return models
+
+
+def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, force: bool = False,
+                    progress: Progress | None = None) -> PreprocessResult:
+    """Turn `clip` into the dataset dir `out`. Raises InputError (nothing written) for unusable input."""
+    clip, out = Path(clip), Path(out)
+    result = PreprocessResult(out, 0)
+    stages = _Stages(result)
+    if out.exists() and not force:
+        raise InputError(f"{out}: already exists (pass --force to replace it)")
+    if cfg.size < 64 or cfg.fps <= 0:
+        raise InputError(f"--size {cfg.size} / --fps {cfg.fps}: size must be ≥ 64 and fps positive")
+    models = _check_features(cfg)
+    info = probe(clip, cfg.min_duration_s)
+    n = frame_count(info, cfg.fps)
+    n_samples = int(round(n / cfg.fps * cfg.sample_rate))
+    audio = read_audio(info, cfg.sample_rate, n_samples)
+    stages.done("probe_audio")
+
+    plan = plan_crop(info, cfg, n, progress)
+    result.warnings.extend(plan.warnings)
+    stages.done("detect")
+
+    s = cfg.size
+    zoom = s / plan.side
+    pts = np.zeros((n, fm.N_LANDMARKS, 3), np.float32)
+    found = np.zeros(n, bool)
+    person = np.zeros((n, s, s), np.uint8)
+    bg_every = max(1, n // cfg.background_samples)
+    bg_frames = []
+    with atomic_dir(out, force=force) as tmp:
+        for sub in ("frames", "labels", "audio", "geometry/depth", "geometry/normal"):
+            (tmp / sub).mkdir(parents=True)
+        tracker, segmenter = fm.FaceTracker(), fm.PersonSegmenter()
+        try:
+            from instag.data.video import iter_frames
+
+            last = np.array([s / 2, s / 2])
+            for i, img in enumerate(iter_frames(info, cfg.fps, n)):
+                crop = crop_square(img, plan.x0, plan.y0, plan.side, s)
+                del img
+                if not np.isnan(plan.centres[i, 0]):
+                    last = (plan.centres[i] - (plan.x0, plan.y0)) * zoom
+                lm = tracker.track(crop, (float(last[0]), float(last[1])))
+                if lm is not None:
+                    pts[i], found[i] = lm, True
+                person[i] = np.round(segmenter.segment(crop) * 255).astype(np.uint8)
+                if i % bg_every == 0 and len(bg_frames) < cfg.background_samples:
+                    bg_frames.append((crop, i))
+                cv2.imwrite(str(tmp / "frames" / f"{frame_name(i)}.jpg"), crop[..., ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+                if progress:
+                    progress("track", i + 1, n)
+        finally:
+            tracker.close()
+            segmenter.close()
+        missing = np.flatnonzero(~found)
+        if len(missing) > cfg.max_missing_face_fraction * n:
+            raise missing_face_error(info, missing, n)
+        if missing.size:
+            result.warnings.append(f"{clip}: no face tracked in frames {_ranges(missing)}; interpolated")
+        pts = interpolate_missing(pts, found)
+        stages.done("track")
+
+        pose = fit_pose(pts, s, cfg.fps, cfg.pose_cutoff_hz, cfg.default_fov_deg, cfg.eye_distance_m)
+        signals = face_signals(pose.local_shapes)
+        k = intrinsics(pose.focal, s)
+        np.savez(tmp / "tracks.npz", viewmats=pose.viewmats, landmarks=pts[..., :2].astype(np.float32),
+                 blink=signals["blink"], expression=signals["expression"], mouth_open=signals["mouth_open"])
+        stages.done("pose")
+
+        for i in range(n):
+            cv2.imwrite(str(tmp / "labels" / f"{frame_name(i)}.png"), label_map(pts[i, :, :2], person[i]))
+            if progress:
+                progress("labels", i + 1, n)
+        stages.done("labels")
+
+        idx = [i for _, i in bg_frames]
+        plate = background_plate(np.stack([f for f, _ in bg_frames]), person[idx])
+        cv2.imwrite(str(tmp / "background.png"), plate[..., ::-1])
+        del bg_frames, person
+        stages.done("background")
+
+        tris = fm.orient_triangles(fm.mesh_triangles(), pose.shape)
+        _write_geometry(tmp, pts, pose, k, tris, s, progress)
+        np.savez(tmp / "geometry" / "face_mesh.npz", vertices=pose.shape, triangles=tris)
+        stages.done("geometry")
+
+        import soundfile
+
+        soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
+        feature_meta = {}
+        for kind in cfg.audio_features:
+            if kind == "mel":
+                feats = af.mel_features(audio, cfg.sample_rate, cfg.fps, n, cfg.mel_bins)
+            else:
+                feats = af.model_features(models[kind], audio, cfg.sample_rate, cfg.fps, n)
+            np.save(tmp / "audio" / f"{kind}.npy", feats)
+            feature_meta[kind] = {"shape": list(feats.shape), "source": "librosa log-mel (dB)" if kind == "mel"
+                                  else str(cfg.audio_model)}
+        stages.done("audio_features")
+
+        n_train = n
+        if cfg.test_from_s is not None:
+            n_train = int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "instag_version": instag.__version__,
+            "source": {"path": str(clip.resolve()), "sha256": sha256_of(clip), "width": info.width,
+                       "height": info.height, "rotation_deg": info.rotation_k * 90, "video_codec": info.codec,
+                       "audio_codec": info.audio_codec, "duration_s": round(info.duration_s, 4)},
+            "fps": cfg.fps,
+            "frame_count": n,
+            "image_size": [s, s],
+            "intrinsics": {"fx": pose.focal, "fy": pose.focal, "cx": s / 2, "cy": s / 2, "width": s, "height": s,
+                           "pixel_centre_offset": 0.5, "focal_fitted": pose.focal_fitted},
+            "camera": "viewmats map world to camera, OpenCV axes (x right, y down, z forward); world is the "
+                      "subject's head frame in metres",
+            "crop_box": {"x0": plan.x0, "y0": plan.y0, "side": plan.side, "padding": "edge"},
+            "split": {"train": [0, n_train], "test": [n_train, n]},
+            "audio": {"sample_rate": cfg.sample_rate, "features": feature_meta},
+            "labels": LABELS,
+            "expression_names": list(EXPRESSION_NAMES),
+            "geometry": {"depth_scale": DEPTH_SCALE, "depth": "geometry/depth", "normal": "geometry/normal",
+                         "mesh": "geometry/face_mesh.npz"},
+            "tracking": {"face_found_fraction": round(float(found.mean()), 4),
+                         "missing_frames": _ranges_list(missing), "face_px": round(plan.face_px, 1),
+                         "reprojection_px": round(pose.reprojection_px, 3)},
+            "preprocess": to_dict(cfg),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        stages.done("write")
+    result.n_frames = n
+    return result
+
+
+def _write_geometry(tmp: Path, pts: np.ndarray, pose, k: np.ndarray, tris: np.ndarray, size: int,
+                    progress: Progress | None) -> None:
+    """Depth and normal priors per frame: the frame's landmarks lifted to the depth of the fitted face."""
+    kinv = np.linalg.inv(k)
+    nv = fm.N_MESH_VERTICES
+    for i in range(len(pts)):
+        r, t = pose.viewmats[i, :3, :3].astype(np.float64), pose.viewmats[i, :3, 3].astype(np.float64)
+        cam = pose.local_shapes[i, :nv].astype(np.float64) @ r.T + t
+        rays = np.concatenate([pts[i, :nv, :2], np.ones((nv, 1))], 1) @ kinv.T
+        verts = rays * cam[:, 2:3]
+        depth, normal = render_depth_normal(verts, tris, k, size)
+        cv2.imwrite(str(tmp / "geometry" / "depth" / f"{frame_name(i)}.png"), encode_depth(depth))
+        cv2.imwrite(str(tmp / "geometry" / "normal" / f"{frame_name(i)}.png"), encode_normal(normal)[..., ::-1])
+        if progress:
+            progress("geometry", i + 1, len(pts))
+
+
+def _ranges_list(frames: np.ndarray) -> list[list[int]]:
+    out: list[list[int]] = []
+    for f in frames.tolist():
+        if out and out[-1][1] == f - 1:
+            out[-1][1] = f
+        else:
+            out.append([f, f])
+    return out
+
+
+def _ranges(frames: np.ndarray) -> str:
+    from instag.data.crop import frame_ranges
+
+    return frame_ranges(frames)
