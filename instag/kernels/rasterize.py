@@ -82,7 +82,7 @@ def _rasterize_cpu(
         proj.means2d.float().contiguous(), proj.conics.float().contiguous(), opacities.float().contiguous(),
         features.float().contiguous(), bins, width, height,
     )
-    image, alpha, depth = finish(sums, trans, background)
+    image, alpha, depth = finish(sums.to(means.dtype), trans.to(means.dtype), background)
     return RasterOutput(image, alpha, depth, proj.means2d, proj.radii, proj.depths)
 
 

@@ -239,6 +239,10 @@ def composite_ref(
         tiles = torch.cat(tile_parts)
         color_tiles = color_tiles.index_put((tiles,), torch.cat(color_parts))
         trans_tiles = trans_tiles.index_put((tiles,), torch.cat(trans_parts))
+    elif grad:
+        # Nothing visible: the image still has to be part of the graph (zero gradients, as the C++
+        # backend gives), or a caller's backward() would fail on a frame where everything is culled.
+        color_tiles = color_tiles + 0 * (means2d.sum() + conics.sum() + opacities.sum() + colors.sum())
 
     def to_image(t: Tensor) -> Tensor:
         t = t.reshape(bins.tiles_y, bins.tiles_x, TILE, TILE, -1).permute(0, 2, 1, 3, 4)

@@ -1,0 +1,268 @@
+"""Gaussian rasterization: C++ compositor vs the torch reference, gradcheck of the reference, known answers,
+densification gradients, backend selection, and (on a CUDA machine) gsplat vs the reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from instag.errors import BackendUnavailableError
+from instag.kernels.rasterize import RasterOutput, rasterize
+from instag.kernels.rasterize_ref import rasterize_ref
+
+PARAMS = ("means", "quats", "scales", "opacities", "colors")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def make_scene(n: int, width: int, height: int, channels: int = 3, seed: int = 0, *, hard: bool = False,
+               dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
+    """Gaussians in a box 2–4 units in front of a camera at the origin, focal ≈ 1.2 × width.
+
+    hard: also a fifth of them behind or straddling the near plane and a fifth far off-screen (where the
+    projection's Jacobian is clamped), some very flat and some large."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 3, generator=g) * torch.tensor([2.0, 2.0 * height / width, 2.0]) - torch.tensor(
+        [1.0, 1.0 * height / width, -2.0])
+    scales = torch.exp(torch.empty(n, 3).uniform_(math.log(0.005), math.log(0.08), generator=g))
+    if hard:
+        k = max(n // 5, 1)
+        means[:k, 2] = torch.empty(k).uniform_(-1.0, 0.3, generator=g)  # behind, at or just past the near plane
+        means[k:2 * k, 0] = torch.empty(k).uniform_(3.0, 12.0, generator=g) * torch.sign(torch.randn(k, generator=g))
+        scales[2 * k:3 * k, 0] = 0.4  # large, flat in the other axes
+        scales[2 * k:3 * k, 1:] = 1e-4
+    focal = 1.2 * width
+    return {
+        "means": means.to(device, dtype),
+        "quats": torch.randn(n, 4, generator=g).to(device, dtype),
+        "scales": scales.to(device, dtype),
+        "opacities": (0.05 + 0.95 * torch.rand(n, generator=g)).to(device, dtype),
+        "colors": torch.rand(n, channels, generator=g).to(device, dtype),
+        "viewmat": torch.eye(4).to(device, dtype),
+        "K": torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]]).to(device, dtype),
+        "width": width,
+        "height": height,
+    }
+
+
+def render_with_grads(scene: dict, background: torch.Tensor | None, seed: int = 1, **kwargs):
+    """Renders with requires_grad inputs, backpropagates a random weighting of image, alpha and depth;
+    returns (output, {name: grad}, means2d.grad)."""
+    leaves = {k: (v.clone().requires_grad_(True) if k in PARAMS else v) for k, v in scene.items()}
+    out = rasterize(**leaves, background=background, **kwargs)
+    out.means2d.retain_grad()
+    g = torch.Generator().manual_seed(seed)
+    loss = sum((t * torch.randn(t.shape, generator=g).to(t)).sum() for t in (out.image, out.alpha, 0.1 * out.depth))
+    loss.backward()
+    return out, {k: leaves[k].grad for k in PARAMS}, out.means2d.grad
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float = 1e-3, scaled: bool = False):
+    """assert_close with atol relative to the expected tensor's largest magnitude when `scaled`."""
+    if scaled:
+        atol = atol * max(expected.abs().max().item(), 1e-12)
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
+
+
+# --- C++ compositor vs torch reference --------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "n, width, height, channels, seed, hard",
+    [
+        (1, 32, 32, 3, 0, False),
+        (7, 40, 24, 1, 1, True),
+        (300, 64, 48, 3, 2, True),
+        (600, 50, 70, 7, 3, True),
+        (2000, 96, 80, 3, 4, False),
+    ],
+)
+def test_cpu_matches_reference(n, width, height, channels, seed, hard):
+    scene = make_scene(n, width, height, channels, seed, hard=hard)
+    background = torch.rand(channels, generator=torch.Generator().manual_seed(seed))
+    cpu, cpu_grads, cpu_m2d = render_with_grads(scene, background, backend="cpu")
+    ref, ref_grads, ref_m2d = render_with_grads(scene, background, backend="torch")
+
+    torch.testing.assert_close(cpu.radii, ref.radii, atol=0, rtol=0)
+    torch.testing.assert_close(cpu.means2d, ref.means2d, atol=0, rtol=0)
+    torch.testing.assert_close(cpu.depths, ref.depths, atol=0, rtol=0)
+    assert cpu.radii.dtype == torch.int32
+    close(cpu.image, ref.image, atol=2e-5)
+    close(cpu.alpha, ref.alpha, atol=2e-5)
+    close(cpu.depth, ref.depth, atol=2e-4)  # camera z of 2–4 divided by alpha
+    close(cpu_m2d, ref_m2d, atol=1e-4, scaled=True)
+    for name in PARAMS:
+        close(cpu_grads[name], ref_grads[name], atol=1e-4, scaled=True)
+    if hard:
+        assert (ref.radii == 0).any() and (ref.radii > 0).any()
+
+
+def test_cpu_is_deterministic_across_thread_counts():
+    scene = make_scene(800, 64, 64, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, one_grads, _ = render_with_grads(scene, None, backend="cpu")
+        torch.set_num_threads(max(threads, 2))
+        many, many_grads, _ = render_with_grads(scene, None, backend="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one.image, many.image) and torch.equal(one.alpha, many.alpha)
+    for name in PARAMS:
+        assert torch.equal(one_grads[name], many_grads[name]), name
+
+
+def test_reference_gradcheck_float64():
+    # Distinct depths (a tie would make the sort order, hence the image, jump under a perturbation), and
+    # Gaussians wide enough that no pixel sits near the 1/255 alpha cut-off. The fourth is centred right
+    # of the image, beyond the Jacobian's clamp, but wide enough to reach into it.
+    f64 = torch.float64
+    scene = make_scene(4, 8, 8, channels=2, seed=6, dtype=f64)
+    scene["means"] = torch.tensor([[0.05, 0.04, 2.5], [0.06, -0.1, 3.0], [0.1, 0.12, 3.5], [2.3, 0.1, 3.2]], dtype=f64)
+    scene["scales"] = torch.tensor([[0.5, 0.3, 0.4], [0.5, 0.3, 0.4], [0.5, 0.3, 0.4], [1.2, 1.0, 0.8]], dtype=f64)
+    scene["opacities"] = torch.tensor([0.6, 0.5, 0.7, 0.4], dtype=f64)
+    inputs = tuple(scene[k].clone().requires_grad_(True) for k in PARAMS)
+    fixed = {k: v for k, v in scene.items() if k not in PARAMS}
+    background = torch.tensor([0.2, 0.7], dtype=torch.float64)
+
+    def fn(*params):
+        out = rasterize_ref(*params, **fixed, background=background)
+        return out.image, out.alpha, out.depth
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+# --- known answers ----------------------------------------------------------------------------------------
+
+def one_gaussian(z: float, xy=(0.0, 0.0), scale=0.05, opacity=1.0, color=(1.0, 0.5, 0.25)) -> dict:
+    return {
+        "means": torch.tensor([[xy[0], xy[1], z]]),
+        "quats": torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+        "scales": torch.full((1, 3), scale),
+        "opacities": torch.tensor([opacity]),
+        "colors": torch.tensor([color]),
+    }
+
+
+def camera(size: int, focal: float = 300.0) -> dict:
+    return {"viewmat": torch.eye(4), "K": torch.tensor([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]]),
+            "width": size, "height": size}
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_one_opaque_gaussian_at_the_centre(backend):
+    # 33 px: the principal point 16.5 is the centre of pixel 16, so the image is mirror-symmetric.
+    background = torch.tensor([0.0, 0.0, 1.0])
+    out = rasterize(**one_gaussian(3.0), **camera(33), background=background, backend=backend)
+    centre = out.image[16, 16]
+    torch.testing.assert_close(out.alpha[16, 16, 0], torch.tensor(0.99))
+    torch.testing.assert_close(centre, 0.99 * torch.tensor([1.0, 0.5, 0.25]) + 0.01 * background)
+    torch.testing.assert_close(out.depth[16, 16, 0], torch.tensor(3.0))
+    for flipped in (out.image.flip(0), out.image.flip(1), out.image.transpose(0, 1)):
+        torch.testing.assert_close(flipped, out.image, atol=1e-6, rtol=0)
+    # Alpha falls off monotonically away from the centre (σ ≈ 5 px: 300 × 0.05 / 3).
+    row = out.alpha[16, 16:, 0]
+    assert torch.all(row[1:] <= row[:-1]) and row[-1] < 0.01
+    assert out.radii.tolist() == [math.ceil(3 * math.sqrt(25.0 + 0.3))]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_nearer_gaussian_wins_regardless_of_order(backend):
+    near = one_gaussian(2.0, scale=0.04, opacity=0.95, color=(1.0, 0.0, 0.0))
+    far = one_gaussian(4.0, scale=0.08, opacity=0.95, color=(0.0, 1.0, 0.0))
+    both = {k: torch.cat((near[k], far[k])) for k in near}
+    swapped = {k: torch.cat((far[k], near[k])) for k in near}
+    a = rasterize(**both, **camera(33), backend=backend)
+    b = rasterize(**swapped, **camera(33), backend=backend)
+    assert torch.equal(a.image, b.image) and torch.equal(a.depth, b.depth)
+    red, green = a.image[16, 16, 0].item(), a.image[16, 16, 1].item()
+    assert red > 0.9 and green < 0.05 * 1.0 + 1e-6
+    assert 2.0 < a.depth[16, 16, 0].item() < 2.1
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("case", ["empty", "behind", "off-screen"])
+def test_nothing_visible_gives_the_background(backend, case):
+    background = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    scene = make_scene(0 if case == "empty" else 20, 40, 30, channels=4, seed=7)
+    if case == "behind":
+        scene["means"][:, 2] = -scene["means"][:, 2]
+    elif case == "off-screen":
+        scene["means"][:, 0] += 20.0
+    leaves = {k: (v.clone().requires_grad_(True) if k in PARAMS else v) for k, v in scene.items()}
+    out = rasterize(**leaves, background=background, backend=backend)
+    assert out.image.shape == (30, 40, 4) and out.alpha.shape == (30, 40, 1) and out.depth.shape == (30, 40, 1)
+    assert torch.equal(out.image, background.expand(30, 40, 4))
+    assert torch.equal(out.alpha, torch.zeros(30, 40, 1)) and torch.equal(out.depth, torch.zeros(30, 40, 1))
+    assert torch.equal(out.radii, torch.zeros_like(out.radii))
+    if scene["means"].shape[0]:
+        out.image.sum().backward()
+        assert all(torch.equal(leaves[k].grad, torch.zeros_like(leaves[k])) for k in PARAMS)
+
+
+# --- densification gradients, dtypes, backends ------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_means2d_grad_is_populated(backend):
+    scene = make_scene(50, 48, 48, seed=8, hard=True)
+    out, _, m2d_grad = render_with_grads(scene, None, backend=backend)
+    assert isinstance(out, RasterOutput)
+    assert m2d_grad is not None and m2d_grad.shape == (50, 2)
+    visible = out.radii > 0
+    assert (m2d_grad[visible].abs().sum(-1) > 0).float().mean() > 0.5
+    assert torch.equal(m2d_grad[~visible], torch.zeros_like(m2d_grad[~visible]))
+
+
+def test_cpu_backend_accepts_float64_and_keeps_the_dtype():
+    scene = make_scene(100, 32, 32, seed=9, dtype=torch.float64)
+    out = rasterize(**scene, backend="cpu")
+    ref = rasterize(**scene, backend="torch")
+    assert out.image.dtype == torch.float64 and out.depth.dtype == torch.float64
+    close(out.image, ref.image, atol=1e-5)
+
+
+def test_shape_errors_name_the_argument():
+    scene = make_scene(10, 16, 16)
+    scene["quats"] = scene["quats"][:, :3]
+    with pytest.raises(ValueError, match="quats"):
+        rasterize(**scene, backend="torch")
+    with pytest.raises(ValueError, match="background"):
+        rasterize(**make_scene(10, 16, 16), background=torch.zeros(2), backend="cpu")
+
+
+def test_explicit_backends_are_selectable():
+    scene = make_scene(20, 16, 16)
+    for name in ("cpu", "torch"):
+        assert rasterize(**scene, backend=name).image.shape == (16, 16, 3)
+    with pytest.raises(BackendUnavailableError):
+        rasterize(**scene, backend="metal")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
+def test_cuda_backend_without_cuda_raises():
+    with pytest.raises(BackendUnavailableError):
+        rasterize(**make_scene(20, 16, 16), backend="cuda")
+
+
+# --- gsplat (CUDA) vs torch reference ---------------------------------------------------------------------
+
+@cuda
+@pytest.mark.cuda
+def test_gsplat_matches_reference():
+    # Opacities ≤ 0.9 keep clear of the alpha clamps (gsplat 0.999, ours 0.99). gsplat bounds Gaussians by an
+    # axis-aligned 3.33σ box where we use a 3σ(max) square, so a few tile-edge pixels may differ slightly.
+    scene = make_scene(2000, 96, 80, seed=10, device="cuda")
+    scene["opacities"] = scene["opacities"].clamp(max=0.9)
+    background = torch.tensor([0.3, 0.2, 0.1], device="cuda")
+    gpu, gpu_grads, gpu_m2d = render_with_grads(scene, background, backend="cuda")
+    ref, ref_grads, ref_m2d = render_with_grads(scene, background, backend="torch")
+    close(gpu.means2d, ref.means2d, atol=1e-3, rtol=1e-4)
+    close(gpu.depths, ref.depths, atol=1e-5)
+    assert gpu.radii.dtype == torch.int32 and torch.equal(gpu.radii > 0, ref.radii > 0)
+    for actual, expected in ((gpu.image, ref.image), (gpu.alpha, ref.alpha)):
+        assert (actual - expected).abs().mean() < 1e-3 and (actual - expected).abs().max() < 5e-2
+    assert ((gpu.depth - ref.depth).abs() * ref.alpha).mean() < 1e-2
+    assert gpu_m2d is not None and torch.count_nonzero(gpu_m2d) > 0
+    for name in PARAMS:
+        err = (gpu_grads[name] - ref_grads[name]).norm() / ref_grads[name].norm()
+        assert err < 5e-2, (name, err.item())
