@@ -107,36 +107,44 @@ inline float weight_derivative(const Cell<D>& cell, int c, int d) {
   return w;
 }
 
-// Forward, parallel over points: each thread writes whole output rows, so there is nothing to share. The
-// features accumulate in registers (F is a template parameter): accumulating in the output row instead put
-// a store-to-load dependency between corners and ran 2x slower.
+// Forward, parallel over chunks of points: each thread writes whole output rows, so nothing is shared.
+// Inside a chunk the loop runs level by level, so one level's table slice is hot while the chunk's points
+// read it (measured 1.2-1.4x faster than looping over the levels inside each point). Features accumulate
+// in registers (F is a template parameter): accumulating in the output row instead put a store-to-load
+// dependency between corners and ran 2x slower.
 template <int D, int F>
 void forward(const Grid& g, const float* xyz, int64_t n, const float* table, float* out, int threads) {
   const int64_t row = static_cast<int64_t>(g.n_planes) * g.n_levels * F;
+  constexpr int64_t kChunk = 1024;  // the chunk's output rows (144 KB for the default tri-plane) stay in L2
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t i = 0; i < n; ++i) {
-    const Unit t = to_unit(xyz + 3 * i, g.bound);
-    float* dst = out + i * row;
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t count = std::min(kChunk, n - start);
+    Unit units[kChunk];
+    for (int64_t i = 0; i < count; ++i) units[i] = to_unit(xyz + 3 * (start + i), g.bound);
     for (int p = 0; p < g.n_planes; ++p) {
       const float* plane = table + p * g.plane_size * F;
-      for (int l = 0; l < g.n_levels; ++l, dst += F) {
+      for (int l = 0; l < g.n_levels; ++l) {
         const Level& lv = g.levels[l];
-        Cell<D> cell;
-        locate<D>(t, g.axes + D * p, lv, cell);
         const float* level = plane + lv.offset * F;
-        float acc[F] = {};
-        for (int c = 0; c < (1 << D); ++c) {
-          const float* entry = level + static_cast<int64_t>(cell.index[c]) * F;
-          for (int f = 0; f < F; ++f) acc[f] += cell.weight[c] * entry[f];
+        float* dst = out + start * row + (p * g.n_levels + l) * F;
+        for (int64_t i = 0; i < count; ++i, dst += row) {
+          Cell<D> cell;
+          locate<D>(units[i], g.axes + D * p, lv, cell);
+          float acc[F] = {};
+          for (int c = 0; c < (1 << D); ++c) {
+            const float* entry = level + static_cast<int64_t>(cell.index[c]) * F;
+            for (int f = 0; f < F; ++f) acc[f] += cell.weight[c] * entry[f];
+          }
+          for (int f = 0; f < F; ++f) dst[f] = acc[f];
         }
-        for (int f = 0; f < F; ++f) dst[f] = acc[f];
       }
     }
   }
 }
 
-// Table gradient without races or per-thread copies of the table: each thread owns the table slices of a
-// fixed set of columns (round robin, so fine and coarse levels mix) and scatters into them. Points go in
+// Table gradient without races or per-thread copies of the table (point-parallel scattering into one copy
+// per thread, then a reduction, measured 2x slower): each thread owns the table slices of a fixed set of
+// columns (round robin, so fine and coarse levels mix) and scatters into them. Points go in
 // chunks whose rows of grad_out stay in cache while the thread's columns read them: one full pass over the
 // points per column re-read grad_out from memory once per column and was 4x slower at 500k points. The
 // threads never wait on each other (a shared per-chunk buffer with barriers was slower on a busy machine).
