@@ -5,7 +5,7 @@ colour, alpha and expected-depth images, differentiably in means, quats, scales,
 Backends (`instag.kernels.backend`):
 
 - cuda: gsplat's projection, tile intersection and rasterization kernels;
-- cpu: the shared torch projection and binning (`rasterize_ref`), then our C++/OpenMP compositor
+- cpu: the shared torch projection (`rasterize_ref`), then our C++ tile binning and OpenMP compositor
   (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward;
 - torch: the pure-torch twin `rasterize_ref`.
 
@@ -28,7 +28,6 @@ from instag.kernels.rasterize_ref import (
     TILE,
     RasterOutput,
     TileBins,
-    bin_tiles,
     check_inputs,
     finish,
     project_gaussians,
@@ -74,7 +73,7 @@ def _rasterize_cpu(
     width: int, height: int, background: Tensor | None, near_plane: float, eps2d: float,
 ) -> RasterOutput:
     proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
-    bins = bin_tiles(proj.means2d, proj.radii, proj.depths, width, height)
+    bins = _bin_tiles_cpu(proj.means2d.detach().float().contiguous(), proj.radii, proj.depths, width, height)
     features = torch.cat((colors, proj.depths[:, None]), dim=-1)
     # The kernels are float32; the casts sit outside the autograd Function so gradients come back in the
     # callers' dtype.
@@ -90,11 +89,32 @@ def _rasterize_cpu(
 def _kernels() -> ctypes.CDLL:
     lib = build.cpu_library()
     p, i = ctypes.c_void_p, ctypes.c_int
+    lib.instag_rasterize_count_tiles.argtypes = [p, p, p, i, i, i, p]
+    lib.instag_rasterize_count_tiles.restype = ctypes.c_int64
+    lib.instag_rasterize_fill_tiles.argtypes = [p, p, p, i, i, i, p, p]
+    lib.instag_rasterize_fill_tiles.restype = None
     lib.instag_rasterize_forward.argtypes = [p, p, p, p, i, p, p, i, i, p, p, p, i]
     lib.instag_rasterize_forward.restype = None
     lib.instag_rasterize_backward.argtypes = [p, p, p, p, i, p, p, i, i, p, p, p, p, i, p, p, p, p, p, i]
     lib.instag_rasterize_backward.restype = None
     return lib
+
+
+@torch.no_grad()
+def _bin_tiles_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int) -> TileBins:
+    """`rasterize_ref.bin_tiles` as two linear passes in C++ (a counting sort) instead of a torch sort of
+    every (tile, Gaussian) pair; means2d [N, 2] float32, radii [N] int32, depths [N]. Same lists."""
+    visible = torch.nonzero(radii > 0).squeeze(1)
+    order = visible[torch.sort(depths[visible], stable=True).indices].contiguous()
+    tiles_x = (width + TILE - 1) // TILE
+    tiles_y = (height + TILE - 1) // TILE
+    offsets = torch.empty(tiles_x * tiles_y + 1, dtype=torch.int32)
+    radii = radii.contiguous()
+    lib, ptr = _kernels(), _ffi.ptr
+    total = lib.instag_rasterize_count_tiles(ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height, ptr(offsets))
+    ids = torch.empty(total, dtype=torch.int32)
+    lib.instag_rasterize_fill_tiles(ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height, ptr(offsets), ptr(ids))
+    return TileBins(offsets, ids, tiles_x, tiles_y)
 
 
 class _CompositeCPU(torch.autograd.Function):

@@ -1,7 +1,8 @@
-// Tile rasterizer for projected Gaussians on the CPU: front-to-back alpha compositing, forward and backward.
+// Tile rasterizer for projected Gaussians on the CPU: binning into 16x16 tiles, then front-to-back alpha
+// compositing, forward and backward.
 //
-// Inputs are screen-space Gaussians (means2d, conics, opacities, features) already binned into 16x16 tiles
-// (CSR lists, each sorted nearest first). The arithmetic mirrors instag/kernels/rasterize_ref.py: pixel
+// Inputs are screen-space Gaussians (means2d, conics, opacities, features, radii); the tile lists are CSR
+// (offsets, ids), each sorted nearest first. The arithmetic mirrors instag/kernels/rasterize_ref.py: pixel
 // centres at (x + 0.5, y + 0.5); alpha = min(0.99, opacity * exp(power)); contributions with power > 0 or
 // alpha < 1/255 are skipped; a pixel stops before the Gaussian that would take its transmittance below 1e-4.
 //
@@ -16,6 +17,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -101,9 +103,54 @@ struct TileGaussians {
     }
 };
 
+// Tiles overlapped by the square box of radius r around (mx, my), clamped to the grid; same arithmetic as
+// bin_tiles in rasterize_ref.py so both backends build identical lists.
+struct TileRange {
+    int x0, x1, y0, y1;
+};
+
+inline TileRange tile_range(float mx, float my, float r, int tiles_x, int tiles_y) {
+    // Clamp while still a float: boxes of huge Gaussians may not fit in an int.
+    auto clamp = [](float v, int hi) { return static_cast<int>(std::min(std::max(v, 0.0f), static_cast<float>(hi))); };
+    return {clamp(std::floor((mx - r) / kTile), tiles_x - 1), clamp(std::floor((mx + r) / kTile), tiles_x - 1),
+            clamp(std::floor((my - r) / kTile), tiles_y - 1), clamp(std::floor((my + r) / kTile), tiles_y - 1)};
+}
+
 }  // namespace
 
 extern "C" {
+
+// Binning, pass 1. order [V] lists the visible Gaussians nearest first; radii [N] their pixel radii.
+// Writes offsets [tiles + 1] (tile t's list will be entries offsets[t] .. offsets[t + 1]) and returns the
+// total number of entries, so that the caller can allocate them.
+int64_t instag_rasterize_count_tiles(const float* means2d, const int32_t* radii, const int64_t* order,
+                                     int n_visible, int width, int height, int32_t* offsets) {
+    const int tiles_x = (width + kTile - 1) / kTile;
+    const int tiles_y = (height + kTile - 1) / kTile;
+    std::fill(offsets, offsets + tiles_x * tiles_y + 1, 0);
+    for (int i = 0; i < n_visible; ++i) {
+        const int64_t g = order[i];
+        const TileRange t = tile_range(means2d[2 * g], means2d[2 * g + 1], static_cast<float>(radii[g]), tiles_x, tiles_y);
+        for (int ty = t.y0; ty <= t.y1; ++ty)
+            for (int tx = t.x0; tx <= t.x1; ++tx) ++offsets[ty * tiles_x + tx + 1];
+    }
+    for (int t = 0; t < tiles_x * tiles_y; ++t) offsets[t + 1] += offsets[t];
+    return offsets[tiles_x * tiles_y];
+}
+
+// Binning, pass 2: writes ids [M]. Visiting Gaussians nearest first leaves every tile's list depth-sorted.
+void instag_rasterize_fill_tiles(const float* means2d, const int32_t* radii, const int64_t* order, int n_visible,
+                                 int width, int height, const int32_t* offsets, int32_t* ids) {
+    const int tiles_x = (width + kTile - 1) / kTile;
+    const int tiles_y = (height + kTile - 1) / kTile;
+    std::vector<int32_t> cursor(offsets, offsets + tiles_x * tiles_y);
+    for (int i = 0; i < n_visible; ++i) {
+        const int64_t g = order[i];
+        const TileRange t = tile_range(means2d[2 * g], means2d[2 * g + 1], static_cast<float>(radii[g]), tiles_x, tiles_y);
+        for (int ty = t.y0; ty <= t.y1; ++ty)
+            for (int tx = t.x0; tx <= t.x1; ++tx) ids[cursor[ty * tiles_x + tx]++] = static_cast<int32_t>(g);
+    }
+}
 
 // Forward. features [N, C]; offsets [tiles + 1] and ids [M] are the tile lists.
 // Writes out_features [H, W, C] (weighted sums, no background), out_trans [H, W] (final transmittance)
