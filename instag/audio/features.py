@@ -102,11 +102,17 @@ def model_features(model: SpeechModel, audio: np.ndarray, sample_rate: int, fps:
     return _sample(seq, sample_rate / 320, fps, n_frames, MODEL_SUBFRAMES, 0.0125)
 
 
-def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """RMS energy [T] of `audio` [N] over each video frame's span."""
-    per = sample_rate / fps
-    out = np.zeros(n_frames, np.float32)
-    for i in range(n_frames):
-        seg = audio[int(round(i * per)) : int(round((i + 1) * per))]
-        out[i] = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0
-    return out
+def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, floor_db: float = 40.0) -> np.ndarray:
+    """Speech energy envelope [T] in dB: 300–3000 Hz band energy of `audio` [N] over each video frame's span,
+    floored `floor_db` below the clip's peak (so silence reads as a flat floor, not as noise-level detail)."""
+    import librosa
+
+    hop = int(round(sample_rate * MEL_HOP_S))
+    n_fft = 512 if sample_rate <= 16000 else 1024
+    power = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop, win_length=int(sample_rate * 0.025))) ** 2
+    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
+    band = power[(freqs >= 300) & (freqs <= 3000)].sum(0)
+    frame_of = np.minimum((np.arange(len(band)) * MEL_HOP_S * fps).astype(int), n_frames - 1)
+    per_frame = np.bincount(frame_of, band, n_frames) / np.maximum(np.bincount(frame_of, minlength=n_frames), 1)
+    db = 10 * np.log10(per_frame + 1e-10)
+    return np.maximum(db, db.max() - floor_db).astype(np.float32)

@@ -95,7 +95,8 @@ def _plot(width: int, height: int, series: list[tuple[str, np.ndarray, tuple]], 
         (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         x_text -= tw + 10
         _text(img, name, x_text, 16, colour, 0.45)
-    _text(img, f"{lo:.3g}..{hi:.3g}", pad_l + 120, 16, GREY, 0.4)
+    (tw, _), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    _text(img, f"{lo:.3g}..{hi:.3g}", pad_l + tw + 12, 16, GREY, 0.4)
     return img
 
 
@@ -125,7 +126,7 @@ def contact_sheet(ds: Dataset, n_samples: int = 4) -> np.ndarray:
                            ("roll", euler[:, 2], (90, 160, 255))], "head pose (deg about median)", ds.fps),
         _plot(width, 90, [("blink", tr["blink"], (255, 255, 120))], "blink", ds.fps),
         _plot(width, 90, [("mouth", tr["mouth_open"], (255, 120, 255))], "mouth opening", ds.fps),
-        _plot(width, 90, [("rms", energy, (120, 255, 255))], "audio energy", ds.fps),
+        _plot(width, 90, [("dB", energy, (120, 255, 255))], "audio energy (300-3000 Hz)", ds.fps),
     ]
     head = np.full((28, width, 3), 24, np.uint8)
     _text(head, f"{ds.path.name}: {t} frames @ {ds.fps:g} fps, {ds.size}px, f={ds.intrinsics[0, 0]:.0f}px, "
