@@ -159,18 +159,20 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height
 
 
 def _composite_slab(
-    pix: Tensor,  # [P, 2] pixel centres of one tile, relative to the tile origin
-    origin: Tensor,  # [Tc, 2] tile origins
+    centres: Tensor,  # [16] pixel-centre offsets within a tile: 0.5, 1.5, …
+    origin: Tensor,  # [Tc, 2] tile origins (x, y)
     means2d: Tensor,  # [Tc, L, 2]
     conics: Tensor,  # [Tc, L, 3]
     opacities: Tensor,  # [Tc, L], 0 on padding
     colors: Tensor,  # [Tc, L, C]
 ) -> tuple[Tensor, Tensor]:
-    """Composites Tc tiles whose padded lists have length L: colour sums [Tc, P, C], transmittance [Tc, P]."""
-    d = pix[None, :, None, :] + origin[:, None, None, :] - means2d[:, None, :, :]  # [Tc, P, L, 2]
-    dx, dy = d.unbind(-1)
-    a, b, c = (t[:, None, :] for t in conics.unbind(-1))
-    power = -0.5 * (a * dx * dx + c * dy * dy) - b * dx * dy
+    """Composites Tc tiles whose padded lists have length L: colour sums [Tc, 256, C], transmittance [Tc, 256]."""
+    # Offsets are separable (dx varies along a tile row, dy down a column), so only the three terms that
+    # mix them are computed at full [Tc, 16, 16, L] size.
+    dx = (origin[:, 0, None, None] + centres[None, :, None] - means2d[:, None, :, 0])[:, None]  # [Tc, 1, 16, L]
+    dy = (origin[:, 1, None, None] + centres[None, :, None] - means2d[:, None, :, 1])[:, :, None]  # [Tc, 16, 1, L]
+    a, b, c = (t[:, None, None, :] for t in conics.unbind(-1))
+    power = (dx * (-0.5 * a * dx - b * dy) - 0.5 * c * dy * dy).flatten(1, 2)  # [Tc, 256, L]
     # power > 0 only for a degenerate conic; such entries are skipped, the clamp only keeps exp finite.
     alpha = torch.clamp(opacities[:, None, :] * torch.exp(power.clamp(max=0.0)), max=ALPHA_MAX)
     with torch.no_grad():
@@ -179,11 +181,9 @@ def _composite_slab(
         # T only decreases, that is exactly "inclusive transmittance >= T_MIN".
         keep &= torch.cumprod(1 - torch.where(keep, alpha, 0.0), dim=-1) >= T_MIN
     alpha = torch.where(keep, alpha, 0.0)
-    one_minus = 1 - alpha
-    trans = torch.cumprod(one_minus, dim=-1)
+    trans = torch.cumprod(1 - alpha, dim=-1)
     before = torch.cat((torch.ones_like(trans[..., :1]), trans[..., :-1]), dim=-1)
-    weights = alpha * before
-    return torch.einsum("tpl,tlc->tpc", weights, colors), trans[..., -1]
+    return torch.einsum("tpl,tlc->tpc", alpha * before, colors), trans[..., -1]
 
 
 def composite_ref(
@@ -203,8 +203,7 @@ def composite_ref(
     channels = colors.shape[1]
     counts = (bins.offsets[1:] - bins.offsets[:-1]).long()
     starts = bins.offsets[:-1].long()
-    ys, xs = torch.meshgrid(torch.arange(TILE, device=device), torch.arange(TILE, device=device), indexing="ij")
-    pix = torch.stack((xs, ys), -1).reshape(-1, 2).to(dtype) + 0.5
+    centres = torch.arange(TILE, device=device, dtype=dtype) + 0.5
     tile_index = torch.arange(n_tiles, device=device)
     origins = torch.stack((tile_index % bins.tiles_x, tile_index // bins.tiles_x), -1).to(dtype) * TILE
 
@@ -226,7 +225,7 @@ def composite_ref(
         valid = slot[None, :] < counts[tiles, None]
         entry = torch.where(valid, starts[tiles, None] + slot[None, :], 0)
         gid = bins.ids.long()[entry]
-        args = (pix, origins[tiles], means2d[gid], conics[gid], opacities[gid] * valid, colors[gid])
+        args = (centres, origins[tiles], means2d[gid], conics[gid], opacities[gid] * valid, colors[gid])
         if grad:
             col, trans = checkpoint(_composite_slab, *args, use_reentrant=False)
         else:
