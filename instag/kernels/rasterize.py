@@ -111,9 +111,9 @@ def _bin_tiles_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, h
     offsets = torch.empty(tiles_x * tiles_y + 1, dtype=torch.int32)
     radii = radii.contiguous()
     lib, ptr = _kernels(), _ffi.ptr
-    total = lib.instag_rasterize_count_tiles(ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height, ptr(offsets))
-    ids = torch.empty(total, dtype=torch.int32)
-    lib.instag_rasterize_fill_tiles(ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height, ptr(offsets), ptr(ids))
+    gaussians = (ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height)
+    ids = torch.empty(lib.instag_rasterize_count_tiles(*gaussians, ptr(offsets)), dtype=torch.int32)
+    lib.instag_rasterize_fill_tiles(*gaussians, ptr(offsets), ptr(ids))
     return TileBins(offsets, ids, tiles_x, tiles_y)
 
 
