@@ -266,9 +266,12 @@ def test_gsplat_matches_reference():
     background = torch.tensor([0.3, 0.2, 0.1], device="cuda")
     gpu, gpu_grads, gpu_m2d = render_with_grads(scene, background, backend="cuda")
     ref, ref_grads, ref_m2d = render_with_grads(scene, background, backend="torch")
-    close(gpu.means2d, ref.means2d, atol=1e-3, rtol=1e-4)
-    close(gpu.depths, ref.depths, atol=1e-5)
-    assert gpu.radii.dtype == torch.int32 and torch.equal(gpu.radii > 0, ref.radii > 0)
+    # gsplat leaves means2d and depths of culled Gaussians unwritten; its bounding box differs from ours,
+    # so a few Gaussians at the image border may be culled by one and not the other.
+    visible = (gpu.radii > 0) & (ref.radii > 0)
+    assert gpu.radii.dtype == torch.int32 and ((gpu.radii > 0) != (ref.radii > 0)).sum() <= 0.01 * len(visible)
+    close(gpu.means2d[visible], ref.means2d[visible], atol=1e-3, rtol=1e-4)
+    close(gpu.depths[visible], ref.depths[visible], atol=1e-5)
     for actual, expected in ((gpu.image, ref.image), (gpu.alpha, ref.alpha)):
         assert (actual - expected).abs().mean() < 1e-3 and (actual - expected).abs().max() < 5e-2
     assert ((gpu.depth - ref.depth).abs() * ref.alpha).mean() < 1e-2
