@@ -82,7 +82,8 @@ def _encoder_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
             for choice in _backends(op, device):
                 enc = make(backend=choice.backend).to(device)
                 f, fb = _time(lambda enc=enc: enc(xyz), list(enc.parameters()), runs, device)
-                desc = f"{enc.n_levels} levels x {enc.n_features} feat, 2^{enc.log2_table_size}"
+                lay = enc.layout
+                desc = f"{lay.n_planes} planes x {lay.n_levels} levels x {lay.n_features} feat, {lay.plane_size} entries/plane"
                 yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
 
 
