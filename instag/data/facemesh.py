@@ -6,8 +6,11 @@ import and only preprocessing needs it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,20 +129,52 @@ def contours() -> dict[str, np.ndarray]:
     }
 
 
-def _quiet_native_logs() -> None:
-    """Keep mediapipe's C++ (glog / TFLite) chatter off stderr unless the user asked for it."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while mediapipe builds a graph and runs it first: its C++ side
+    (absl, TFLite) prints start-up notes there that no environment variable turns off. Python-level errors
+    are unaffected: they propagate as exceptions and are reported after the descriptor is restored."""
+    if os.environ.get("INSTAG_MEDIAPIPE_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _Quiet:
+    """Runs a mediapipe solution's construction and first `process` call with native stderr silenced."""
+
+    def __init__(self, make):
+        with _native_stderr_silenced():
+            self.solution = make()
+        self._first = True
+
+    def process(self, rgb: np.ndarray):
+        if self._first:
+            self._first = False
+            with _native_stderr_silenced():
+                return self.solution.process(rgb)
+        return self.solution.process(rgb)
+
+    def close(self) -> None:
+        self.solution.close()
 
 
 class FaceDetector:
     """mediapipe's full-range face detector (finds faces down to a few per cent of the frame)."""
 
     def __init__(self, min_confidence: float = 0.5):
-        _quiet_native_logs()
         from mediapipe.python.solutions.face_detection import FaceDetection
 
-        self._det = FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
+        self._det = _Quiet(lambda: FaceDetection(model_selection=1, min_detection_confidence=min_confidence))
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """Faces in `rgb` [H, W, 3] uint8, largest first."""
@@ -159,11 +194,10 @@ class FaceTracker:
     """mediapipe's face mesh in video mode with refined eyes and lips: 478 landmarks per frame."""
 
     def __init__(self):
-        _quiet_native_logs()
         from mediapipe.python.solutions.face_mesh import FaceMesh
 
-        self._mesh = FaceMesh(static_image_mode=False, max_num_faces=2, refine_landmarks=True,
-                              min_detection_confidence=0.5, min_tracking_confidence=0.5)
+        self._mesh = _Quiet(lambda: FaceMesh(static_image_mode=False, max_num_faces=2, refine_landmarks=True,
+                                             min_detection_confidence=0.5, min_tracking_confidence=0.5))
 
     def track(self, rgb: np.ndarray, near: tuple[float, float]) -> np.ndarray | None:
         """Landmarks [478, 3] in pixels (x, y; z on the x scale, away from the camera) of the face nearest `near`."""
@@ -187,10 +221,9 @@ class PersonSegmenter:
     """mediapipe's selfie segmentation: probability [H, W] float32 that a pixel shows the person."""
 
     def __init__(self):
-        _quiet_native_logs()
         from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
 
-        self._seg = SelfieSegmentation(model_selection=0)
+        self._seg = _Quiet(lambda: SelfieSegmentation(model_selection=0))
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         return np.asarray(self._seg.process(rgb).segmentation_mask, dtype=np.float32)

@@ -28,8 +28,16 @@ def render_depth_normal(verts: np.ndarray, tris: np.ndarray, k: np.ndarray, size
         np.add.at(vn, tris[:, j], fn)
     vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
 
+    # 1/z and n/z are affine in screen space: fit each triangle's plane coefficients once.
+    m = np.concatenate([uv[tris], np.ones((len(tris), 3, 1))], axis=2)  # [F, 3, 3] rows (u, v, 1)
+    det = np.linalg.det(m)
+    ok = np.abs(det) > 1e-9
+    attrs = np.concatenate([1.0 / z[tris][..., None], vn[tris] / z[tris][..., None]], axis=2)  # [F, 3, 4]
+    coeff = np.zeros((len(tris), 3, 4))
+    coeff[ok] = np.linalg.solve(m[ok], attrs[ok])
+
     ids = np.zeros((size, size), np.int32)
-    order = np.argsort(-z[tris].max(1))
+    order = [f for f in np.argsort(-z[tris].max(1)) if ok[f]]
     pix = np.round((uv - 0.5) * 16).astype(np.int32)
     for f in order:
         cv2.fillConvexPoly(ids, pix[tris[f]], int(f) + 1, lineType=cv2.LINE_8, shift=4)
@@ -38,20 +46,10 @@ def render_depth_normal(verts: np.ndarray, tris: np.ndarray, k: np.ndarray, size
     yy, xx = np.nonzero(ids)
     if len(yy) == 0:
         return depth, normal
-    f = ids[yy, xx] - 1
-    t = tris[f]
-    p = np.stack([xx + 0.5, yy + 0.5], 1)
-    p0, p1, p2 = uv[t[:, 0]], uv[t[:, 1]], uv[t[:, 2]]
-    d = (p1[:, 1] - p2[:, 1]) * (p0[:, 0] - p2[:, 0]) + (p2[:, 0] - p1[:, 0]) * (p0[:, 1] - p2[:, 1])
-    d = np.where(np.abs(d) < 1e-9, 1e-9, d)
-    l0 = ((p1[:, 1] - p2[:, 1]) * (p[:, 0] - p2[:, 0]) + (p2[:, 0] - p1[:, 0]) * (p[:, 1] - p2[:, 1])) / d
-    l1 = ((p2[:, 1] - p0[:, 1]) * (p[:, 0] - p2[:, 0]) + (p0[:, 0] - p2[:, 0]) * (p[:, 1] - p2[:, 1])) / d
-    lam = np.clip(np.stack([l0, l1, 1 - l0 - l1], 1), 0.0, 1.0)
-    lam /= lam.sum(1, keepdims=True)
-    w = lam / z[t]
-    inv_z = w.sum(1)
-    depth[yy, xx] = 1.0 / inv_z
-    n = (w[..., None] * vn[t]).sum(1)
+    c = coeff.astype(np.float32)[ids[yy, xx] - 1]  # [P, 3, 4]
+    vals = (xx + 0.5).astype(np.float32)[:, None] * c[:, 0] + (yy + 0.5).astype(np.float32)[:, None] * c[:, 1] + c[:, 2]
+    depth[yy, xx] = 1.0 / np.maximum(vals[:, 0], 1e-6)
+    n = vals[:, 1:]
     normal[yy, xx] = n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)
     return depth, normal
 

@@ -61,13 +61,12 @@ def background_plate(frames: np.ndarray, person: np.ndarray) -> np.ndarray:
     size = frames.shape[1]
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 40 * 2 + 1,) * 2)
     clear = np.stack([cv2.dilate((m >= 64).astype(np.uint8), kernel) == 0 for m in person])
-    stack = np.where(clear[..., None], frames.astype(np.float32), np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(stack, axis=0)
+    # Masked median: NaN sorts last, so the median of the n valid samples sits at ranks (n-1)//2 and n//2.
+    stack = np.sort(np.where(clear[..., None], frames.astype(np.float32), np.nan), axis=0)
+    count = clear.sum(0)[None, ..., None].repeat(3, axis=-1)
+    lo = np.take_along_axis(stack, np.maximum(count - 1, 0) // 2, axis=0)[0]
+    hi = np.take_along_axis(stack, np.minimum(count // 2, len(frames) - 1), axis=0)[0]
+    med = (lo + hi) / 2
     valid = clear.any(0)
     plate = _push_pull_fill(np.nan_to_num(med).astype(np.float32), valid)
     return np.clip(plate + 0.5, 0, 255).astype(np.uint8)
