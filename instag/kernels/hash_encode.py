@@ -125,6 +125,8 @@ def grid_encode(xyz: torch.Tensor, table: torch.Tensor, layout: GridLayout, choi
         return grid_encode_ref(xyz, table, layout)
     if table.dtype != torch.float32:
         raise TypeError(f"the {choice.impl} hash-grid kernel works in float32, the table is {table.dtype}")
+    if table.device != xyz.device:  # the kernels take raw pointers: a mismatch would read the wrong memory
+        raise ValueError(f"points are on {xyz.device} but the hash table is on {table.device}")
     return _GridEncodeKernel.apply(xyz.float().contiguous(), table.contiguous(), layout)
 
 
