@@ -49,7 +49,6 @@ def missing_face_error(info: ClipInfo, missing: np.ndarray, n_frames: int) -> In
 def plan_crop(info: ClipInfo, cfg: PreprocessConfig, n_frames: int, progress: Progress | None = None) -> CropPlan:
     """Detect faces in every output frame (downscaled) and choose the clip's crop box; InputError for clips
     without a usable face (mostly no face, several faces none of which dominates, a face below min_face_px)."""
-    scale = min(1.0, cfg.detect_max_side / max(info.width, info.height))
     detector = FaceDetector()
     primary: list[FaceBox | None] = []
     ratios: list[float] = []
@@ -67,7 +66,6 @@ def plan_crop(info: ClipInfo, cfg: PreprocessConfig, n_frames: int, progress: Pr
                 progress("detect", i + 1, n_frames)
     finally:
         detector.close()
-    del scale
     found = np.array([b is not None for b in primary])
     missing = np.flatnonzero(~found)
     # The detector may miss a few frames the tracker finds later; refuse here only when most frames lack a face.

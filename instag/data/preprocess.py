@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import soundfile
 
 import instag
 from instag.atomic import atomic_dir
@@ -21,12 +22,12 @@ from instag.audio import features as af
 from instag.config import to_dict
 from instag.config.preprocess import PreprocessConfig
 from instag.data import facemesh as fm
-from instag.data.crop import crop_square, missing_face_error, plan_crop
+from instag.data.crop import crop_square, frame_ranges, missing_face_error, plan_crop
 from instag.data.dataset import FORMAT, FORMAT_VERSION, frame_name
 from instag.data.geometry import DEPTH_SCALE, encode_depth, encode_normal, render_depth_normal
 from instag.data.labels import LABELS, background_plate, label_map
 from instag.data.pose import EXPRESSION_NAMES, face_signals, fit_pose, interpolate_missing, intrinsics
-from instag.data.video import frame_count, probe, read_audio, sha256_of
+from instag.data.video import frame_count, iter_frames, probe, read_audio, sha256_of
 from instag.errors import InputError
 
 Progress = Callable[[str, int, int], None]
@@ -96,8 +97,6 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
             (tmp / sub).mkdir(parents=True)
         tracker, segmenter = fm.FaceTracker(), fm.PersonSegmenter()
         try:
-            from instag.data.video import iter_frames
-
             last = np.array([s / 2, s / 2])
             for i, img in enumerate(iter_frames(info, cfg.fps, n)):
                 crop = crop_square(img, plan.x0, plan.y0, plan.side, s)
@@ -121,7 +120,7 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         if len(missing) > cfg.max_missing_face_fraction * n:
             raise missing_face_error(info, missing, n)
         if missing.size:
-            result.warnings.append(f"{clip}: no face tracked in frames {_ranges(missing)}; interpolated")
+            result.warnings.append(f"{clip}: no face tracked in frames {frame_ranges(missing)}; interpolated")
         pts = interpolate_missing(pts, found)
         stages.done("track")
 
@@ -148,8 +147,6 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         _write_geometry(tmp, pts, pose, k, tris, s, progress)
         np.savez(tmp / "geometry" / "face_mesh.npz", vertices=pose.shape, triangles=tris)
         stages.done("geometry")
-
-        import soundfile
 
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
         feature_meta = {}
@@ -223,9 +220,3 @@ def _ranges_list(frames: np.ndarray) -> list[list[int]]:
         else:
             out.append([f, f])
     return out
-
-
-def _ranges(frames: np.ndarray) -> str:
-    from instag.data.crop import frame_ranges
-
-    return frame_ranges(frames)

@@ -122,3 +122,18 @@ def test_bad_audio_feature_flags(tmp_path, flag):
     clip = write_clip(tmp_path / "noface.mp4", noise_frame(), 100)
     out = tmp_path / "ds"
     assert_refused(preprocess(clip, out, *flag), out, "--audio")
+
+
+def test_dominant_face_tracked_with_warning(tmp_path, real_data):
+    face = first_frame(real_data / "yerfor_Real3DPortrait_May_5s.mp4")
+    clip = write_clip(tmp_path / "crowd.mp4", _paste((360, 640), face, [(20, 20, 320), (460, 200, 140)]), 80)
+    out = tmp_path / "ds"
+    res = preprocess(clip, out)
+    assert res.returncode == 0, res.stderr
+    assert "several faces" in res.stderr and "tracking the largest" in res.stderr
+    from instag.data import load_dataset
+
+    ds = load_dataset(out)
+    crop = ds.meta["crop_box"]
+    assert crop["x0"] < 180 < crop["x0"] + crop["side"]  # centred on the large face at x ≈ 180, not the small one
+    assert crop["x0"] + crop["side"] < 530
