@@ -25,6 +25,6 @@ class PreprocessConfig:
     pose_cutoff_hz: float = 4.0  # zero-phase low-pass of the head pose (natural head motion lies below it)
     default_fov_deg: float = 24.0  # vertical field of view used when the landmarks do not determine the focal
     eye_distance_m: float = 0.09  # outer-eye-corner distance the canonical face is scaled to (world units: m)
-    background_samples: int = 48  # frames the background plate is estimated from
+    background_samples: int = 32  # frames the background plate is estimated from
     mel_bins: int = 80
     sample_rate: int = 16000

@@ -29,12 +29,13 @@ def render_depth_normal(verts: np.ndarray, tris: np.ndarray, k: np.ndarray, size
     vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
 
     # 1/z and n/z are affine in screen space: fit each triangle's plane coefficients once.
-    m = np.concatenate([uv[tris], np.ones((len(tris), 3, 1))], axis=2)  # [F, 3, 3] rows (u, v, 1)
-    det = np.linalg.det(m)
+    # Closed-form 3×3 inverses (adjugate columns are cross products of the rows): no LAPACK call per frame.
+    r = np.concatenate([uv[tris], np.ones((len(tris), 3, 1))], axis=2)  # [F, 3, 3] rows (u, v, 1)
+    adj = np.stack([np.cross(r[:, 1], r[:, 2]), np.cross(r[:, 2], r[:, 0]), np.cross(r[:, 0], r[:, 1])], axis=2)
+    det = np.einsum("fj,fj->f", r[:, 0], adj[:, :, 0])
     ok = np.abs(det) > 1e-9
     attrs = np.concatenate([1.0 / z[tris][..., None], vn[tris] / z[tris][..., None]], axis=2)  # [F, 3, 4]
-    coeff = np.zeros((len(tris), 3, 4))
-    coeff[ok] = np.linalg.solve(m[ok], attrs[ok])
+    coeff = np.einsum("fij,fjk->fik", adj, attrs) / np.where(ok, det, 1.0)[:, None, None]
 
     ids = np.zeros((size, size), np.int32)
     order = [f for f in np.argsort(-z[tris].max(1)) if ok[f]]
@@ -59,8 +60,9 @@ def encode_depth(depth: np.ndarray) -> np.ndarray:
     return np.clip(np.round(depth * DEPTH_SCALE), 0, 65535).astype(np.uint16)
 
 
-def encode_normal(normal: np.ndarray) -> np.ndarray:
-    """Unit normals [S, S, 3] → uint8 RGB (x, y, z mapped from [-1, 1] to [0, 255]; 0 where empty)."""
-    out = np.round((normal + 1.0) * 127.5).astype(np.uint8)
-    out[~np.any(normal != 0, axis=-1)] = 0
+def encode_normal(normal: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Unit normals [S, S, 3] → uint8 RGB (x, y, z mapped from [-1, 1] to [0, 255]); 0 where `depth` [S, S] is 0."""
+    out = np.zeros(normal.shape, np.uint8)
+    mask = depth > 0
+    out[mask] = np.clip(np.round((normal[mask] + 1.0) * 127.5), 1, 255).astype(np.uint8)
     return out

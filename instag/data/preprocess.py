@@ -206,8 +206,9 @@ def _write_geometry(tmp: Path, pts: np.ndarray, pose, k: np.ndarray, tris: np.nd
         rays = np.concatenate([pts[i, :nv, :2], np.ones((nv, 1))], 1) @ kinv.T
         verts = rays * cam[:, 2:3]
         depth, normal = render_depth_normal(verts, tris, k, size)
-        cv2.imwrite(str(tmp / "geometry" / "depth" / f"{frame_name(i)}.png"), encode_depth(depth))
-        cv2.imwrite(str(tmp / "geometry" / "normal" / f"{frame_name(i)}.png"), encode_normal(normal)[..., ::-1])
+        fast = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        cv2.imwrite(str(tmp / "geometry" / "depth" / f"{frame_name(i)}.png"), encode_depth(depth), fast)
+        cv2.imwrite(str(tmp / "geometry" / "normal" / f"{frame_name(i)}.png"), encode_normal(normal, depth)[..., ::-1], fast)
         if progress:
             progress("geometry", i + 1, len(pts))
 
