@@ -9,8 +9,11 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from instag.cli import adapt as adapt_cmd
 from instag.cli import bench, doctor
+from instag.cli import eval as eval_cmd
 from instag.cli import inspect as inspect_cmd
+from instag.cli import pretrain as pretrain_cmd
 from instag.cli import preprocess as preprocess_cmd
 from instag.errors import InstagError
 
@@ -24,6 +27,9 @@ app = typer.Typer(
 app.command("doctor")(doctor.doctor)
 app.command("preprocess")(preprocess_cmd.preprocess)
 app.command("inspect")(inspect_cmd.inspect)
+app.command("pretrain")(pretrain_cmd.pretrain)
+app.command("adapt")(adapt_cmd.adapt)
+app.command("eval")(eval_cmd.eval_avatar)
 app.add_typer(bench.app, name="bench")
 
 err = Console(stderr=True)

@@ -1,0 +1,161 @@
+"""The avatar dir (DESIGN §4), written by adaptation and read by everything that renders.
+
+    avatar.json         format + version, recipe, audio feature kind and shape, image size, intrinsics, fps,
+                        provenance, Gaussian counts
+    model.safetensors   face.* and mouth.* (Gaussians), motion.* (UMF, hook, aligner incl. the audio nets)
+    drive.npz           the clip's poses, blinks, expressions, mouth opening, frame indices, crop box (replay)
+    background.png      background plate
+    torso/NNNNNN.png    the clip's neck/torso pixels per frame (RGBA), replayed under the rendered head
+
+No pickle anywhere: weights are safetensors, metadata JSON, arrays npz loaded with allow_pickle=False. A file that
+does not validate is refused with an `InputError` naming it; an unknown version with a `FormatVersionError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from instag.atomic import atomic_dir
+from instag.avatar.drive import over_plate
+from instag.config.model import ModelConfig
+from instag.config.recipe import from_dict
+from instag.errors import FormatVersionError, InputError
+from instag.gaussians.field import GaussianField
+from instag.motion.model import MotionModel
+from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
+
+AVATAR_FORMAT = "instag-avatar"
+AVATAR_VERSION = 1
+DRIVE_KEYS = ("viewmats", "blink", "expression", "mouth_open", "frame_index", "crop_box")
+
+
+@dataclass
+class Avatar:
+    path: Path
+    meta: dict[str, Any]
+    cfg: ModelConfig
+    face: GaussianField
+    mouth: GaussianField
+    motion: MotionModel
+    drive: dict[str, np.ndarray]
+    plate: np.ndarray  # [S, S, 3] uint8
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["image_size"][0])
+
+    @property
+    def K(self) -> Tensor:  # [3, 3]
+        k = self.meta["intrinsics"]
+        return torch.tensor([[k["fx"], 0.0, k["cx"]], [0.0, k["fy"], k["cy"]], [0.0, 0.0, 1.0]])
+
+    @property
+    def n_drive_frames(self) -> int:
+        return int(self.drive["viewmats"].shape[0])
+
+    def torso(self, i: int) -> np.ndarray:
+        """RGBA [S, S, 4] uint8 torso layer of the clip's i-th frame (cycled)."""
+        idx = int(self.drive["frame_index"][i % self.n_drive_frames])
+        path = self.path / "torso" / f"{idx:06d}.png"
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None or img.shape != (self.size, self.size, 4):
+            raise InputError(f"{path}: missing or not a {self.size}² RGBA torso layer")
+        return img[..., [2, 1, 0, 3]]
+
+    def background(self, i: int) -> np.ndarray:
+        """Plate with the clip's i-th torso frame (cycled) [S, S, 3] uint8."""
+        return over_plate(self.plate, self.torso(i))
+
+    @torch.no_grad()
+    def render(self, cond: FrameCondition) -> AvatarRender:
+        return render_avatar(self.face, self.mouth, self.motion, cond, backend=self.cfg.backend)
+
+
+def save_avatar(
+    path: Path,
+    meta: dict[str, Any],  # recipe, audio_feature, audio_feature_shape, image_size, intrinsics, fps, provenance
+    face: GaussianField,
+    mouth: GaussianField,
+    motion: MotionModel,
+    drive: dict[str, np.ndarray],
+    plate: np.ndarray,  # [S, S, 3] uint8
+    torso: dict[int, np.ndarray],  # frame index → RGBA [S, S, 4] uint8
+    force: bool = False,
+) -> None:
+    """Write the avatar dir atomically (nothing is left behind on error)."""
+    missing = [k for k in DRIVE_KEYS if k not in drive]
+    if missing:
+        raise ValueError(f"drive arrays lack {missing}")
+    tensors = {f"face.{k}": v for k, v in face.state_dict().items()}
+    tensors |= {f"mouth.{k}": v for k, v in mouth.state_dict().items()}
+    tensors |= {f"motion.{k}": v for k, v in motion.state_dict().items()}
+    doc = {"format": AVATAR_FORMAT, "format_version": AVATAR_VERSION, **meta,
+           "gaussians": {"face": face.num_gaussians, "mouth": mouth.num_gaussians}}
+    with atomic_dir(path, force=force) as tmp:
+        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+        np.savez(tmp / "drive.npz", **{k: np.asarray(drive[k]) for k in DRIVE_KEYS})
+        cv2.imwrite(str(tmp / "background.png"), plate[..., ::-1])
+        (tmp / "torso").mkdir()
+        for idx, layer in torso.items():
+            cv2.imwrite(str(tmp / "torso" / f"{idx:06d}.png"), layer[..., [2, 1, 0, 3]])
+        (tmp / "avatar.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def read_avatar_meta(path: Path) -> dict[str, Any]:
+    """avatar.json, checked for format and version."""
+    meta_path = Path(path) / "avatar.json"
+    if not meta_path.is_file():
+        raise InputError(f"{path}: not an avatar dir (no avatar.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{meta_path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != AVATAR_FORMAT:
+        raise InputError(f"{meta_path}: not an instag avatar")
+    if meta.get("format_version") != AVATAR_VERSION:
+        raise FormatVersionError(f"{meta_path}: avatar format version {meta.get('format_version')!r} is unknown "
+                                 f"to this instag (it reads version {AVATAR_VERSION})")
+    return meta
+
+
+def load_avatar(path: str | Path) -> Avatar:
+    path = Path(path)
+    meta = read_avatar_meta(path)
+    try:
+        cfg = from_dict(ModelConfig, meta["recipe"]["model"], where=f"{path / 'avatar.json'}: recipe.model")
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{path / 'avatar.json'}: no recipe.model") from exc
+    model_path = path / "model.safetensors"
+    try:
+        tensors = load_file(str(model_path))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise InputError(f"{model_path}: not a valid safetensors file ({exc})") from exc
+    face = GaussianField.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("face.")})
+    mouth = GaussianField.from_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("mouth.")})
+    motion = MotionModel(cfg, with_aligner=True)
+    try:
+        motion.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("motion.")})
+    except RuntimeError as exc:
+        raise InputError(f"{model_path}: motion weights do not fit the recipe in avatar.json ({exc})") from exc
+    try:
+        with np.load(path / "drive.npz", allow_pickle=False) as z:
+            drive = {k: z[k] for k in DRIVE_KEYS}
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path / 'drive.npz'}: unreadable or incomplete ({exc})") from exc
+    plate = cv2.imread(str(path / "background.png"), cv2.IMREAD_COLOR)
+    if plate is None:
+        raise InputError(f"{path / 'background.png'}: missing or undecodable")
+    for module in (face, mouth, motion):
+        module.eval()
+        module.requires_grad_(False)
+    return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy())

@@ -1,0 +1,46 @@
+"""`instag pretrain DATASET... -o RUN --recipe R [--resume]` and `instag pretrain --export RUN -o assets/umf/NAME`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from instag.cli.adapt import stop_on_interrupt, training_progress
+
+
+def pretrain(
+    datasets: list[Path] = typer.Argument(None, help="Dataset dirs, one per identity (at least two)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run dir (or, with --export, the UMF path stem)."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="Pre-training recipe (recipes/pretrain.yaml)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue RUN from its latest checkpoint (same rank count)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run."),
+    export: Path | None = typer.Option(None, "--export", help="Write the UMF of this RUN as OUT.safetensors + OUT.json."),
+) -> None:
+    """Identity-free pre-training of the UMF (run under `torchrun --nproc-per-node K` to shard identities)."""
+    from instag.config.recipe import load_recipe
+    from instag.errors import InputError
+    from instag.train.pretrain import export_umf
+    from instag.train.pretrain import pretrain as run_pretrain
+    from instag.train.recipe import PretrainRecipe
+
+    if export is not None:
+        st, js = export_umf(export, out)
+        Console().print(f"wrote {st} and {js}", highlight=False)
+        return
+    if not datasets:
+        raise InputError("pretrain: give the dataset dirs to train on")
+    r = load_recipe(recipe, PretrainRecipe) if recipe and not resume else None
+    rank = int(os.environ.get("RANK", "0"))
+    con = Console(stderr=True, quiet=rank != 0)
+    with stop_on_interrupt() as stop, training_progress("pretrain", con) as callback:
+        result = run_pretrain(datasets, out, r, resume=resume, force=force, callback=callback,
+                              should_stop=stop.is_set)
+    if result.interrupted:
+        con.print(f"interrupted at step {result.steps_done}/{result.total}; checkpoint saved (continue with --resume)")
+        raise typer.Exit(130)
+    if rank == 0:
+        Console().print(f"pre-trained {result.steps_done} iterations on {len(datasets)} identities over "
+                        f"{result.extra['world']} rank(s) in {result.wall_s:.0f} s → {out}", highlight=False)

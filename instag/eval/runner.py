@@ -1,0 +1,156 @@
+"""`instag eval`: render a dataset split from its audio, poses and blinks through an avatar and score it against
+the ground-truth frames.
+
+The head is rendered; the background plate and the evaluated frame's own neck/torso pixels are composited under
+it, exactly as training and rendering replay the clip's torso, so the figures measure the head. Lip landmarks of
+render and ground truth come from the same face tracker preprocessing uses (one tracker instance per stream,
+each fed its frames in order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from instag.avatar.bundle import Avatar, load_avatar
+from instag.avatar.drive import expression_matrix, paste_torso
+from instag.data.dataset import load_dataset
+from instag.errors import InputError
+from instag.eval import metrics as M
+from instag.motion.audio import frame_audio_windows
+from instag.render.avatar import FrameCondition
+
+Progress = Callable[[int, int], None]
+EVAL_KEYS = ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr", "n_frames")
+
+
+def _mouth_indices() -> np.ndarray:
+    from instag.data import facemesh as fm
+
+    c = fm.contours()
+    return np.unique(np.concatenate([c["lips_outer"], c["lips_inner"]]))
+
+
+def _opening(lm: np.ndarray) -> float:
+    """Inner-lip gap over the outer-eye-corner distance (scale-free), from landmarks [478, 2]."""
+    from instag.data import facemesh as fm
+
+    gap = np.linalg.norm(lm[fm.UPPER_LIP_INNER] - lm[fm.LOWER_LIP_INNER])
+    eyes = np.linalg.norm(lm[fm.RIGHT_EYE_OUTER] - lm[fm.LEFT_EYE_OUTER])
+    return float(gap / max(eyes, 1e-6))
+
+
+def score_frames(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],  # (rendered, ground truth, GT landmarks [478, 2])
+    track: bool = True,
+) -> dict[str, Any]:
+    """Metrics over (render, ground truth) uint8 [S, S, 3] frame pairs; the landmarks place the face crop.
+    LMD and the mouth-opening correlation use the frames where the tracker finds a face in both (None if none)."""
+    from instag.data import facemesh as fm
+
+    sums = {"psnr_full": 0.0, "psnr_face": 0.0, "ssim_full": 0.0, "ssim_face": 0.0}
+    n = 0
+    lmd, open_r, open_g = [], [], []
+    trackers = (fm.FaceTracker(), fm.FaceTracker()) if track else None
+    mouth = _mouth_indices() if track else None
+    try:
+        for pred, gt, gt_lm in pairs:
+            size = gt.shape[0]
+            box = M.face_box(gt_lm, size)
+            sums["psnr_full"] += M.psnr(pred, gt)
+            sums["ssim_full"] += M.ssim(pred, gt)
+            sums["psnr_face"] += M.psnr(M.crop(pred, box), M.crop(gt, box))
+            sums["ssim_face"] += M.ssim(M.crop(pred, box), M.crop(gt, box))
+            n += 1
+            if trackers is not None:
+                centre = tuple(float(v) for v in gt_lm.mean(0))
+                lr = trackers[0].track(pred, centre)
+                lg = trackers[1].track(gt, centre)
+                if lr is not None and lg is not None:
+                    lmd.append(M.landmark_distance(lr[mouth, :2], lg[mouth, :2]))
+                    open_r.append(_opening(lr[:, :2]))
+                    open_g.append(_opening(lg[:, :2]))
+    finally:
+        if trackers is not None:
+            for tr in trackers:
+                tr.close()
+    if n == 0:
+        raise InputError("eval: no frames to score")
+    out: dict[str, Any] = {k: v / n for k, v in sums.items()}
+    out["lmd"] = float(np.mean(lmd)) if lmd else None
+    out["mouth_open_corr"] = M.correlation(np.array(open_r), np.array(open_g)) if len(lmd) > 1 else None
+    out["n_frames"] = n
+    out["n_tracked"] = len(lmd)
+    return out
+
+
+def render_split(av: Avatar, dataset: str | Path, split: str = "test",
+                 limit: int | None = None) -> Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(frame index, render, ground truth, GT landmarks) for each frame of the dataset split, rendered from the
+    dataset's audio features, poses and blinks."""
+    ds = load_dataset(dataset)
+    if ds.size != av.size:
+        raise InputError(f"{ds.path}: frames are {ds.size}², the avatar renders {av.size}²")
+    kind = av.meta["audio_feature"]
+    features = torch.from_numpy(np.array(ds.audio_features(kind), dtype=np.float32))
+    if list(features.shape[1:]) != list(av.meta["audio_feature_shape"]):
+        raise InputError(f"{ds.path}: '{kind}' features are {list(features.shape[1:])} per frame, "
+                         f"the avatar was trained on {av.meta['audio_feature_shape']}")
+    if split not in ("train", "test"):
+        raise InputError(f"--split {split}: must be train or test")
+    indices = ds.test_indices if split == "test" else ds.train_indices
+    if len(indices) == 0:
+        raise InputError(f"{ds.path}: the {split} split is empty (preprocess with --test-from to hold frames out)")
+    if limit:
+        indices = indices[:limit]
+    tracks = ds.tracks
+    expr = torch.from_numpy(expression_matrix(tracks, av.cfg.expression_dim))
+    viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))
+    torso_id = int(ds.meta["labels"]["neck_torso"])
+    K = torch.from_numpy(ds.intrinsics.astype(np.float32))
+    for t in indices:
+        t = int(t)
+        gt = ds.frame(t)
+        background = paste_torso(av.plate, gt, ds.label(t), torso_id)
+        cond = FrameCondition(
+            audio_windows=frame_audio_windows(features, t, av.cfg.audio),
+            expression=expr[t],
+            viewmat=viewmats[t],
+            K=K,
+            width=ds.size,
+            height=ds.size,
+            background=torch.from_numpy(background).float() / 255.0,
+        )
+        img = av.render(cond).image
+        pred = np.round(img.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+        yield t, pred, gt, tracks["landmarks"][t]
+
+
+def evaluate(avatar: str | Path, dataset: str | Path, split: str = "test", limit: int | None = None,
+             progress: Progress | None = None, save_frames: Path | None = None) -> dict[str, Any]:
+    """Metrics (EVAL_KEYS, plus n_tracked) of the avatar on the dataset split."""
+    av = load_avatar(avatar)
+    ds = load_dataset(dataset)
+    n = len(ds.test_indices if split == "test" else ds.train_indices)
+    total = min(n, limit) if limit else n
+
+    def pairs():
+        for i, (t, pred, gt, lm) in enumerate(render_split(av, dataset, split, limit)):
+            if save_frames is not None:
+                import cv2
+
+                save_frames.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(save_frames / f"{t:06d}.png"), np.concatenate([gt, pred], 1)[..., ::-1])
+            if progress:
+                progress(i + 1, total)
+            yield pred, gt, lm
+
+    out = score_frames(pairs())
+    out["split"] = split
+    out["avatar"] = str(Path(avatar))
+    out["dataset"] = str(Path(dataset))
+    return out

@@ -1,0 +1,276 @@
+"""Motion-aligned adaptation (`instag adapt`): a new person from a few seconds of video.
+
+The UMF (pre-trained, or fresh without one) drives the person's canonical Gaussians. Stages (recipe `stages`):
+warm-up (Gaussians, UMF, hook; the aligner is exactly the identity and stays out of the optimiser), alignment
+(the aligner and the geometry prior join; densify and prune), fuse (colours and opacities only). The result is
+an avatar dir (instag.avatar). Checkpoints let `resume=True` continue bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import instag
+from instag.avatar.bundle import save_avatar
+from instag.avatar.drive import torso_layer
+from instag.config.recipe import load_recipe, to_dict
+from instag.data.dataset import load_dataset
+from instag.errors import InputError
+from instag.gaussians.field import GaussianField
+from instag.motion.model import MotionModel
+from instag.train import checkpoint as ck
+from instag.train.frames import IdentityFrames
+from instag.train.init import init_gaussians
+from instag.train.recipe import AdaptRecipe
+from instag.train.run import (
+    KEEP_CHECKPOINTS,
+    Callback,
+    ProgressEvent,
+    RunLog,
+    RunResult,
+    StopFlag,
+    add_motion_groups,
+    gaussian_optimizer,
+    motion_optimizer,
+    preview_steps,
+    save_preview,
+    save_recipe,
+    set_field_trainable,
+    set_learning_rates,
+    set_trainable,
+)
+from instag.train.schedules import adapt_stages, densify_due, opacity_reset_due, stage_at
+from instag.train.step import Identity, accumulate_densify, frame_loss
+from instag.train.umf import load_umf
+
+
+def default_run_dir(avatar: Path) -> Path:
+    return avatar.with_name(avatar.name + ".run")
+
+
+class _Adaptation:
+    """The state of one adaptation run (built fresh or from a checkpoint)."""
+
+    def __init__(self, recipe: AdaptRecipe, frames: IdentityFrames, umf: Path | None) -> None:
+        self.recipe = recipe
+        cfg = recipe.model
+        torch.manual_seed(recipe.seed)
+        self.gen = torch.Generator().manual_seed(recipe.seed)
+        self.motion = MotionModel(cfg, with_aligner=True)
+        self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
+        face, mouth = init_gaussians(frames, recipe.init, cfg.gaussians, self.gen)
+        # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
+        # would prune its every Gaussian as "too big".
+        self.identity = Identity("target", frames, face, mouth, face.extent(), face.extent())
+        self.stages = adapt_stages(recipe.stages)
+        self.total = recipe.stages.total
+        self.first_align = next((s.start for s in self.stages if s.aligner), None)
+        self._build_optimizers(0)
+
+    def _build_optimizers(self, step: int) -> None:
+        cfg = self.recipe.model
+        ident = self.identity
+        for module in (ident.face, ident.mouth, self.motion):
+            module.requires_grad_(True)
+        self.opt_g = gaussian_optimizer({"face": (ident.face, ident.face_extent),
+                                         "mouth": (ident.mouth, ident.mouth_extent)}, cfg)
+        self.opt_m = motion_optimizer(nn.ModuleDict({"umf": self.motion.umf, "hook": self.motion.hook}), cfg)
+        self.aligner_in_optimizer = False
+        if self.first_align is not None and step >= self.first_align:
+            self._add_aligner()
+
+    def _add_aligner(self) -> None:
+        self.motion.aligner.requires_grad_(True)
+        add_motion_groups(self.opt_m, self.motion.aligner, self.recipe.model, "aligner")
+        self.aligner_in_optimizer = True
+
+    def apply_stage(self, stage) -> None:
+        if stage.aligner and not self.aligner_in_optimizer:
+            self._add_aligner()
+        ident, m = self.identity, self.motion
+        set_field_trainable(ident.face, stage.face, stage.colors_only)
+        set_field_trainable(ident.mouth, stage.mouth, stage.colors_only)
+        moving = not stage.colors_only
+        set_trainable(m.umf.audio_encoder, moving)
+        set_trainable(m.umf.audio_smoother, moving)
+        set_trainable(m.umf.face, moving and stage.face)
+        set_trainable(m.umf.mouth, moving and stage.mouth)
+        set_trainable(m.hook, moving and stage.mouth)
+        set_trainable(m.aligner, moving and stage.aligner)
+
+    # ----- checkpoints --------------------------------------------------------------------------------------
+
+    def tensors(self) -> tuple[dict, dict]:
+        t = ck.module_tensors("face", self.identity.face) | ck.module_tensors("mouth", self.identity.mouth)
+        t |= ck.module_tensors("motion", self.motion) | ck.rng_tensors(self.gen)
+        tg, groups_g = ck.optimizer_state("opt_g", self.opt_g)
+        tm, groups_m = ck.optimizer_state("opt_m", self.opt_m)
+        state = {"groups_g": groups_g, "groups_m": groups_m, "face_extent": self.identity.face_extent,
+                 "mouth_extent": self.identity.mouth_extent, "umf": self.umf_meta}
+        return t | tg | tm, state
+
+    def restore(self, tensors: dict, state: dict, step: int) -> None:
+        ident = self.identity
+        ident.face = GaussianField.from_tensors(ck.sub_tensors(tensors, "face"))
+        ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, "mouth"))
+        ident.face_extent, ident.mouth_extent = state["face_extent"], state["mouth_extent"]
+        self.motion.load_state_dict(ck.sub_tensors(tensors, "motion"))
+        self.umf_meta = state.get("umf")
+        self._build_optimizers(step)
+        ck.load_optimizer_state(self.opt_g, "opt_g", tensors, state["groups_g"])
+        ck.load_optimizer_state(self.opt_m, "opt_m", tensors, state["groups_m"])
+        ck.restore_rng(tensors, self.gen)
+
+
+def adapt(
+    dataset: str | Path,
+    avatar: str | Path,
+    recipe: AdaptRecipe | None = None,
+    umf: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    callback: Callback | None = None,
+    should_stop: StopFlag | None = None,
+) -> RunResult:
+    """Adapt to DATASET and write the avatar dir AVATAR. With `resume`, continue the run in `run_dir` from its
+    latest checkpoint using the recipe saved there. Returns what was done (interrupted=True after a stop)."""
+    t0 = time.perf_counter()
+    avatar = Path(avatar)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(avatar)
+    latest = ck.latest_checkpoint(run_dir) if resume else None
+    if resume:
+        if latest is None:
+            raise InputError(f"{run_dir}: no checkpoint to resume from")
+        recipe = load_recipe(run_dir / "recipe.yaml", AdaptRecipe)
+    else:
+        if recipe is None:
+            raise InputError("adapt: a recipe is needed (--recipe)")
+        if ck.list_checkpoints(run_dir) and not force:
+            raise InputError(f"{run_dir}: holds a run already (pass --resume to continue it or --force to restart)")
+        if avatar.exists() and not force:
+            raise InputError(f"{avatar}: already exists (pass --force to replace it)")
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        save_recipe(run_dir, recipe)
+    if recipe.run.threads > 0:
+        torch.set_num_threads(recipe.run.threads)
+    cfg = recipe.model
+    ds = load_dataset(dataset)
+    frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim)
+    if frames.features.shape[2] != cfg.audio.feature_dim:
+        raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} channels, "
+                         f"the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
+    run = _Adaptation(recipe, frames, Path(umf) if umf else None)
+    start = 0
+    log = RunLog(run_dir, recipe.run.log_every)
+    if latest is not None:
+        tensors, state = ck.load_checkpoint(latest)
+        start = int(state["step"])
+        run.restore(tensors, state, start)
+        log.truncate_after(start)
+    total = run.total
+    previews = preview_steps(total, recipe.run.previews)
+    ident = run.identity
+    train = frames.train_indices
+    stage = None
+    step = start
+    interrupted = False
+    while step < total:
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
+        s = stage_at(run.stages, step)
+        if s is not stage:
+            stage = s
+            run.apply_stage(stage)
+        set_learning_rates([run.opt_g, run.opt_m], step, total, recipe.lr)
+        t = int(train[int(torch.randint(len(train), (1,), generator=run.gen))])
+        loss, logged, out = frame_loss(ident, run.motion, t, stage, cfg, recipe.loss, [])
+        run.opt_g.zero_grad(set_to_none=True)
+        run.opt_m.zero_grad(set_to_none=True)
+        loss.backward()
+        accumulate_densify(ident, out, stage)
+        run.opt_g.step()
+        run.opt_m.step()
+        note = None
+        if densify_due(step, total, stage, recipe.densify):
+            reports = []
+            for train_it, f, extent in ((stage.face, ident.face, ident.face_extent),
+                                        (stage.mouth, ident.mouth, ident.mouth_extent)):
+                if train_it:
+                    reports.append(f.densify_and_prune(run.opt_g, cfg.gaussians, extent))
+            note = "densify: " + ", ".join(f"+{r.cloned}c +{r.split}s -{r.pruned} → {r.total}" for r in reports)
+        if opacity_reset_due(step, total, stage, recipe.densify):
+            ident.face.reset_opacity(run.opt_g, recipe.densify.opacity_reset_ceiling)
+        step += 1
+        rate = log.rate()
+        if step % log.every == 0 or step == total:
+            log.write({"step": step, "stage": stage.name, "identity": ident.name, **logged,
+                       "n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians, "it_per_s": rate})
+        if step in previews:
+            save_preview(run_dir / "previews" / f"step_{step:08d}.png", out.image, frames.target(t).image)
+        if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
+            _checkpoint(run, run_dir, step)
+            note = (note + "; " if note else "") + f"checkpoint {step}"
+        if callback:
+            callback(ProgressEvent(step, total, stage.name, logged, rate, note))
+    _checkpoint(run, run_dir, step)
+    if interrupted:
+        return RunResult(run_dir, step, total, True, time.perf_counter() - t0)
+    _write_avatar(avatar, run, ds, recipe, run_dir, force=True)
+    return RunResult(run_dir, step, total, False, time.perf_counter() - t0,
+                     extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
+
+
+def _checkpoint(run: _Adaptation, run_dir: Path, step: int) -> None:
+    tensors, state = run.tensors()
+    ck.save_checkpoint(ck.checkpoint_dir(run_dir, step), tensors, {"step": step, **state})
+    ck.prune_checkpoints(run_dir, KEEP_CHECKPOINTS)
+
+
+def _write_avatar(path: Path, run: _Adaptation, ds, recipe: AdaptRecipe, run_dir: Path, force: bool) -> None:
+    frames = run.identity.frames
+    train = frames.train_indices
+    tracks = ds.tracks
+    box = ds.meta.get("crop_box", {})
+    drive = {
+        "viewmats": tracks["viewmats"][train],
+        "blink": tracks["blink"][train],
+        "expression": tracks["expression"][train],
+        "mouth_open": tracks["mouth_open"][train],
+        "frame_index": train.astype(np.int64),
+        "crop_box": np.array([box.get("x0", 0), box.get("y0", 0), box.get("side", ds.size)], dtype=np.int64),
+    }
+    torso = {int(i): torso_layer(frames.frame_uint8(int(i)), frames.label(int(i)), frames.ids["neck_torso"])
+             for i in train}
+    k = ds.meta["intrinsics"]
+    meta = {
+        "recipe": to_dict(recipe),
+        "audio_feature": recipe.audio_feature,
+        "audio_feature_shape": list(frames.features.shape[1:]),
+        "image_size": [ds.size, ds.size],
+        "intrinsics": {"fx": k["fx"], "fy": k["fy"], "cx": k["cx"], "cy": k["cy"]},
+        "fps": ds.fps,
+        "labels": ds.meta["labels"],
+        "provenance": {
+            "instag_version": instag.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "dataset": str(ds.path.resolve()),
+            "source": ds.meta.get("source", {}),
+            "train_frames": [int(train[0]), int(train[-1]) + 1],
+            "iterations": run.total,
+            "umf": run.umf_meta,
+            "run_dir": str(run_dir.resolve()),
+        },
+    }
+    save_avatar(path, meta, run.identity.face, run.identity.mouth, run.motion, drive, frames.plate, torso,
+                force=force)

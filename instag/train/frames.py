@@ -1,0 +1,120 @@
+"""`IdentityFrames`: what training needs from one dataset dir, loaded lazily and cached at 8/16 bits.
+
+Frames, labels and priors are read on first use and kept as uint8 / float16 (never the whole clip at float32);
+a byte budget bounds the cache for long clips (beyond it frames are re-read from disk each time). Targets are
+converted to float tensors one frame at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from instag.avatar.drive import expression_matrix, paste_torso
+from instag.data.dataset import Dataset
+from instag.errors import InputError
+from instag.motion.audio import frame_audio_windows
+from instag.render.avatar import FrameCondition
+
+DEFAULT_CACHE_BYTES = 2 << 30
+
+
+@dataclass
+class FrameTarget:
+    """Ground truth of one frame, float tensors."""
+
+    image: Tensor  # [H, W, 3] in [0, 1]
+    head: Tensor  # [H, W, 1] face skin, lips and hair (the face branch's pixels)
+    mouth: Tensor  # [H, W, 1] mouth interior (the mouth branch's pixels)
+    face: Tensor  # [H, W, 1] face skin and lips where the depth prior exists (geometry prior mask)
+    depth: Tensor  # [H, W, 1] prior camera z, 0 where none
+    normal: Tensor  # [H, W, 3] prior camera-space normals, 0 where none
+
+
+class IdentityFrames:
+    """One identity's dataset dir as training tensors (lazy, cached)."""
+
+    def __init__(self, ds: Dataset, audio_kind: str, expression_dim: int,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.ds = ds
+        self.size = ds.size
+        labels = ds.meta["labels"]
+        try:
+            self.ids = {k: int(labels[k]) for k in ("face_skin", "lips", "mouth_interior", "hair", "neck_torso")}
+        except KeyError as exc:
+            raise InputError(f"{ds.path / 'meta.json'}: labels lack {exc}") from exc
+        self.features = torch.from_numpy(np.array(ds.audio_features(audio_kind), dtype=np.float32))  # [T, K, D]
+        tracks = ds.tracks
+        self.viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
+        self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
+        self.mouth_open = tracks["mouth_open"].astype(np.float32)  # [T]
+        self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
+        self.plate = ds.background()
+        self.train_indices = ds.train_indices
+        self._cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._cache_bytes = 0
+        self._budget = cache_bytes
+
+    def _raw(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(frame uint8 [S,S,3], label uint8 [S,S], depth float16 [S,S], normal int8 [S,S,3])."""
+        hit = self._cache.get(t)
+        if hit is not None:
+            return hit
+        item = (
+            self.ds.frame(t),
+            self.ds.label(t),
+            self.ds.depth(t).astype(np.float16),
+            np.round(self.ds.normal(t) * 127.0).astype(np.int8),
+        )
+        size = sum(a.nbytes for a in item)
+        if self._cache_bytes + size <= self._budget:
+            self._cache[t] = item
+            self._cache_bytes += size
+        return item
+
+    def frame_uint8(self, t: int) -> np.ndarray:
+        return self._raw(t)[0]
+
+    def label(self, t: int) -> np.ndarray:
+        return self._raw(t)[1]
+
+    def depth(self, t: int) -> np.ndarray:
+        """Depth prior [S, S] float32 (camera z, 0 where none)."""
+        return self._raw(t)[2].astype(np.float32)
+
+    def background(self, t: int) -> np.ndarray:
+        """Plate with frame t's torso [S, S, 3] uint8."""
+        frame, label = self._raw(t)[:2]
+        return paste_torso(self.plate, frame, label, self.ids["neck_torso"])
+
+    def condition(self, t: int, audio_cfg) -> FrameCondition:
+        return FrameCondition(
+            audio_windows=frame_audio_windows(self.features, t, audio_cfg),
+            expression=self.expressions[t],
+            viewmat=self.viewmats[t],
+            K=self.K,
+            width=self.size,
+            height=self.size,
+            background=torch.from_numpy(self.background(t)).float() / 255.0,
+        )
+
+    def target(self, t: int) -> FrameTarget:
+        frame, label, depth, normal = self._raw(t)
+        ids = self.ids
+
+        def mask(*names: str) -> Tensor:
+            m = np.isin(label, [ids[n] for n in names])
+            return torch.from_numpy(m.astype(np.float32))[..., None]
+
+        depth_t = torch.from_numpy(depth.astype(np.float32))[..., None]
+        return FrameTarget(
+            image=torch.from_numpy(frame).float() / 255.0,
+            head=mask("face_skin", "lips", "hair"),
+            mouth=mask("mouth_interior"),
+            face=mask("face_skin", "lips") * (depth_t > 0).float(),
+            depth=depth_t,
+            normal=torch.from_numpy(normal.astype(np.float32) / 127.0),
+        )

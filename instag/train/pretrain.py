@@ -1,0 +1,331 @@
+"""Identity-free pre-training of the Universal Motion Field (`instag pretrain`).
+
+One UMF (with the audio nets and the face-mouth hook) is shared by all identities; each identity has its own
+pair of Gaussian fields and a `PersonalizedField` whose residual motion is added to the UMF's. The negative
+contrast loss pushes each identity's residual away from the others' at the same points and conditions, so
+motion common to all identities ends up in the UMF.
+
+Distributed (torchrun): identities are sharded across ranks (identity i on rank i mod world). The UMF, the hook
+and every personalized field are replicated on all ranks; their gradients are all-reduced each step (UMF and
+hook averaged; a personalized field's gradient comes from its owner only) and every rank applies the same
+AdamW step, so the replicas stay identical. Gaussians live only on their owner's rank. The stop flag
+(Ctrl-C) rides in the same all-reduce, so all ranks stop after the same step.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from instag.config.recipe import load_recipe
+from instag.data.dataset import load_dataset
+from instag.errors import InputError
+from instag.gaussians.field import GaussianField
+from instag.motion.model import MotionModel, build_personalized
+from instag.train import checkpoint as ck
+from instag.train.frames import IdentityFrames
+from instag.train.init import init_gaussians
+from instag.train.recipe import PretrainRecipe
+from instag.train.run import (
+    KEEP_CHECKPOINTS,
+    Callback,
+    ProgressEvent,
+    RunLog,
+    RunResult,
+    StopFlag,
+    gaussian_optimizer,
+    motion_optimizer,
+    preview_steps,
+    save_preview,
+    save_recipe,
+    set_field_trainable,
+    set_learning_rates,
+    set_trainable,
+)
+from instag.train.schedules import densify_due, opacity_reset_due, pretrain_stages, stage_at
+from instag.train.step import Identity, accumulate_densify, frame_loss
+from instag.train.umf import write_umf
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size), initialising the process group under torchrun (gloo on CPU, NCCL with CUDA)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _rank_dir(run_dir: Path, rank: int) -> Path:
+    return run_dir / f"rank{rank}"
+
+
+class _Pretraining:
+    def __init__(self, recipe: PretrainRecipe, datasets: list[Path], rank: int, world: int) -> None:
+        cfg = recipe.model
+        self.recipe, self.rank, self.world = recipe, rank, world
+        torch.manual_seed(recipe.seed)  # identical replicated nets on every rank
+        self.motion = MotionModel(cfg, with_aligner=False)
+        self.personalized = nn.ModuleList([build_personalized(cfg) for _ in datasets])
+        self.gen = torch.Generator().manual_seed(recipe.seed * 1000 + rank)
+        self.local: list[Identity] = []
+        self.owned = [i for i in range(len(datasets)) if i % world == rank]
+        for i in self.owned:
+            ds = load_dataset(datasets[i])
+            frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim)
+            if frames.features.shape[2] != cfg.audio.feature_dim:
+                raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} "
+                                 f"channels, the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
+            init_gen = torch.Generator().manual_seed(recipe.seed * 7919 + i)  # independent of the sharding
+            face, mouth = init_gaussians(frames, recipe.init, cfg.gaussians, init_gen)
+            self.local.append(Identity(f"id{i}", frames, face, mouth, face.extent(), face.extent(),
+                                       self.personalized[i]))
+        self.stages = pretrain_stages(recipe.stages)
+        self.total = recipe.stages.total
+        self._build_optimizers()
+
+    def _shared(self) -> nn.Module:
+        return nn.ModuleDict({"umf": self.motion.umf, "hook": self.motion.hook, "personalized": self.personalized})
+
+    def _build_optimizers(self) -> None:
+        cfg = self.recipe.model
+        for module in [self.motion, self.personalized, *(f for ident in self.local for f in (ident.face, ident.mouth))]:
+            module.requires_grad_(True)
+        fields = {}
+        for ident in self.local:
+            fields[f"{ident.name}.face"] = (ident.face, ident.face_extent)
+            fields[f"{ident.name}.mouth"] = (ident.mouth, ident.mouth_extent)
+        self.opt_g = gaussian_optimizer(fields, cfg)
+        self.opt_m = motion_optimizer(self._shared(), cfg)
+        self.shared_params = [p for g in self.opt_m.param_groups for p in g["params"]]
+        umf_ids = {id(p) for p in list(self.motion.umf.parameters()) + list(self.motion.hook.parameters())}
+        self.is_umf = [id(p) in umf_ids for p in self.shared_params]
+
+    def apply_stage(self, stage) -> None:
+        for ident in self.local:
+            set_field_trainable(ident.face, stage.face, stage.colors_only)
+            set_field_trainable(ident.mouth, stage.mouth, stage.colors_only)
+        umf = self.motion.umf
+        set_trainable(umf.audio_encoder, True)
+        set_trainable(umf.audio_smoother, True)
+        set_trainable(umf.face, stage.face)
+        set_trainable(umf.mouth, stage.mouth)
+        set_trainable(self.motion.hook, stage.mouth)
+        for p in self.personalized:
+            set_trainable(p.face, stage.face)
+            set_trainable(p.mouth, stage.mouth)
+
+    def sync(self, stop: bool) -> bool:
+        """All-reduce the shared gradients (and the stop flag); every trainable shared parameter gets a grad."""
+        live = [(p, u) for p, u in zip(self.shared_params, self.is_umf, strict=True) if p.requires_grad]
+        for p, _ in live:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if self.world == 1:
+            return stop
+        flat = torch.cat([p.grad.reshape(-1) for p, _ in live] + [torch.tensor([1.0 if stop else 0.0])])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p, is_umf in live:
+            n = p.numel()
+            g = flat[offset : offset + n].view_as(p)
+            p.grad.copy_(g / self.world if is_umf else g)
+            offset += n
+        return bool(flat[-1] > 0)
+
+    # ----- checkpoints --------------------------------------------------------------------------------------
+
+    def tensors(self) -> tuple[dict, dict]:
+        t = ck.module_tensors("motion", self.motion) | ck.module_tensors("personalized", self.personalized)
+        for ident in self.local:
+            t |= ck.module_tensors(f"{ident.name}.face", ident.face)
+            t |= ck.module_tensors(f"{ident.name}.mouth", ident.mouth)
+        t |= ck.rng_tensors(self.gen)
+        tg, groups_g = ck.optimizer_state("opt_g", self.opt_g)
+        tm, groups_m = ck.optimizer_state("opt_m", self.opt_m)
+        extents = {ident.name: [ident.face_extent, ident.mouth_extent] for ident in self.local}
+        return t | tg | tm, {"groups_g": groups_g, "groups_m": groups_m, "extents": extents,
+                             "rank": self.rank, "world": self.world}
+
+    def restore(self, tensors: dict, state: dict) -> None:
+        if state["world"] != self.world:
+            raise InputError(f"the checkpoint was written by {state['world']} ranks; resume with the same number")
+        self.motion.load_state_dict(ck.sub_tensors(tensors, "motion"))
+        self.personalized.load_state_dict(ck.sub_tensors(tensors, "personalized"))
+        for ident in self.local:
+            ident.face = GaussianField.from_tensors(ck.sub_tensors(tensors, f"{ident.name}.face"))
+            ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, f"{ident.name}.mouth"))
+            ident.face_extent, ident.mouth_extent = state["extents"][ident.name]
+        self._build_optimizers()
+        ck.load_optimizer_state(self.opt_g, "opt_g", tensors, state["groups_g"])
+        ck.load_optimizer_state(self.opt_m, "opt_m", tensors, state["groups_m"])
+        ck.restore_rng(tensors, self.gen)
+
+
+def pretrain(
+    datasets: list[str | Path],
+    run_dir: str | Path,
+    recipe: PretrainRecipe | None = None,
+    resume: bool = False,
+    force: bool = False,
+    callback: Callback | None = None,
+    should_stop: StopFlag | None = None,
+) -> RunResult:
+    """Pre-train on DATASETs into RUN (checkpoints, recipe, losses, previews). Under torchrun every rank calls
+    this with the same arguments; only rank 0 writes the shared files and reports progress."""
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    rank, world = _world()
+    if len(datasets) < 2:
+        raise InputError("pretrain: the negative contrast loss needs at least two identities (datasets)")
+    if len(datasets) < world:
+        raise InputError(f"pretrain: {len(datasets)} datasets cannot be sharded over {world} ranks")
+    if resume:
+        recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
+    else:
+        if recipe is None:
+            raise InputError("pretrain: a recipe is needed (--recipe)")
+        if (run_dir / "recipe.yaml").exists() and not force:
+            raise InputError(f"{run_dir}: holds a run already (pass --resume to continue it or --force to restart)")
+        if rank == 0:
+            if run_dir.exists():
+                import shutil
+
+                shutil.rmtree(run_dir)
+            save_recipe(run_dir, recipe)
+        _barrier(world)
+    if recipe.run.threads > 0:
+        torch.set_num_threads(recipe.run.threads)
+    cfg = recipe.model
+    run = _Pretraining(recipe, [Path(d) for d in datasets], rank, world)
+    rank_dir = _rank_dir(run_dir, rank)
+    start = 0
+    log = RunLog(run_dir, recipe.run.log_every) if rank == 0 else None
+    if resume:
+        latest = ck.latest_checkpoint(rank_dir)
+        step = int(latest.name.split("_")[1]) if latest else -1
+        common = _min_over_ranks(step, world)
+        if common < 0:
+            raise InputError(f"{run_dir}: no checkpoint to resume from")
+        tensors, state = ck.load_checkpoint(ck.checkpoint_dir(rank_dir, common))
+        start = int(state["step"])
+        run.restore(tensors, state)
+        if log:
+            log.truncate_after(start)
+    if rank == 0:
+        (run_dir / "datasets.txt").write_text("".join(f"{Path(d).resolve()}\n" for d in datasets))
+    total = run.total
+    previews = preview_steps(total, recipe.run.previews)
+    stage = None
+    step = start
+    interrupted = False
+    rate = 0.0
+    while step < total:
+        s = stage_at(run.stages, step)
+        if s is not stage:
+            stage = s
+            run.apply_stage(stage)
+        set_learning_rates([run.opt_g, run.opt_m], step, total, recipe.lr)
+        ident = run.local[step % len(run.local)]
+        train = ident.frames.train_indices
+        t = int(train[int(torch.randint(len(train), (1,), generator=run.gen))])
+        others = [p for p in run.personalized if p is not ident.personalized]
+        loss, logged, out = frame_loss(ident, run.motion, t, stage, cfg, recipe.loss, others)
+        run.opt_g.zero_grad(set_to_none=True)
+        run.opt_m.zero_grad(set_to_none=True)
+        loss.backward()
+        accumulate_densify(ident, out, stage)
+        stop = run.sync(should_stop is not None and should_stop())
+        run.opt_g.step()
+        run.opt_m.step()
+        note = None
+        if densify_due(step, total, stage, recipe.densify):
+            for li in run.local:
+                for train_it, f, extent in ((stage.face, li.face, li.face_extent),
+                                            (stage.mouth, li.mouth, li.mouth_extent)):
+                    if train_it:
+                        f.densify_and_prune(run.opt_g, cfg.gaussians, extent)
+            note = "densify: " + ", ".join(f"{li.name} {li.face.num_gaussians}+{li.mouth.num_gaussians}"
+                                           for li in run.local)
+        if opacity_reset_due(step, total, stage, recipe.densify):
+            for li in run.local:
+                li.face.reset_opacity(run.opt_g, recipe.densify.opacity_reset_ceiling)
+        step += 1
+        if log is not None:
+            rate = log.rate()
+            if step % log.every == 0 or step == total:
+                log.write({"step": step, "stage": stage.name, "identity": ident.name, **logged,
+                           "n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians,
+                           "it_per_s": rate})
+            if step in previews:
+                save_preview(run_dir / "previews" / f"step_{step:08d}_{ident.name}.png", out.image,
+                             ident.frames.target(t).image)
+        if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
+            _checkpoint(run, rank_dir, step)
+            note = (note + "; " if note else "") + f"checkpoint {step}"
+        if callback and rank == 0:
+            callback(ProgressEvent(step, total, stage.name, logged, rate, note))
+        if stop:
+            interrupted = step < total
+            break
+    _checkpoint(run, rank_dir, step)
+    _barrier(world)
+    return RunResult(run_dir, step, total, interrupted, time.perf_counter() - t0,
+                     extra={"rank": rank, "world": world})
+
+
+def _checkpoint(run: _Pretraining, rank_dir: Path, step: int) -> None:
+    tensors, state = run.tensors()
+    ck.save_checkpoint(ck.checkpoint_dir(rank_dir, step), tensors, {"step": step, **state})
+    ck.prune_checkpoints(rank_dir, KEEP_CHECKPOINTS)
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _min_over_ranks(value: int, world: int) -> int:
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def export_umf(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Write the UMF (+ hook) of RUN's latest rank-0 checkpoint as `out`.safetensors + `out`.json."""
+    run_dir = Path(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
+    latest = ck.latest_checkpoint(_rank_dir(run_dir, 0))
+    if latest is None:
+        raise InputError(f"{run_dir}: no checkpoint to export")
+    tensors, state = ck.load_checkpoint(latest)
+    motion = MotionModel(recipe.model, with_aligner=False)
+    motion.load_state_dict(ck.sub_tensors(tensors, "motion"))
+    corpus = []
+    listing = run_dir / "datasets.txt"
+    for line in (listing.read_text().splitlines() if listing.exists() else []):
+        try:
+            meta = load_dataset(line).meta
+            corpus.append({"dataset": Path(line).name, "source_sha256": meta.get("source", {}).get("sha256"),
+                           "frames": meta.get("frame_count")})
+        except InputError:
+            corpus.append({"dataset": Path(line).name})
+    info = {
+        "audio_feature": recipe.audio_feature,
+        "corpus": corpus,
+        "iterations": int(state["step"]),
+        "ranks": int(state["world"]),
+        "device": f"{platform.processor() or platform.machine()} ({'cuda' if torch.cuda.is_available() else 'cpu'})",
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": str(run_dir.resolve()),
+    }
+    return write_umf(out, motion, recipe.model, info)

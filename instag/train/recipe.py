@@ -1,0 +1,123 @@
+"""Training recipes: what `instag pretrain` and `instag adapt` read from YAML (strict: unknown keys are errors).
+
+A recipe holds the model's sizes (`ModelConfig`) and everything about the run: initialisation of the
+Gaussians, the stage schedule, densification, the trainer's own loss weights, checkpoint and preview cadence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from instag.config.model import ModelConfig
+from instag.errors import InputError
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """How each identity's canonical Gaussians start (from its dataset dir)."""
+
+    face_points: int = 20_000  # sampled on the tracked face mesh (area-weighted)
+    hair_points: int = 8_000  # the first frame's hair pixels lifted to the depth of the head
+    mouth_points: int = 2_000  # a thin slab behind the inner lips of the most open training frame
+    hair_depth_offset: float = 0.03  # metres behind the head centre the hair pixels are lifted to
+
+
+@dataclass(frozen=True)
+class DensifyConfig:
+    """3DGS adaptive density control, in iterations of the stages that densify."""
+
+    every: int = 100  # 0 switches densification off
+    start: int = 300  # first iteration (global) densification may run
+    stop_before_end: int = 500  # no densification in the last this many iterations of the run
+    opacity_reset_every: int = 0  # 0 = never; 3DGS uses 3000
+    opacity_reset_ceiling: float = 0.01
+
+
+@dataclass(frozen=True)
+class TrainLossConfig:
+    """Loss weights the trainer adds on top of `ModelConfig.loss`."""
+
+    lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
+    lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
+
+
+@dataclass(frozen=True)
+class LRScheduleConfig:
+    """Exponential decay from the recipe's rates to this fraction of them at the last iteration."""
+
+    means_final: float = 0.01  # the 3DGS position schedule (1.6e-4 → 1.6e-6)
+    motion_final: float = 0.1  # grids and networks
+
+
+@dataclass(frozen=True)
+class AdaptStages:
+    warmup: int = 2_000  # UMF (+ hook) and Gaussians; the aligner stays out of the optimiser
+    align: int = 6_000  # aligner and the geometry prior on, densify and prune
+    fuse: int = 1_000  # colours and opacities only, everything else frozen, on the full composite
+
+    @property
+    def total(self) -> int:
+        return self.warmup + self.align + self.fuse
+
+
+@dataclass(frozen=True)
+class PretrainStages:
+    face: int = 20_000  # face branch (mouth-interior pixels left out of the loss)
+    mouth: int = 5_000  # mouth branch (mouth-interior pixels only; face frozen)
+    joint: int = 5_000  # both branches on the full composite
+
+    @property
+    def total(self) -> int:
+        return self.face + self.mouth + self.joint
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Cadence of what a run writes besides the model."""
+
+    checkpoint_every: int = 1_000  # 0 = only at the end (and on Ctrl-C)
+    log_every: int = 10  # losses.csv rows
+    previews: int = 4  # rendered previews saved over the run (evenly spaced), plus one at the end
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+
+
+@dataclass(frozen=True)
+class AdaptRecipe:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    audio_feature: str = "mel"
+    seed: int = 0
+    init: InitConfig = field(default_factory=InitConfig)
+    stages: AdaptStages = field(default_factory=AdaptStages)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    loss: TrainLossConfig = field(default_factory=TrainLossConfig)
+    lr: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _check_counts("stages", {"warmup": self.stages.warmup, "align": self.stages.align, "fuse": self.stages.fuse})
+        if self.stages.total < 1:
+            raise InputError("stages: the run needs at least one iteration")
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    audio_feature: str = "mel"
+    seed: int = 0
+    init: InitConfig = field(default_factory=InitConfig)
+    stages: PretrainStages = field(default_factory=PretrainStages)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    loss: TrainLossConfig = field(default_factory=TrainLossConfig)
+    lr: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _check_counts("stages", {"face": self.stages.face, "mouth": self.stages.mouth, "joint": self.stages.joint})
+        if self.stages.total < 1:
+            raise InputError("stages: the run needs at least one iteration")
+
+
+def _check_counts(where: str, counts: dict[str, int]) -> None:
+    for name, value in counts.items():
+        if value < 0:
+            raise InputError(f"{where}.{name}: must be ≥ 0, got {value}")

@@ -1,0 +1,109 @@
+"""One training frame: render an identity under its frame condition and add up the losses the stage asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from instag.config.model import ModelConfig
+from instag.gaussians.field import GaussianField
+from instag.motion.fields import PersonalizedField
+from instag.motion.model import MotionModel
+from instag.render.avatar import AvatarRender, render_avatar
+from instag.train import losses as L
+from instag.train.frames import IdentityFrames
+from instag.train.recipe import TrainLossConfig
+from instag.train.schedules import Stage
+
+
+@dataclass
+class Identity:
+    """One person being trained: its frames, its two Gaussian fields and (pre-training) its residual field."""
+
+    name: str
+    frames: IdentityFrames
+    face: GaussianField
+    mouth: GaussianField
+    face_extent: float  # fixed at initialisation: densification thresholds and the means' learning rate
+    mouth_extent: float
+    personalized: PersonalizedField | None = None
+
+
+def frame_loss(
+    identity: Identity,
+    motion: MotionModel,
+    t: int,
+    stage: Stage,
+    cfg: ModelConfig,
+    tl: TrainLossConfig,
+    others: list[PersonalizedField],
+) -> tuple[Tensor, dict[str, float], AvatarRender]:
+    """Total loss of frame `t`, its named terms (floats, for the log) and the render (for densification)."""
+    cond = identity.frames.condition(t, cfg.audio)
+    gt = identity.frames.target(t)
+    out = render_avatar(identity.face, identity.mouth, motion, cond, personalized=identity.personalized,
+                        geometry=stage.geometry, backend=cfg.backend)
+    if out.face.raster.means2d.requires_grad:
+        out.face.raster.means2d.retain_grad()
+    if out.mouth.raster.means2d.requires_grad:
+        out.mouth.raster.means2d.retain_grad()
+    lc = cfg.loss
+    terms: dict[str, Tensor] = {}
+
+    # One L1 map and one SSIM map serve every masked photometric term: (1 − λ) L1 + λ D-SSIM, as
+    # `losses.photometric_loss`, without recomputing the SSIM convolutions per mask.
+    l1_map = (out.image - gt.image).abs()
+    dssim = (1.0 - L.ssim_map(out.image, gt.image, lc.ssim_window, lc.ssim_sigma)) / 2.0
+    photo_map = (1.0 - lc.lambda_dssim) * l1_map + lc.lambda_dssim * dssim  # [H, W, 3]
+
+    def photo(mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return photo_map.mean()
+        w = mask.expand_as(photo_map)
+        return (photo_map * w).sum() / w.sum().clamp_min(L.EPS)
+
+    if stage.region == "full":
+        terms["photo"] = photo(None)
+        if tl.lambda_mouth > 0 and stage.mouth:
+            terms["mouth"] = tl.lambda_mouth * photo(gt.mouth)
+    elif stage.region == "no_mouth":
+        terms["photo"] = photo(1.0 - gt.mouth)
+    else:
+        terms["photo"] = photo(gt.mouth)
+    if stage.face and not stage.colors_only and tl.lambda_alpha > 0:
+        terms["alpha"] = tl.lambda_alpha * L.l1_loss(out.face.alpha, gt.head)
+    if stage.geometry and out.depth is not None:
+        terms["depth"] = lc.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face)
+        terms["normal"] = lc.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)
+    m = out.motion
+    if not stage.colors_only:
+        terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
+        terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(
+            torch.cat([identity.face.log_scales, identity.mouth.log_scales]), lc.max_anisotropy)
+        if stage.aligner and m.aligner_offsets is not None:
+            terms["reg_aligner"] = lc.lambda_aligner * L.aligner_regulariser(m.aligner_offsets, m.aligner_scales)
+    if stage.contrast and identity.personalized is not None and others and m.residual_face_d_means is not None:
+        with torch.no_grad():
+            code, expr, hook = m.audio_code.detach(), cond.expression, m.hook_code.detach()
+            face_xyz, mouth_xyz = identity.face.means.detach(), identity.mouth.means.detach()
+            other_face = torch.stack([p.face_motion(face_xyz, code, expr).d_means for p in others])
+            other_mouth = torch.stack([p.mouth_motion(mouth_xyz, code, hook) for p in others])
+        terms["contrast"] = lc.lambda_contrast * (
+            L.negative_contrast_loss(m.residual_face_d_means, other_face)
+            + L.negative_contrast_loss(m.residual_mouth_d_means, other_mouth)
+        )
+    total = sum(terms.values())
+    logged = {k: float(v.detach()) for k, v in terms.items()}
+    logged["loss"] = float(total.detach())
+    return total, logged, out
+
+
+def accumulate_densify(identity: Identity, out: AvatarRender, stage: Stage) -> None:
+    """Add this view's screen-space gradients to the densification statistics of the branches that train."""
+    size = identity.frames.size
+    for train, field, branch in ((stage.face, identity.face, out.face), (stage.mouth, identity.mouth, out.mouth)):
+        grad = branch.raster.means2d.grad
+        if train and grad is not None:
+            field.accumulate_densify_stats(grad, branch.raster.radii, size, size)
