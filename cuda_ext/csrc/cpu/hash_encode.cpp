@@ -116,7 +116,8 @@ template <int D, int F>
 void forward(const Grid& g, const float* xyz, int64_t n, const float* table, float* out, int threads) {
   const int64_t row = static_cast<int64_t>(g.n_planes) * g.n_levels * F;
   constexpr int64_t kChunk = 1024;  // the chunk's output rows (144 KB for the default tri-plane) stay in L2
-#pragma omp parallel for schedule(static) num_threads(threads)
+  // Dynamic: on a busy machine a preempted thread's chunks go to the others (measured faster under load).
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t start = 0; start < n; start += kChunk) {
     const int64_t count = std::min(kChunk, n - start);
     Unit units[kChunk];
