@@ -1,0 +1,107 @@
+"""The avatar dir: round trip, and the loader refusing unknown versions, pickles and incomplete files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from instag.avatar import AVATAR_VERSION, load_avatar, save_avatar
+from instag.config.model import AudioConfig, ModelConfig, MotionFieldConfig, TriplaneConfig
+from instag.config.recipe import to_dict
+from instag.errors import FormatVersionError, InputError
+from instag.gaussians import GaussianField, Region
+from instag.motion import MotionModel
+from instag.render import FrameCondition
+
+SIZE = 24
+
+
+def _cfg() -> ModelConfig:
+    plane = TriplaneConfig(n_levels=2, log2_table_size=8, base_resolution=4, max_resolution=16)
+    return ModelConfig(audio=AudioConfig(feature_dim=8, window=4, hidden_dim=8, code_dim=4, smooth_window=4),
+                       umf=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1),
+                       personalized=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1))
+
+
+@pytest.fixture
+def avatar_dir(tmp_path) -> Path:
+    torch.manual_seed(0)
+    cfg = _cfg()
+    pts = torch.randn(60, 3) * 0.03
+    region = torch.where(pts[:, 1] > 0.02, int(Region.LIPS), int(Region.FACE))
+    face = GaussianField.from_points(pts, torch.rand(60, 3), cfg.gaussians, region=region)
+    mouth = GaussianField.from_points(torch.randn(10, 3) * 0.01, torch.rand(10, 3), cfg.gaussians)
+    motion = MotionModel(cfg, with_aligner=True)
+    t = 3
+    view = np.tile(np.eye(4, dtype=np.float32), (t, 1, 1))
+    view[:, 2, 3] = 0.4
+    drive = {"viewmats": view, "blink": np.zeros(t, np.float32), "expression": np.zeros((t, 8), np.float32),
+             "mouth_open": np.zeros(t, np.float32), "frame_index": np.arange(t), "crop_box": np.array([0, 0, 64])}
+    plate = np.full((SIZE, SIZE, 3), 90, np.uint8)
+    torso = {i: np.zeros((SIZE, SIZE, 4), np.uint8) for i in range(t)}
+    torso[1][-4:, :, :] = (10, 20, 200, 255)
+    meta = {"recipe": {"model": to_dict(cfg)}, "audio_feature": "mel", "audio_feature_shape": [4, 8],
+            "image_size": [SIZE, SIZE], "intrinsics": {"fx": 30.0, "fy": 30.0, "cx": SIZE / 2, "cy": SIZE / 2},
+            "fps": 25.0, "provenance": {"test": True}}
+    path = tmp_path / "av"
+    save_avatar(path, meta, face, mouth, motion, drive, plate, torso)
+    return path
+
+
+def _cond(av) -> FrameCondition:
+    g = torch.Generator().manual_seed(1)
+    a = av.cfg.audio
+    return FrameCondition(torch.randn(a.smooth_window, a.window, a.feature_dim, generator=g) - 50,
+                          torch.zeros(av.cfg.expression_dim), torch.from_numpy(av.drive["viewmats"][0]), av.K,
+                          SIZE, SIZE, torch.from_numpy(av.background(1)).float() / 255)
+
+
+def test_round_trip_renders_identically(avatar_dir):
+    a, b = load_avatar(avatar_dir), load_avatar(avatar_dir)
+    assert a.meta["format_version"] == AVATAR_VERSION and a.face.num_gaussians == 60
+    assert (a.face.region_mask(Region.LIPS)).any()
+    img = a.render(_cond(a)).image
+    assert img.shape == (SIZE, SIZE, 3)
+    assert torch.equal(img, b.render(_cond(b)).image)
+    # The torso layer of drive frame 1 is replayed over the plate.
+    assert (a.background(1)[-1] == (10, 20, 200)).all() and (a.background(0) == 90).all()
+
+
+def test_unknown_version_is_refused(avatar_dir):
+    meta = json.loads((avatar_dir / "avatar.json").read_text())
+    meta["format_version"] = AVATAR_VERSION + 1
+    (avatar_dir / "avatar.json").write_text(json.dumps(meta))
+    with pytest.raises(FormatVersionError, match="version"):
+        load_avatar(avatar_dir)
+
+
+def test_pickled_weights_are_refused_not_executed(avatar_dir, tmp_path):
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (avatar_dir / "model.safetensors").write_bytes(pickle.dumps({"face.means": Evil()}))
+    with pytest.raises(InputError, match="safetensors"):
+        load_avatar(avatar_dir)
+    assert not marker.exists()
+
+
+def test_pickled_drive_arrays_are_refused(avatar_dir):
+    np.savez(avatar_dir / "drive.npz", viewmats=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="drive.npz"):
+        load_avatar(avatar_dir)
+
+
+def test_not_an_avatar(tmp_path):
+    with pytest.raises(InputError, match="avatar.json"):
+        load_avatar(tmp_path)
+    (tmp_path / "avatar.json").write_text(json.dumps({"format": "something-else", "format_version": 1}))
+    with pytest.raises(InputError, match="not an instag avatar"):
+        load_avatar(tmp_path)
