@@ -187,12 +187,12 @@ void backward_table(const Grid& g, const float* xyz, int64_t n, const float* gra
   }
 }
 
-// Point gradient, parallel over points (each owns its row of grad_xyz).
+// Point gradient, parallel over points (each owns its row of grad_xyz), dynamic in chunks as the forward.
 template <int D, int F>
 void backward_xyz(const Grid& g, const float* xyz, int64_t n, const float* table, const float* grad_out,
                   float* grad_xyz, int threads) {
   const int64_t row = static_cast<int64_t>(g.n_planes) * g.n_levels * F;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1024) num_threads(threads)
   for (int64_t i = 0; i < n; ++i) {
     const Unit t = to_unit(xyz + 3 * i, g.bound);
     const float* go = grad_out + i * row;
