@@ -64,3 +64,29 @@ def preprocess(
     if json_path:
         write_json(doc, json_path)
         con.print(f"wrote {json_path}")
+
+
+@app.command("train")
+def train(
+    recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe to time."),
+    runs: int = typer.Option(10, "--runs", help="Timed iterations per size (medians)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Seconds per adaptation iteration (alignment stage) at 256² and 512² on synthetic data."""
+    from instag.bench import train as bench_train
+
+    con = Console()
+    doc = bench_train.run(recipe, runs=runs, threads=threads,
+                          progress=lambda c: con.print(f"  {c['size']}: {c['s_per_it']:.3f} s/it "
+                                                       f"({c['n_face']}+{c['n_mouth']} Gaussians)"))
+    table = Table(title=f"adaptation iterations ({recipe.name}, {doc['threads']} thread(s), median of {runs})")
+    for col in ("size", "stage", "Gaussians", "s/it", "it/s"):
+        table.add_column(col, justify="left" if col in ("size", "stage") else "right")
+    for c in doc["cases"]:
+        table.add_row(c["size"], c["stage"], f"{c['n_face'] + c['n_mouth']}", f"{c['s_per_it']:.3f}",
+                      f"{1 / c['s_per_it']:.2f}")
+    con.print(table)
+    if json_path:
+        write_json(doc, json_path)
+        con.print(f"wrote {json_path}")

@@ -21,8 +21,7 @@ from instag.render import FrameCondition, render_avatar
 from instag.train import checkpoint as ck
 from instag.train.adapt import adapt
 from instag.train.recipe import AdaptRecipe
-
-from .synth import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 
 TINY = {
     "model": TINY_MODEL,

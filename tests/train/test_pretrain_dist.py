@@ -16,9 +16,8 @@ from safetensors.torch import load_file
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict
 from instag.motion.model import MotionModel
+from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 from instag.train.umf import load_umf
-
-from .synth import TINY_INIT, TINY_MODEL, write_dataset
 
 BIN = Path(sys.executable).parent
 TOTAL = 6

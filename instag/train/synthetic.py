@@ -1,5 +1,6 @@
-"""Tiny synthetic dataset dirs in the documented format (instag.data.dataset), written by hand for the training
-tests: a coloured disc of a face with lips and a mouth that opens with the audio, hair above, torso below."""
+"""Synthetic dataset dirs in the documented format (instag.data.dataset), for tests and `instag bench train`:
+a coloured disc of a face with lips and a mouth that opens with the audio, hair above, torso below; no footage,
+no tracker. Labels, tracks, priors and audio features are consistent with each other, not realistic."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from instag.data.dataset import FORMAT, FORMAT_VERSION
 from instag.data.labels import LABELS
 
-FOCAL = 40.0
+FOCAL_FRACTION = 1.25  # focal length in image widths
 DEPTH = 0.5  # camera distance to the head centre (metres)
 MEL_DIM = 8
 STEPS = 4  # feature steps per frame
@@ -36,12 +37,13 @@ def _mesh() -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_dataset(path: Path, size: int = 32, frames: int = 8, colour=(200, 150, 120), seed: int = 0,
-                  test_from: int | None = None) -> Path:
-    """A dataset dir of `frames` frames at size² with mel-like features of MEL_DIM × STEPS per frame."""
+                  test_from: int | None = None, mel_dim: int = MEL_DIM) -> Path:
+    """A dataset dir of `frames` frames at size² with mel-like features of mel_dim × STEPS per frame."""
     rng = np.random.default_rng(seed)
     for sub in ("frames", "labels", "audio", "geometry/depth", "geometry/normal"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     c = size / 2
+    focal = FOCAL_FRACTION * size
     ys, xs = np.mgrid[:size, :size] + 0.5
     plate = np.zeros((size, size, 3), np.uint8)
     plate[:] = (40, 90, 60)
@@ -74,18 +76,18 @@ def write_dataset(path: Path, size: int = 32, frames: int = 8, colour=(200, 150,
     viewmats = np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1))
     viewmats[:, 2, 3] = DEPTH
     viewmats[:, 0, 3] = 0.002 * np.sin(np.arange(frames))
-    landmarks = np.tile((verts[:, :2] / DEPTH * FOCAL + c)[None], (frames, 1, 1)).astype(np.float32)
+    landmarks = np.tile((verts[:, :2] / DEPTH * focal + c)[None], (frames, 1, 1)).astype(np.float32)
     np.savez(path / "tracks.npz", viewmats=viewmats, landmarks=landmarks,
              blink=(np.arange(frames) % 5 == 0).astype(np.float32),
              expression=np.stack([opening] * 8, 1).astype(np.float32), mouth_open=opening.astype(np.float32))
-    mel = (rng.normal(-50, 10, (frames, STEPS, MEL_DIM)) + 30 * opening[:, None, None]).astype(np.float32)
+    mel = (rng.normal(-50, 10, (frames, STEPS, mel_dim)) + 30 * opening[:, None, None]).astype(np.float32)
     np.save(path / "audio" / "mel.npy", mel)
     np.savez(path / "geometry" / "face_mesh.npz", vertices=verts, triangles=tris)
     n_train = frames if test_from is None else test_from
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fps": 25.0, "frame_count": frames,
         "image_size": [size, size],
-        "intrinsics": {"fx": FOCAL, "fy": FOCAL, "cx": c, "cy": c, "width": size, "height": size},
+        "intrinsics": {"fx": focal, "fy": focal, "cx": c, "cy": c, "width": size, "height": size},
         "split": {"train": [0, n_train], "test": [n_train, frames]},
         "audio": {"sample_rate": 16000, "features": {"mel": {"shape": list(mel.shape)}}},
         "labels": LABELS,

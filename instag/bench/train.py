@@ -1,0 +1,76 @@
+"""`instag bench train`: seconds per training iteration of adaptation at 256² and 512².
+
+Each size gets a synthetic dataset dir (instag.train.synthetic: no footage needed) and the recipe's model and
+initialisation; the timed iterations are those of the alignment stage (aligner, geometry prior: the most
+expensive one), after a few untimed warm-up iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from instag.bench.record import header
+from instag.config.recipe import load_recipe
+from instag.data.dataset import load_dataset
+from instag.errors import InputError
+from instag.train.adapt import _Adaptation
+from instag.train.frames import IdentityFrames
+from instag.train.recipe import AdaptRecipe
+from instag.train.step import accumulate_densify, frame_loss
+from instag.train.synthetic import write_dataset
+
+SIZES = (256, 512)
+WARMUP_ITERATIONS = 3
+
+
+def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path) -> dict[str, Any]:
+    ds_path = write_dataset(root / f"ds{size}", size=size, frames=8, mel_dim=recipe.model.audio.feature_dim)
+    frames = IdentityFrames(load_dataset(ds_path), recipe.audio_feature, recipe.model.expression_dim)
+    run = _Adaptation(recipe, frames, None)
+    stage = next((s for s in run.stages if s.aligner), run.stages[0])
+    run.apply_stage(stage)
+    ident = run.identity
+    times = []
+    for i in range(WARMUP_ITERATIONS + runs):
+        t = int(frames.train_indices[i % len(frames.train_indices)])
+        t0 = time.perf_counter()
+        loss, _, out = frame_loss(ident, run.motion, t, stage, recipe.model, recipe.loss, [])
+        run.opt_g.zero_grad(set_to_none=True)
+        run.opt_m.zero_grad(set_to_none=True)
+        loss.backward()
+        accumulate_densify(ident, out, stage)
+        run.opt_g.step()
+        run.opt_m.step()
+        if i >= WARMUP_ITERATIONS:
+            times.append(time.perf_counter() - t0)
+    return {"size": f"{size}x{size}", "stage": stage.name, "n_face": ident.face.num_gaussians,
+            "n_mouth": ident.mouth.num_gaussians, "runs": runs, "s_per_it": statistics.median(times),
+            "s_per_it_min": min(times)}
+
+
+def run(recipe_path: Path, runs: int = 10, threads: int | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
+    """Median seconds per adaptation iteration at each of `sizes` (CPU; the recipe's kernel backend)."""
+    if runs < 3:
+        raise InputError(f"--runs {runs}: medians need at least 3 runs")
+    recipe = load_recipe(recipe_path, AdaptRecipe)
+    n_threads = threads if threads is not None else recipe.run.threads
+    if n_threads > 0:
+        torch.set_num_threads(n_threads)
+    recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, threads=n_threads))
+    doc = header("train") | {"recipe": str(recipe_path), "threads": torch.get_num_threads(), "cases": []}
+    with tempfile.TemporaryDirectory(prefix="instag-bench-train-") as tmp:
+        for size in sizes:
+            case = _time_size(recipe, size, runs, Path(tmp))
+            doc["cases"].append(case)
+            if progress:
+                progress(case)
+    return doc
