@@ -131,9 +131,10 @@ def contours() -> dict[str, np.ndarray]:
 
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null while mediapipe builds a graph and runs it first: its C++ side
-    (absl, TFLite) prints start-up notes there that no environment variable turns off. Python-level errors
-    are unaffected: they propagate as exceptions and are reported after the descriptor is restored."""
+    """Send file descriptor 2 to /dev/null while mediapipe builds or runs a graph: its C++ side (absl, TFLite)
+    prints start-up notes there that no environment variable turns off. Python-level errors are unaffected:
+    they propagate as exceptions and are reported after the descriptor is restored. (A note or two that
+    mediapipe's worker threads print asynchronously may still get through.) INSTAG_MEDIAPIPE_LOGS=1 keeps all."""
     if os.environ.get("INSTAG_MEDIAPIPE_LOGS"):
         yield
         return
@@ -150,22 +151,19 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 class _Quiet:
-    """Runs a mediapipe solution's construction and first `process` call with native stderr silenced."""
+    """A mediapipe solution whose construction and `process` calls run with native stderr silenced."""
 
     def __init__(self, make):
         with _native_stderr_silenced():
             self.solution = make()
-        self._first = True
 
     def process(self, rgb: np.ndarray):
-        if self._first:
-            self._first = False
-            with _native_stderr_silenced():
-                return self.solution.process(rgb)
-        return self.solution.process(rgb)
+        with _native_stderr_silenced():
+            return self.solution.process(rgb)
 
     def close(self) -> None:
-        self.solution.close()
+        with _native_stderr_silenced():
+            self.solution.close()
 
 
 class FaceDetector:
