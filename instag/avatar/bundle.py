@@ -102,7 +102,8 @@ def save_avatar(
     doc = {"format": AVATAR_FORMAT, "format_version": AVATAR_VERSION, **meta,
            "gaussians": {"face": face.num_gaussians, "mouth": mouth.num_gaussians}}
     with atomic_dir(path, force=force) as tmp:
-        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
+                  str(tmp / "model.safetensors"))
         np.savez(tmp / "drive.npz", **{k: np.asarray(drive[k]) for k in DRIVE_KEYS})
         cv2.imwrite(str(tmp / "background.png"), plate[..., ::-1])
         (tmp / "torso").mkdir()

@@ -27,7 +27,7 @@ from instag.motion.model import MotionModel
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames
 from instag.train.init import init_gaussians
-from instag.train.recipe import AdaptRecipe
+from instag.train.recipe import AdaptRecipe, resolve_device
 from instag.train.run import (
     KEEP_CHECKPOINTS,
     Callback,
@@ -59,12 +59,14 @@ class _Adaptation:
 
     def __init__(self, recipe: AdaptRecipe, frames: IdentityFrames, umf: Path | None) -> None:
         self.recipe = recipe
+        self.device = frames.device
         cfg = recipe.model
         torch.manual_seed(recipe.seed)
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.motion = MotionModel(cfg, with_aligner=True)
         self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
-        face, mouth = init_gaussians(frames, recipe.init, cfg.gaussians, self.gen)
+        self.motion.to(self.device)
+        face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
         # would prune its every Gaussian as "too big".
         self.identity = Identity("target", frames, face, mouth, face.extent(), face.extent())
@@ -117,8 +119,8 @@ class _Adaptation:
 
     def restore(self, tensors: dict, state: dict, step: int) -> None:
         ident = self.identity
-        ident.face = GaussianField.from_tensors(ck.sub_tensors(tensors, "face"))
-        ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, "mouth"))
+        ident.face = GaussianField.from_tensors(ck.sub_tensors(tensors, "face")).to(self.device)
+        ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, "mouth")).to(self.device)
         ident.face_extent, ident.mouth_extent = state["face_extent"], state["mouth_extent"]
         self.motion.load_state_dict(ck.sub_tensors(tensors, "motion"))
         self.umf_meta = state.get("umf")
@@ -165,7 +167,7 @@ def adapt(
         torch.set_num_threads(recipe.run.threads)
     cfg = recipe.model
     ds = load_dataset(dataset)
-    frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim)
+    frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=resolve_device(recipe.run.device))
     if frames.features.shape[2] != cfg.audio.feature_dim:
         raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} channels, "
                          f"the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
@@ -217,7 +219,7 @@ def adapt(
             log.write({"step": step, "stage": stage.name, "identity": ident.name, **logged,
                        "n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians, "it_per_s": rate})
         if step in previews:
-            save_preview(run_dir / "previews" / f"step_{step:08d}.png", out.image, frames.target(t).image)
+            save_preview(run_dir / "previews" / f"step_{step:08d}.png", out.image.cpu(), frames.target(t).image.cpu())
         if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
             _checkpoint(run, run_dir, step)
             note = (note + "; " if note else "") + f"checkpoint {step}"

@@ -67,13 +67,18 @@ def _plain(v: Any) -> Any:
 
 
 def rng_tensors(gen: torch.Generator) -> dict[str, Tensor]:
-    """The global torch RNG and the run's own generator."""
-    return {"rng.torch": torch.get_rng_state(), "rng.run": gen.get_state()}
+    """The global torch RNG (and the current CUDA device's), and the run's own generator."""
+    out = {"rng.torch": torch.get_rng_state(), "rng.run": gen.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["rng.cuda"] = torch.cuda.get_rng_state()
+    return out
 
 
 def restore_rng(tensors: dict[str, Tensor], gen: torch.Generator) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     gen.set_state(tensors["rng.run"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -83,7 +88,7 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
 def save_checkpoint(path: Path, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
     """Write tensors + JSON state into the directory `path` (atomically; an existing one is replaced)."""
     with atomic_dir(path, force=True) as tmp:
-        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS))
         doc = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}
         (tmp / STATE).write_text(json.dumps(doc, indent=1) + "\n")
 

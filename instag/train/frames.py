@@ -38,8 +38,9 @@ class IdentityFrames:
     """One identity's dataset dir as training tensors (lazy, cached)."""
 
     def __init__(self, ds: Dataset, audio_kind: str, expression_dim: int,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, device: torch.device | str = "cpu") -> None:
         self.ds = ds
+        self.device = torch.device(device)
         self.size = ds.size
         labels = ds.meta["labels"]
         try:
@@ -91,30 +92,33 @@ class IdentityFrames:
         return paste_torso(self.plate, frame, label, self.ids["neck_torso"])
 
     def condition(self, t: int, audio_cfg) -> FrameCondition:
+        dev = self.device
         return FrameCondition(
-            audio_windows=frame_audio_windows(self.features, t, audio_cfg),
-            expression=self.expressions[t],
-            viewmat=self.viewmats[t],
-            K=self.K,
+            audio_windows=frame_audio_windows(self.features, t, audio_cfg).to(dev),
+            expression=self.expressions[t].to(dev),
+            viewmat=self.viewmats[t].to(dev),
+            K=self.K.to(dev),
             width=self.size,
             height=self.size,
-            background=torch.from_numpy(self.background(t)).float() / 255.0,
+            background=torch.from_numpy(self.background(t)).to(dev).float() / 255.0,
         )
 
     def target(self, t: int) -> FrameTarget:
         frame, label, depth, normal = self._raw(t)
         ids = self.ids
 
+        dev = self.device
+
         def mask(*names: str) -> Tensor:
             m = np.isin(label, [ids[n] for n in names])
-            return torch.from_numpy(m.astype(np.float32))[..., None]
+            return torch.from_numpy(m).to(dev).float()[..., None]
 
-        depth_t = torch.from_numpy(depth.astype(np.float32))[..., None]
+        depth_t = torch.from_numpy(depth).to(dev).float()[..., None]
         return FrameTarget(
-            image=torch.from_numpy(frame).float() / 255.0,
+            image=torch.from_numpy(frame).to(dev).float() / 255.0,
             head=mask("face_skin", "lips", "hair"),
             mouth=mask("mouth_interior"),
             face=mask("face_skin", "lips") * (depth_t > 0).float(),
             depth=depth_t,
-            normal=torch.from_numpy(normal.astype(np.float32) / 127.0),
+            normal=torch.from_numpy(normal).to(dev).float() / 127.0,
         )

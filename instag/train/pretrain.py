@@ -32,7 +32,7 @@ from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames
 from instag.train.init import init_gaussians
-from instag.train.recipe import PretrainRecipe
+from instag.train.recipe import PretrainRecipe, resolve_device
 from instag.train.run import (
     KEEP_CHECKPOINTS,
     Callback,
@@ -54,12 +54,14 @@ from instag.train.step import Identity, accumulate_densify, frame_loss
 from instag.train.umf import write_umf
 
 
-def _world() -> tuple[int, int]:
-    """(rank, world size), initialising the process group under torchrun (gloo on CPU, NCCL with CUDA)."""
+def _world(device: torch.device) -> tuple[int, int]:
+    """(rank, world size), initialising the process group under torchrun (gloo on CPU, NCCL on CUDA)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -68,23 +70,24 @@ def _rank_dir(run_dir: Path, rank: int) -> Path:
 
 
 class _Pretraining:
-    def __init__(self, recipe: PretrainRecipe, datasets: list[Path], rank: int, world: int) -> None:
+    def __init__(self, recipe: PretrainRecipe, datasets: list[Path], rank: int, world: int,
+                 device: torch.device) -> None:
         cfg = recipe.model
-        self.recipe, self.rank, self.world = recipe, rank, world
+        self.recipe, self.rank, self.world, self.device = recipe, rank, world, device
         torch.manual_seed(recipe.seed)  # identical replicated nets on every rank
-        self.motion = MotionModel(cfg, with_aligner=False)
-        self.personalized = nn.ModuleList([build_personalized(cfg) for _ in datasets])
+        self.motion = MotionModel(cfg, with_aligner=False).to(device)
+        self.personalized = nn.ModuleList([build_personalized(cfg) for _ in datasets]).to(device)
         self.gen = torch.Generator().manual_seed(recipe.seed * 1000 + rank)
         self.local: list[Identity] = []
         self.owned = [i for i in range(len(datasets)) if i % world == rank]
         for i in self.owned:
             ds = load_dataset(datasets[i])
-            frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim)
+            frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=device)
             if frames.features.shape[2] != cfg.audio.feature_dim:
                 raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} "
                                  f"channels, the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
             init_gen = torch.Generator().manual_seed(recipe.seed * 7919 + i)  # independent of the sharding
-            face, mouth = init_gaussians(frames, recipe.init, cfg.gaussians, init_gen)
+            face, mouth = (f.to(device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, init_gen))
             self.local.append(Identity(f"id{i}", frames, face, mouth, face.extent(), face.extent(),
                                        self.personalized[i]))
         self.stages = pretrain_stages(recipe.stages)
@@ -130,7 +133,8 @@ class _Pretraining:
                 p.grad = torch.zeros_like(p)
         if self.world == 1:
             return stop
-        flat = torch.cat([p.grad.reshape(-1) for p, _ in live] + [torch.tensor([1.0 if stop else 0.0])])
+        flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+        flat = torch.cat([p.grad.reshape(-1) for p, _ in live] + [flag])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
         for p, is_umf in live:
@@ -160,8 +164,8 @@ class _Pretraining:
         self.motion.load_state_dict(ck.sub_tensors(tensors, "motion"))
         self.personalized.load_state_dict(ck.sub_tensors(tensors, "personalized"))
         for ident in self.local:
-            ident.face = GaussianField.from_tensors(ck.sub_tensors(tensors, f"{ident.name}.face"))
-            ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, f"{ident.name}.mouth"))
+            ident.face = GaussianField.from_tensors(ck.sub_tensors(tensors, f"{ident.name}.face")).to(self.device)
+            ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, f"{ident.name}.mouth")).to(self.device)
             ident.face_extent, ident.mouth_extent = state["extents"][ident.name]
         self._build_optimizers()
         ck.load_optimizer_state(self.opt_g, "opt_g", tensors, state["groups_g"])
@@ -182,18 +186,20 @@ def pretrain(
     this with the same arguments; only rank 0 writes the shared files and reports progress."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    rank, world = _world()
+    if resume:
+        recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
+    elif recipe is None:
+        raise InputError("pretrain: a recipe is needed (--recipe)")
+    device = resolve_device(recipe.run.device)
+    rank, world = _world(device)
     if len(datasets) < 2:
         raise InputError("pretrain: the negative contrast loss needs at least two identities (datasets)")
     if len(datasets) < world:
         raise InputError(f"pretrain: {len(datasets)} datasets cannot be sharded over {world} ranks")
-    if resume:
-        recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
-    else:
-        if recipe is None:
-            raise InputError("pretrain: a recipe is needed (--recipe)")
+    if not resume:
         if (run_dir / "recipe.yaml").exists() and not force:
             raise InputError(f"{run_dir}: holds a run already (pass --resume to continue it or --force to restart)")
+        _barrier(world)  # every rank has checked before rank 0 writes
         if rank == 0:
             if run_dir.exists():
                 import shutil
@@ -204,14 +210,14 @@ def pretrain(
     if recipe.run.threads > 0:
         torch.set_num_threads(recipe.run.threads)
     cfg = recipe.model
-    run = _Pretraining(recipe, [Path(d) for d in datasets], rank, world)
+    run = _Pretraining(recipe, [Path(d) for d in datasets], rank, world, device)
     rank_dir = _rank_dir(run_dir, rank)
     start = 0
     log = RunLog(run_dir, recipe.run.log_every) if rank == 0 else None
     if resume:
         latest = ck.latest_checkpoint(rank_dir)
         step = int(latest.name.split("_")[1]) if latest else -1
-        common = _min_over_ranks(step, world)
+        common = _min_over_ranks(step, world, device)
         if common < 0:
             raise InputError(f"{run_dir}: no checkpoint to resume from")
         tensors, state = ck.load_checkpoint(ck.checkpoint_dir(rank_dir, common))
@@ -265,8 +271,8 @@ def pretrain(
                            "n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians,
                            "it_per_s": rate})
             if step in previews:
-                save_preview(run_dir / "previews" / f"step_{step:08d}_{ident.name}.png", out.image,
-                             ident.frames.target(t).image)
+                save_preview(run_dir / "previews" / f"step_{step:08d}_{ident.name}.png", out.image.cpu(),
+                             ident.frames.target(t).image.cpu())
         if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
             _checkpoint(run, rank_dir, step)
             note = (note + "; " if note else "") + f"checkpoint {step}"
@@ -292,10 +298,10 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def _min_over_ranks(value: int, world: int) -> int:
+def _min_over_ranks(value: int, world: int, device: torch.device) -> int:
     if world == 1:
         return value
-    t = torch.tensor([value], dtype=torch.int64)
+    t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())
 

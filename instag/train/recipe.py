@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from instag.config.model import ModelConfig
 from instag.errors import InputError
 
@@ -79,6 +81,7 @@ class RunConfig:
     log_every: int = 10  # losses.csv rows
     previews: int = 4  # rendered previews saved over the run (evenly spaced), plus one at the end
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    device: str = "auto"  # auto (CUDA when torch sees one) | cpu | cuda
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,17 @@ class PretrainRecipe:
         _check_counts("stages", {"face": self.stages.face, "mouth": self.stages.mouth, "joint": self.stages.joint})
         if self.stages.total < 1:
             raise InputError("stages: the run needs at least one iteration")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The training device of `RunConfig.device`; an explicit cuda without CUDA is an error."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise InputError(f"run.device: {name!r} is not one of auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("run.device: cuda requested, but torch sees no CUDA device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def _check_counts(where: str, counts: dict[str, int]) -> None:

@@ -38,7 +38,7 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
     tensors |= {f"hook.{k}": v for k, v in motion.hook.state_dict().items()}
     model = to_dict(cfg)
     with atomic_file(st_path, suffix=".safetensors") as tmp:
-        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
     doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, **info,
            "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}
     write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
