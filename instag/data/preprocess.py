@@ -89,7 +89,8 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
     zoom = s / plan.side
     pts = np.zeros((n, fm.N_LANDMARKS, 3), np.float32)
     found = np.zeros(n, bool)
-    person = np.zeros((n, s, s), np.uint8)
+    pending: dict[int, np.ndarray] = {}  # person masks [S, S] of frames still waiting for landmarks
+    label_s = 0.0
     bg_every = max(1, n // cfg.background_samples)
     bg_frames = []
     with atomic_dir(out, force=force) as tmp:
@@ -104,11 +105,16 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
                 if not np.isnan(plan.centres[i, 0]):
                     last = (plan.centres[i] - (plan.x0, plan.y0)) * zoom
                 lm = tracker.track(crop, (float(last[0]), float(last[1])))
+                person = np.round(segmenter.segment(crop) * 255).astype(np.uint8)
+                t0 = time.perf_counter()
                 if lm is not None:
                     pts[i], found[i] = lm, True
-                person[i] = np.round(segmenter.segment(crop) * 255).astype(np.uint8)
+                    cv2.imwrite(str(tmp / "labels" / f"{frame_name(i)}.png"), label_map(lm[:, :2], person))
+                elif len(pending) <= cfg.max_missing_face_fraction * n:  # beyond that the clip is refused below
+                    pending[i] = person
+                label_s += time.perf_counter() - t0
                 if i % bg_every == 0 and len(bg_frames) < cfg.background_samples:
-                    bg_frames.append((crop, i))
+                    bg_frames.append((crop, person, i))
                 cv2.imwrite(str(tmp / "frames" / f"{frame_name(i)}.jpg"), crop[..., ::-1],
                             [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
                 if progress:
@@ -122,7 +128,12 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         if missing.size:
             result.warnings.append(f"{clip}: no face tracked in frames {frame_ranges(missing)}; interpolated")
         pts = interpolate_missing(pts, found)
+        for i, person in pending.items():
+            cv2.imwrite(str(tmp / "labels" / f"{frame_name(i)}.png"), label_map(pts[i, :, :2], person))
+        del pending
         stages.done("track")
+        result.timings_s["track"] = round(result.timings_s["track"] - label_s, 3)
+        result.timings_s["labels"] = round(label_s, 3)
 
         pose = fit_pose(pts, s, cfg.fps, cfg.pose_cutoff_hz, cfg.default_fov_deg, cfg.eye_distance_m)
         signals = face_signals(pose.local_shapes)
@@ -131,16 +142,9 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
                  blink=signals["blink"], expression=signals["expression"], mouth_open=signals["mouth_open"])
         stages.done("pose")
 
-        for i in range(n):
-            cv2.imwrite(str(tmp / "labels" / f"{frame_name(i)}.png"), label_map(pts[i, :, :2], person[i]))
-            if progress:
-                progress("labels", i + 1, n)
-        stages.done("labels")
-
-        idx = [i for _, i in bg_frames]
-        plate = background_plate(np.stack([f for f, _ in bg_frames]), person[idx])
+        plate = background_plate(np.stack([f for f, _, _ in bg_frames]), np.stack([m for _, m, _ in bg_frames]))
         cv2.imwrite(str(tmp / "background.png"), plate[..., ::-1])
-        del bg_frames, person
+        del bg_frames
         stages.done("background")
 
         tris = fm.orient_triangles(fm.mesh_triangles(), pose.shape)
