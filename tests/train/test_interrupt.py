@@ -1,0 +1,40 @@
+"""Ctrl-C during `instag adapt`: a checkpoint is saved, the command exits cleanly (130), --resume finishes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+
+BIN = Path(sys.executable).parent
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    ds = write_dataset(tmp_path / "ds")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "init": TINY_INIT,
+                                      "stages": {"warmup": 60, "align": 0, "fuse": 1},
+                                      "run": {"checkpoint_every": 0, "log_every": 1, "threads": 1}}))
+    av = tmp_path / "av"
+    proc = subprocess.Popen([str(BIN / "instag"), "adapt", str(ds), "-o", str(av), "--recipe", str(recipe)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "av.run" / "losses.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    ckpts = sorted((tmp_path / "av.run" / "checkpoints").iterdir())
+    assert len(ckpts) == 1 and not av.exists()
+    done = subprocess.run([str(BIN / "instag"), "adapt", str(ds), "-o", str(av), "--resume"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (av / "avatar.json").is_file()
