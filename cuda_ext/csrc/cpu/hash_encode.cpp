@@ -152,7 +152,9 @@ void forward(const Grid& g, const float* xyz, int64_t n, const float* table, flo
 template <int D, int F>
 void backward_table(const Grid& g, const float* xyz, int64_t n, const float* grad_out, float* grad_table,
                     int threads) {
-  constexpr int64_t kChunk = 4096;
+  // 16k points: their rows of grad_out (2.4 MB for the default tri-plane) stay in L3, and each slice is
+  // reused by enough points per chunk to be worth bringing into L2 (4k points measured ~1.2x slower).
+  constexpr int64_t kChunk = 16384;
   const int columns = g.n_planes * g.n_levels;
   const int64_t row = static_cast<int64_t>(columns) * F;
 #pragma omp parallel num_threads(threads)
