@@ -136,3 +136,38 @@ def test_pose_fit_recovers_rotation():
     assert sig["expression"].shape == (100, 8)
     mouth = sig["mouth_open"]  # a rigid face keeps its mouth; perspective leaves ~3 % in the weak-perspective lift
     assert np.ptp(mouth) < 0.05 * mouth.mean()
+
+
+@pytest.mark.parametrize("ext,vcodec,acodec", [("webm", "libvpx-vp9", "libopus"), ("mkv", "hevc", "flac"),
+                                               ("avi", "mpeg4", "mp3"), ("mov", "h264", "aac")])
+def test_containers_and_codecs(tmp_path, ext, vcodec, acodec):
+    clip = tmp_path / f"clip.{ext}"
+    with av.open(str(clip), "w") as c:
+        vs = c.add_stream(vcodec if vcodec in av.codecs_available else "libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        aus = c.add_stream(acodec, rate=48000)
+        aus.layout = "stereo"
+        for i in range(90):
+            img = np.full((64, 96, 3), 2 * i, np.uint8)
+            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        tone = 0.2 * np.sin(2 * np.pi * 300 * np.arange(48000 * 3) / 48000)
+        step = 1024  # PyAV converts the planar float frames to each encoder's own format and frame size
+        for s in range(0, len(tone) - step + 1, step):
+            chunk = np.repeat(tone[None, s : s + step], 2, 0).astype(np.float32)
+            f = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            f.sample_rate, f.pts = 48000, s
+            for p in aus.encode(f):
+                c.mux(p)
+        for p in aus.encode():
+            c.mux(p)
+    info = probe(clip, min_duration_s=2.5)
+    n = frame_count(info, 25)
+    assert 73 <= n <= 75  # 3 s at 25 fps
+    frames = list(iter_frames(info, 25, n))
+    assert len(frames) == n and frames[0].shape == (64, 96, 3)
+    assert frames[-1].mean() > frames[0].mean() + 100  # time runs forward through the resampled frames
+    audio = read_audio(info, 16000, int(round(n / 25 * 16000)))
+    assert 0.1 < np.abs(audio[4000:-4000]).max() < 0.3
