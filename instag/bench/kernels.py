@@ -62,7 +62,7 @@ def _rasterize_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]
         scene = random_scene(n, size, device=str(device))
         params = [scene[k].requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")]
         for choice in _backends("rasterize", device):
-            def forward(choice: backend.Choice = choice) -> torch.Tensor:
+            def forward(choice: backend.Choice = choice, scene: dict = scene) -> torch.Tensor:
                 return rasterize(**scene, backend=choice.backend).image
 
             f, fb = _time(forward, params, runs, device)
@@ -81,7 +81,7 @@ def _encoder_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
             xyz = (torch.rand(n, 3, generator=g) * 2 - 1).to(device)
             for choice in _backends(op, device):
                 enc = make(backend=choice.backend).to(device)
-                f, fb = _time(lambda enc=enc: enc(xyz), list(enc.parameters()), runs, device)
+                f, fb = _time(lambda enc=enc, xyz=xyz: enc(xyz), list(enc.parameters()), runs, device)
                 lay = enc.layout
                 desc = f"{lay.n_planes} planes x {lay.n_levels} levels x {lay.n_features} feat, {lay.plane_size} entries/plane"
                 yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
