@@ -86,6 +86,14 @@ def test_cpu_kernel_matches_reference(kind, n_features, table, n):
 
 @needs_compiler
 @pytest.mark.parametrize("kind", ENCODERS)
+@pytest.mark.parametrize("n_features", [4, 8])
+def test_cpu_kernel_wide_features(kind, n_features):
+    enc = make_encoder(kind, n_features, "mixed", backend="cpu")
+    assert_matches_reference(enc, sample_points(300, enc.layout.bound, seed=11))
+
+
+@needs_compiler
+@pytest.mark.parametrize("kind", ENCODERS)
 def test_cpu_kernel_table_gradient_only(kind):
     """Without xyz.requires_grad the kernel skips the point gradient and still gets the table's right."""
     enc = make_encoder(kind, 2, "mixed", backend="cpu")
