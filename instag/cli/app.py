@@ -10,11 +10,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from instag.cli import adapt as adapt_cmd
+from instag.cli import adapt_from_clip as adapt_from_clip_cmd
 from instag.cli import bench, doctor
 from instag.cli import eval as eval_cmd
+from instag.cli import export_ply as export_ply_cmd
 from instag.cli import inspect as inspect_cmd
-from instag.cli import pretrain as pretrain_cmd
 from instag.cli import preprocess as preprocess_cmd
+from instag.cli import pretrain as pretrain_cmd
+from instag.cli import render as render_cmd
 from instag.errors import InstagError
 
 app = typer.Typer(
@@ -30,6 +33,9 @@ app.command("inspect")(inspect_cmd.inspect)
 app.command("pretrain")(pretrain_cmd.pretrain)
 app.command("adapt")(adapt_cmd.adapt)
 app.command("eval")(eval_cmd.eval_avatar)
+app.command("adapt-from-clip")(adapt_from_clip_cmd.adapt_from_clip)
+app.command("render")(render_cmd.render)
+app.command("export-ply")(export_ply_cmd.export_ply)
 app.add_typer(bench.app, name="bench")
 
 err = Console(stderr=True)

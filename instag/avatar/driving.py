@@ -1,0 +1,127 @@
+"""Driving an avatar with new audio: audio → per-frame features → `FrameCondition`s, with the clip's head pose,
+blink and torso replayed in ping-pong order (forward, then backward, …) so there is never a jump at the loop
+point: consecutive output frames always use neighbouring clip frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from instag.audio import features as af
+from instag.avatar.bundle import Avatar
+from instag.avatar.drive import expression_matrix
+from instag.errors import InputError
+from instag.media.audio import FEATURE_RATE
+from instag.motion.audio import frame_audio_windows
+from instag.render.avatar import FrameCondition
+
+
+def pingpong_index(i: int, n: int) -> int:
+    """Clip frame replayed at output frame `i` for a clip of `n` frames: 0, 1, …, n−1, n−2, …, 1, 0, 1, …"""
+    if n <= 1:
+        return 0
+    period = 2 * (n - 1)
+    k = i % period
+    return k if k < n else period - k
+
+
+def frame_count(duration_s: float, fps: float) -> int:
+    """Output frames for audio of `duration_s`: the nearest whole number (≥ 1), so the video's duration is the
+    audio's within half a frame."""
+    return max(1, int(round(duration_s * fps)))
+
+
+def audio_features(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_model: str | None = None) -> Tensor:
+    """Features [n_frames, K, D] of 16 kHz mono audio `mono16k` [N] of the kind and shape the avatar was trained
+    on (meta audio_feature, audio_feature_shape)."""
+    kind = avatar.meta["audio_feature"]
+    k, d = (int(v) for v in avatar.meta["audio_feature_shape"])
+    fps = float(avatar.meta["fps"])
+    audio = mono16k if mono16k.size else np.zeros(1, np.float32)
+    if kind == "mel":
+        feats = af.mel_features(audio, FEATURE_RATE, fps, n_frames, n_mels=d)
+    elif kind in ("hubert", "wav2vec2"):
+        if not audio_model:
+            raise InputError(f"{avatar.path}: the avatar is driven by {kind} features; pass --audio-model "
+                             f"pointing to the local {kind} model directory it was trained with")
+        feats = af.model_features(af.load_speech_model(kind, audio_model), audio, FEATURE_RATE, fps, n_frames)
+    else:
+        raise InputError(f"{avatar.path}: unknown audio feature kind '{kind}'")
+    if feats.shape[1:] != (k, d):
+        raise InputError(f"{avatar.path}: '{kind}' features come out {list(feats.shape[1:])} per frame, the avatar "
+                         f"was trained on {[k, d]} (a different feature model?)")
+    return torch.from_numpy(feats)
+
+
+@dataclass
+class DrivenFrame:
+    index: int  # output frame
+    clip_frame: int  # the clip's frame (dataset index) whose pose, blink and torso are replayed
+    cond: FrameCondition
+
+
+class Driver:
+    """Conditions for each output frame of one audio: its features, the replayed pose/blink/torso, rendered at
+    `size`² (the avatar's own size by default; intrinsics and background scale with it)."""
+
+    def __init__(self, avatar: Avatar, features: Tensor, size: int | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        self.avatar = avatar
+        self.device = torch.device(device)
+        self.features = features.to(self.device)  # [T, K, D]
+        self.size = int(size or avatar.size)
+        if self.size < 16:
+            raise InputError(f"--size {self.size}: must be at least 16")
+        scale = self.size / avatar.size
+        K = avatar.K.clone()
+        K[:2] *= scale
+        self.K = K.to(self.device)
+        self.viewmats = torch.from_numpy(np.asarray(avatar.drive["viewmats"], np.float32)).to(self.device)  # [C, 4, 4]
+        self.expressions = torch.from_numpy(expression_matrix(avatar.drive, avatar.cfg.expression_dim)).to(self.device)
+        self._backgrounds: dict[int, Tensor] = {}
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.features.shape[0])
+
+    def drive_index(self, i: int) -> int:
+        """Row of the avatar's drive arrays replayed at output frame `i`."""
+        return pingpong_index(i, self.avatar.n_drive_frames)
+
+    def background(self, j: int) -> Tensor:
+        """Plate with drive frame j's torso, [size, size, 3] float in [0, 1] (cached: one per clip frame)."""
+        bg = self._backgrounds.get(j)
+        if bg is None:
+            img = self.avatar.background(j)
+            if img.shape[0] != self.size:
+                img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            bg = torch.from_numpy(img).to(self.device).float() / 255.0
+            self._backgrounds[j] = bg
+        return bg
+
+    def condition(self, i: int) -> DrivenFrame:
+        j = self.drive_index(i)
+        cond = FrameCondition(
+            audio_windows=frame_audio_windows(self.features, i, self.avatar.cfg.audio),
+            expression=self.expressions[j],
+            viewmat=self.viewmats[j],
+            K=self.K,
+            width=self.size,
+            height=self.size,
+            background=self.background(j),
+        )
+        return DrivenFrame(i, int(self.avatar.drive["frame_index"][j]), cond)
+
+    def __iter__(self) -> Iterator[DrivenFrame]:
+        for i in range(self.n_frames):
+            yield self.condition(i)
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """[H, W, 3] float in [0, 1] → uint8 (rounded)."""
+    return (image.clamp(0, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()

@@ -1,0 +1,229 @@
+"""Batch rendering of dubbed videos (`instag render`): one MP4 (H.264 + AAC, the audio muxed in) per audio.
+
+Each frame is rendered and handed to the streaming encoder at once (instag.media.mp4), so memory does not grow
+with the audio's length. Outputs are written under a temporary name and renamed when whole; a finished output
+is skipped on a re-run (resume). A job that fails is reported with its reason and the others still run.
+
+Manifest (`--manifest jobs.csv`): rows `audio,output[,paste_back]`, an optional header row naming those columns;
+a relative audio path is read relative to the manifest's folder, a relative output path relative to the output
+dir; paste_back is 1/true/yes or 0/false/no (empty: the command's --paste-back).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from instag.atomic import atomic_file
+from instag.avatar.bundle import Avatar
+from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
+from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, SourceFrames, find_source_clip
+from instag.errors import InputError, InstagError
+from instag.media.audio import decode_audio
+from instag.media.mp4 import Mp4Writer
+
+Progress = Callable[[int, int], None]  # (frames done, frames total) of the current job
+TRUE = ("1", "true", "yes", "y")
+FALSE = ("0", "false", "no", "n")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    size: int | None = None  # render side (the avatar's own size by default)
+    crf: int = 18  # x264 constant rate factor (0 = lossless … 51)
+    preset: str = "veryfast"  # x264 speed/size trade-off
+    source: Path | None = None  # source clip for paste-back (default: found from the avatar)
+    feather: float = DEFAULT_FEATHER  # paste-back seam width as a fraction of the crop side
+    audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
+    force: bool = False  # re-render outputs that exist
+    threads: int = 1  # torch threads for rendering on CPU (0: torch's default). One renders while the encoder
+    # thread uses the other core; on a busy 2-core machine two OpenMP threads were 5-10x slower than one.
+
+
+@dataclass(frozen=True)
+class DubJob:
+    audio: Path
+    output: Path
+    paste_back: bool = False
+
+
+@dataclass
+class JobResult:
+    job: DubJob
+    status: str  # done | skipped | failed
+    reason: str = ""
+    frames: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)  # decode, features, render+encode
+
+    @property
+    def speed(self) -> float:
+        """Multiple of real time (audio seconds per wall second)."""
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def jobs_from_audio(audios: list[Path], out_dir: Path, paste_back: bool) -> list[DubJob]:
+    """One job per audio file: OUT_DIR/<audio stem>.mp4 (two audios with one stem are refused)."""
+    seen: dict[str, Path] = {}
+    jobs = []
+    for audio in audios:
+        stem = Path(audio).stem
+        if stem in seen:
+            raise InputError(f"{audio}: would overwrite the output of {seen[stem]} ({stem}.mp4); use --manifest "
+                             f"to name the outputs")
+        seen[stem] = Path(audio)
+        jobs.append(DubJob(Path(audio), Path(out_dir) / f"{stem}.mp4", paste_back))
+    return jobs
+
+
+def _flag(value: str, where: str, default: bool) -> bool:
+    v = value.strip().lower()
+    if not v:
+        return default
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise InputError(f"{where}: paste_back {value!r} is not one of {'/'.join(TRUE + FALSE)}")
+
+
+def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[DubJob]:
+    """Jobs of a manifest CSV (see the module doc); `InputError` naming the row for a malformed one."""
+    path = Path(path)
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: unreadable manifest ({exc})") from exc
+    jobs: list[DubJob] = []
+    outputs: dict[Path, int] = {}
+    for n, row in enumerate(rows, 1):
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if n == 1 and [c.lower() for c in cells[:2]] == ["audio", "output"]:
+            continue
+        where = f"{path}:{n}"
+        if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
+            raise InputError(f"{where}: expected 'audio,output[,paste_back]', got {row}")
+        audio = Path(cells[0]) if Path(cells[0]).is_absolute() else path.parent / cells[0]
+        output = Path(cells[1]) if Path(cells[1]).is_absolute() else Path(out_dir) / cells[1]
+        if output.suffix.lower() != ".mp4":
+            output = output.with_name(output.name + ".mp4")
+        if output in outputs:
+            raise InputError(f"{where}: output {output} is also the output of row {outputs[output]}")
+        outputs[output] = n
+        jobs.append(DubJob(audio, output, _flag(cells[2], where, paste_back) if len(cells) == 3 else paste_back))
+    if not jobs:
+        raise InputError(f"{path}: the manifest lists no jobs")
+    return jobs
+
+
+def avatar_device(avatar: Avatar, device: str = "auto") -> torch.device:
+    """Move the avatar's model to `device` (auto: CUDA when present) and return it."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"--device {device}: must be auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: torch sees no CUDA device")
+    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    avatar.face, avatar.mouth, avatar.motion = (m.to(dev) for m in (avatar.face, avatar.mouth, avatar.motion))
+    return dev
+
+
+class Dubber:
+    """Renders dubbing jobs with one avatar; the source frames for paste-back are decoded once, on first need."""
+
+    def __init__(self, avatar: Avatar, options: RenderOptions, device: torch.device | None = None) -> None:
+        self.avatar = avatar
+        self.options = options
+        self.device = device or next(avatar.face.parameters()).device
+        self._paste: PasteBack | None = None
+        self._source: SourceFrames | None = None
+
+    def paste_back(self) -> PasteBack:
+        if self._paste is None:
+            av = self.avatar
+            clip = find_source_clip(av, self.options.source)
+            n = int(max(av.drive["frame_index"])) + 1
+            self._source = SourceFrames(clip, float(av.meta["fps"]), n)
+            self._paste = PasteBack(av, self._source, self.options.feather)
+        return self._paste
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = self._paste = None
+
+    def dub(self, job: DubJob, progress: Progress | None = None) -> JobResult:
+        """Render one job to job.output (atomically). Raises `InstagError`s for unusable input."""
+        t0 = time.perf_counter()
+        av, opt = self.avatar, self.options
+        fps = float(av.meta["fps"])
+        audio = decode_audio(job.audio)
+        t1 = time.perf_counter()
+        n = frame_count(audio.duration_s, fps)
+        feats = audio_features(av, audio.mono16k, n, opt.audio_model)
+        driver = Driver(av, feats, opt.size, device=self.device)
+        paste = self.paste_back() if job.paste_back else None
+        t2 = time.perf_counter()
+        width, height = (paste.width, paste.height) if paste else (driver.size, driver.size)
+        with atomic_file(job.output, suffix=".mp4") as tmp:
+            with Mp4Writer(tmp, width, height, fps, audio.samples, audio.sample_rate, crf=opt.crf,
+                           preset=opt.preset) as writer:
+                for frame in driver:
+                    img = to_uint8(av.render(frame.cond).image)
+                    if paste is not None:
+                        img = paste.compose(img, frame.clip_frame)
+                    writer.write(img)
+                    if progress:
+                        progress(frame.index + 1, n)
+            _readable(tmp)
+        t3 = time.perf_counter()
+        return JobResult(job, "done", frames=n, audio_s=audio.duration_s, wall_s=t3 - t0,
+                         timings_s={"decode": t1 - t0, "features": t2 - t1, "render_encode": t3 - t2})
+
+
+def _readable(path: Path) -> None:
+    """Give the (private, mkstemp-made) temporary output the usual permissions of a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def run_jobs(avatar: Avatar, jobs: list[DubJob], options: RenderOptions, device: torch.device | None = None,
+             on_start: Callable[[int, DubJob], None] | None = None, progress: Progress | None = None,
+             on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+    """Run every job; finished outputs are skipped unless options.force; a failing job (its reason recorded)
+    does not stop the others."""
+    dubber = Dubber(avatar, options, device)
+    threads = torch.get_num_threads()
+    if options.threads > 0 and dubber.device.type == "cpu":
+        torch.set_num_threads(options.threads)
+    results = []
+    try:
+        for k, job in enumerate(jobs):
+            if on_start:
+                on_start(k, job)
+            if job.output.is_file() and not options.force:
+                result = JobResult(job, "skipped", "output exists")
+            else:
+                t0 = time.perf_counter()
+                try:
+                    result = dubber.dub(job, progress)
+                except InstagError as exc:
+                    result = JobResult(job, "failed", str(exc), wall_s=time.perf_counter() - t0)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    result = JobResult(job, "failed", f"{type(exc).__name__}: {exc}", wall_s=time.perf_counter() - t0)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    finally:
+        dubber.close()
+        torch.set_num_threads(threads)
+    return results

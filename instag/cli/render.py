@@ -1,0 +1,83 @@
+"""`instag render AVATAR (--audio FILE ... | --manifest jobs.csv) -o OUTDIR`: dubbed MP4s, one per audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "bold red"}
+
+
+def render(
+    avatar: Path = typer.Argument(..., help="Avatar dir (from `instag adapt` / `instag adapt-from-clip`)."),
+    audio: list[Path] = typer.Option([], "--audio", help="Audio to dub (wav/mp3/m4a/flac, any rate; repeatable): "
+                                     "writes OUTDIR/<stem>.mp4."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="CSV of jobs: audio,output[,paste_back]."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output dir."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="Composite the head into the original full-size "
+                                    "frames (output at the source clip's resolution)."),
+    source: Path | None = typer.Option(None, "--source", help="Source clip for --paste-back (default: the copy in "
+                                       "the avatar dir or the recorded path)."),
+    size: int | None = typer.Option(None, "--size", help="Render side in pixels (default: the avatar's)."),
+    crf: int = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (0 lossless … 51; 18 ≈ visually lossless)."),
+    preset: str = typer.Option("veryfast", "--preset", help="x264 preset (ultrafast … veryslow)."),
+    audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
+                                            "trained on those features)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    threads: int = typer.Option(1, "--threads", min=0, help="torch threads on CPU (0: torch's default); the "
+                                "encoder runs in its own thread beside them."),
+    force: bool = typer.Option(False, "--force", help="Re-render outputs that already exist."),
+) -> None:
+    """Render one MP4 (H.264 + AAC) per audio; finished outputs are skipped; exit 1 if any job failed."""
+    from instag.avatar.bundle import load_avatar
+    from instag.avatar.dubbing import RenderOptions, avatar_device, jobs_from_audio, read_manifest, run_jobs
+    from instag.errors import InputError
+
+    if bool(audio) == bool(manifest):
+        raise InputError("render: give --audio FILE (repeatable) or --manifest jobs.csv, not both or neither")
+    jobs = read_manifest(manifest, out, paste_back) if manifest else jobs_from_audio(audio, out, paste_back)
+    av = load_avatar(avatar)
+    dev = avatar_device(av, device)
+    options = RenderOptions(size=size, crf=crf, preset=preset, source=source,
+                            audio_model=str(audio_model) if audio_model else None, force=force,
+                            threads=threads)
+    con = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=con, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_start(k: int, job) -> None:
+            bar.reset(task, total=None, description=f"{k + 1}/{len(jobs)} {job.audio.name}")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        def on_result(r) -> None:
+            if r.status == "failed":
+                bar.console.print(f"[bold red]failed:[/] {r.reason}", highlight=False, soft_wrap=True)
+
+        results = run_jobs(av, jobs, options, dev, on_start=on_start, progress=progress, on_result=on_result)
+    table = Table(title=f"render {avatar} → {out}")
+    for col in ("audio", "output", "status", "frames", "audio s", "× real time", "reason"):
+        table.add_column(col, justify="right" if col in ("frames", "audio s", "× real time") else "left")
+    for r in results:
+        done = r.status == "done"
+        table.add_row(str(r.job.audio), str(r.job.output), f"[{STATUS_STYLE[r.status]}]{r.status}[/]",
+                      str(r.frames) if done else "", f"{r.audio_s:.2f}" if done else "",
+                      f"{r.speed:.2f}" if done else "", r.reason)
+    Console(width=200).print(table)
+    failed = sum(r.status == "failed" for r in results)
+    if failed:
+        con.print(f"[bold red]{failed} of {len(results)} job(s) failed[/]", highlight=False)
+        raise typer.Exit(1)
