@@ -88,26 +88,48 @@ inline vf gaussian_alpha(float a, float b, float c, float op, vf dx, float dy, v
     return (power <= 0.0f) & (alpha >= kAlphaMin) ? alpha : 0.0f;
 }
 
-// One tile's Gaussians gathered into contiguous arrays (structure of arrays), nearest first.
+// One tile's Gaussians gathered into contiguous arrays (structure of arrays), nearest first, with the
+// pixel-centre rectangle [x_lo, x_hi] x [y_lo, y_hi] outside which a Gaussian's alpha is below kAlphaMin
+// (so it is skipped anyway): a lane group outside it skips the Gaussian without evaluating it. Lists hold
+// every Gaussian whose 3-sigma square touches the tile, and a row of the tile often misses many of them.
 struct TileGaussians {
-    std::vector<float> mx, my, ca, cb, cc, op, feat;
+    std::vector<float> mx, my, ca, cb, cc, op, feat, x_lo, x_hi, y_lo, y_hi;
     int n = 0;
 
     void gather(const float* means2d, const float* conics, const float* opacities, const float* features,
                 int channels, const int32_t* ids, int count) {
         n = count;
-        mx.resize(n); my.resize(n); ca.resize(n); cb.resize(n); cc.resize(n); op.resize(n);
+        for (auto* v : {&mx, &my, &ca, &cb, &cc, &op, &x_lo, &x_hi, &y_lo, &y_hi}) v->resize(n);
         feat.resize(static_cast<size_t>(n) * channels);
         for (int j = 0; j < n; ++j) {
             const int64_t g = ids[j];
             mx[j] = means2d[2 * g];
             my[j] = means2d[2 * g + 1];
-            ca[j] = conics[3 * g];
-            cb[j] = conics[3 * g + 1];
-            cc[j] = conics[3 * g + 2];
+            const float a = ca[j] = conics[3 * g], b = cb[j] = conics[3 * g + 1], c = cc[j] = conics[3 * g + 2];
             op[j] = opacities[g];
             std::copy(features + g * channels, features + (g + 1) * channels, feat.begin() + static_cast<size_t>(j) * channels);
+            // Along a row at offset dy the largest exponent is -dy^2 det / (2a) (at dx = -b dy / a), so alpha
+            // can reach kAlphaMin only where dy^2 <= 2 ln(op / kAlphaMin) a / det; likewise in x with c.
+            // The 0.1 % + 0.01 px margin keeps the bound conservative under float rounding.
+            const float det = a * c - b * b;
+            float ext_x = INFINITY, ext_y = INFINITY;
+            if (op[j] < kAlphaMin) {
+                ext_x = ext_y = -INFINITY;  // never drawn
+            } else if (a > 0.0f && c > 0.0f && det > 0.0f) {
+                const float k = 2.0f * std::log(op[j] / kAlphaMin);
+                ext_x = std::sqrt(k * c / det) * 1.001f + 0.01f;
+                ext_y = std::sqrt(k * a / det) * 1.001f + 0.01f;
+            }
+            x_lo[j] = mx[j] - ext_x;
+            x_hi[j] = mx[j] + ext_x;
+            y_lo[j] = my[j] - ext_y;
+            y_hi[j] = my[j] + ext_y;
         }
+    }
+
+    // Whether Gaussian j can be drawn anywhere on the row py between pixel centres x_first and x_last.
+    bool reaches(int j, float x_first, float x_last, float py) const {
+        return py >= y_lo[j] && py <= y_hi[j] && x_last >= x_lo[j] && x_first <= x_hi[j];
     }
 };
 
@@ -190,6 +212,7 @@ void instag_rasterize_forward(const float* means2d, const float* conics, const f
                     vi live = lanes < static_cast<float>(width - x0);  // lanes past the image edge start finished
                     std::fill(acc.begin(), acc.end(), vf{});
                     for (int j = 0; j < gs.n && any(live); ++j) {
+                        if (!gs.reaches(j, px[0], px[kLanes - 1], py)) continue;
                         vf G;
                         const vf alpha = gaussian_alpha(gs.ca[j], gs.cb[j], gs.cc[j], gs.op[j], px - gs.mx[j],
                                                         py - gs.my[j], G);
@@ -262,6 +285,7 @@ void instag_rasterize_backward(const float* means2d, const float* conics, const 
                     const vf g_from_trans = -g_trans * T_final;
                     vf T = T_final;
                     for (int j = longest - 1; j >= 0; --j) {
+                        if (!gs.reaches(j, px[0], px[kLanes - 1], py)) continue;  // alpha 0 on every lane
                         const float a = gs.ca[j], b = gs.cb[j], c = gs.cc[j], op = gs.op[j];
                         const vf dx = px - gs.mx[j];
                         const float dy = py - gs.my[j];
