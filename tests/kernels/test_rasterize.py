@@ -301,6 +301,7 @@ def test_gsplat_matches_reference():
         assert (actual - expected).abs().mean() < 1e-3 and (actual - expected).abs().max() < 5e-2
     assert ((gpu.depth - ref.depth).abs() * ref.alpha).mean() < 1e-2
     assert gpu_m2d is not None and torch.count_nonzero(gpu_m2d) > 0
+    assert (gpu_m2d[visible] - ref_m2d[visible]).norm() / ref_m2d[visible].norm() < 5e-2
     for name in PARAMS:
         err = (gpu_grads[name] - ref_grads[name]).norm() / ref_grads[name].norm()
         assert err < 5e-2, (name, err.item())
