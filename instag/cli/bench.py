@@ -90,3 +90,46 @@ def train(
     if json_path:
         write_json(doc, json_path)
         con.print(f"wrote {json_path}")
+
+
+@app.command("render")
+def render(
+    avatar: Path = typer.Argument(..., help="Avatar dir to time."),
+    audio: Path | None = typer.Option(None, "--audio", help="Audio for the end-to-end case (default: a synthetic "
+                                      "speech-like signal); looped when shorter than --seconds."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Length of the end-to-end dubbing job."),
+    short: float = typer.Option(10.0, "--short", help="Length of the short job the peak RSS is compared with."),
+    runs: int = typer.Option(50, "--runs", help="Frames timed for model + rasterization (median)."),
+    threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Model + rasterization frames/s (no I/O) and end-to-end dubbing speed (× real time) and peak RSS."""
+    from instag.bench import render as bench_render
+
+    con = Console()
+
+    def show(name: str, c: dict[str, Any]) -> None:
+        if name == "model":
+            con.print(f"  model+raster {c['size']} ({c['n_face']}+{c['n_mouth']} Gaussians, {c['device']}): "
+                      f"{c['ms_per_frame']:.1f} ms/frame = {c['fps']:.1f} frames/s "
+                      f"(CPU {c['cpu_ms_per_frame']:.1f} ms/frame)")
+        else:
+            con.print(f"  dub {c['audio_s']:.0f} s: {c['wall_s']:.1f} s = {c['x_real_time']:.2f}× real time "
+                      f"(process CPU {c['cpu_s']:.1f} s), peak RSS {c['peak_rss_mb']:.0f} MiB")
+
+    doc = bench_render.run(avatar, audio, seconds, short, runs, threads, device, progress=show)
+    table = Table(title=f"render {avatar} ({doc['model']['size']}, {doc['model']['device']}, "
+                        f"{doc['model']['torch_threads']} thread(s))")
+    for col in ("case", "frames/s", "× real time", "wall s", "peak RSS MiB"):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    m = doc["model"]
+    table.add_row("model + rasterization (no I/O)", f"{m['fps']:.1f}", "", "", "")
+    for name, c in doc["end_to_end"].items():
+        table.add_row(f"dub {c['audio_s']:.0f} s ({name})", f"{c['frames'] / c['wall_s']:.1f}",
+                      f"{c['x_real_time']:.2f}", f"{c['wall_s']:.1f}", f"{c['peak_rss_mb']:.0f}")
+    con.print(table)
+    con.print(f"peak RSS long/short: {doc['peak_rss_ratio_long_short']:.3f}")
+    if json_path:
+        write_json(doc, json_path)
+        con.print(f"wrote {json_path}")

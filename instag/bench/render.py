@@ -1,0 +1,133 @@
+"""`instag bench render`: how fast an avatar renders and dubs.
+
+- model + rasterization: median time of `Avatar.render` per frame (motion fields → deformed Gaussians →
+  rasterize → composite) at the avatar's size, conditions prepared beforehand: no decoding, no encoding, no I/O.
+- end to end: a whole dubbing job (decode audio, features, render, H.264 + AAC encode, write) for a `seconds`-long
+  audio and for a `short_s`-long one, each in a fresh process, so each one's peak RSS is its own: frames are
+  encoded as they are rendered, so the long job's peak should be within 10 % of the short one's.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+
+from instag.bench.record import header
+from instag.errors import InputError
+
+WARMUP_FRAMES = 3
+
+
+def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """[N] float32: a 150 Hz buzz with syllable-rate loudness changes and a little noise (stands in for speech)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    return (env * (0.15 * np.sign(np.sin(2 * np.pi * 150 * t)) + 0.03 * rng.standard_normal(t.size))).astype(np.float32)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, device: str) -> dict[str, Any]:
+    """Median ms per `Avatar.render` over `runs` consecutive frames driven by `audio` (16 kHz mono)."""
+    from instag.avatar.bundle import load_avatar
+    from instag.avatar.driving import Driver, audio_features
+    from instag.avatar.dubbing import avatar_device
+
+    av = load_avatar(avatar_path)
+    dev = avatar_device(av, device)
+    if threads > 0 and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    n = WARMUP_FRAMES + runs
+    driver = Driver(av, audio_features(av, audio, n), device=dev)
+    conds = [driver.condition(i).cond for i in range(n)]
+    times, cpu = [], []
+    for i, cond in enumerate(conds):
+        _sync(dev)
+        t0, c0 = time.perf_counter(), time.process_time()
+        av.render(cond)
+        _sync(dev)
+        if i >= WARMUP_FRAMES:
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    ms = statistics.median(times) * 1e3
+    return {"size": f"{av.size}x{av.size}", "n_face": av.face.num_gaussians, "n_mouth": av.mouth.num_gaussians,
+            "runs": runs, "ms_per_frame": ms, "ms_per_frame_min": min(times) * 1e3, "fps": 1e3 / ms,
+            # CPU time of this process per frame: on a machine shared with other work, what the frame costs
+            "cpu_ms_per_frame": statistics.median(cpu) * 1e3,
+            "device": str(dev), "torch_threads": torch.get_num_threads()}
+
+
+def _dub_in_child(avatar: Path, audio: Path, out: Path, threads: int, device: str) -> dict[str, Any]:
+    code = ("import json, sys; from instag.bench.render import dub_once; "
+            "print(json.dumps(dub_once(*sys.argv[1:])))")
+    proc = subprocess.run([sys.executable, "-c", code, str(avatar), str(audio), str(out), str(threads), device],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InputError(f"bench render: the dubbing job failed:\n{proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def dub_once(avatar: str, audio: str, out: str, threads: str, device: str) -> dict[str, Any]:
+    """One dubbing job in this process; its wall time, stage times and this process's peak RSS."""
+    from instag.avatar.bundle import load_avatar
+    from instag.avatar.dubbing import DubJob, RenderOptions, avatar_device, run_jobs
+
+    t0 = time.perf_counter()
+    av = load_avatar(avatar)
+    dev = avatar_device(av, device)
+    load_s = time.perf_counter() - t0
+    [r] = run_jobs(av, [DubJob(Path(audio), Path(out))], RenderOptions(threads=int(threads), force=True), dev)
+    if r.status != "done":
+        raise RuntimeError(r.reason)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"audio_s": r.audio_s, "frames": r.frames, "wall_s": r.wall_s, "load_s": load_s,
+            "x_real_time": r.speed, "stages_s": r.timings_s,
+            # CPU seconds of the whole process (render + encoder threads, start-up included)
+            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s: float = 10.0, runs: int = 50,
+        threads: int = 1, device: str = "auto",
+        progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    from instag.media.audio import FEATURE_RATE, decode_audio
+
+    if audio is not None:
+        mono = decode_audio(audio).mono16k
+        if mono.size < seconds * FEATURE_RATE:
+            mono = np.resize(mono, int(seconds * FEATURE_RATE))  # loop a shorter file
+    else:
+        mono = speech_like(seconds)
+    doc = header("render")
+    doc["avatar"] = str(avatar)
+    doc["audio"] = str(audio) if audio else f"synthetic speech-like {seconds:g} s"
+    doc["model"] = model_fps(avatar, mono, runs, threads, device)
+    if progress:
+        progress("model", doc["model"])
+    with tempfile.TemporaryDirectory(prefix="instag-bench-render-") as tmp:
+        cases = {}
+        for name, secs in (("short", short_s), ("long", seconds)):
+            wav = Path(tmp) / f"{name}.wav"
+            soundfile.write(wav, mono[: int(secs * FEATURE_RATE)], FEATURE_RATE, subtype="PCM_16")
+            cases[name] = _dub_in_child(avatar, wav, Path(tmp) / f"{name}.mp4", threads, device)
+            if progress:
+                progress(name, cases[name])
+    doc["end_to_end"] = cases
+    doc["x_real_time"] = cases["long"]["x_real_time"]
+    doc["peak_rss_ratio_long_short"] = cases["long"]["peak_rss_mb"] / cases["short"]["peak_rss_mb"]
+    return doc
