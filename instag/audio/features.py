@@ -102,17 +102,25 @@ def model_features(model: SpeechModel, audio: np.ndarray, sample_rate: int, fps:
     return _sample(seq, sample_rate / 320, fps, n_frames, MODEL_SUBFRAMES, 0.0125)
 
 
-def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, floor_db: float = 40.0) -> np.ndarray:
-    """Speech energy envelope [T] in dB: 300–3000 Hz band energy of `audio` [N] over each video frame's span,
-    floored `floor_db` below the clip's peak (so silence reads as a flat floor, not as noise-level detail)."""
+def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, floor_db: float = 40.0,
+                    band_hz: tuple[float, float] = (300.0, 3000.0)) -> np.ndarray:
+    """Speech energy envelope [T] in dB: `band_hz` band energy of `audio` [N] in a one-frame window centred on
+    each video frame's instant i / fps (`iter_frames` shows frame i as the picture nearest that instant, so a
+    window over [i / fps, (i + 1) / fps) would put the sound half a frame late), floored `floor_db` below the
+    clip's peak (so silence reads as a flat floor, not as noise-level detail).
+
+    For relating sound to mouth opening pass band_hz=(1000, 3000), the F2-F3 region: energy below 1 kHz (voicing,
+    nasal murmur, the voice bar of /b d g/) goes on through lip closures, energy in 1-3 kHz needs an open mouth
+    (Grant & Seitz 2000 found lip area tracks the F2-band envelope better than the wide-band one)."""
     import librosa
 
     hop = int(round(sample_rate * MEL_HOP_S))
     n_fft = 512 if sample_rate <= 16000 else 1024
     power = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop, win_length=int(sample_rate * 0.025))) ** 2
     freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
-    band = power[(freqs >= 300) & (freqs <= 3000)].sum(0)
-    frame_of = np.minimum((np.arange(len(band)) * MEL_HOP_S * fps).astype(int), n_frames - 1)
+    band = power[(freqs >= band_hz[0]) & (freqs <= band_hz[1])].sum(0)
+    at = np.arange(len(band)) * hop / sample_rate * fps  # STFT column j is centred on sample j * hop
+    frame_of = np.minimum(np.floor(at + 0.5).astype(int), n_frames - 1)
     per_frame = np.bincount(frame_of, band, n_frames) / np.maximum(np.bincount(frame_of, minlength=n_frames), 1)
     db = 10 * np.log10(per_frame + 1e-10)
     return np.maximum(db, db.max() - floor_db).astype(np.float32)

@@ -91,13 +91,45 @@ def test_mouth_interior_labelled_when_open(datasets, name):
         assert (ds.label(i) == LABELS["mouth_interior"]).sum() >= 20, f"frame {i}"
 
 
-def test_mouth_opening_follows_speech_energy(datasets):
-    """The clip whose speech pauses (it fills ~46 % of it) shows the relation; continuous talkers keep the
-    energy high through mouth closures, so a clip-level correlation says little about them."""
-    ds = datasets("OpenTalker_video-retalking_1.mp4")
+SMILING_TALKER = "OpenTalker_SadTalker_WDA_KatieHill_000.mp4"
+
+
+def _speech_opening_correlation(ds) -> float:
+    """How mouth opening follows the speech energy envelope: a mean short-time correlation at the best sync lag.
+
+    Why not one clip-level Pearson r of mouth_open and the 300-3000 Hz envelope (it gave -0.07 to 0.41):
+    - what opens for speech is the jaw as well as the lips, and lips part without sound: people grin with their
+      teeth together (LatentSync frames 200-260), rest with lips apart in pauses (May, frames 0-7). The opening is
+      the inner-lip gap plus jaw lowering (nose tip to chin), each standardised over the clip, equally weighted;
+    - the envelope is the 1-3 kHz (F2-F3) band, which falls when the lips close; energy below 1 kHz (nasal
+      murmur, voice bar) does not (KatieHill frames 85-95: lips shut for 0.4 s, 300-3000 Hz energy up to 8 dB
+      from its peak);
+    - the correlation is taken in 2 s windows (50 frames, 12-frame hop) and averaged, so slow drifts of posture
+      and smile between sentences do not swamp the syllable-scale relation (a locally normalised correlation);
+    - the sources are in sync only to broadcast tolerance (ITU-R BT.1359 detectability: sound up to 125 ms after
+      the picture, 45 ms before) and the mouth leads the sound in speech, so the best of lags -3..+1 frames (sound
+      up to 120 ms late, 40 ms early) is taken. kim_7s and May_5s peak at sound 3 frames late: at lag 0 their 2-8 Hz
+      band-passed signals are anti-correlated (-0.39, -0.22), a 120 ms shift being over half a syllable period."""
     audio, sr = ds.audio()
-    env = energy_envelope(audio, sr, ds.fps, ds.n_frames)
-    assert np.corrcoef(ds.tracks["mouth_open"], env)[0, 1] > 0.3
+    env = energy_envelope(audio, sr, ds.fps, ds.n_frames, band_hz=(1000.0, 3000.0)).astype(np.float64)
+    lips = ds.tracks["mouth_open"].astype(np.float64)
+    jaw = ds.tracks["expression"][:, ds.meta["expression_names"].index("jaw_drop")].astype(np.float64)
+    opening = (lips - lips.mean()) / lips.std() + (jaw - jaw.mean()) / jaw.std()
+    win, hop = 50, 12
+
+    def local_r(m, e):
+        return np.mean([np.corrcoef(m[s : s + win], e[s : s + win])[0, 1] for s in range(0, len(m) - win + 1, hop)])
+
+    return max(local_r(opening[:k], env[-k:]) if k < 0 else local_r(opening[k:], env[: len(env) - k])
+               for k in range(-3, 2))  # k < 0: the sound -k frames after the picture
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=(
+    "talks through a broad smile that parts the lips whether or not she is voicing (r = 0.16); the "
+    "audio does match: at lip closures the 1-3 kHz band drops 3.9 dB relative to < 1 kHz, more than for "
+    "97.5 % of circular shifts of the audio"))) if n == SMILING_TALKER else n for n in CLIPS])
+def test_mouth_opening_follows_speech_energy(datasets, name):
+    assert _speech_opening_correlation(datasets(name)) > 0.3
 
 
 def test_cli_dataset_split_features_and_inspect(datasets, real_data, tmp_path):
