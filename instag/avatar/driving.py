@@ -20,6 +20,8 @@ from instag.media.audio import FEATURE_RATE
 from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition
 
+BACKGROUND_CACHE_BYTES = 256 << 20
+
 
 def pingpong_index(i: int, n: int) -> int:
     """Clip frame replayed at output frame `i` for a clip of `n` frames: 0, 1, …, n−1, n−2, …, 1, 0, 1, …"""
@@ -81,9 +83,12 @@ class Driver:
         K = avatar.K.clone()
         K[:2] *= scale
         self.K = K.to(self.device)
-        self.viewmats = torch.from_numpy(np.asarray(avatar.drive["viewmats"], np.float32)).to(self.device)  # [C, 4, 4]
-        self.expressions = torch.from_numpy(expression_matrix(avatar.drive, avatar.cfg.expression_dim)).to(self.device)
-        self._backgrounds: dict[int, Tensor] = {}
+        viewmats = np.asarray(avatar.drive["viewmats"], np.float32)
+        self.viewmats = torch.from_numpy(viewmats).to(self.device)  # [C, 4, 4]
+        expressions = expression_matrix(avatar.drive, avatar.cfg.expression_dim)
+        self.expressions = torch.from_numpy(expressions).to(self.device)  # [C, E]
+        self._backgrounds: dict[int, Tensor] = {}  # drive row → [size, size, 3] uint8
+        self._cache_bytes = 0
 
     @property
     def n_frames(self) -> int:
@@ -94,15 +99,18 @@ class Driver:
         return pingpong_index(i, self.avatar.n_drive_frames)
 
     def background(self, j: int) -> Tensor:
-        """Plate with drive frame j's torso, [size, size, 3] float in [0, 1] (cached: one per clip frame)."""
+        """Plate with drive frame j's torso, [size, size, 3] float in [0, 1]. Kept at 8 bits per clip frame up to
+        BACKGROUND_CACHE_BYTES (a long clip's beyond that are re-read), so memory does not grow with the audio."""
         bg = self._backgrounds.get(j)
         if bg is None:
             img = self.avatar.background(j)
             if img.shape[0] != self.size:
                 img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
-            bg = torch.from_numpy(img).to(self.device).float() / 255.0
-            self._backgrounds[j] = bg
-        return bg
+            bg = torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
+            if self._cache_bytes + img.nbytes <= BACKGROUND_CACHE_BYTES:
+                self._backgrounds[j] = bg
+                self._cache_bytes += img.nbytes
+        return bg.float() / 255.0
 
     def condition(self, i: int) -> DrivenFrame:
         j = self.drive_index(i)
