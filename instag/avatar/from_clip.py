@@ -111,6 +111,8 @@ def adapt_from_clip(
 
     if dataset.exists() and _reusable(dataset, sha256_of(clip), size):
         result.reused_dataset = True
+    elif dataset.exists() and keep_dataset is not None and not force:
+        raise InputError(f"{dataset}: exists and is not a dataset of {clip} at {size}² (pass --force to replace it)")
     else:
         from instag.data.preprocess import preprocess_clip
 

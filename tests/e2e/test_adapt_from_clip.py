@@ -59,3 +59,14 @@ def test_clip_to_avatar_to_pasted_back_dub(real_data, tmp_path):
     assert r.returncode == 0, r.stderr
     info, src = probe(tmp_path / "dub" / "line.mp4", 0.0), probe(clip, 0.0)
     assert (info.width, info.height) == (src.width, src.height)
+
+
+def test_keep_dataset_does_not_overwrite_another_dir(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"a clip")
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    r = run_instag("adapt-from-clip", clip, "-o", tmp_path / "av", "--keep-dataset", keep)
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert (keep / "notes.txt").read_text() == "precious"
