@@ -107,3 +107,21 @@ def test_export_writes_the_umf_asset(run_a):
     r0 = _final(run, 0)
     for k, v in motion.umf.state_dict().items():
         assert torch.equal(v, r0[f"motion.umf.{k}"]), k
+
+
+def test_single_process_pretraining_and_refusals(tmp_path):
+    from instag.errors import InputError
+    from instag.train.pretrain import pretrain
+    from instag.train.recipe import PretrainRecipe
+
+    datasets = [write_dataset(tmp_path / f"ds{i}", seed=i) for i in range(2)]
+    recipe = from_dict(PretrainRecipe, {"model": TINY_MODEL, "init": TINY_INIT,
+                                        "stages": {"face": 1, "mouth": 1, "joint": 1},
+                                        "run": {"checkpoint_every": 0, "threads": 1}})
+    result = pretrain(datasets, tmp_path / "run", recipe)
+    assert result.steps_done == 3 and result.extra["world"] == 1
+    assert (tmp_path / "run" / "rank0" / "checkpoints" / "step_00000003").is_dir()
+    with pytest.raises(InputError, match="--resume"):
+        pretrain(datasets, tmp_path / "run", recipe)
+    with pytest.raises(InputError, match="two identities"):
+        pretrain(datasets[:1], tmp_path / "run1", recipe)
