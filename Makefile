@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.setup-stamp
 # Debian packages the tests and the CLI use (ffprobe in the media tests, chromium for the preview page).
-APT_PKGS := ffmpeg
+APT_PKGS := ffmpeg chromium
 
 .PHONY: setup test bench lint demo clean
 

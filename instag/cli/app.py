@@ -17,6 +17,7 @@ from instag.cli import export_ply as export_ply_cmd
 from instag.cli import inspect as inspect_cmd
 from instag.cli import preprocess as preprocess_cmd
 from instag.cli import pretrain as pretrain_cmd
+from instag.cli import preview as preview_cmd
 from instag.cli import render as render_cmd
 from instag.errors import InstagError
 
@@ -36,6 +37,7 @@ app.command("eval")(eval_cmd.eval_avatar)
 app.command("adapt-from-clip")(adapt_from_clip_cmd.adapt_from_clip)
 app.command("render")(render_cmd.render)
 app.command("export-ply")(export_ply_cmd.export_ply)
+app.command("preview")(preview_cmd.preview)
 app.add_typer(bench.app, name="bench")
 
 err = Console(stderr=True)

@@ -1,0 +1,40 @@
+"""`instag preview AVATAR [--audio FILE ...] [--port P] [--size N]`: the avatar driven by audio in a local page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+
+def preview(
+    avatar: Path = typer.Argument(..., help="Avatar dir (from `instag adapt` / `instag adapt-from-clip`)."),
+    audio: list[Path] = typer.Option([], "--audio", help="Audio to play (wav/mp3/m4a/flac/ogg, any rate; "
+                                     "repeatable). More can be uploaded in the page."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback exposes "
+                             "the avatar to your network."),
+    size: int | None = typer.Option(None, "--size", min=16, help="Frame side in pixels (default: 256 on CPU, "
+                                    "the avatar's own on a GPU)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    threads: int = typer.Option(1, "--threads", min=0, help="torch threads on CPU (0: torch's default)."),
+    audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
+                                            "trained on those features)."),
+) -> None:
+    """Serve a page that plays audio and shows the avatar speaking it in sync (orbit: drag; zoom: wheel)."""
+    from instag.viewer.server import PreviewConfig, PreviewServer, is_loopback, wait_forever
+
+    err = Console(stderr=True)
+    if not is_loopback(host):
+        err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine can open the "
+                  f"preview and upload audio", highlight=False)
+    cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
+                        threads=threads, audio_model=str(audio_model) if audio_model else None)
+    with err.status("loading the avatar…"):
+        server = PreviewServer(cfg)
+        url = server.start()
+    info = server.app.info()
+    Console().print(f"instag preview: [bold]{url}[/]  ({info['size']}² on {info['device']}, "
+                    f"{len(info['clips'])} clip(s)) — Ctrl-C to stop", highlight=False)
+    wait_forever(server)

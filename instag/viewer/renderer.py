@@ -1,0 +1,97 @@
+"""Frames for the preview: an avatar driven by a clip's audio (or by silence for the idle loop), seen through the
+orbit camera, rendered on the server's device and encoded as JPEG.
+
+The driving (features → conditions, ping-pong replay of the clip's poses, blinks and torso) is
+`instag.avatar.driving.Driver`'s; the idle loop is a Driver fed silence, one whole ping-pong period long, so the
+loop point joins without a jump and the mouth stays closed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from instag.avatar.bundle import Avatar
+from instag.avatar.driving import Driver, audio_features, to_uint8
+from instag.render.avatar import render_avatar
+from instag.viewer.camera import Orbit, orbit_viewmat
+from instag.viewer.clips import Clip
+
+CPU_SIZE = 256  # default side on CPU; on CUDA the avatar's own
+JPEG_QUALITY = 85
+
+
+def default_size(avatar: Avatar, device: torch.device) -> int:
+    return avatar.size if device.type == "cuda" else min(avatar.size, CPU_SIZE)
+
+
+def idle_length(avatar: Avatar) -> int:
+    """Frames of one ping-pong period of the clip's poses (forward then back), the idle loop's length."""
+    return max(1, 2 * (avatar.n_drive_frames - 1))
+
+
+@dataclass
+class Frame:
+    jpeg: bytes
+    index: int
+    render_ms: float  # motion + rasterization + composite + JPEG, wall time
+
+
+class PreviewRenderer:
+    """Renders frame `index` of a clip (or of the idle loop) from an orbit; safe to call from worker threads."""
+
+    def __init__(self, avatar: Avatar, device: torch.device, size: int | None = None,
+                 audio_model: str | None = None) -> None:
+        self.avatar = avatar
+        self.device = device
+        self.size = int(size or default_size(avatar, device))
+        self.fps = float(avatar.meta["fps"])
+        self.audio_model = audio_model
+        # Head centre: the mean of the face branch's Gaussians (world coordinates), what the orbit turns about.
+        self.centre = avatar.face.means.detach().mean(dim=0).to(device)
+        n_idle = idle_length(avatar)
+        silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
+        self.idle = Driver(avatar, audio_features(avatar, silence, n_idle, audio_model), self.size, device=device)
+        self._drivers: dict[str, Driver] = {}
+        self._lock = threading.Lock()
+
+    def driver(self, clip: Clip) -> Driver:
+        """The clip's Driver (built once: features and conditions of the avatar's kind)."""
+        with self._lock:
+            d = self._drivers.get(clip.id)
+        if d is None:
+            feats = audio_features(self.avatar, clip.mono16k, clip.n_frames, self.audio_model)
+            d = Driver(self.avatar, feats, self.size, device=self.device)
+            with self._lock:
+                self._drivers[clip.id] = d
+        return d
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the drivers of clips no longer listed."""
+        with self._lock:
+            for k in [k for k in self._drivers if k not in keep]:
+                del self._drivers[k]
+
+    @torch.inference_mode()
+    def render(self, driver: Driver, index: int, orbit: Orbit) -> Frame:
+        """Frame `index` of `driver` (clamped to its length) seen from `orbit`, as JPEG."""
+        t0 = time.perf_counter()
+        index = min(max(index, 0), driver.n_frames - 1)
+        cond = driver.condition(index).cond
+        cond = dataclasses.replace(cond, viewmat=orbit_viewmat(cond.viewmat, self.centre, orbit))
+        av = self.avatar
+        image = render_avatar(av.face, av.mouth, av.motion, cond, backend=av.cfg.backend).image
+        rgb = to_uint8(image)
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return Frame(buf.tobytes(), index, (time.perf_counter() - t0) * 1e3)
+
+    def render_idle(self, k: int, orbit: Orbit) -> Frame:
+        return self.render(self.idle, k % self.idle.n_frames, orbit)

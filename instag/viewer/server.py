@@ -1,0 +1,425 @@
+"""The preview server: the page's own static files (an in-memory allow-list), the clips' audio (by id), uploads,
+and a WebSocket that streams JPEG frames picked by the page's audio clock.
+
+Routes (nothing else exists; no client input ever becomes a filesystem path):
+    GET  /                  the page
+    GET  /static/{name}     one of the page's files, looked up by exact name in memory
+    GET  /audio/{id}.wav    a clip's decoded audio as WAV, from memory
+    GET  /api/info          fps, frame size, device, clips, upload limit
+    POST /api/upload        raw audio bytes (X-Filename: display name) → the new clip, or 413/415 + message
+    GET  /ws                the frame stream
+
+Stream protocol. The page sends JSON `state` messages: {"type": "state", "clip": id | null, "playing": bool,
+"t": audio.currentTime, "epoch": n (bumped on play / seek / clip change), "yaw", "pitch", "zoom",
+"rev": n (bumped on every camera change)} — on every change and every 250 ms while playing. The server
+extrapolates the audio clock from the latest `t` and renders, while playing, the frames that can still arrive
+before they are due (frame i is due at i / fps) and up to AHEAD frames beyond the clock; when nothing plays, the
+idle loop at the frame rate. Each frame is one binary message: uint32 (little endian) header length, the JSON
+header {"mode": "play" | "idle", "clip", "i", "rev", "epoch", "ms": render ms}, then the JPEG. The page shows
+the play frame whose index is floor(audio.currentTime · fps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ipaddress
+import json
+import math
+import struct
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from aiohttp import WSMsgType, web
+
+from instag.avatar.bundle import load_avatar
+from instag.avatar.dubbing import avatar_device
+from instag.errors import InputError
+from instag.viewer.camera import Orbit
+from instag.viewer.clips import MAX_UPLOAD_BYTES, ClipStore, UploadRefused
+from instag.viewer.renderer import Frame, PreviewRenderer
+
+LOOPBACK = "127.0.0.1"
+AHEAD = 8  # play frames rendered at most this far beyond the audio clock
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; "
+                               "connect-src 'self'; object-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    avatar: Path
+    audio: tuple[Path, ...] = ()
+    host: str = LOOPBACK
+    port: int = 8765  # 0: any free port
+    size: int | None = None  # frame side (default: 256 on CPU, the avatar's on CUDA)
+    device: str = "auto"
+    threads: int = 1  # torch threads on CPU (0: torch's default)
+    audio_model: str | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def static_files() -> dict[str, tuple[bytes, str]]:
+    """The page's files by name → (bytes, content type), read once from the package."""
+    files = {}
+    for entry in resources.files("instag.viewer").joinpath("static").iterdir():
+        suffix = Path(entry.name).suffix
+        if entry.is_file() and suffix in CONTENT_TYPES:
+            files[entry.name] = (entry.read_bytes(), CONTENT_TYPES[suffix])
+    return files
+
+
+@dataclass
+class StreamState:
+    clip: str | None = None
+    playing: bool = False
+    t: float = 0.0  # audio clock at `received`
+    received: float = 0.0  # loop time
+    epoch: int = 0
+    orbit: Orbit = field(default_factory=Orbit)
+    rev: int = 0
+
+
+def parse_state(msg: dict[str, Any], known_clip, now: float) -> StreamState:
+    """A page's `state` message → StreamState; ValueError with what is wrong."""
+    if msg.get("type") != "state":
+        raise ValueError(f"unknown message type {msg.get('type')!r}")
+    clip = msg.get("clip")
+    if clip is not None and (not isinstance(clip, str) or not known_clip(clip)):
+        raise ValueError(f"unknown clip {clip!r}")
+
+    def num(key: str, default: float) -> float:
+        v = msg.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{key} must be a finite number")
+        return float(v)
+
+    orbit = Orbit(num("yaw", 0.0), num("pitch", 0.0), num("zoom", 1.0)).clamped()
+    return StreamState(clip=clip, playing=bool(msg.get("playing")) and clip is not None, t=max(num("t", 0.0), 0.0),
+                       received=now, epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
+
+
+def pack_frame(header: dict[str, Any], jpeg: bytes) -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<I", len(head)) + head + jpeg
+
+
+def unpack_frame(data: bytes) -> tuple[dict[str, Any], bytes]:
+    (n,) = struct.unpack_from("<I", data)
+    return json.loads(data[4:4 + n]), data[4 + n:]
+
+
+class PreviewApp:
+    """The loaded avatar, its renderer and clips, and the aiohttp application serving them."""
+
+    def __init__(self, cfg: PreviewConfig) -> None:
+        self.cfg = cfg
+        avatar = load_avatar(cfg.avatar)
+        self.device = avatar_device(avatar, cfg.device)
+        if self.device.type == "cpu" and cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.renderer = PreviewRenderer(avatar, self.device, cfg.size, cfg.audio_model)
+        self.clips = ClipStore(self.renderer.fps, cfg.max_upload_bytes)
+        try:
+            for path in cfg.audio:
+                self.renderer.driver(self.clips.add_file(path))
+        except BaseException:
+            self.clips.close()
+            raise
+        self.static = static_files()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="instag-render")
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.clips.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"fps": self.renderer.fps, "size": self.renderer.size, "device": str(self.device),
+                "ahead": AHEAD, "max_upload_bytes": self.cfg.max_upload_bytes,
+                "clips": [c.describe() for c in self.clips.list()]}
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=64 << 10)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/audio/{name}", self._audio)
+        app.router.add_get("/api/info", self._info)
+        app.router.add_post("/api/upload", self._upload)
+        app.router.add_get("/ws", self._ws)
+        app.on_shutdown.append(self._close_sockets)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        """Loopback servers answer only loopback Host names (no DNS rebinding); uploads and the stream only from
+        the page's own origin. Every answer carries the security headers."""
+        host = (request.host or "").rsplit(":", 1)[0]
+        if is_loopback(self.cfg.host) and not is_loopback(host):
+            raise web.HTTPForbidden(text="forbidden host")
+        origin = request.headers.get("Origin")
+        if request.method == "POST" or request.path == "/ws":
+            if origin is not None and origin not in (f"http://{request.host}", f"https://{request.host}"):
+                raise web.HTTPForbidden(text="cross-origin request refused")
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(SECURITY_HEADERS)
+            raise
+        if not isinstance(response, web.WebSocketResponse):
+            response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def _file(self, name: str) -> web.Response:
+        hit = self.static.get(name)
+        if hit is None:
+            raise web.HTTPNotFound()
+        body, ctype = hit
+        return web.Response(body=body, headers={"Content-Type": ctype})
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return self._file("index.html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        return self._file(request.match_info["name"])
+
+    async def _audio(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        clip = self.clips.get(name[:-4]) if name.endswith(".wav") else None
+        if clip is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=clip.wav, headers={"Content-Type": "audio/wav"})
+
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response(self.info())
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        limit = self.cfg.max_upload_bytes
+        name = urllib.parse.unquote(request.headers.get("X-Filename", ""))
+        too_big = web.json_response({"error": f"the upload is over the limit of {limit / 2**20:.0f} MiB"},
+                                    status=413)
+        if request.content_length is not None and request.content_length > limit:
+            return too_big
+        data = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                return too_big
+        loop = asyncio.get_running_loop()
+        try:
+            clip = await loop.run_in_executor(None, self.clips.add_upload, bytes(data), name)
+            await loop.run_in_executor(None, self.renderer.driver, clip)
+        except UploadRefused as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        except InputError as exc:
+            return web.json_response({"error": str(exc)}, status=415)
+        self.renderer.forget({c.id for c in self.clips.list()})
+        return web.json_response(clip.describe())
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=64 << 10, heartbeat=30)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        session = StreamSession(self, ws)
+        try:
+            await session.run()
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+
+
+class StreamSession:
+    """One page's stream: a reader task keeps the latest state; the writer renders and sends frames."""
+
+    def __init__(self, app: PreviewApp, ws: web.WebSocketResponse) -> None:
+        self.app = app
+        self.ws = ws
+        self.loop = asyncio.get_running_loop()
+        self.state = StreamState(received=self.loop.time())
+        self.changed = asyncio.Event()
+        self.render_s = 0.1  # running estimate of one frame's render + send time
+        self.started = self.loop.time()
+
+    async def run(self) -> None:
+        await self.ws.send_json({"type": "hello", **self.app.info()})
+        writer = asyncio.create_task(self._write())
+        try:
+            async for msg in self.ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    self.state = parse_state(json.loads(msg.data), lambda c: self.app.clips.get(c) is not None,
+                                             self.loop.time())
+                except (ValueError, TypeError, AttributeError) as exc:
+                    await self.ws.send_json({"type": "error", "message": str(exc)})
+                    continue
+                self.changed.set()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _wait(self, seconds: float) -> None:
+        self.changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout=max(seconds, 0.001))
+
+    async def _send(self, frame: Frame, header: dict[str, Any], t0: float) -> None:
+        await self.ws.send_bytes(pack_frame({**header, "i": frame.index, "ms": round(frame.render_ms, 2)},
+                                            frame.jpeg))
+        self.render_s = 0.8 * self.render_s + 0.2 * (self.loop.time() - t0)
+
+    async def _write(self) -> None:
+        try:
+            await self._stream()
+        except (RuntimeError, ValueError, OSError) as exc:
+            if not self.ws.closed:
+                await self.ws.send_json({"type": "error", "message": f"rendering stopped: {exc}"})
+
+    async def _stream(self) -> None:
+        fps = self.app.renderer.fps
+        renderer = self.app.renderer
+        key = None  # what the play position was computed for: (clip, epoch, rev)
+        next_i = 0
+        last_idle = None
+        while not self.ws.closed:
+            st = self.state
+            clip = self.app.clips.get(st.clip) if st.clip else None
+            now = self.loop.time()
+            if st.playing and clip is not None:
+                clock = st.t + (now - st.received)
+                cur = int(clock * fps)
+                earliest = int((clock + self.render_s) * fps)  # the first frame that can arrive before it is due
+                if key != (st.clip, st.epoch, st.rev):
+                    key, next_i = (st.clip, st.epoch, st.rev), earliest
+                next_i = max(next_i, earliest)
+                if next_i >= clip.n_frames:
+                    await self._wait(0.25)
+                    continue
+                if next_i > cur + AHEAD:
+                    await self._wait((next_i - AHEAD - cur) / fps)
+                    continue
+                driver = renderer.driver(clip)  # built when the clip was added
+                header = {"mode": "play", "clip": clip.id, "rev": st.rev, "epoch": st.epoch}
+                frame = await self.loop.run_in_executor(self.app.pool, renderer.render, driver, next_i, st.orbit)
+                await self._send(frame, header, now)
+                next_i += 1
+            else:
+                key = None
+                k = int((now - self.started) * fps)
+                if last_idle == (k, st.rev):
+                    await self._wait((k + 1) / fps - (now - self.started))
+                    continue
+                last_idle = (k, st.rev)
+                frame = await self.loop.run_in_executor(self.app.pool, renderer.render_idle, k, st.orbit)
+                await self._send(frame, {"mode": "idle", "clip": None, "rev": st.rev, "epoch": st.epoch}, now)
+
+
+class PreviewServer:
+    """The preview served from a background thread: `start()` returns the URL, `stop()` ends it.
+    Also a context manager. Loading the avatar and clips happens in `start()`; their errors are raised there."""
+
+    def __init__(self, cfg: PreviewConfig) -> None:
+        self.cfg = cfg
+        self.app: PreviewApp | None = None
+        self.url: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        self.app = PreviewApp(self.cfg)
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start_site())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="instag-preview", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self.app.close()
+            exc = failure[0]
+            if isinstance(exc, OSError):
+                raise InputError(f"cannot listen on {self.cfg.host}:{self.cfg.port} ({exc.strerror or exc})") from exc
+            raise exc
+        return self.url
+
+    async def _start_site(self) -> None:
+        self._runner = web.AppRunner(self.app.application(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        host, port = self._runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}/"
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                done.result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop = self._thread = None
+        if self.app is not None:
+            self.app.close()
+            self.app = None
+
+    def __enter__(self) -> PreviewServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_forever(server: PreviewServer, poll_s: float = 0.5) -> None:
+    """Block until interrupted (Ctrl-C), then stop the server."""
+    try:
+        while server._thread is not None and server._thread.is_alive():
+            time.sleep(poll_s)
+    finally:
+        server.stop()

@@ -1,0 +1,220 @@
+// instag preview page: plays a clip's audio and shows the frame the server rendered for the audio clock's
+// position (frame index = floor(audio.currentTime * fps)); frames arrive ahead of the clock over a WebSocket.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const canvas = $("view");
+  const ctx = canvas.getContext("2d");
+  const audio = $("audio");
+  const clipSelect = $("clip");
+  const playButton = $("play");
+  const MAX_BUFFER = 64;
+
+  // Everything worth reading from outside (read-outs, tests).
+  const S = (window.instagPreview = {
+    connected: false, fps: 25, size: 256, device: "", clips: [],
+    received: 0, receivedPlay: 0, receivedIdle: 0, drawn: 0,
+    shownIndex: -1, shownMode: null, shownRev: -1, clockIndex: -1, audioTime: 0,
+    renderFps: 0, renderMs: null, latencyMs: null, maxSyncError: 0, lastError: null,
+  });
+  const cam = { yaw: 0, pitch: 0, zoom: 1 };
+  let rev = 0;
+  let epoch = 0;
+  let clip = null;
+  let playing = false;
+  let ws = null;
+  let maxUpload = 0;
+  let sendPending = false;
+  const buffer = new Map(); // play frame index → { bitmap, rev }
+  const arrivals = [];
+
+  function message(text) {
+    $("message").textContent = text || "";
+    if (text) S.lastError = text;
+  }
+
+  function state() {
+    return { type: "state", clip, playing, t: audio.currentTime || 0, epoch, rev, ...cam };
+  }
+  function send() {
+    sendPending = false;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(state()));
+  }
+  function sendSoon() {
+    if (!sendPending) { sendPending = true; requestAnimationFrame(send); }
+  }
+
+  function clearBuffer() {
+    for (const f of buffer.values()) f.bitmap.close();
+    buffer.clear();
+  }
+
+  function draw(bitmap, mode, index, frameRev) {
+    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    S.shownIndex = index; S.shownMode = mode; S.shownRev = frameRev; S.drawn++;
+  }
+
+  function addClip(c, select) {
+    S.clips.push(c);
+    const opt = document.createElement("option");
+    opt.value = c.id;
+    opt.textContent = `${c.name} (${c.duration.toFixed(1)} s)`;
+    clipSelect.appendChild(opt);
+    if (select || clip === null) { clipSelect.value = c.id; chooseClip(c.id); }
+  }
+
+  function chooseClip(id) {
+    const c = S.clips.find((x) => x.id === id);
+    if (!c) return;
+    audio.pause();
+    clip = c.id; playing = false; epoch++;
+    clearBuffer();
+    audio.src = c.url;
+    audio.load();
+    playButton.disabled = false;
+    send();
+  }
+
+  async function onFrame(data) {
+    const n = new DataView(data).getUint32(0, true);
+    const h = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, n)));
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(data, 4 + n)], { type: "image/jpeg" }));
+    S.received++;
+    arrivals.push(performance.now());
+    S.renderMs = h.ms;
+    if (h.mode === "play") {
+      const old = buffer.get(h.i);
+      if (!playing || h.clip !== clip || (old && old.rev > h.rev)) { bitmap.close(); return; }
+      if (old) old.bitmap.close();
+      buffer.set(h.i, { bitmap, rev: h.rev });
+      S.receivedPlay++;
+      while (buffer.size > MAX_BUFFER) {
+        const far = Math.max(...buffer.keys());
+        buffer.get(far).bitmap.close();
+        buffer.delete(far);
+      }
+    } else {
+      S.receivedIdle++;
+      if (!playing) draw(bitmap, "idle", h.i, h.rev);
+      bitmap.close();
+    }
+  }
+
+  // The display loop: the audio clock picks the frame.
+  let lastReadout = 0;
+  function tick(now) {
+    requestAnimationFrame(tick);
+    S.audioTime = audio.currentTime;
+    if (playing) {
+      const idx = Math.floor(audio.currentTime * S.fps);
+      S.clockIndex = idx;
+      const f = buffer.get(idx);
+      if (f && (S.shownMode !== "play" || S.shownIndex !== idx || f.rev > S.shownRev)) {
+        const first = S.shownMode !== "play" || S.shownIndex !== idx;
+        draw(f.bitmap, "play", idx, f.rev);
+        if (first) { // how long after the audio reached this frame's instant it appeared
+          const lag = (audio.currentTime - idx / S.fps) * 1000;
+          S.latencyMs = S.latencyMs === null ? lag : 0.8 * S.latencyMs + 0.2 * lag;
+        }
+      }
+      if (S.shownMode === "play") S.maxSyncError = Math.max(S.maxSyncError, Math.abs(idx - S.shownIndex));
+      for (const [k, v] of buffer) if (k < idx) { v.bitmap.close(); buffer.delete(k); }
+    }
+    while (arrivals.length && arrivals[0] < now - 1000) arrivals.shift();
+    S.renderFps = arrivals.length;
+    if (now - lastReadout > 250) {
+      lastReadout = now;
+      $("fps").textContent = String(S.renderFps);
+      $("latency").textContent = S.latencyMs === null ? "–" : S.latencyMs.toFixed(0);
+      $("frame").textContent = S.shownIndex < 0 ? "–" : String(S.shownIndex);
+      $("mode").textContent = !S.connected ? "disconnected" : playing ? "playing" : "idle";
+    }
+  }
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(`${proto}//${location.host}/ws`);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => { S.connected = true; };
+    ws.onclose = () => { S.connected = false; message("disconnected from the preview server"); };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data !== "string") { onFrame(ev.data).catch((e) => message(String(e))); return; }
+      const m = JSON.parse(ev.data);
+      if (m.type === "hello") {
+        S.fps = m.fps; S.size = m.size; S.device = m.device; maxUpload = m.max_upload_bytes;
+        canvas.width = canvas.height = m.size;
+        $("details").textContent = `${m.size}² on ${m.device}, ${m.fps} fps`;
+        for (const c of m.clips) addClip(c, false);
+        if (!m.clips.length) { playButton.disabled = true; message("no audio yet: upload a file"); }
+        send();
+      } else if (m.type === "error") {
+        message(m.message);
+      }
+    };
+  }
+
+  // Audio clock → server.
+  audio.addEventListener("play", () => { playing = true; playButton.textContent = "pause"; send(); });
+  audio.addEventListener("playing", send);
+  audio.addEventListener("seeked", () => { epoch++; send(); });
+  for (const ev of ["pause", "ended", "emptied"]) {
+    audio.addEventListener(ev, () => { playing = false; playButton.textContent = "play"; clearBuffer(); send(); });
+  }
+  setInterval(() => { if (playing) send(); }, 250);
+  playButton.addEventListener("click", () => {
+    if (audio.paused) audio.play().catch((e) => message(`cannot play: ${e.message}`));
+    else audio.pause();
+  });
+  clipSelect.addEventListener("change", () => chooseClip(clipSelect.value));
+
+  // Orbit (drag) and zoom (wheel); the server re-renders from the new viewpoint.
+  let drag = null;
+  canvas.addEventListener("pointerdown", (e) => {
+    drag = { x: e.clientX, y: e.clientY };
+    canvas.setPointerCapture(e.pointerId);
+    canvas.classList.add("dragging");
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    cam.yaw += (e.clientX - drag.x) * 0.01;
+    cam.pitch = Math.max(-1.39, Math.min(1.39, cam.pitch + (e.clientY - drag.y) * 0.01));
+    drag = { x: e.clientX, y: e.clientY };
+    rev++;
+    sendSoon();
+  });
+  const endDrag = () => { drag = null; canvas.classList.remove("dragging"); };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
+  canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    cam.zoom = Math.max(0.5, Math.min(4, cam.zoom * Math.exp(-e.deltaY * 0.0015)));
+    rev++;
+    sendSoon();
+  }, { passive: false });
+  $("reset").addEventListener("click", () => { cam.yaw = 0; cam.pitch = 0; cam.zoom = 1; rev++; send(); });
+
+  // Upload: checked here for size, and again (size, type, decoding) by the server.
+  $("upload").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    e.target.value = "";
+    if (!file) return;
+    if (maxUpload && file.size > maxUpload) {
+      message(`${file.name}: ${(file.size / 2 ** 20).toFixed(1)} MiB is over the upload limit of ${(maxUpload / 2 ** 20).toFixed(0)} MiB`);
+      return;
+    }
+    message(`uploading ${file.name}…`);
+    try {
+      const r = await fetch("/api/upload", { method: "POST", body: file,
+        headers: { "X-Filename": encodeURIComponent(file.name), "Content-Type": "application/octet-stream" } });
+      const j = await r.json().catch(() => ({ error: `upload failed (HTTP ${r.status})` }));
+      if (!r.ok) { message(j.error); return; }
+      addClip(j, true);
+      message(`${j.name}: ${j.duration.toFixed(1)} s, ready`);
+    } catch (err) {
+      message(`upload failed: ${err.message}`);
+    }
+  });
+
+  requestAnimationFrame(tick);
+  connect();
+})();
