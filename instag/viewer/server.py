@@ -10,7 +10,7 @@ Routes (nothing else exists; no client input ever becomes a filesystem path):
     GET  /ws                the frame stream
 
 Stream protocol. The page sends JSON `state` messages: {"type": "state", "clip": id | null, "playing": bool,
-"t": audio.currentTime, "epoch": n (bumped on play / seek / clip change), "yaw", "pitch", "zoom",
+"running": bool (false while playback is starting or stalled: the clock stands still), "t": audio.currentTime, "epoch": n (bumped on play / seek / clip change), "yaw", "pitch", "zoom",
 "rev": n (bumped on every camera change)} — on every change and every 250 ms while playing. The server
 extrapolates the audio clock from the latest `t` and renders, while playing, the frames that can still arrive
 before they are due (frame i is due at i / fps) and up to AHEAD frames beyond the clock; when nothing plays, the
@@ -96,6 +96,7 @@ class StreamState:
     clip: str | None = None
     playing: bool = False
     t: float = 0.0  # audio clock at `received`
+    running: bool = False  # whether the clock advances (false while playback is starting or stalled)
     received: float = 0.0  # loop time
     epoch: int = 0
     orbit: Orbit = field(default_factory=Orbit)
@@ -117,8 +118,9 @@ def parse_state(msg: dict[str, Any], known_clip, now: float) -> StreamState:
         return float(v)
 
     orbit = Orbit(num("yaw", 0.0), num("pitch", 0.0), num("zoom", 1.0)).clamped()
-    return StreamState(clip=clip, playing=bool(msg.get("playing")) and clip is not None, t=max(num("t", 0.0), 0.0),
-                       received=now, epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
+    playing = bool(msg.get("playing")) and clip is not None
+    return StreamState(clip=clip, playing=playing, t=max(num("t", 0.0), 0.0),
+                       running=playing and bool(msg.get("running", True)), received=now, epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
 
 
 def pack_frame(header: dict[str, Any], jpeg: bytes) -> bytes:
@@ -313,9 +315,10 @@ class StreamSession:
             clip = self.app.clips.get(st.clip) if st.clip else None
             now = self.loop.time()
             if st.playing and clip is not None:
-                clock = st.t + (now - st.received)
+                clock = st.t + (now - st.received if st.running else 0.0)
                 cur = int(clock * fps)
-                earliest = int((clock + self.render_s) * fps)  # the first frame that can arrive before it is due
+                # The first frame that can still arrive before it is due (any, while the clock stands still).
+                earliest = int((clock + (self.render_s if st.running else 0.0)) * fps)
                 if key != (st.clip, st.epoch, st.rev):
                     key, next_i = (st.clip, st.epoch, st.rev), earliest
                 next_i = max(next_i, earliest)

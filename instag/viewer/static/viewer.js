@@ -22,6 +22,7 @@
   let epoch = 0;
   let clip = null;
   let playing = false;
+  let running = false; // the audio clock advances (playing, not starting or stalled)
   let ws = null;
   let maxUpload = 0;
   let sendPending = false;
@@ -34,7 +35,7 @@
   }
 
   function state() {
-    return { type: "state", clip, playing, t: audio.currentTime || 0, epoch, rev, ...cam };
+    return { type: "state", clip, playing, running, t: audio.currentTime || 0, epoch, rev, ...cam };
   }
   function send() {
     sendPending = false;
@@ -67,7 +68,7 @@
     const c = S.clips.find((x) => x.id === id);
     if (!c) return;
     audio.pause();
-    clip = c.id; playing = false; epoch++;
+    clip = c.id; playing = false; running = false; epoch++;
     clearBuffer();
     audio.src = c.url;
     audio.load();
@@ -154,11 +155,13 @@
   }
 
   // Audio clock → server.
-  audio.addEventListener("play", () => { playing = true; playButton.textContent = "pause"; send(); });
-  audio.addEventListener("playing", send);
+  // "play": frames from the current position are rendered while playback starts; "playing": the clock runs.
+  audio.addEventListener("play", () => { playing = true; running = false; playButton.textContent = "pause"; send(); });
+  audio.addEventListener("playing", () => { running = true; send(); });
+  audio.addEventListener("waiting", () => { running = false; send(); });
   audio.addEventListener("seeked", () => { epoch++; send(); });
   for (const ev of ["pause", "ended", "emptied"]) {
-    audio.addEventListener(ev, () => { playing = false; playButton.textContent = "play"; clearBuffer(); send(); });
+    audio.addEventListener(ev, () => { playing = false; running = false; playButton.textContent = "play"; clearBuffer(); send(); });
   }
   setInterval(() => { if (playing) send(); }, 250);
   playButton.addEventListener("click", () => {
