@@ -42,7 +42,31 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
     doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, **info,
            "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}
     write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(json_path.with_suffix(".md"), _model_card(st_path.stem, doc))
     return st_path, json_path
+
+
+def _model_card(name: str, doc: dict[str, Any]) -> str:
+    """A short model card beside the weights (DESIGN §4)."""
+    corpus = doc.get("corpus") or []
+    tri = doc["config"]["umf"]["triplane"]
+    lines = [
+        f"# UMF `{name}`",
+        "",
+        "Universal Motion Field of instag (InsTaG identity-free pre-training): audio nets, face and mouth motion",
+        "branches and the face-mouth hook. Load it with `instag adapt DATASET -o AVATAR --umf "
+        f"assets/umf/{name}`; the adaptation recipe's model sizes must match `{name}.json`.",
+        "",
+        f"- audio features: `{doc.get('audio_feature')}`",
+        f"- tri-plane: {tri['n_levels']} levels x {tri['n_features']} feature(s), 2^{tri['log2_table_size']} tables",
+        f"- iterations: {doc.get('iterations')} on {len(corpus)} identities over {doc.get('ranks', 1)} rank(s)",
+        f"- device: {doc.get('device')}; written {doc.get('time')}",
+        "",
+        "Corpus: " + (", ".join(c.get("dataset", "?") for c in corpus) or "not recorded") + ".",
+        "Intended use: initialising adaptation to one consenting person's clip; it carries no footage.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[str, Any]:

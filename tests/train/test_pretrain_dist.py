@@ -100,6 +100,7 @@ def test_export_writes_the_umf_asset(run_a):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file()
+    assert "tiny" in stem.with_suffix(".md").read_text()
     cfg = from_dict(ModelConfig, TINY_MODEL)
     motion = MotionModel(cfg, with_aligner=True)
     meta = load_umf(stem, motion, cfg)
