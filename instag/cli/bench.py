@@ -133,3 +133,45 @@ def render(
     if json_path:
         write_json(doc, json_path)
         con.print(f"wrote {json_path}")
+
+
+@app.command("preview")
+def preview(
+    avatar: Path = typer.Argument(..., help="Avatar dir to serve."),
+    audio: Path | None = typer.Option(None, "--audio", help="Audio to play (default: a synthetic speech-like signal)."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of playback measured."),
+    size: int | None = typer.Option(None, "--size", help="Frame side (default: 256 on CPU, the avatar's on a GPU)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response."""
+    from instag.bench import preview as bench_preview
+
+    con = Console()
+    doc = bench_preview.run(avatar, audio, seconds, size, device, threads)
+    p = doc["play"]
+
+    def ms(v: float | None) -> str:
+        return "–" if v is None else f"{v:.0f}"
+
+    table = Table(title=f"preview {avatar} ({doc['size']}, {doc['device']}, {doc['n_gaussians']} Gaussians, "
+                        f"{p['audio_s']:.1f} s of audio)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in (("frames/s received", f"{p['fps_received']:.1f}"),
+                        ("frames/s shown in time", f"{p['fps_shown']:.1f}"),
+                        ("render ms/frame (median)", ms(p["render_ms_median"])),
+                        ("audio-to-frame latency ms (median / p95)",
+                         f"{ms(p['latency_ms_median'])} / {ms(p['latency_ms_p95'])}"),
+                        ("arrival ahead of the clock ms (median)", ms(p["arrival_margin_ms_median"])),
+                        ("max sync error (frames)", str(p["max_sync_error_frames"])),
+                        ("time within one frame of the clock", f"{100 * p['share_in_sync']:.0f} %"),
+                        ("seek → first frame ms (median)", ms(p["seek_ms_median"])),
+                        ("orbit → first frame ms (median)", ms(p["orbit_ms_median"])),
+                        ("idle loop frames/s", f"{p['idle_fps']:.1f}")):
+        table.add_row(name, value)
+    con.print(table)
+    if json_path:
+        write_json(doc, json_path)
+        con.print(f"wrote {json_path}")

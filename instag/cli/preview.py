@@ -28,7 +28,7 @@ def preview(
     err = Console(stderr=True)
     if not is_loopback(host):
         err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine can open the "
-                  f"preview and upload audio", highlight=False)
+                  f"preview and upload audio", highlight=False, soft_wrap=True)
     cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
                         threads=threads, audio_model=str(audio_model) if audio_model else None)
     with err.status("loading the avatar…"):
@@ -36,5 +36,5 @@ def preview(
         url = server.start()
     info = server.app.info()
     Console().print(f"instag preview: [bold]{url}[/]  ({info['size']}² on {info['device']}, "
-                    f"{len(info['clips'])} clip(s)) — Ctrl-C to stop", highlight=False)
+                    f"{len(info['clips'])} clip(s)) — Ctrl-C to stop", highlight=False, soft_wrap=True)
     wait_forever(server)

@@ -317,8 +317,9 @@ class StreamSession:
             if st.playing and clip is not None:
                 clock = st.t + (now - st.received if st.running else 0.0)
                 cur = int(clock * fps)
-                # The first frame that can still arrive before it is due (any, while the clock stands still).
-                earliest = int((clock + (self.render_s if st.running else 0.0)) * fps)
+                # The first frame that can still arrive before its display interval starts (any, while the clock
+                # stands still), so a frame is on screen for its whole interval even when frames must be skipped.
+                earliest = math.ceil((clock + self.render_s) * fps) if st.running else cur
                 if key != (st.clip, st.epoch, st.rev):
                     key, next_i = (st.clip, st.epoch, st.rev), earliest
                 next_i = max(next_i, earliest)

@@ -1,0 +1,78 @@
+"""`instag preview` as a user runs it: prints the URL (loopback unless --host says otherwise, with a warning),
+stops cleanly on Ctrl-C, refuses a bad avatar in one line; `instag bench preview`'s figures."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from instag.bench.preview import run as bench_preview
+
+REPO = Path(__file__).resolve().parents[2]
+CODE = "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()"
+
+
+def run_instag(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CODE, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def start_preview(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-c", CODE, "preview", *map(str, args)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "http://" in line:
+            return proc, line.split("http://", 1)[1].split("/", 1)[0]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"no URL printed: {proc.communicate()}")
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
+
+
+def test_cli_prints_a_loopback_url_and_stops_on_ctrl_c(tiny_avatar, speech_wav):
+    proc, netloc = start_preview(tiny_avatar, "--audio", speech_wav, "--port", "0")
+    try:
+        assert netloc.startswith("127.0.0.1:")
+        with urllib.request.urlopen(f"http://{netloc}/api/info", timeout=30) as r:
+            assert b'"line.wav"' in r.read()
+    finally:
+        code, err = stop(proc)
+    assert code == 130 and "warning" not in err
+
+
+def test_cli_warns_when_listening_beyond_loopback(tiny_avatar):
+    proc, netloc = start_preview(tiny_avatar, "--host", "0.0.0.0", "--port", "0")
+    code, err = stop(proc)
+    assert netloc.startswith("0.0.0.0:")
+    assert "warning" in err and "0.0.0.0" in err
+
+
+def test_cli_refuses_a_bad_avatar_or_audio_in_one_line(tmp_path, tiny_avatar):
+    r = run_instag("preview", tmp_path, "--port", "0")
+    assert r.returncode == 2 and "not an avatar dir" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    r = run_instag("preview", tiny_avatar, "--audio", bad, "--port", "0")
+    assert r.returncode == 2 and "notes.wav" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_preview_reports_fps_latency_and_sync(tiny_avatar):
+    doc = bench_preview(tiny_avatar, seconds=1.5, seeks=1)
+    assert doc["benchmark"] == "preview" and doc["commit"] and doc["size"] == "64x64"
+    p = doc["play"]
+    assert p["fps_received"] > 5 and p["frames_shown"] > 0 and p["idle_fps"] > 5
+    assert p["latency_ms_median"] is not None and p["latency_ms_median"] >= 0
+    assert p["seek_ms_median"] > 0 and p["orbit_ms_median"] > 0
+    assert 0 <= p["share_in_sync"] <= 1
