@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from instag.cli import adapt as adapt_cmd
 from instag.cli import adapt_from_clip as adapt_from_clip_cmd
 from instag.cli import bench, doctor
+from instag.cli import demo as demo_cmd
 from instag.cli import eval as eval_cmd
 from instag.cli import export_ply as export_ply_cmd
 from instag.cli import inspect as inspect_cmd
@@ -38,6 +39,7 @@ app.command("adapt-from-clip")(adapt_from_clip_cmd.adapt_from_clip)
 app.command("render")(render_cmd.render)
 app.command("export-ply")(export_ply_cmd.export_ply)
 app.command("preview")(preview_cmd.preview)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(bench.app, name="bench")
 
 err = Console(stderr=True)
