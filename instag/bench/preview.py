@@ -160,20 +160,21 @@ async def _measure(url: str, clip: dict[str, Any], fps: float, seconds: float, s
 
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 10.0, size: int | None = None,
-        device: str = "auto", threads: int = 1, seeks: int = 3) -> dict[str, Any]:
+        device: str = "auto", threads: int = 1, workers: int = 2, seeks: int = 3) -> dict[str, Any]:
     """Serve `avatar` with `audio` (default: a synthetic speech-like signal of `seconds` + 1 s) and measure."""
     with tempfile.TemporaryDirectory(prefix="instag-bench-preview-") as tmp:
         if audio is None:
             audio = Path(tmp) / "speech.wav"
             soundfile.write(audio, speech_like(seconds + 1.0), 16000, subtype="PCM_16")
         cfg = PreviewConfig(avatar=Path(avatar), audio=(Path(audio),), port=0, size=size, device=device,
-                            threads=threads)
+                            threads=threads, workers=workers)
         with PreviewServer(cfg) as server:
             info = server.app.info()
             doc = header("preview")
             doc |= {"avatar": str(avatar), "audio": str(audio) if audio.parent != Path(tmp) else
                     f"synthetic speech-like {seconds + 1:g} s", "size": f"{info['size']}x{info['size']}",
                     "device": info["device"], "fps_target": info["fps"], "ahead_frames": AHEAD,
+                    "workers": server.app.workers, "torch_threads": threads,
                     "n_gaussians": server.app.renderer.avatar.face.num_gaussians
                     + server.app.renderer.avatar.mouth.num_gaussians}
             doc["play"] = asyncio.run(_measure(server.url, info["clips"][0], info["fps"], seconds, seeks))

@@ -143,19 +143,21 @@ def preview(
     size: int | None = typer.Option(None, "--size", help="Frame side (default: 256 on CPU, the avatar's on a GPU)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Frames rendered at once."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
     """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response."""
     from instag.bench import preview as bench_preview
 
     con = Console()
-    doc = bench_preview.run(avatar, audio, seconds, size, device, threads)
+    doc = bench_preview.run(avatar, audio, seconds, size, device, threads, workers)
     p = doc["play"]
 
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.0f}"
 
     table = Table(title=f"preview {avatar} ({doc['size']}, {doc['device']}, {doc['n_gaussians']} Gaussians, "
+                        f"{doc['workers']} worker(s) × {doc['torch_threads']} thread(s), "
                         f"{p['audio_s']:.1f} s of audio)")
     table.add_column("measure")
     table.add_column("value", justify="right")

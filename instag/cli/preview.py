@@ -19,6 +19,7 @@ def preview(
                                     "the avatar's own on a GPU)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, "--threads", min=0, help="torch threads on CPU (0: torch's default)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Frames rendered at once (each with --threads)."),
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
 ) -> None:
@@ -30,7 +31,7 @@ def preview(
         err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine can open the "
                   f"preview and upload audio", highlight=False, soft_wrap=True)
     cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
-                        threads=threads, audio_model=str(audio_model) if audio_model else None)
+                        threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None)
     with err.status("loading the avatar…"):
         server = PreviewServer(cfg)
         url = server.start()

@@ -22,6 +22,7 @@ the play frame whose index is floor(audio.currentTime · fps).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import ipaddress
@@ -68,6 +69,7 @@ class PreviewConfig:
     size: int | None = None  # frame side (default: 256 on CPU, the avatar's on CUDA)
     device: str = "auto"
     threads: int = 1  # torch threads on CPU (0: torch's default)
+    workers: int = 2  # frames rendered at once (each with `threads` threads)
     audio_model: str | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
 
@@ -151,7 +153,8 @@ class PreviewApp:
             self.clips.close()
             raise
         self.static = static_files()
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="instag-render")
+        self.workers = max(1, cfg.workers)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="instag-render")
         self.sockets: set[web.WebSocketResponse] = set()
 
     def close(self) -> None:
@@ -267,6 +270,9 @@ class StreamSession:
         self.changed = asyncio.Event()
         self.render_s = 0.1  # running estimate of one frame's render + send time
         self.started = self.loop.time()
+        self.key: tuple | None = None  # what the play position was planned for: (clip, epoch, rev)
+        self.next_i = 0  # next play frame to render
+        self.last_idle: tuple[int, int] | None = None  # (idle frame, rev) last rendered
 
     async def run(self) -> None:
         await self.ws.send_json({"type": "hello", **self.app.info()})
@@ -304,45 +310,51 @@ class StreamSession:
             if not self.ws.closed:
                 await self.ws.send_json({"type": "error", "message": f"rendering stopped: {exc}"})
 
+    def _plan(self) -> tuple[dict[str, Any], Any, tuple] | float:
+        """The next frame to render → (header, function, arguments), or how long to wait for one."""
+        fps, renderer, st = self.app.renderer.fps, self.app.renderer, self.state
+        clip = self.app.clips.get(st.clip) if st.clip else None
+        now = self.loop.time()
+        if st.playing and clip is not None:
+            clock = st.t + (now - st.received if st.running else 0.0)
+            cur = int(clock * fps)
+            # The first frame that can still arrive before its display interval starts (any, while the clock
+            # stands still), so a frame is on screen for its whole interval even when frames must be skipped.
+            earliest = math.ceil((clock + self.render_s) * fps) if st.running else cur
+            if self.key != (st.clip, st.epoch, st.rev):
+                self.key, self.next_i = (st.clip, st.epoch, st.rev), earliest
+            self.next_i = max(self.next_i, earliest)
+            if self.next_i >= clip.n_frames:
+                return 0.25
+            if self.next_i > cur + AHEAD:
+                return (self.next_i - AHEAD - cur) / fps
+            i, self.next_i = self.next_i, self.next_i + 1
+            header = {"mode": "play", "clip": clip.id, "rev": st.rev, "epoch": st.epoch}
+            return header, renderer.render, (renderer.driver(clip), i, st.orbit)
+        self.key = None
+        k = int((now - self.started) * fps)
+        if self.last_idle == (k, st.rev):
+            return (k + 1) / fps - (now - self.started)
+        self.last_idle = (k, st.rev)
+        return {"mode": "idle", "clip": None, "rev": st.rev, "epoch": st.epoch}, renderer.render_idle, (k, st.orbit)
+
     async def _stream(self) -> None:
-        fps = self.app.renderer.fps
-        renderer = self.app.renderer
-        key = None  # what the play position was computed for: (clip, epoch, rev)
-        next_i = 0
-        last_idle = None
-        while not self.ws.closed:
-            st = self.state
-            clip = self.app.clips.get(st.clip) if st.clip else None
-            now = self.loop.time()
-            if st.playing and clip is not None:
-                clock = st.t + (now - st.received if st.running else 0.0)
-                cur = int(clock * fps)
-                # The first frame that can still arrive before its display interval starts (any, while the clock
-                # stands still), so a frame is on screen for its whole interval even when frames must be skipped.
-                earliest = math.ceil((clock + self.render_s) * fps) if st.running else cur
-                if key != (st.clip, st.epoch, st.rev):
-                    key, next_i = (st.clip, st.epoch, st.rev), earliest
-                next_i = max(next_i, earliest)
-                if next_i >= clip.n_frames:
-                    await self._wait(0.25)
-                    continue
-                if next_i > cur + AHEAD:
-                    await self._wait((next_i - AHEAD - cur) / fps)
-                    continue
-                driver = renderer.driver(clip)  # built when the clip was added
-                header = {"mode": "play", "clip": clip.id, "rev": st.rev, "epoch": st.epoch}
-                frame = await self.loop.run_in_executor(self.app.pool, renderer.render, driver, next_i, st.orbit)
-                await self._send(frame, header, now)
-                next_i += 1
-            else:
-                key = None
-                k = int((now - self.started) * fps)
-                if last_idle == (k, st.rev):
-                    await self._wait((k + 1) / fps - (now - self.started))
-                    continue
-                last_idle = (k, st.rev)
-                frame = await self.loop.run_in_executor(self.app.pool, renderer.render_idle, k, st.orbit)
-                await self._send(frame, {"mode": "idle", "clip": None, "rev": st.rev, "epoch": st.epoch}, now)
+        """Keep up to `workers` frames rendering; send them in order."""
+        pending: collections.deque[tuple[dict[str, Any], asyncio.Future, float]] = collections.deque()
+        try:
+            while not self.ws.closed:
+                job = self._plan() if len(pending) < self.app.workers else None
+                if isinstance(job, tuple):
+                    header, fn, args = job
+                    pending.append((header, self.loop.run_in_executor(self.app.pool, fn, *args), self.loop.time()))
+                elif pending:
+                    header, future, t0 = pending.popleft()
+                    await self._send(await future, header, t0)
+                else:
+                    await self._wait(job)
+        finally:
+            for _, future, _ in pending:
+                future.cancel()
 
 
 class PreviewServer:
