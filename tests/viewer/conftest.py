@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile
+from e2e.conftest import speech_like, tiny_avatar  # noqa: F401  (tiny_avatar is a fixture; tests/ is on sys.path)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, so the e2e fixtures can be shared
-from e2e.conftest import speech_like, tiny_avatar  # noqa: E402,F401  (tiny_avatar is a fixture)
-
-from instag.viewer.server import PreviewConfig, PreviewServer  # noqa: E402
+from instag.viewer.server import PreviewConfig, PreviewServer
 
 SPEECH_S = 3.0
 
