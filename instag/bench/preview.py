@@ -12,13 +12,15 @@ in real time and is re-sent every 250 ms) and records when each frame arrives, b
 - sync: the page's view simulated every 5 ms: clock frame − newest frame on hand; max and share of time ≤ 1.
 - seek_ms / orbit_ms: from a seek (new epoch) / a camera change (new rev) to the first frame rendered for it —
   the latency when nothing could be rendered ahead.
-- idle_fps: frames/s of the idle loop.
+- idle_fps: frames/s of the idle loop; cpu_ms_per_frame: this process's CPU time per frame received while
+  playing, and cpu_load_share the cores it got (the machine may be shared: read fps beside these and the load).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -112,7 +114,9 @@ async def _measure(url: str, clip: dict[str, Any], fps: float, seconds: float, s
         preroll_s = c.t0 - t_play
         await c.send()
         duration = min(seconds, clip["duration"] - 0.2)
+        cpu0 = time.process_time()
         await c.receive_until(c.t0 + duration, resync=True)
+        cpu_s = time.process_time() - cpu0
         play = [(h, c.clock(a)) for h, a in c.frames if h["mode"] == "play" and h["epoch"] == 1]
         # Seeks and orbit changes while playing: time to the first frame rendered for each.
         seek_ms, orbit_ms = [], []
@@ -154,6 +158,10 @@ async def _measure(url: str, clip: dict[str, Any], fps: float, seconds: float, s
         "arrival_margin_ms_median": _percentile(margin, 50), "arrival_margin_ms_p5": _percentile(margin, 5),
         "max_sync_error_frames": worst, "share_in_sync": share,
         "render_ms_median": statistics.median(render_ms) if render_ms else None,
+        # CPU time of the whole process (server, renderers, client) per frame received: on a machine shared
+        # with other work, what a frame costs regardless of how much of the CPU this process got
+        "cpu_ms_per_frame": cpu_s * 1e3 / max(len(play), 1),
+        "cpu_load_share": cpu_s / duration,
         "seek_ms_median": _percentile(seek_ms, 50), "orbit_ms_median": _percentile(orbit_ms, 50),
         "idle_fps": idle_fps,
     }
@@ -177,5 +185,6 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 10.0, size: in
                     "workers": server.app.workers, "torch_threads": threads,
                     "n_gaussians": server.app.renderer.avatar.face.num_gaussians
                     + server.app.renderer.avatar.mouth.num_gaussians}
+            doc["load_average_1m"] = os.getloadavg()[0]
             doc["play"] = asyncio.run(_measure(server.url, info["clips"][0], info["fps"], seconds, seeks))
     return doc

@@ -164,6 +164,8 @@ def preview(
     for name, value in (("frames/s received", f"{p['fps_received']:.1f}"),
                         ("frames/s shown in time", f"{p['fps_shown']:.1f}"),
                         ("render ms/frame (median)", ms(p["render_ms_median"])),
+                        ("process CPU ms/frame", ms(p["cpu_ms_per_frame"])),
+                        ("cores used / load average", f"{p['cpu_load_share']:.2f} / {doc['load_average_1m']:.1f}"),
                         ("audio-to-frame latency ms (median / p95)",
                          f"{ms(p['latency_ms_median'])} / {ms(p['latency_ms_p95'])}"),
                         ("arrival ahead of the clock ms (median)", ms(p["arrival_margin_ms_median"])),
