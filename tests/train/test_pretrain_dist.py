@@ -3,6 +3,7 @@ ranks, bit-for-bit resume from a mid-run checkpoint, and the UMF export."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,12 @@ import yaml
 from safetensors.torch import load_file
 
 from instag.config.model import ModelConfig
-from instag.config.recipe import from_dict
+from instag.config.recipe import from_dict, to_dict
+from instag.errors import InputError
 from instag.motion.model import MotionModel
+from instag.train.adapt import adapt
+from instag.train.pretrain import export_umf, pretrain
+from instag.train.recipe import AdaptRecipe, PretrainRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 from instag.train.umf import load_umf
 
@@ -111,10 +116,6 @@ def test_export_writes_the_umf_asset(run_a):
 
 
 def test_single_process_pretraining_and_refusals(tmp_path):
-    from instag.errors import InputError
-    from instag.train.pretrain import pretrain
-    from instag.train.recipe import PretrainRecipe
-
     datasets = [write_dataset(tmp_path / f"ds{i}", seed=i) for i in range(2)]
     recipe = from_dict(PretrainRecipe, {"model": TINY_MODEL, "init": TINY_INIT,
                                         "stages": {"face": 1, "mouth": 1, "joint": 1},
@@ -126,3 +127,18 @@ def test_single_process_pretraining_and_refusals(tmp_path):
         pretrain(datasets, tmp_path / "run", recipe)
     with pytest.raises(InputError, match="two identities"):
         pretrain(datasets[:1], tmp_path / "run1", recipe)
+
+
+def test_adaptation_starts_from_an_exported_umf(run_a):
+    run, datasets, root = run_a
+    stem = root / "umf_for_adapt"
+    export_umf(run, stem)
+    recipe = from_dict(AdaptRecipe, {"model": TINY_MODEL, "init": TINY_INIT,
+                                     "stages": {"warmup": 1, "align": 1, "fuse": 0},
+                                     "run": {"checkpoint_every": 0, "threads": 1}})
+    adapt(datasets[0], root / "av_umf", recipe, umf=stem)
+    meta = json.loads((root / "av_umf" / "avatar.json").read_text())
+    assert meta["provenance"]["umf"]["iterations"] == TOTAL and len(meta["provenance"]["umf"]["sha256"]) == 64
+    wider = {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}}
+    with pytest.raises(InputError, match="model.umf"):
+        adapt(datasets[0], root / "av_bad", from_dict(AdaptRecipe, {**to_dict(recipe), "model": wider}), umf=stem)
