@@ -35,7 +35,8 @@ class DemoResult:
     dubbed: Path
     umf: Path | None
     skipped: list[str] = field(default_factory=list)  # steps whose outputs already existed
-    timings_s: dict[str, float] = field(default_factory=dict)  # wall time of each step that ran
+    timings_s: dict[str, float] = field(default_factory=dict)  # wall time of each step that ran (adapt also
+    # split into adapt:preprocess and adapt:adapt)
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -83,6 +84,7 @@ def run_demo(out: str | Path = "out/demo", force: bool = False, progress: DemoPr
 
     if redo or not res.line.is_file():
         timed("line", lambda: _make_line(res.line))
+        report("line", 1, 1, f"{LINE_SECONDS:.0f} s of speech")
         redo = True
     else:
         res.skipped.append("line")
@@ -142,8 +144,7 @@ def _adapt(res: DemoResult, force: bool, report: DemoProgress, should_stop) -> N
     res.umf = result.umf
     res.warnings.extend(result.warnings)
     res.interrupted = result.interrupted
-    for k, v in result.timings_s.items():
-        res.timings_s[f"adapt.{k}"] = round(v, 1)
+    res.timings_s.update({f"adapt:{k}": round(v, 1) for k, v in result.timings_s.items()})  # preprocess, adapt
 
 
 def _render(res: DemoResult, report: DemoProgress) -> None:
