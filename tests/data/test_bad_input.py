@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clipsynth import first_frame, noise_frame, write_clip
-from conftest import run_instag, run_instag_subprocess
+from instag_testing import run_instag, run_instag_subprocess
 
 
 def assert_refused(proc, out: Path, *needles: str) -> None:

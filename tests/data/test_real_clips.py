@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import real_data_dir, run_instag
+from instag_testing import real_data_dir, run_instag
 from scipy.spatial.transform import Rotation
 
 from instag.audio.features import energy_envelope

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import run_instag
+from instag_testing import run_instag
 
 from instag.config.recipe import from_dict
 from instag.demo.runner import LINE_SECONDS, STEPS, run_demo

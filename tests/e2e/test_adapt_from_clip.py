@@ -7,7 +7,7 @@ import pytest
 import soundfile
 import torch
 import yaml
-from conftest import run_instag
+from instag_testing import run_instag
 
 from instag.avatar import from_clip
 from instag.avatar.bundle import load_avatar

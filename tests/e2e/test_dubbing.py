@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import run_instag
+from instag_testing import run_instag
 
 from e2e.conftest import CLIP_FRAMES, CROP, SIZE
 from instag.avatar.bundle import load_avatar

@@ -4,7 +4,7 @@ the 3DGS PLY file exactly."""
 from __future__ import annotations
 
 import torch
-from conftest import run_instag
+from instag_testing import run_instag
 
 from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import Driver, audio_features, frame_count

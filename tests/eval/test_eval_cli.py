@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import yaml
-from conftest import run_instag
+from instag_testing import run_instag
 
 from instag.eval import EVAL_KEYS
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
