@@ -65,7 +65,9 @@ def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
 
     paths = [str(CSRC / s) for s in sources]
     started = time.perf_counter()
-    log.info("building %s (first use, cached afterwards)", name)
+    first = not is_built(name)
+    if first:
+        log.info("building %s (first use, cached afterwards)", name)
     try:
         path = cpp_extension.load(
             name=name,
@@ -80,7 +82,8 @@ def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
         )
     except (RuntimeError, OSError, ImportError, FileNotFoundError) as exc:
         raise KernelBuildError(f"building {name} from {', '.join(sources)} failed: {exc}") from exc
-    log.info("%s ready in %.1f s", name, time.perf_counter() - started)
+    if first:
+        log.info("%s built in %.1f s", name, time.perf_counter() - started)
     return ctypes.CDLL(path)
 
 

@@ -103,7 +103,7 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str) -> di
 
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s: float = 10.0, runs: int = 50,
-        threads: int = 1, device: str = "auto",
+        threads: int = 0, device: str = "auto",
         progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from instag.media.audio import FEATURE_RATE, decode_audio
 

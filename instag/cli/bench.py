@@ -100,7 +100,7 @@ def render(
     seconds: float = typer.Option(60.0, "--seconds", help="Length of the end-to-end dubbing job."),
     short: float = typer.Option(10.0, "--short", help="Length of the short job the peak RSS is compared with."),
     runs: int = typer.Option(50, "--runs", help="Frames timed for model + rasterization (median)."),
-    threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
+    threads: int = typer.Option(0, "--threads", help="torch threads on CPU (0: torch's default)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:

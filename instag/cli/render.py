@@ -35,7 +35,7 @@ def render(
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    threads: int = typer.Option(1, "--threads", min=0, help="torch threads on CPU (0: torch's default); the "
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads on CPU (0: torch's default); the "
                                 "encoder runs in its own thread beside them."),
     force: bool = typer.Option(False, "--force", help="Re-render outputs that already exist."),
 ) -> None:
