@@ -28,7 +28,7 @@ test: setup
 	$(VENV)/bin/pytest -q -ra
 
 bench: setup
-	$(VENV)/bin/instag bench kernels --json benchmarks/kernels-cpu.json
+	$(VENV)/bin/instag bench kernels --json benchmarks/kernels_cpu.json
 
 lint: setup
 	$(VENV)/bin/ruff check instag tests cuda_ext
