@@ -15,6 +15,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from instag.config.model import (
+    AlignerConfig,
+    AudioConfig,
+    HashGridConfig,
+    HookConfig,
+    ModelConfig,
+    MotionFieldConfig,
+    TriplaneConfig,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -55,3 +65,22 @@ def run_instag_subprocess(*args: str, timeout: float = 300) -> subprocess.Comple
     code = "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
+
+
+def tiny_model_config() -> ModelConfig:
+    """A model small enough for unit tests of the motion fields and the renderer (hash tables of 2^10)."""
+    plane = TriplaneConfig(
+        n_levels=4, n_features=1, log2_table_size=10, base_resolution=4, max_resolution=32, bound=1.0
+    )
+    return ModelConfig(
+        audio=AudioConfig(
+            feature_dim=8, window=4, hidden_dim=16, code_dim=8, smooth_window=8, attention_hidden=8
+        ),
+        expression_dim=2,
+        umf=MotionFieldConfig(triplane=plane, hidden_dim=16, n_layers=2),
+        personalized=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1),
+        aligner=AlignerConfig(
+            grid=HashGridConfig(n_levels=4, log2_table_size=10, max_resolution=32, bound=1.0), hidden_dim=8
+        ),
+        hook=HookConfig(code_dim=4, hidden_dim=8),
+    )
