@@ -24,7 +24,6 @@ from instag.errors import InputError
 from instag.train.adapt import _Adaptation
 from instag.train.frames import IdentityFrames
 from instag.train.recipe import AdaptRecipe
-from instag.train.step import accumulate_densify, frame_loss
 from instag.train.synthetic import write_dataset
 
 SIZES = (256, 512)
@@ -42,13 +41,7 @@ def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path) -> dict[st
     for i in range(WARMUP_ITERATIONS + runs):
         t = int(frames.train_indices[i % len(frames.train_indices)])
         t0 = time.perf_counter()
-        loss, _, out = frame_loss(ident, run.motion, t, stage, recipe.model, recipe.loss, [])
-        run.opt_g.zero_grad(set_to_none=True)
-        run.opt_m.zero_grad(set_to_none=True)
-        loss.backward()
-        accumulate_densify(ident, out, stage)
-        run.opt_g.step()
-        run.opt_m.step()
+        run.optimise(t, stage)
         if i >= WARMUP_ITERATIONS:
             times.append(time.perf_counter() - t0)
     return {"size": f"{size}x{size}", "stage": stage.name, "n_face": ident.face.num_gaussians,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,6 +107,18 @@ class _Adaptation:
         set_trainable(m.hook, moving and stage.mouth)
         set_trainable(m.aligner, moving and stage.aligner)
 
+    def optimise(self, t: int, stage) -> tuple[torch.Tensor, dict, Any]:
+        """One optimisation step on frame `t`: loss, backward, densification statistics, optimiser steps.
+        → (loss, the logged loss terms, the frame's render). `instag bench train` times exactly this."""
+        loss, logged, out = frame_loss(self.identity, self.motion, t, stage, self.recipe.model, self.recipe.loss, [])
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_m.zero_grad(set_to_none=True)
+        loss.backward()
+        accumulate_densify(self.identity, out, stage)
+        self.opt_g.step()
+        self.opt_m.step()
+        return loss, logged, out
+
     # ----- checkpoints --------------------------------------------------------------------------------------
 
     def tensors(self) -> tuple[dict, dict]:
@@ -196,13 +209,7 @@ def adapt(
             run.apply_stage(stage)
         set_learning_rates([run.opt_g, run.opt_m], step, total, recipe.lr)
         t = int(train[int(torch.randint(len(train), (1,), generator=run.gen))])
-        loss, logged, out = frame_loss(ident, run.motion, t, stage, cfg, recipe.loss, [])
-        run.opt_g.zero_grad(set_to_none=True)
-        run.opt_m.zero_grad(set_to_none=True)
-        loss.backward()
-        accumulate_densify(ident, out, stage)
-        run.opt_g.step()
-        run.opt_m.step()
+        loss, logged, out = run.optimise(t, stage)
         note = None
         if densify_due(step, total, stage, recipe.densify):
             reports = []

@@ -20,7 +20,6 @@ def test_shipped_recipes_load():
     pre = load_recipe(RECIPES / "pretrain.yaml", PretrainRecipe)
     assert paper.model.umf.triplane.log2_table_size == 17 and paper.model.umf.triplane.n_levels == 12
     assert quick.model.umf.triplane.log2_table_size < 17 and quick.stages.total < paper.stages.total
-    assert quick.run.threads == 1
     assert [s.name for s in adapt_stages(paper.stages)] == ["warmup", "align", "fuse"]
     assert [s.name for s in pretrain_stages(pre.stages)] == ["face", "mouth", "joint"]
     assert pre.model.loss.lambda_contrast == 1.0
