@@ -29,10 +29,11 @@ from instag.atomic import atomic_dir
 from instag.avatar.drive import over_plate
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict
-from instag.errors import FormatVersionError, InputError
+from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.motion.model import MotionModel
 from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
+from instag.versioned import read_versioned_json
 
 AVATAR_FORMAT = "instag-avatar"
 AVATAR_VERSION = 1
@@ -117,16 +118,7 @@ def read_avatar_meta(path: Path) -> dict[str, Any]:
     meta_path = Path(path) / "avatar.json"
     if not meta_path.is_file():
         raise InputError(f"{path}: not an avatar dir (no avatar.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{meta_path}: unreadable ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != AVATAR_FORMAT:
-        raise InputError(f"{meta_path}: not an instag avatar")
-    if meta.get("format_version") != AVATAR_VERSION:
-        raise FormatVersionError(f"{meta_path}: avatar format version {meta.get('format_version')!r} is unknown "
-                                 f"to this instag (it reads version {AVATAR_VERSION})")
-    return meta
+    return read_versioned_json(meta_path, AVATAR_FORMAT, AVATAR_VERSION, "avatar")
 
 
 def load_avatar(path: str | Path) -> Avatar:

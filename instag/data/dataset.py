@@ -9,13 +9,13 @@ geometry/face_mesh.npz (the subject's rigid face shape in world units and its tr
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from instag.errors import FormatVersionError, InputError
+from instag.errors import InputError
+from instag.versioned import read_versioned_json
 
 FORMAT = "instag-dataset"
 FORMAT_VERSION = 1
@@ -132,17 +132,7 @@ def load_dataset(path: str | Path) -> Dataset:
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         raise InputError(f"{path}: not a dataset dir (no meta.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{meta_path}: unreadable ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{meta_path}: not an instag dataset (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise FormatVersionError(f"{meta_path}: dataset format version {version!r} is unknown to this instag "
-                                 f"(it reads version {FORMAT_VERSION})")
-    return Dataset(path, meta)
+    return Dataset(path, read_versioned_json(meta_path, FORMAT, FORMAT_VERSION, "dataset"))
 
 
 def validate_dataset(ds: Dataset) -> None:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from instag.atomic import atomic_dir
 from instag.errors import InputError
+from instag.versioned import read_versioned_json
 
 CHECKPOINT_FORMAT = "instag-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -94,13 +95,7 @@ def save_checkpoint(path: Path, tensors: dict[str, Tensor], state: dict[str, Any
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    try:
-        state = json.loads((path / STATE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable checkpoint ({exc})") from exc
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("format_version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path / STATE}: unknown checkpoint format {state.get('format')!r} "
-                         f"version {state.get('format_version')!r}")
+    state = read_versioned_json(path / STATE, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "checkpoint")
     try:
         tensors = load_file(str(path / TENSORS))
     except (OSError, SafetensorError) as exc:

@@ -15,8 +15,9 @@ from torch import Tensor
 from instag.atomic import atomic_file, write_text_atomic
 from instag.config.model import ModelConfig
 from instag.config.recipe import to_dict
-from instag.errors import FormatVersionError, InputError
+from instag.errors import InputError
 from instag.motion.model import MotionModel
+from instag.versioned import read_versioned_json
 
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
@@ -72,15 +73,7 @@ def _model_card(name: str, doc: dict[str, Any]) -> str:
 def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[str, Any]:
     """Load a UMF file into `motion` (UMF + hook); its sizes must match `cfg`. Returns provenance for the avatar."""
     st_path, json_path = umf_paths(stem)
-    try:
-        doc = json.loads(json_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{json_path}: unreadable UMF description ({exc})") from exc
-    if doc.get("format") != UMF_FORMAT:
-        raise InputError(f"{json_path}: not an instag UMF description")
-    if doc.get("format_version") != UMF_VERSION:
-        raise FormatVersionError(f"{json_path}: UMF format version {doc.get('format_version')!r} is unknown "
-                                 f"(this instag reads {UMF_VERSION})")
+    doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
     mine = to_dict(cfg)
     for key in SHARED_SIZES:
         if doc["config"].get(key) != mine[key]:
