@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -60,10 +61,20 @@ def is_built(name: str) -> bool:
     return (build_directory(name) / f"{name}.so").exists()
 
 
+def _headers_digest() -> str:
+    """A digest of the shared headers: torch rebuilds when a source or a flag changes, but never looks at the
+    headers the sources include, so their digest rides along as a define."""
+    digest = hashlib.sha256()
+    for header in sorted(CSRC.glob("*.h")):
+        digest.update(header.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
     from torch.utils import cpp_extension
 
     paths = [str(CSRC / s) for s in sources]
+    headers = f"-DINSTAG_HEADERS={_headers_digest()}"
     started = time.perf_counter()
     first = not is_built(name)
     if first:
@@ -72,8 +83,8 @@ def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
         path = cpp_extension.load(
             name=name,
             sources=paths,
-            extra_cflags=CXX_FLAGS,
-            extra_cuda_cflags=NVCC_FLAGS if cuda else None,
+            extra_cflags=[*CXX_FLAGS, headers],
+            extra_cuda_cflags=[*NVCC_FLAGS, headers] if cuda else None,
             extra_ldflags=LD_FLAGS,
             extra_include_paths=[str(CSRC)],
             with_cuda=cuda,

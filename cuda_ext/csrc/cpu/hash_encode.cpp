@@ -17,20 +17,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "grid_common.h"
+
 namespace {
+
+using instag_grid::dispatch;
+using instag_grid::Level;
+using instag_grid::make_level;
 
 constexpr uint32_t kPrimes[3] = {1u, 2654435761u, 805459861u};
 
 // One level of a grid, with what every point needs from it worked out once.
-struct Level {
-  float res;        // cells per axis
-  int last;         // index of the last cell, res - 1
-  bool dense;       // (res + 1)^D vertices fit: index them densely, else hash
-  uint32_t mask;    // hashed: size - 1 (hashed levels have a power-of-two size)
-  int64_t offset;   // first entry in one plane's table
-  int64_t size;     // entries
-  float dpos_dx;    // d(position in cells)/dx inside [-bound, bound]: res / (2 bound)
-};
 
 struct Grid {
   int n_planes;
@@ -223,35 +220,12 @@ void backward_xyz(const Grid& g, const float* xyz, int64_t n, const float* table
   }
 }
 
-// Calls fn(integral_constant<D>, integral_constant<F>) for the supported grid dimensions and feature counts;
-// false for any other.
-template <typename Fn>
-bool dispatch(int dim, int features, Fn&& fn) {
-  auto with_dim = [&](auto d) {
-    switch (features) {
-      case 1: fn(d, std::integral_constant<int, 1>{}); return true;
-      case 2: fn(d, std::integral_constant<int, 2>{}); return true;
-      case 4: fn(d, std::integral_constant<int, 4>{}); return true;
-      case 8: fn(d, std::integral_constant<int, 8>{}); return true;
-      default: return false;
-    }
-  };
-  if (dim == 2) return with_dim(std::integral_constant<int, 2>{});
-  if (dim == 3) return with_dim(std::integral_constant<int, 3>{});
-  return false;
-}
 
 Grid make_grid(int dim, int n_planes, const int32_t* axes, int n_levels, int n_features,
                const int32_t* resolutions, const int64_t* offsets, float bound) {
   Grid g{n_planes, axes, n_levels, n_features, {}, bound, offsets[n_levels]};
   for (int l = 0; l < n_levels; ++l) {
-    const int res = resolutions[l];
-    const int64_t size = offsets[l + 1] - offsets[l];
-    uint64_t vertices = 1;
-    for (int d = 0; d < dim; ++d) vertices *= static_cast<uint64_t>(res) + 1;
-    g.levels.push_back(Level{static_cast<float>(res), res - 1, vertices <= static_cast<uint64_t>(size),
-                             static_cast<uint32_t>(size - 1), offsets[l], size,
-                             static_cast<float>(res) / (2.0f * bound)});
+    g.levels.push_back(make_level(dim, l, resolutions, offsets, bound));
   }
   return g;
 }

@@ -15,7 +15,13 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "grid_common.h"
+
 namespace {
+
+using instag_grid::dispatch;
+using instag_grid::Level;
+using instag_grid::make_level;
 
 constexpr int kMaxLevels = 32;
 constexpr int kThreads = 256;
@@ -24,15 +30,6 @@ constexpr int kThreads = 256;
 constexpr int kSharedGradFloats = 4096;
 constexpr int kForwardSharedBytes = 48 * 1024;  // no opt-in needed below this
 
-struct Level {
-  float res;       // cells per axis
-  int last;        // index of the last cell, res - 1
-  bool dense;      // (res + 1)^D vertices fit: index them densely, else hash
-  uint32_t mask;   // hashed: size - 1 (hashed levels have a power-of-two size)
-  int64_t offset;  // first entry in one plane's table
-  int64_t size;    // entries
-  float dpos_dx;   // d(position in cells)/dx inside [-bound, bound]: res / (2 bound)
-};
 
 // Passed by value (about 1.3 KB of kernel parameters), so the kernels read it from constant memory.
 struct Grid {
@@ -253,32 +250,11 @@ bool make_grid(int dim, int n_planes, const int32_t* axes, int n_levels, const i
     for (int d = 0; d < dim; ++d) g.axes[p][d] = axes[p * dim + d];
   }
   for (int l = 0; l < n_levels; ++l) {
-    const int res = resolutions[l];
-    const int64_t size = offsets[l + 1] - offsets[l];
-    uint64_t vertices = 1;
-    for (int d = 0; d < dim; ++d) vertices *= static_cast<uint64_t>(res) + 1;
-    g.levels[l] = Level{static_cast<float>(res), res - 1, vertices <= static_cast<uint64_t>(size),
-                        static_cast<uint32_t>(size - 1), offsets[l], size, static_cast<float>(res) / (2.0f * bound)};
+    g.levels[l] = make_level(dim, l, resolutions, offsets, bound);
   }
   return true;
 }
 
-// Calls fn(integral_constant<D>, integral_constant<F>) for the supported dims and feature counts.
-template <typename Fn>
-bool dispatch(int dim, int features, Fn&& fn) {
-  auto with_dim = [&](auto d) {
-    switch (features) {
-      case 1: fn(d, std::integral_constant<int, 1>{}); return true;
-      case 2: fn(d, std::integral_constant<int, 2>{}); return true;
-      case 4: fn(d, std::integral_constant<int, 4>{}); return true;
-      case 8: fn(d, std::integral_constant<int, 8>{}); return true;
-      default: return false;
-    }
-  };
-  if (dim == 2) return with_dim(std::integral_constant<int, 2>{});
-  if (dim == 3) return with_dim(std::integral_constant<int, 3>{});
-  return false;
-}
 
 int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
