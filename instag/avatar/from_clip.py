@@ -1,8 +1,8 @@
 """`instag adapt-from-clip`: preprocess + adapt in one go, from a raw clip to an avatar dir.
 
 Defaults: the recipe is recipes/adapt_5s.yaml on CUDA and recipes/adapt_quick_cpu.yaml otherwise; the frame size
-512 on CUDA and 256 otherwise; the UMF is assets/umf/mel_v1.safetensors when it exists (else the UMF starts
-from scratch). The mel bins follow the recipe's model.audio.feature_dim.
+512 on CUDA and 256 otherwise; the UMF is the shipped assets/umf/mel_v1 when the recipe's audio features and
+model sizes match it (else the UMF starts from scratch). The mel bins follow the recipe's model.audio.feature_dim.
 
 The intermediate dataset is preprocessed into a staging dir beside the avatar (`.AVATAR.dataset`) and, once the
 avatar is written, moved to AVATAR/dataset (or kept at `keep_dataset`); the clip itself is copied to
@@ -29,11 +29,11 @@ from instag.errors import InputError
 from instag.train.adapt import adapt, default_run_dir
 from instag.train.recipe import AdaptRecipe
 from instag.train.run import Callback, StopFlag
+from instag.train.umf import choose_umf
 
 REPO = Path(__file__).resolve().parents[2]
 GPU_RECIPE = REPO / "recipes" / "adapt_5s.yaml"
 CPU_RECIPE = REPO / "recipes" / "adapt_quick_cpu.yaml"
-DEFAULT_UMF = REPO / "assets" / "umf" / "mel_v1.safetensors"
 Progress = Callable[[str, int, int], None]
 
 
@@ -43,6 +43,7 @@ class FromClipResult:
     dataset: Path
     recipe: Path
     umf: Path | None
+    umf_note: str
     size: int
     interrupted: bool
     steps_done: int
@@ -96,17 +97,13 @@ def adapt_from_clip(
         raise InputError(f"{avatar}: already exists (pass --force to replace it)")
     recipe_path = Path(recipe) if recipe else default_recipe()
     r = load_recipe(recipe_path, AdaptRecipe)
-    umf_path: Path | None = None
-    if use_umf:
-        umf_path = Path(umf) if umf else (DEFAULT_UMF if DEFAULT_UMF.is_file() else None)
-        if umf_path is not None and not umf_path.is_file() and not umf_path.with_suffix(".safetensors").is_file():
-            raise InputError(f"{umf_path}: no such UMF file (--umf)")
+    umf_path, umf_note = choose_umf(umf, use_umf, r.model, r.audio_feature)
     size = int(size or default_size())
     kind = r.audio_feature
     cfg = PreprocessConfig(size=size, audio_features=(kind,), audio_model=audio_model,
                            mel_bins=r.model.audio.feature_dim if kind == "mel" else PreprocessConfig.mel_bins)
     dataset = Path(keep_dataset) if keep_dataset else staging_dataset(avatar)
-    result = FromClipResult(avatar, dataset, recipe_path, umf_path, size, False, 0, 0,
+    result = FromClipResult(avatar, dataset, recipe_path, umf_path, umf_note, size, False, 0, 0,
                             default_run_dir(avatar), False)
 
     if dataset.exists() and _reusable(dataset, sha256_of(clip), size):

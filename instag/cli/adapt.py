@@ -64,8 +64,9 @@ def adapt(
     out: Path = typer.Option(..., "-o", "--out", help="Avatar dir to write."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe (recipes/adapt_5s.yaml, "
                                        "recipes/adapt_quick_cpu.yaml); not needed with --resume."),
-    umf: Path | None = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]); "
-                                    "without it the UMF starts from scratch."),
+    umf: Path | None = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]; default: "
+                                    "the shipped assets/umf/mel_v1 when the recipe's features and sizes match)."),
+    no_umf: bool = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Checkpoints, losses and previews "
                                         "(default: AVATAR.run beside the avatar)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its latest checkpoint."),
@@ -75,9 +76,13 @@ def adapt(
     from instag.config.recipe import load_recipe
     from instag.train.adapt import adapt as run_adapt
     from instag.train.recipe import AdaptRecipe
+    from instag.train.umf import choose_umf
 
     r = load_recipe(recipe, AdaptRecipe) if recipe and not resume else None
     con = Console(stderr=True)
+    if r is not None:
+        umf, why = choose_umf(umf, not no_umf, r.model, r.audio_feature)
+        con.print(f"UMF: {why}", highlight=False)
     with stop_on_interrupt() as stop, training_progress("adapt", con) as callback:
         result = run_adapt(dataset, out, r, umf=umf, run_dir=run_dir, resume=resume, force=force,
                            callback=callback, should_stop=stop.is_set)

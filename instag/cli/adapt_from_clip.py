@@ -23,8 +23,8 @@ def adapt_from_clip(
     out: Path = typer.Option(..., "-o", "--out", help="Avatar dir to write."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe (default: recipes/adapt_5s.yaml "
                                        "on CUDA, recipes/adapt_quick_cpu.yaml otherwise)."),
-    umf: Path | None = typer.Option(None, "--umf", help="Pre-trained UMF (default: assets/umf/mel_v1.safetensors "
-                                    "when it exists)."),
+    umf: Path | None = typer.Option(None, "--umf", help="Pre-trained UMF (default: the shipped assets/umf/mel_v1 "
+                                    "when the recipe's features and sizes match)."),
     no_umf: bool = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped."),
     size: int | None = typer.Option(None, "--size", help="Frame side (default: 512 on CUDA, 256 otherwise)."),
     keep_dataset: Path | None = typer.Option(None, "--keep-dataset", help="Write the intermediate dataset here "
@@ -63,7 +63,6 @@ def adapt_from_clip(
         con.print(f"interrupted at step {result.steps_done}/{result.total}; dataset in {result.dataset}, checkpoints "
                   f"in {result.run_dir} (continue with --resume)", highlight=False)
         raise typer.Exit(130)
-    umf_note = result.umf if result.umf else "none (UMF from scratch)"
-    Console().print(f"wrote {result.avatar} ({result.size}², recipe {result.recipe.name}, UMF {umf_note}; "
+    Console().print(f"wrote {result.avatar} ({result.size}², recipe {result.recipe.name}, UMF {result.umf_note}; "
                     f"dataset {result.dataset}; {', '.join(f'{k} {v:.0f}s' for k, v in result.timings_s.items())})",
                     highlight=False, soft_wrap=True)

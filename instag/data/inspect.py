@@ -13,14 +13,9 @@ from instag.atomic import atomic_file
 from instag.audio.features import energy_envelope
 from instag.data.dataset import Dataset
 from instag.data.labels import LABEL_COLOURS
+from instag.plot import line_plot, put_text
 
 TILE = 256
-WHITE, GREY, BLACK = (255, 255, 255), (150, 150, 150), (0, 0, 0)
-
-
-def _text(img: np.ndarray, s: str, x: int, y: int, colour=WHITE, scale: float = 0.5) -> None:
-    cv2.putText(img, s, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK, 3, cv2.LINE_AA)
-    cv2.putText(img, s, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
 def _tile(img: np.ndarray) -> np.ndarray:
@@ -43,7 +38,7 @@ def _frame_with_tracks(ds: Dataset, i: int) -> np.ndarray:
     o = tuple(int(v) for v in uv[0])
     for j, colour in ((1, (255, 0, 0)), (2, (0, 255, 0)), (3, (0, 128, 255))):
         cv2.arrowedLine(img, o, tuple(int(v) for v in uv[j]), colour, 2, cv2.LINE_AA, tipLength=0.2)
-    _text(img, f"frame {i}", 6, 18)
+    put_text(img, f"frame {i}", 6, 18)
     return img
 
 
@@ -74,32 +69,6 @@ def _normal_tile(ds: Dataset, i: int) -> np.ndarray:
     return _tile(vis.astype(np.uint8))
 
 
-def _plot(width: int, height: int, series: list[tuple[str, np.ndarray, tuple]], title: str, fps: float) -> np.ndarray:
-    img = np.full((height, width, 3), 24, np.uint8)
-    pad_l, pad_r, pad_t, pad_b = 8, 8, 22, 8
-    _text(img, title, pad_l, 16)
-    w, h = width - pad_l - pad_r, height - pad_t - pad_b
-    cv2.rectangle(img, (pad_l, pad_t), (pad_l + w, pad_t + h), (70, 70, 70), 1)
-    n = max(len(s[1]) for s in series)
-    for sec in range(1, int(n / fps) + 1):  # one tick per second
-        x = pad_l + int(w * sec * fps / max(n - 1, 1))
-        cv2.line(img, (x, pad_t + h - 4), (x, pad_t + h), GREY, 1)
-    allv = np.concatenate([s[1] for s in series])
-    lo, hi = float(np.nanmin(allv)), float(np.nanmax(allv))
-    hi = hi if hi > lo else lo + 1.0
-    x_text = width - 8
-    for name, v, colour in reversed(series):
-        xs = pad_l + np.arange(len(v)) * w / max(len(v) - 1, 1)
-        ys = pad_t + h - (v - lo) / (hi - lo) * h
-        cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, colour, 1, cv2.LINE_AA)
-        (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        x_text -= tw + 10
-        _text(img, name, x_text, 16, colour, 0.45)
-    (tw, _), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-    _text(img, f"{lo:.3g}..{hi:.3g}", pad_l + tw + 12, 16, GREY, 0.4)
-    return img
-
-
 def contact_sheet(ds: Dataset, n_samples: int = 4) -> np.ndarray:
     """The sheet as RGB [H, W, 3] uint8: 3 rows of tiles, then 4 time plots."""
     t = ds.n_frames
@@ -107,12 +76,12 @@ def contact_sheet(ds: Dataset, n_samples: int = 4) -> np.ndarray:
     row1 = np.concatenate([_frame_with_tracks(ds, i) for i in idx], 1)
     row2 = np.concatenate([_label_overlay(ds, i) for i in idx], 1)
     bg = _tile(ds.background())
-    _text(bg, "background", 6, 18)
+    put_text(bg, "background", 6, 18)
     tiles = [bg]
     for i in idx[1:3]:
         d, nrm = _depth_tile(ds, i), _normal_tile(ds, i)
-        _text(d, f"depth {i}", 6, 18)
-        _text(nrm, f"normal {i}", 6, 18)
+        put_text(d, f"depth {i}", 6, 18)
+        put_text(nrm, f"normal {i}", 6, 18)
         tiles += [d, nrm]
     row3 = np.concatenate(tiles[:n_samples], 1)
     width = row1.shape[1]
@@ -122,14 +91,14 @@ def contact_sheet(ds: Dataset, n_samples: int = 4) -> np.ndarray:
     audio, sr = ds.audio()
     energy = energy_envelope(audio, sr, ds.fps, t)
     plots = [
-        _plot(width, 120, [("yaw", euler[:, 0], (255, 90, 90)), ("pitch", euler[:, 1], (90, 255, 90)),
+        line_plot(width, 120, [("yaw", euler[:, 0], (255, 90, 90)), ("pitch", euler[:, 1], (90, 255, 90)),
                            ("roll", euler[:, 2], (90, 160, 255))], "head pose (deg about median)", ds.fps),
-        _plot(width, 90, [("blink", tr["blink"], (255, 255, 120))], "blink", ds.fps),
-        _plot(width, 90, [("mouth", tr["mouth_open"], (255, 120, 255))], "mouth opening", ds.fps),
-        _plot(width, 90, [("dB", energy, (120, 255, 255))], "audio energy (300-3000 Hz)", ds.fps),
+        line_plot(width, 90, [("blink", tr["blink"], (255, 255, 120))], "blink", ds.fps),
+        line_plot(width, 90, [("mouth", tr["mouth_open"], (255, 120, 255))], "mouth opening", ds.fps),
+        line_plot(width, 90, [("dB", energy, (120, 255, 255))], "audio energy (300-3000 Hz)", ds.fps),
     ]
     head = np.full((28, width, 3), 24, np.uint8)
-    _text(head, f"{ds.path.name}: {t} frames @ {ds.fps:g} fps, {ds.size}px, f={ds.intrinsics[0, 0]:.0f}px, "
+    put_text(head, f"{ds.path.name}: {t} frames @ {ds.fps:g} fps, {ds.size}px, f={ds.intrinsics[0, 0]:.0f}px, "
                 f"face found {100 * ds.meta['tracking']['face_found_fraction']:.0f}%", 8, 19)
     return np.concatenate([head, row1, row2, row3, *plots], 0)
 

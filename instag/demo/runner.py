@@ -3,7 +3,7 @@
 Steps, each skipped when its output already exists (unless `force`), and re-run when an earlier step was:
   1. sample  — OUT/sample.mp4: the talking astronaut with a synthetic utterance (instag.demo.sample)
   2. adapt   — OUT/avatar: `adapt_from_clip` with its defaults (the GPU recipe on CUDA, the quick CPU recipe
-               otherwise; the shipped UMF assets/umf/mel_v1.safetensors when it exists); an interrupted run
+               otherwise; the shipped UMF assets/umf/mel_v1 when it fits the recipe); an interrupted run
                continues from its checkpoints
   3. line    — OUT/line.wav: a different synthetic utterance (another pitch and rhythm) to dub
   4. render  — OUT/dubbed/line.mp4: the avatar speaking that line (H.264 + AAC)
@@ -52,12 +52,9 @@ def _avatar_complete(avatar: Path, clip: Path) -> bool:
 def run_demo(out: str | Path = "out/demo", force: bool = False, progress: DemoProgress | None = None,
              should_stop: Callable[[], bool] | None = None) -> DemoResult:
     """Make the sample, adapt an avatar to it, synthesise a different line and dub it; see the module doc."""
-    from instag.avatar.from_clip import DEFAULT_UMF
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res = DemoResult(out, out / "sample.mp4", out / "avatar", out / "line.wav", out / "dubbed" / "line.mp4",
-                     DEFAULT_UMF if DEFAULT_UMF.is_file() else None)
+    res = DemoResult(out, out / "sample.mp4", out / "avatar", out / "line.wav", out / "dubbed" / "line.mp4", None)
     report = progress or (lambda step, done, total, note: None)
     redo = force
 

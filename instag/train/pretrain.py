@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from instag.config.recipe import load_recipe
+from instag.bench.record import device_description
+from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
@@ -213,6 +213,7 @@ def pretrain(
     run = _Pretraining(recipe, [Path(d) for d in datasets], rank, world, device)
     rank_dir = _rank_dir(run_dir, rank)
     start = 0
+    trained_on = device_description(device)  # checkpointed, for the model card of the exported UMF
     log = RunLog(run_dir, recipe.run.log_every) if rank == 0 else None
     if resume:
         latest = ck.latest_checkpoint(rank_dir)
@@ -274,22 +275,22 @@ def pretrain(
                 save_preview(run_dir / "previews" / f"step_{step:08d}_{ident.name}.png", out.image.cpu(),
                              ident.frames.target(t).image.cpu())
         if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
-            _checkpoint(run, rank_dir, step)
+            _checkpoint(run, rank_dir, step, trained_on)
             note = (note + "; " if note else "") + f"checkpoint {step}"
         if callback and rank == 0:
             callback(ProgressEvent(step, total, stage.name, logged, rate, note))
         if stop:
             interrupted = step < total
             break
-    _checkpoint(run, rank_dir, step)
+    _checkpoint(run, rank_dir, step, trained_on)
     _barrier(world)
     return RunResult(run_dir, step, total, interrupted, time.perf_counter() - t0,
                      extra={"rank": rank, "world": world})
 
 
-def _checkpoint(run: _Pretraining, rank_dir: Path, step: int) -> None:
+def _checkpoint(run: _Pretraining, rank_dir: Path, step: int, device: str) -> None:
     tensors, state = run.tensors()
-    ck.save_checkpoint(ck.checkpoint_dir(rank_dir, step), tensors, {"step": step, **state})
+    ck.save_checkpoint(ck.checkpoint_dir(rank_dir, step), tensors, {"step": step, **state, "device": device})
     ck.prune_checkpoints(rank_dir, KEEP_CHECKPOINTS)
 
 
@@ -306,8 +307,9 @@ def _min_over_ranks(value: int, world: int, device: torch.device) -> int:
     return int(t.item())
 
 
-def export_umf(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the UMF (+ hook) of RUN's latest rank-0 checkpoint as `out`.safetensors + `out`.json."""
+def export_umf(run_dir: str | Path, out: str | Path, notes: str | None = None) -> tuple[Path, Path]:
+    """Write the UMF (+ hook) of RUN's latest rank-0 checkpoint as `out`.safetensors + `out`.json, and the model
+    card (MODEL_CARD.md, loss curves) beside them; `notes` are the card's known limits."""
     run_dir = Path(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
     latest = ck.latest_checkpoint(_rank_dir(run_dir, 0))
@@ -321,17 +323,18 @@ def export_umf(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     for line in (listing.read_text().splitlines() if listing.exists() else []):
         try:
             meta = load_dataset(line).meta
-            corpus.append({"dataset": Path(line).name, "source_sha256": meta.get("source", {}).get("sha256"),
-                           "frames": meta.get("frame_count")})
+            source = meta.get("source", {})
+            corpus.append({"dataset": Path(line).name, "source": Path(source.get("path", line)).name,
+                           "source_sha256": source.get("sha256"), "frames": meta.get("frame_count")})
         except InputError:
             corpus.append({"dataset": Path(line).name})
     info = {
         "audio_feature": recipe.audio_feature,
         "corpus": corpus,
         "iterations": int(state["step"]),
+        "stages": to_dict(recipe.stages),
         "ranks": int(state["world"]),
-        "device": f"{platform.processor() or platform.machine()} ({'cuda' if torch.cuda.is_available() else 'cpu'})",
+        "device": state.get("device", "not recorded"),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "run": str(run_dir.resolve()),
     }
-    return write_umf(out, motion, recipe.model, info)
+    return write_umf(out, motion, recipe.model, info, losses=run_dir / "losses.csv", notes=notes)

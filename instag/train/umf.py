@@ -17,8 +17,10 @@ from instag.config.model import ModelConfig
 from instag.config.recipe import to_dict
 from instag.errors import InputError
 from instag.motion.model import MotionModel
+from instag.train.model_card import CARD_NAME, model_card, read_losses, training_seconds, write_loss_curves
 from instag.versioned import read_versioned_json
 
+SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v1"  # stem of the shipped UMF
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
 SHARED_SIZES = ("audio", "expression_dim", "umf", "hook")  # ModelConfig fields a UMF file fixes
@@ -32,42 +34,47 @@ def umf_paths(stem: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dict[str, Any]) -> tuple[Path, Path]:
-    """Write the UMF and hook of `motion` with their sizes and `info` (audio_feature, corpus, iterations, …)."""
+def choose_umf(umf: str | Path | None, use_umf: bool, cfg: ModelConfig, audio_feature: str) -> tuple[Path | None, str]:
+    """The UMF an adaptation starts from, and why: `umf` when given (it must exist), none when `use_umf` is off,
+    else the shipped UMF when its audio feature kind and model sizes match the recipe's."""
+    if not use_umf:
+        return None, "none (--no-umf)"
+    if umf is not None:
+        st_path, json_path = umf_paths(umf)
+        if not st_path.is_file() or not json_path.is_file():
+            raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
+        return st_path, str(st_path)
+    st_path, json_path = umf_paths(SHIPPED_UMF)
+    if not st_path.is_file() or not json_path.is_file():
+        return None, "none (no shipped UMF in assets/umf)"
+    doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
+    if doc.get("audio_feature") != audio_feature:
+        return None, f"none (the shipped UMF is for {doc.get('audio_feature')} features, the recipe uses {audio_feature})"
+    mine = to_dict(cfg)
+    if any(doc["config"].get(key) != mine[key] for key in SHARED_SIZES):
+        return None, "none (the recipe's model sizes differ from the shipped UMF's)"
+    return st_path, f"{st_path} (shipped)"
+
+
+def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dict[str, Any],
+              losses: Path | None = None, notes: str | None = None) -> tuple[Path, Path]:
+    """Write the UMF and hook of `motion` with their sizes and `info` (audio_feature, corpus, iterations, …), and
+    the folder's MODEL_CARD.md with the loss curves of `losses` (a run's losses.csv) and the trainer's `notes`."""
     st_path, json_path = umf_paths(stem)
     tensors: dict[str, Tensor] = {f"umf.{k}": v for k, v in motion.umf.state_dict().items()}
     tensors |= {f"hook.{k}": v for k, v in motion.hook.state_dict().items()}
     model = to_dict(cfg)
+    rows = read_losses(losses) if losses is not None and losses.is_file() else []
+    doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, **info, "training_s": round(training_seconds(rows)),
+           "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}
     with atomic_file(st_path, suffix=".safetensors") as tmp:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
-    doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, **info,
-           "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}
     write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-    write_text_atomic(json_path.with_suffix(".md"), _model_card(st_path.stem, doc))
+    curves = None
+    if rows:
+        curves = write_loss_curves(rows, st_path.with_name(f"{st_path.stem}_losses.png")).name
+    write_text_atomic(st_path.with_name(CARD_NAME), model_card(st_path.stem, doc, curves, notes))
     return st_path, json_path
-
-
-def _model_card(name: str, doc: dict[str, Any]) -> str:
-    """A short model card beside the weights (DESIGN §4)."""
-    corpus = doc.get("corpus") or []
-    tri = doc["config"]["umf"]["triplane"]
-    lines = [
-        f"# UMF `{name}`",
-        "",
-        "Universal Motion Field of instag (InsTaG identity-free pre-training): audio nets, face and mouth motion",
-        "branches and the face-mouth hook. Load it with `instag adapt DATASET -o AVATAR --umf "
-        f"assets/umf/{name}`; the adaptation recipe's model sizes must match `{name}.json`.",
-        "",
-        f"- audio features: `{doc.get('audio_feature')}`",
-        f"- tri-plane: {tri['n_levels']} levels x {tri['n_features']} feature(s), 2^{tri['log2_table_size']} tables",
-        f"- iterations: {doc.get('iterations')} on {len(corpus)} identities over {doc.get('ranks', 1)} rank(s)",
-        f"- device: {doc.get('device')}; written {doc.get('time')}",
-        "",
-        "Corpus: " + (", ".join(c.get("dataset", "?") for c in corpus) or "not recorded") + ".",
-        "Intended use: initialising adaptation to one consenting person's clip; it carries no footage.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[str, Any]:

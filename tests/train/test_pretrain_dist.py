@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -18,11 +19,12 @@ from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
 from instag.motion.model import MotionModel
+from instag.train import umf as umf_module
 from instag.train.adapt import adapt
 from instag.train.pretrain import export_umf, pretrain
 from instag.train.recipe import AdaptRecipe, PretrainRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
-from instag.train.umf import load_umf
+from instag.train.umf import choose_umf, load_umf
 
 BIN = Path(sys.executable).parent
 TOTAL = 6
@@ -101,11 +103,19 @@ def test_resume_from_a_mid_run_checkpoint_equals_the_uninterrupted_run(run_a):
 def test_export_writes_the_umf_asset(run_a):
     run, _, root = run_a
     stem = root / "assets" / "umf" / "tiny"
-    proc = subprocess.run([str(BIN / "instag"), "pretrain", "--export", str(run), "-o", str(stem)],
-                          capture_output=True, text=True, timeout=120)
+    limits = root / "limits.md"
+    limits.write_text("Trained on three synthetic identities.\n")
+    proc = subprocess.run([str(BIN / "instag"), "pretrain", "--export", str(run), "-o", str(stem),
+                           "--limits", str(limits)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file()
-    assert "tiny" in stem.with_suffix(".md").read_text()
+    card = (stem.parent / "MODEL_CARD.md").read_text()
+    assert "# UMF `tiny`" in card and "Trained on three synthetic identities." in card
+    assert card.count("- `synthetic`") == 3 and f"iterations: {TOTAL}" in card  # the corpus by name, the steps
+    curves = cv2.imread(str(stem.parent / "tiny_losses.png"))
+    assert curves is not None and curves.shape[0] > 100 and curves.std() > 5  # drawn, not blank
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    assert doc["training_s"] >= 0 and "CPU" in doc["device"]
     cfg = from_dict(ModelConfig, TINY_MODEL)
     motion = MotionModel(cfg, with_aligner=True)
     meta = load_umf(stem, motion, cfg)
@@ -142,3 +152,23 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
     wider = {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}}
     with pytest.raises(InputError, match="model.umf"):
         adapt(datasets[0], root / "av_bad", from_dict(AdaptRecipe, {**to_dict(recipe), "model": wider}), umf=stem)
+
+
+def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
+    run, _, root = run_a
+    shipped = root / "shipped" / "mel_v1"
+    export_umf(run, shipped)
+    monkeypatch.setattr(umf_module, "SHIPPED_UMF", shipped)
+    cfg = from_dict(ModelConfig, TINY_MODEL)
+    path, why = choose_umf(None, True, cfg, "mel")
+    assert path == shipped.with_suffix(".safetensors") and "shipped" in why
+    assert choose_umf(None, False, cfg, "mel")[0] is None
+    path, why = choose_umf(None, True, cfg, "hubert")
+    assert path is None and "mel features" in why
+    wider = from_dict(ModelConfig, {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}})
+    path, why = choose_umf(None, True, wider, "mel")
+    assert path is None and "sizes" in why
+    with pytest.raises(InputError, match="no such UMF"):
+        choose_umf(root / "missing", True, cfg, "mel")
+    monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v1")
+    assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")

@@ -1,0 +1,105 @@
+"""The model card of an exported UMF: `MODEL_CARD.md` beside the weights and its loss-curve PNG (DESIGN §4).
+
+Training-loop time comes from losses.csv (log_every / it_per_s summed over the logged rows), which a run
+resumed across sessions keeps appending to, so it covers every segment of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from instag.atomic import atomic_file
+from instag.plot import line_plot
+
+CARD_NAME = "MODEL_CARD.md"
+SMOOTH_ROWS = 25  # losses are logged for one identity at a time; a moving mean shows the trend across them
+
+
+def read_losses(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def training_seconds(rows: list[dict[str, str]]) -> float:
+    """Seconds spent in the training loop, from each logged row's sliding-window rate."""
+    total, last_step = 0.0, 0
+    for r in rows:
+        step, rate = int(r["step"]), float(r["it_per_s"] or 0)
+        if rate > 0:
+            total += (step - last_step) / rate
+        last_step = step
+    return total
+
+
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    k = min(SMOOTH_ROWS, len(values))
+    kernel = np.ones(k) / k
+    padded = np.concatenate([np.full(k - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def write_loss_curves(rows: list[dict[str, str]], out: Path, width: int = 900) -> Path:
+    """log10 of the total and photometric loss, and of the negative contrast loss, against steps (PNG)."""
+    steps = np.array([int(r["step"]) for r in rows], np.float64)
+
+    def column(name: str) -> np.ndarray:
+        v = np.array([float(r[name]) if r.get(name) else np.nan for r in rows])
+        v = np.where(np.isfinite(v) & (v > 0), v, np.nan)
+        v = np.log10(v)
+        fill = np.nanmin(v) if np.isfinite(v).any() else 0.0
+        return _smoothed(np.where(np.isfinite(v), v, fill))
+
+    per_1000 = 1000 / max(float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0, 1.0)
+    top = line_plot(width, 200, [("loss", column("loss"), (255, 200, 90)), ("photo", column("photo"), (90, 200, 255))],
+                    f"log10 loss over {int(steps[-1])} steps (tick = 1000 steps)", per_1000)
+    bottom = line_plot(width, 140, [("contrast", column("contrast"), (255, 110, 200))],
+                       "log10 negative contrast loss", per_1000)
+    img = np.concatenate([top, bottom], 0)
+    with atomic_file(out, suffix=".png") as tmp:
+        cv2.imwrite(str(tmp), img[..., ::-1])
+    return out
+
+
+def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | None) -> str:
+    """Markdown: what the UMF is, how it was trained (corpus by file name, steps, device, time), the loss
+    curves, known limits (`notes`, written by whoever trained it) and how to use it."""
+    tri = doc["config"]["umf"]["triplane"]
+    corpus = doc.get("corpus") or []
+    hours = doc.get("training_s", 0.0) / 3600
+    stages = ", ".join(f"{k} {v}" for k, v in (doc.get("stages") or {}).items())
+    lines = [
+        f"# UMF `{name}`",
+        "",
+        "Universal Motion Field of instag (InsTaG identity-free pre-training): audio encoder and attention, face",
+        "and mouth motion branches, and the face-mouth hook. No footage and no per-person Gaussians are in it.",
+        "",
+        "## Training",
+        "",
+        f"- audio features: `{doc.get('audio_feature')}`",
+        f"- tri-plane: {tri['n_levels']} levels × {tri['n_features']} feature(s), 2^{tri['log2_table_size']} "
+        f"tables, resolution {tri['base_resolution']}–{tri['max_resolution']}",
+        f"- iterations: {doc.get('iterations')} ({stages}), one frame of one identity per step, "
+        f"{doc.get('ranks', 1)} rank(s)",
+        f"- device: {doc.get('device')}",
+        f"- training-loop time: {hours:.2f} h (from the logged rates)",
+        f"- exported {doc.get('time')}",
+        "",
+        f"Corpus ({len(corpus)} identities, one clip each):",
+        "",
+    ]
+    lines += [f"- `{c.get('source', c['dataset'])}`" + (f": {c['frames']} frames" if c.get("frames") else "")
+              for c in corpus]
+    if curves:
+        lines += ["", "## Loss curves", "", f"![loss curves]({curves})", "",
+                  f"Moving means over {SMOOTH_ROWS} logged rows (each row is one identity's frame)."]
+    lines += ["", "## Known limits", "", notes.strip() if notes else "Not stated by the trainer.", "",
+              "## Use", "",
+              f"`instag adapt DATASET -o AVATAR --umf assets/umf/{name}` (the default when the recipe's audio",
+              f"features and model sizes match `{name}.json`). Intended for adapting to one consenting person's clip.",
+              ""]
+    return "\n".join(lines)
