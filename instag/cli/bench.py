@@ -179,3 +179,36 @@ def preview(
     if json_path:
         write_json(doc, json_path)
         con.print(f"wrote {json_path}")
+
+
+@app.command("umf-ablation")
+def umf_ablation(
+    cases: list[str] = typer.Argument(..., help="CLIP@SECONDS: a clip of a person outside the UMF's corpus; frames "
+                                      "from SECONDS on are the test split."),
+    umf: Path = typer.Option(Path("assets/umf/mel_v1"), "--umf", help="The pre-trained UMF to test."),
+    recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe of both arms."),
+    work: Path = typer.Option(..., "--work", help="Datasets and avatars (reused when they match, so a stopped "
+                              "ablation continues)."),
+    size: int = typer.Option(256, "--size", help="Frame side."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
+                                          "table beside it as .md."),
+) -> None:
+    """Adapt with and without the pre-trained UMF on held-out clips; eval both on the test split."""
+    import shlex
+    import sys
+
+    from instag.atomic import write_text_atomic
+    from instag.bench import umf_ablation as bench_ablation
+
+    con = Console()
+    doc = bench_ablation.run(cases, umf, recipe, work, size, threads,
+                             report=lambda msg: con.print(msg, highlight=False))
+    command = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    doc["command"] = command
+    table = bench_ablation.markdown_table(doc, command)
+    con.print(table, highlight=False)
+    if json_path:
+        write_json(doc, json_path)
+        write_text_atomic(json_path.with_suffix(".md"), table)
+        con.print(f"wrote {json_path} and {json_path.with_suffix('.md')}")

@@ -1,12 +1,11 @@
 """The model card of an exported UMF: `MODEL_CARD.md` beside the weights and its loss-curve PNG (DESIGN §4).
 
-Training-loop time comes from losses.csv (log_every / it_per_s summed over the logged rows), which a run
-resumed across sessions keeps appending to, so it covers every segment of the run.
+Training-loop time comes from losses.csv (instag.train.run.training_seconds), which a run resumed across
+sessions keeps appending to, so it covers every segment of the run.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,6 @@ from instag.plot import line_plot
 
 CARD_NAME = "MODEL_CARD.md"
 SMOOTH_ROWS = 25  # losses are logged for one identity at a time; a moving mean shows the trend across them
-
-
-def read_losses(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def training_seconds(rows: list[dict[str, str]]) -> float:
-    """Seconds spent in the training loop, from each logged row's sliding-window rate."""
-    total, last_step = 0.0, 0
-    for r in rows:
-        step, rate = int(r["step"]), float(r["it_per_s"] or 0)
-        if rate > 0:
-            total += (step - last_step) / rate
-        last_step = step
-    return total
 
 
 def _smoothed(values: np.ndarray) -> np.ndarray:

@@ -89,6 +89,23 @@ class RunLog:
             w.writerows(rows)
 
 
+def read_losses(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def training_seconds(rows: list[dict[str, str]]) -> float:
+    """Seconds spent in the training loop, from each logged row's sliding-window rate (the rows of every
+    segment of a resumed run are there, so this covers the whole run)."""
+    total, last_step = 0.0, 0
+    for r in rows:
+        step, rate = int(r["step"]), float(r["it_per_s"] or 0)
+        if rate > 0:
+            total += (step - last_step) / rate
+        last_step = step
+    return total
+
+
 def save_recipe(run_dir: Path, recipe: Any) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, run_dir / "recipe.yaml")

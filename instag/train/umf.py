@@ -17,7 +17,8 @@ from instag.config.model import ModelConfig
 from instag.config.recipe import to_dict
 from instag.errors import InputError
 from instag.motion.model import MotionModel
-from instag.train.model_card import CARD_NAME, model_card, read_losses, training_seconds, write_loss_curves
+from instag.train.model_card import CARD_NAME, model_card, write_loss_curves
+from instag.train.run import read_losses, training_seconds
 from instag.versioned import read_versioned_json
 
 SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v1"  # stem of the shipped UMF

@@ -1,0 +1,179 @@
+"""`instag bench umf-ablation`: adapt to held-out people with and without a pre-trained UMF (InsTaG Table 5).
+
+For each case CLIP@SECONDS the clip is preprocessed with the frames from SECONDS on held out as the test split;
+then the same recipe adapts two avatars, one from scratch and one from the UMF, and `instag eval` scores both on
+the test split. Work is kept in WORK/<clip stem>/{dataset, without_umf, with_umf} and reused when it matches
+(same clip, size and split; same recipe and UMF), so an interrupted ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from instag.bench.record import header
+from instag.config.preprocess import PreprocessConfig
+from instag.config.recipe import load_recipe, to_dict
+from instag.data.dataset import load_dataset
+from instag.data.video import sha256_of
+from instag.errors import InputError
+from instag.eval.runner import EVAL_KEYS, evaluate
+from instag.train.recipe import AdaptRecipe
+from instag.train.run import read_losses, training_seconds
+from instag.train.umf import umf_paths
+
+ARMS = ("without_umf", "with_umf")
+Report = Callable[[str], None]
+
+
+def parse_case(text: str) -> tuple[Path, float]:
+    """`CLIP@SECONDS` → (clip, test_from_s)."""
+    clip, sep, seconds = text.rpartition("@")
+    try:
+        test_from = float(seconds)
+    except ValueError:
+        test_from = -1.0
+    if not sep or test_from <= 0:
+        raise InputError(f"{text}: expected CLIP@SECONDS (the test split starts SECONDS into the clip)")
+    if not Path(clip).is_file():
+        raise InputError(f"{clip}: no such file")
+    return Path(clip), test_from
+
+
+def _dataset(clip: Path, test_from: float, size: int, recipe: AdaptRecipe, work: Path, report: Report) -> Path:
+    from instag.data.preprocess import preprocess_clip
+
+    path = work / "dataset"
+    try:
+        ds = load_dataset(path)
+        first_test = ds.meta["split"]["test"][0]
+        if (ds.meta.get("source", {}).get("sha256") == sha256_of(clip) and ds.size == size
+                and first_test == round(test_from * ds.fps)):
+            report(f"{clip.name}: reusing {path}")
+            return path
+    except (InputError, KeyError, IndexError):
+        pass
+    report(f"{clip.name}: preprocessing at {size}² (test from {test_from:g} s)")
+    cfg = PreprocessConfig(size=size, test_from_s=test_from, audio_features=(recipe.audio_feature,),
+                           mel_bins=recipe.model.audio.feature_dim)
+    preprocess_clip(clip, path, cfg, force=True)
+    return path
+
+
+def _same_training(avatar: Path, recipe: AdaptRecipe, umf_sha: str | None) -> bool:
+    """The avatar was adapted with this recipe (run settings such as threads aside) and this UMF (or none)."""
+    import json
+
+    try:
+        meta = json.loads((avatar / "avatar.json").read_text())
+    except (OSError, ValueError):
+        return False
+    mine = {k: v for k, v in to_dict(recipe).items() if k != "run"}
+    theirs = {k: v for k, v in (meta.get("recipe") or {}).items() if k != "run"}
+    umf = meta.get("provenance", {}).get("umf")
+    return mine == theirs and (umf or {}).get("sha256") == umf_sha
+
+
+def _arm(dataset: Path, avatar: Path, recipe: AdaptRecipe, umf: Path | None, umf_sha: str | None,
+         report: Report) -> dict[str, Any]:
+    from instag.train.adapt import adapt, default_run_dir
+    from instag.train.checkpoint import list_checkpoints
+
+    run_dir = default_run_dir(avatar)
+    if _same_training(avatar, recipe, umf_sha):
+        report(f"  {avatar.name}: reusing the adapted avatar")
+    else:
+        resume = bool(list_checkpoints(run_dir)) and _same_recipe_run(run_dir, recipe)
+        report(f"  {avatar.name}: adapting ({'resuming' if resume else 'from the start'})")
+        result = adapt(dataset, avatar, None if resume else recipe, umf=umf, resume=resume, force=True)
+        if result.interrupted:
+            raise InputError(f"{avatar}: adaptation was interrupted")
+    scores = evaluate(avatar, dataset, split="test")
+    report(f"  {avatar.name}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in EVAL_KEYS
+                                            if isinstance(scores.get(k), float)))
+    losses = run_dir / "losses.csv"
+    train_s = round(training_seconds(read_losses(losses))) if losses.is_file() else None
+    return {**{k: scores[k] for k in EVAL_KEYS}, "train_s": train_s}
+
+
+def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe) -> bool:
+    try:
+        saved = load_recipe(run_dir / "recipe.yaml", AdaptRecipe)
+    except InputError:
+        return False
+    strip = lambda r: {k: v for k, v in to_dict(r).items() if k != "run"}  # noqa: E731
+    return strip(saved) == strip(recipe)
+
+
+def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 256, threads: int | None = None,
+        report: Report | None = None) -> dict[str, Any]:
+    """The ablation document: per case the eval metrics on the test split of both arms and which arm wins."""
+    report = report or (lambda _msg: None)
+    parsed = [parse_case(c) for c in cases]
+    st_path, json_path = umf_paths(umf)
+    if not st_path.is_file() or not json_path.is_file():
+        raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
+    recipe = load_recipe(recipe_path, AdaptRecipe)
+    n_threads = threads if threads is not None else recipe.run.threads
+    if n_threads > 0:
+        torch.set_num_threads(n_threads)
+    recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, threads=n_threads))
+    umf_sha = sha256_of(st_path)
+    doc = header("umf-ablation") | {"recipe": str(recipe_path), "umf": str(st_path), "umf_sha256": umf_sha,
+                                    "size": size, "threads": torch.get_num_threads(), "cases": []}
+    for clip, test_from in parsed:
+        work_dir = work / clip.stem
+        dataset = _dataset(clip, test_from, size, recipe, work_dir, report)
+        ds = load_dataset(dataset)
+        case = {"clip": clip.name, "test_from_s": test_from, "n_train": len(ds.train_indices),
+                "n_test": len(ds.test_indices)}
+        for arm in ARMS:
+            with_umf = arm == "with_umf"
+            case[arm] = _arm(dataset, work_dir / arm, recipe, st_path if with_umf else None,
+                             umf_sha if with_umf else None, report)
+        case["umf_wins"] = wins(case["without_umf"], case["with_umf"])
+        doc["cases"].append(case)
+    return doc
+
+
+def wins(without: dict[str, Any], with_umf: dict[str, Any]) -> dict[str, bool | None]:
+    """Per metric, whether the UMF arm is better (higher PSNR/SSIM/correlation, lower LMD); None if unscored."""
+    out: dict[str, bool | None] = {}
+    for key in ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr"):
+        a, b = without.get(key), with_umf.get(key)
+        out[key] = None if a is None or b is None else (b < a if key == "lmd" else b > a)
+    return out
+
+
+def markdown_table(doc: dict[str, Any], command: str) -> str:
+    """The table for benchmarks/, with the command that made it."""
+    cols = ("psnr_full", "ssim_full", "psnr_face", "lmd", "mouth_open_corr")
+    m = doc["machine"]
+    lines = [
+        "# UMF ablation: adaptation with and without the pre-trained UMF",
+        "",
+        f"Made by `{command}` at commit {doc['commit']} on {m['cpu']} ({m['gpu'] or 'no GPU'}), "
+        f"{doc['threads']} torch thread(s), {doc['time']}.",
+        f"Recipe `{doc['recipe']}`, UMF `{doc['umf']}` (sha256 {doc['umf_sha256'][:12]}…), frames {doc['size']}².",
+        "Metrics of `instag eval` on the test split (PSNR/SSIM higher is better, LMD lower, mouth-opening "
+        "correlation higher). Training seconds: the adaptation loop, from the logged rates of its run.",
+        "",
+        "| clip | train / test frames | UMF | " + " | ".join(cols) + " | training s |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- |",
+    ]
+    for case in doc["cases"]:
+        for arm in ARMS:
+            r = case[arm]
+            vals = ["–" if r[c] is None else f"{r[c]:.4g}" for c in cols]
+            lines.append(f"| {case['clip']} (test from {case['test_from_s']:g} s) | {case['n_train']} / "
+                         f"{case['n_test']} | {'yes' if arm == 'with_umf' else 'no'} | " + " | ".join(vals)
+                         + f" | {r['train_s'] if r['train_s'] is not None else '–'} |")
+    lines.append("")
+    for case in doc["cases"]:
+        won = [k for k, v in case["umf_wins"].items() if v]
+        lines.append(f"- {case['clip']}: the UMF arm is better on {', '.join(won) if won else 'nothing'}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,42 @@
+"""The UMF ablation's parts that need no adaptation: case parsing, who wins, the committed table."""
+
+from __future__ import annotations
+
+import pytest
+
+from instag.bench.umf_ablation import markdown_table, parse_case, wins
+from instag.errors import InputError
+
+
+def test_cases_are_clip_at_seconds(tmp_path):
+    clip = tmp_path / "a@b.mp4"  # an "@" in the name stays part of the path
+    clip.write_bytes(b"x")
+    assert parse_case(f"{clip}@5") == (clip, 5.0)
+    for bad in (str(clip), f"{clip}@0", f"{clip}@soon", f"{tmp_path / 'missing.mp4'}@5"):
+        with pytest.raises(InputError):
+            parse_case(bad)
+
+
+def _scores(psnr: float, lmd: float, corr: float | None) -> dict:
+    return {"psnr_full": psnr, "psnr_face": psnr - 2, "ssim_full": 0.8, "ssim_face": 0.7, "lmd": lmd,
+            "mouth_open_corr": corr, "n_frames": 75, "train_s": 300}
+
+
+def test_lower_lmd_and_higher_scores_win():
+    w = wins(_scores(22.0, 3.0, 0.2), _scores(21.0, 2.5, 0.4))
+    assert w["lmd"] is True and w["mouth_open_corr"] is True and w["psnr_full"] is False
+    assert w["ssim_full"] is False  # a tie is not a win
+    assert wins(_scores(22.0, 3.0, None), _scores(22.0, 3.0, 0.4))["mouth_open_corr"] is None
+
+
+def test_the_table_names_its_command_and_every_arm():
+    case = {"clip": "k.mp4", "test_from_s": 5.0, "n_train": 125, "n_test": 77,
+            "without_umf": _scores(22.0, 3.0, 0.2), "with_umf": _scores(21.5, 2.5, 0.4)}
+    case["umf_wins"] = wins(case["without_umf"], case["with_umf"])
+    doc = {"machine": {"cpu": "test CPU", "gpu": None}, "commit": "abc1234", "threads": 1, "time": "now",
+           "recipe": "r.yaml", "umf": "u.safetensors", "umf_sha256": "0" * 64, "size": 256, "cases": [case]}
+    table = markdown_table(doc, "instag bench umf-ablation k.mp4@5 --work w")
+    assert "`instag bench umf-ablation k.mp4@5 --work w`" in table and "abc1234" in table
+    rows = [line for line in table.splitlines() if line.startswith("| k.mp4")]
+    assert len(rows) == 2 and "| no |" in rows[0] and "| yes |" in rows[1] and "| 2.5 |" in rows[1]
+    assert "better on lmd, mouth_open_corr" in table
