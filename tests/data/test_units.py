@@ -1,4 +1,5 @@
-"""Pieces of preprocessing on inputs with known answers: VFR → CFR, rotation, cropping, rasteriser, pose fit."""
+"""Pieces of preprocessing on inputs with known answers: VFR → CFR, rotation, cropping, rasteriser, pose fit,
+background plate."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from scipy.spatial.transform import Rotation
 from instag.data import facemesh as fm
 from instag.data.crop import crop_square, frame_ranges
 from instag.data.geometry import render_depth_normal
+from instag.data.labels import background_plate
 from instag.data.pose import face_signals, fit_pose, intrinsics
 from instag.data.video import frame_count, iter_frames, probe, read_audio
 
@@ -81,6 +83,24 @@ def test_crop_pads_outside_the_frame():
     assert out.shape == (50, 50, 3)
     assert np.all(out == 200)  # replicated from the left part
     assert frame_ranges(np.array([0, 1, 2, 5, 7, 8])) == "0–2, 5, 7–8"
+
+
+def test_background_plate_is_exact_up_to_the_person_edge():
+    # A textured background behind a 16 × 8 "person" sliding right one pixel per frame, with a faint (below the
+    # labels' person threshold) halo a pixel wide on its left.
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    frames, person = np.repeat(bg[None], 6, 0), np.zeros((6, 64, 64), np.uint8)
+    for k in range(6):
+        person[k, 8:24, 7 + k] = 100
+        person[k, 8:24, 8 + k : 16 + k] = 255
+        frames[k, 8:24, 8 + k : 16 + k] = 255
+    plate = background_plate(frames, person)
+    # Uncovered in at least one frame, even right beside the person or under its halo: the true background.
+    assert np.array_equal(plate[8:24, 7:13], bg[8:24, 7:13]) and np.array_equal(plate[8:24, 16:22], bg[8:24, 16:22])
+    assert np.array_equal(plate[:7], bg[:7])
+    # Covered in every frame (columns 13–15): filled from the surroundings, not the person's white.
+    assert plate[8:24, 13:16].max() < 255
 
 
 def test_rasteriser_depth_and_normals_of_a_tilted_plane():
