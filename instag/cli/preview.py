@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt (exit 130) and SIGTERM SystemExit(143) in the main thread, so the
+    server is stopped and its temporary directory removed on the way out. Set explicitly because a process started
+    with SIGINT ignored (any job that a non-interactive shell starts with `&`, e.g. `make test &` in a script)
+    keeps it ignored under Python: Ctrl-C then never stopped the preview; and SIGTERM's default kills the process
+    without cleaning up."""
+
+    def terminate(signum, frame):  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def preview(
@@ -24,18 +47,19 @@ def preview(
                                             "trained on those features)."),
 ) -> None:
     """Serve a page that plays audio and shows the avatar speaking it in sync (orbit: drag; zoom: wheel)."""
-    from instag.viewer.server import PreviewConfig, PreviewServer, is_loopback, wait_forever
+    with stopped_by_signals():  # from the start: loading the avatar takes a while, Ctrl-C must work there too
+        from instag.viewer.server import PreviewConfig, PreviewServer, is_loopback, wait_forever
 
-    err = Console(stderr=True)
-    if not is_loopback(host):
-        err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine can open the "
-                  f"preview and upload audio", highlight=False, soft_wrap=True)
-    cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
-                        threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None)
-    with err.status("loading the avatar…"):
-        server = PreviewServer(cfg)
-        url = server.start()
-    info = server.app.info()
-    Console().print(f"instag preview: [bold]{url}[/]  ({info['size']}² on {info['device']}, "
-                    f"{len(info['clips'])} clip(s)) — Ctrl-C to stop", highlight=False, soft_wrap=True)
-    wait_forever(server)
+        err = Console(stderr=True)
+        if not is_loopback(host):
+            err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine can open the "
+                      f"preview and upload audio", highlight=False, soft_wrap=True)
+        cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
+                            threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None)
+        with err.status("loading the avatar…"):
+            server = PreviewServer(cfg)
+            url = server.start()
+        info = server.app.info()
+        Console().print(f"instag preview: [bold]{url}[/]  ({info['size']}² on {info['device']}, "
+                        f"{len(info['clips'])} clip(s)) — Ctrl-C to stop", highlight=False, soft_wrap=True)
+        wait_forever(server)

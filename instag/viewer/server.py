@@ -49,6 +49,9 @@ from instag.viewer.renderer import Frame, PreviewRenderer
 
 LOOPBACK = "127.0.0.1"
 AHEAD = 8  # play frames rendered at most this far beyond the audio clock
+# How long requests still in flight (an upload, say) may take once the server stops: aiohttp's default (60 s) kept
+# Ctrl-C waiting for a stalled upload until stop()'s own 10 s limit.
+SHUTDOWN_GRACE_S = 0.5
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
 SECURITY_HEADERS = {
@@ -400,7 +403,8 @@ class PreviewServer:
         return self.url
 
     async def _start_site(self) -> None:
-        self._runner = web.AppRunner(self.app.application(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app.application(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
         try:

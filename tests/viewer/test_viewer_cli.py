@@ -1,14 +1,18 @@
 """`instag preview` as a user runs it: prints the URL (loopback unless --host says otherwise, with a warning),
-stops cleanly on Ctrl-C, refuses a bad avatar in one line; `instag bench preview`'s figures."""
+stops cleanly and at once on Ctrl-C or SIGTERM (also when started with SIGINT ignored), refuses a bad avatar in
+one line; `instag bench preview`'s figures."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from instag.bench.preview import run as bench_preview
 
@@ -21,9 +25,9 @@ def run_instag(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def start_preview(*args: str) -> tuple[subprocess.Popen, str]:
+def start_preview(*args: str, **popen) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-c", CODE, "preview", *map(str, args)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -35,9 +39,14 @@ def start_preview(*args: str) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"no URL printed: {proc.communicate()}")
 
 
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30) -> tuple[int, str]:
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # no stray server left behind by a failing test
+        proc.communicate()
+        raise
     return proc.returncode, err
 
 
@@ -57,6 +66,17 @@ def test_cli_warns_when_listening_beyond_loopback(tiny_avatar):
     code, err = stop(proc)
     assert netloc.startswith("0.0.0.0:")
     assert "warning" in err and "0.0.0.0" in err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_stops_at_once_even_when_started_with_sigint_ignored(tiny_avatar, tmp_path, sig, code):
+    """A job started with `&` by a non-interactive shell (`make test &`) inherits SIGINT ignored, and Python keeps
+    it so: Ctrl-C used to be lost and the server ran on. The signal comes right after the URL; exit includes
+    stopping the server and removing its temporary directory."""
+    proc, _ = start_preview(tiny_avatar, "--port", "0", env={**os.environ, "TMPDIR": str(tmp_path)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert stop(proc, sig, timeout=10)[0] == code
+    assert not list(tmp_path.glob("instag-preview-*"))
 
 
 def test_cli_refuses_a_bad_avatar_or_audio_in_one_line(tmp_path, tiny_avatar):
