@@ -1,0 +1,31 @@
+"""The UMF shipped in assets/umf: small, described, and the default of the quick CPU recipe it was trained for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from instag.config.recipe import load_recipe
+from instag.motion.model import MotionModel
+from instag.train.recipe import AdaptRecipe
+from instag.train.umf import SHIPPED_UMF, choose_umf, load_umf, umf_paths
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def test_shipped_umf_is_small_and_has_its_card():
+    st_path, json_path = umf_paths(SHIPPED_UMF)
+    assert st_path.stat().st_size + json_path.stat().st_size < 50 * 2**20
+    card = (st_path.parent / "MODEL_CARD.md").read_text()
+    for needle in ("Corpus", "iterations", "device", "training-loop time", "Known limits", "_losses.png"):
+        assert needle in card, needle
+    assert (st_path.parent / f"{st_path.stem}_losses.png").is_file()
+
+
+def test_quick_recipe_starts_from_the_shipped_umf_and_the_paper_recipe_does_not():
+    quick = load_recipe(RECIPES / "adapt_quick_cpu.yaml", AdaptRecipe)
+    path, why = choose_umf(None, True, quick.model, quick.audio_feature)
+    assert path == umf_paths(SHIPPED_UMF)[0], why
+    meta = load_umf(path, MotionModel(quick.model, with_aligner=True), quick.model)
+    assert meta["audio_feature"] == "mel" and meta["iterations"] > 0 and len(meta["corpus"]) >= 2
+    paper = load_recipe(RECIPES / "adapt_5s.yaml", AdaptRecipe)  # paper sizes: a UMF for them needs a GPU run
+    assert choose_umf(None, True, paper.model, paper.audio_feature)[0] is None
