@@ -1,9 +1,11 @@
 """`instag bench umf-ablation`: adapt to held-out people with and without a pre-trained UMF (InsTaG Table 5).
 
 For each case CLIP@SECONDS the clip is preprocessed with the frames from SECONDS on held out as the test split;
-then the same recipe adapts two avatars, one from scratch and one from the UMF, and `instag eval` scores both on
-the test split. Work is kept in WORK/<clip stem>/{dataset, without_umf, with_umf} and reused when it matches
-(same clip, size and split; same recipe and UMF), so an interrupted ablation continues where it stopped.
+then the same recipe adapts two avatars per seed, one from scratch and one from the UMF, and `instag eval` scores
+them on the test split. Differences between the arms can be as small as those between seeds, so each arm is
+reported as the mean over the seeds (and each seed's figures in the JSON). Work is kept in
+WORK/<clip stem>/{dataset, without_umf_seedN, with_umf_seedN} and reused when it matches (same clip, size and
+split; same recipe, seed and UMF), so an interrupted ablation continues where it stopped.
 """
 
 from __future__ import annotations
@@ -92,12 +94,33 @@ def _arm(dataset: Path, avatar: Path, recipe: AdaptRecipe, umf: Path | None, umf
         result = adapt(dataset, avatar, None if resume else recipe, umf=umf, resume=resume, force=True)
         if result.interrupted:
             raise InputError(f"{avatar}: adaptation was interrupted")
-    scores = evaluate(avatar, dataset, split="test")
+    scores = _scores(avatar, dataset)
     report(f"  {avatar.name}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in EVAL_KEYS
                                             if isinstance(scores.get(k), float)))
     losses = run_dir / "losses.csv"
     train_s = round(training_seconds(read_losses(losses))) if losses.is_file() else None
     return {**{k: scores[k] for k in EVAL_KEYS}, "train_s": train_s}
+
+
+def _scores(avatar: Path, dataset: Path) -> dict[str, Any]:
+    """`instag eval` on the test split, kept in AVATAR.eval.json for exactly these weights and this dataset (a
+    re-run of the ablation then costs no rendering)."""
+    import json
+
+    from instag.atomic import write_text_atomic
+
+    cache = avatar.with_name(avatar.name + ".eval.json")
+    key = {"model_sha256": sha256_of(avatar / "model.safetensors"), "dataset": str(dataset.resolve()),
+           "dataset_meta_sha256": sha256_of(dataset / "meta.json")}
+    try:
+        doc = json.loads(cache.read_text())
+        if doc.get("key") == key:
+            return doc["scores"]
+    except (OSError, ValueError):
+        pass
+    scores = evaluate(avatar, dataset, split="test")
+    write_text_atomic(cache, json.dumps({"key": key, "scores": scores}, indent=2) + "\n")
+    return scores
 
 
 def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe) -> bool:
@@ -110,10 +133,13 @@ def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe) -> bool:
 
 
 def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 256, threads: int | None = None,
-        report: Report | None = None) -> dict[str, Any]:
-    """The ablation document: per case the eval metrics on the test split of both arms and which arm wins."""
+        seeds: tuple[int, ...] = (0,), report: Report | None = None) -> dict[str, Any]:
+    """The ablation document: per case the eval metrics on the test split of both arms (means over `seeds`, and
+    each seed's) and which arm wins on the means."""
     report = report or (lambda _msg: None)
     parsed = [parse_case(c) for c in cases]
+    if not seeds:
+        raise InputError("--seeds: at least one seed")
     st_path, json_path = umf_paths(umf)
     if not st_path.is_file() or not json_path.is_file():
         raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
@@ -124,7 +150,8 @@ def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 
     recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, threads=n_threads))
     umf_sha = sha256_of(st_path)
     doc = header("umf-ablation") | {"recipe": str(recipe_path), "umf": str(st_path), "umf_sha256": umf_sha,
-                                    "size": size, "threads": torch.get_num_threads(), "cases": []}
+                                    "size": size, "threads": torch.get_num_threads(), "seeds": list(seeds),
+                                    "cases": []}
     for clip, test_from in parsed:
         work_dir = work / clip.stem
         dataset = _dataset(clip, test_from, size, recipe, work_dir, report)
@@ -133,11 +160,22 @@ def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 
                 "n_test": len(ds.test_indices)}
         for arm in ARMS:
             with_umf = arm == "with_umf"
-            case[arm] = _arm(dataset, work_dir / arm, recipe, st_path if with_umf else None,
-                             umf_sha if with_umf else None, report)
+            per_seed = [_arm(dataset, work_dir / f"{arm}_seed{seed}", dataclasses.replace(recipe, seed=seed),
+                             st_path if with_umf else None, umf_sha if with_umf else None, report)
+                        for seed in seeds]
+            case[arm] = {**_mean(per_seed), "per_seed": per_seed}
         case["umf_wins"] = wins(case["without_umf"], case["with_umf"])
         doc["cases"].append(case)
     return doc
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key the mean over the rows (None if any row has none)."""
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        vals = [r[key] for r in rows]
+        out[key] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+    return out
 
 
 def wins(without: dict[str, Any], with_umf: dict[str, Any]) -> dict[str, bool | None]:
@@ -145,7 +183,7 @@ def wins(without: dict[str, Any], with_umf: dict[str, Any]) -> dict[str, bool | 
     out: dict[str, bool | None] = {}
     for key in ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr"):
         a, b = without.get(key), with_umf.get(key)
-        out[key] = None if a is None or b is None else (b < a if key == "lmd" else b > a)
+        out[key] = None if a is None or b is None else bool(b < a if key == "lmd" else b > a)
     return out
 
 
@@ -160,7 +198,8 @@ def markdown_table(doc: dict[str, Any], command: str) -> str:
         f"{doc['threads']} torch thread(s), {doc['time']}.",
         f"Recipe `{doc['recipe']}`, UMF `{doc['umf']}` (sha256 {doc['umf_sha256'][:12]}…), frames {doc['size']}².",
         "Metrics of `instag eval` on the test split (PSNR/SSIM higher is better, LMD lower, mouth-opening "
-        "correlation higher). Training seconds: the adaptation loop, from the logged rates of its run.",
+        "correlation higher). Each row is the mean over seeds " + ", ".join(map(str, doc["seeds"])) + " (the JSON "
+        "has each seed's figures). Training seconds: the adaptation loop, from the logged rates of its run.",
         "",
         "| clip | train / test frames | UMF | " + " | ".join(cols) + " | training s |",
         "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- |",

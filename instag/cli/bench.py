@@ -191,6 +191,7 @@ def umf_ablation(
                               "ablation continues)."),
     size: int = typer.Option(256, "--size", help="Frame side."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; each arm is the mean over them."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
                                           "table beside it as .md."),
 ) -> None:
@@ -200,9 +201,14 @@ def umf_ablation(
 
     from instag.atomic import write_text_atomic
     from instag.bench import umf_ablation as bench_ablation
+    from instag.errors import InputError
 
     con = Console()
-    doc = bench_ablation.run(cases, umf, recipe, work, size, threads,
+    try:
+        seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    except ValueError as exc:
+        raise InputError(f"--seeds {seeds}: expected comma-separated integers") from exc
+    doc = bench_ablation.run(cases, umf, recipe, work, size, threads, seed_list,
                              report=lambda msg: con.print(msg, highlight=False))
     command = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     doc["command"] = command

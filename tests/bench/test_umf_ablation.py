@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instag.bench.umf_ablation import markdown_table, parse_case, wins
+from instag.bench.umf_ablation import _mean, markdown_table, parse_case, wins
 from instag.errors import InputError
 
 
@@ -34,9 +34,16 @@ def test_the_table_names_its_command_and_every_arm():
             "without_umf": _scores(22.0, 3.0, 0.2), "with_umf": _scores(21.5, 2.5, 0.4)}
     case["umf_wins"] = wins(case["without_umf"], case["with_umf"])
     doc = {"machine": {"cpu": "test CPU", "gpu": None}, "commit": "abc1234", "threads": 1, "time": "now",
-           "recipe": "r.yaml", "umf": "u.safetensors", "umf_sha256": "0" * 64, "size": 256, "cases": [case]}
+           "recipe": "r.yaml", "umf": "u.safetensors", "umf_sha256": "0" * 64, "size": 256, "seeds": [0, 1],
+           "cases": [case]}
     table = markdown_table(doc, "instag bench umf-ablation k.mp4@5 --work w")
     assert "`instag bench umf-ablation k.mp4@5 --work w`" in table and "abc1234" in table
     rows = [line for line in table.splitlines() if line.startswith("| k.mp4")]
     assert len(rows) == 2 and "| no |" in rows[0] and "| yes |" in rows[1] and "| 2.5 |" in rows[1]
-    assert "better on lmd, mouth_open_corr" in table
+    assert "better on lmd, mouth_open_corr" in table and "mean over seeds 0, 1" in table
+
+
+def test_arms_are_means_over_seeds():
+    rows = [_scores(22.0, 3.0, 0.2), _scores(24.0, 2.0, None)]
+    m = _mean(rows)
+    assert m["psnr_full"] == 23.0 and m["lmd"] == 2.5 and m["mouth_open_corr"] is None
