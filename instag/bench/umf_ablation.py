@@ -210,7 +210,7 @@ def markdown_table(doc: dict[str, Any], command: str) -> str:
             vals = ["–" if r[c] is None else f"{r[c]:.4g}" for c in cols]
             lines.append(f"| {case['clip']} (test from {case['test_from_s']:g} s) | {case['n_train']} / "
                          f"{case['n_test']} | {'yes' if arm == 'with_umf' else 'no'} | " + " | ".join(vals)
-                         + f" | {r['train_s'] if r['train_s'] is not None else '–'} |")
+                         + " | " + ("–" if r["train_s"] is None else f"{r['train_s']:.0f}") + " |")
     lines.append("")
     for case in doc["cases"]:
         won = [k for k, v in case["umf_wins"].items() if v]
