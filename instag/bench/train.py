@@ -49,16 +49,21 @@ def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path) -> dict[st
             "s_per_it_min": min(times)}
 
 
+def recipe_with_threads(recipe_path: Path, threads: int | None) -> AdaptRecipe:
+    """The adaptation recipe with `threads` (None: the recipe's own) applied to torch and written into it."""
+    recipe = load_recipe(recipe_path, AdaptRecipe)
+    n_threads = threads if threads is not None else recipe.run.threads
+    if n_threads > 0:
+        torch.set_num_threads(n_threads)
+    return dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, threads=n_threads))
+
+
 def run(recipe_path: Path, runs: int = 10, threads: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     """Median seconds per adaptation iteration at each of `sizes` (CPU; the recipe's kernel backend)."""
     if runs < 3:
         raise InputError(f"--runs {runs}: medians need at least 3 runs")
-    recipe = load_recipe(recipe_path, AdaptRecipe)
-    n_threads = threads if threads is not None else recipe.run.threads
-    if n_threads > 0:
-        torch.set_num_threads(n_threads)
-    recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, threads=n_threads))
+    recipe = recipe_with_threads(recipe_path, threads)
     doc = header("train") | {"recipe": str(recipe_path), "threads": torch.get_num_threads(), "cases": []}
     with tempfile.TemporaryDirectory(prefix="instag-bench-train-") as tmp:
         for size in sizes:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from instag.bench.record import header
+from instag.bench.train import recipe_with_threads
 from instag.config.preprocess import PreprocessConfig
 from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
@@ -143,11 +144,7 @@ def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 
     st_path, json_path = umf_paths(umf)
     if not st_path.is_file() or not json_path.is_file():
         raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
-    recipe = load_recipe(recipe_path, AdaptRecipe)
-    n_threads = threads if threads is not None else recipe.run.threads
-    if n_threads > 0:
-        torch.set_num_threads(n_threads)
-    recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, threads=n_threads))
+    recipe = recipe_with_threads(recipe_path, threads)
     umf_sha = sha256_of(st_path)
     doc = header("umf-ablation") | {"recipe": str(recipe_path), "umf": str(st_path), "umf_sha256": umf_sha,
                                     "size": size, "threads": torch.get_num_threads(), "seeds": list(seeds),
