@@ -11,12 +11,14 @@ split; same recipe, seed and UMF), so an interrupted ablation continues where it
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from instag.atomic import write_text_atomic
 from instag.bench.record import header
 from instag.bench.train import recipe_with_threads
 from instag.config.preprocess import PreprocessConfig
@@ -67,18 +69,19 @@ def _dataset(clip: Path, test_from: float, size: int, recipe: AdaptRecipe, work:
     return path
 
 
-def _same_training(avatar: Path, recipe: AdaptRecipe, umf_sha: str | None) -> bool:
-    """The avatar was adapted with this recipe (run settings such as threads aside) and this UMF (or none)."""
-    import json
+def _training(recipe: dict[str, Any]) -> dict[str, Any]:
+    """What of a recipe shapes the result: all but the run settings (threads, logging, checkpoints)."""
+    return {k: v for k, v in recipe.items() if k != "run"}
 
+
+def _same_training(avatar: Path, recipe: AdaptRecipe, umf_sha: str | None) -> bool:
+    """The avatar was adapted with this recipe and this UMF (or none)."""
     try:
         meta = json.loads((avatar / "avatar.json").read_text())
     except (OSError, ValueError):
         return False
-    mine = {k: v for k, v in to_dict(recipe).items() if k != "run"}
-    theirs = {k: v for k, v in (meta.get("recipe") or {}).items() if k != "run"}
     umf = meta.get("provenance", {}).get("umf")
-    return mine == theirs and (umf or {}).get("sha256") == umf_sha
+    return _training(to_dict(recipe)) == _training(meta.get("recipe") or {}) and (umf or {}).get("sha256") == umf_sha
 
 
 def _arm(dataset: Path, avatar: Path, recipe: AdaptRecipe, umf: Path | None, umf_sha: str | None,
@@ -106,10 +109,6 @@ def _arm(dataset: Path, avatar: Path, recipe: AdaptRecipe, umf: Path | None, umf
 def _scores(avatar: Path, dataset: Path) -> dict[str, Any]:
     """`instag eval` on the test split, kept in AVATAR.eval.json for exactly these weights and this dataset (a
     re-run of the ablation then costs no rendering)."""
-    import json
-
-    from instag.atomic import write_text_atomic
-
     cache = avatar.with_name(avatar.name + ".eval.json")
     key = {"model_sha256": sha256_of(avatar / "model.safetensors"), "dataset": str(dataset.resolve()),
            "dataset_meta_sha256": sha256_of(dataset / "meta.json")}
@@ -129,8 +128,7 @@ def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe) -> bool:
         saved = load_recipe(run_dir / "recipe.yaml", AdaptRecipe)
     except InputError:
         return False
-    strip = lambda r: {k: v for k, v in to_dict(r).items() if k != "run"}  # noqa: E731
-    return strip(saved) == strip(recipe)
+    return _training(to_dict(saved)) == _training(to_dict(recipe))
 
 
 def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 256, threads: int | None = None,
