@@ -19,6 +19,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+# The UMF choice (instag.train.umf.choose_umf), shared by `adapt` and `adapt-from-clip`.
+UMF_OPTION = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]; default: the "
+                          "shipped assets/umf/mel_v1 when the recipe's features and sizes match).")
+NO_UMF_OPTION = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped.")
+
 
 @contextlib.contextmanager
 def stop_on_interrupt() -> Iterator[threading.Event]:
@@ -64,9 +69,8 @@ def adapt(
     out: Path = typer.Option(..., "-o", "--out", help="Avatar dir to write."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe (recipes/adapt_5s.yaml, "
                                        "recipes/adapt_quick_cpu.yaml); not needed with --resume."),
-    umf: Path | None = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]; default: "
-                                    "the shipped assets/umf/mel_v1 when the recipe's features and sizes match)."),
-    no_umf: bool = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped."),
+    umf: Path | None = UMF_OPTION,
+    no_umf: bool = NO_UMF_OPTION,
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Checkpoints, losses and previews "
                                         "(default: AVATAR.run beside the avatar)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its latest checkpoint."),

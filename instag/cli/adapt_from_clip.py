@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from instag.cli.adapt import stop_on_interrupt
+from instag.cli.adapt import NO_UMF_OPTION, UMF_OPTION, stop_on_interrupt
 
 
 def adapt_from_clip(
@@ -23,9 +23,8 @@ def adapt_from_clip(
     out: Path = typer.Option(..., "-o", "--out", help="Avatar dir to write."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe (default: recipes/adapt_5s.yaml "
                                        "on CUDA, recipes/adapt_quick_cpu.yaml otherwise)."),
-    umf: Path | None = typer.Option(None, "--umf", help="Pre-trained UMF (default: the shipped assets/umf/mel_v1 "
-                                    "when the recipe's features and sizes match)."),
-    no_umf: bool = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped."),
+    umf: Path | None = UMF_OPTION,
+    no_umf: bool = NO_UMF_OPTION,
     size: int | None = typer.Option(None, "--size", help="Frame side (default: 512 on CUDA, 256 otherwise)."),
     keep_dataset: Path | None = typer.Option(None, "--keep-dataset", help="Write the intermediate dataset here "
                                              "(default: inside the avatar dir, AVATAR/dataset)."),
