@@ -11,6 +11,14 @@ from rich.table import Table
 
 from instag.bench.record import write_json
 
+
+def _save(doc: dict[str, Any], json_path: Path | None, con: Console) -> None:
+    """Write a benchmark document where --json asks for it."""
+    if json_path:
+        write_json(doc, json_path)
+        con.print(f"wrote {json_path}")
+
+
 app = typer.Typer(help="Benchmarks: print a table and write JSON (machine, commit, medians).", no_args_is_help=True)
 
 
@@ -34,9 +42,7 @@ def kernels(
 
     doc = bench_kernels.run(device=device, runs=runs, progress=show)
     con.print(table)
-    if json_path:
-        write_json(doc, json_path)
-        con.print(f"wrote {json_path}")
+    _save(doc, json_path, con)
 
 
 @app.command("preprocess")
@@ -61,9 +67,7 @@ def preprocess(
     table.add_row("total", f"{doc['total_s']:.2f}")
     con.print(table)
     con.print(f"peak RSS {doc['peak_rss_mb']:.0f} MiB")
-    if json_path:
-        write_json(doc, json_path)
-        con.print(f"wrote {json_path}")
+    _save(doc, json_path, con)
 
 
 @app.command("train")
@@ -87,9 +91,7 @@ def train(
         table.add_row(c["size"], c["stage"], f"{c['n_face'] + c['n_mouth']}", f"{c['s_per_it']:.3f}",
                       f"{1 / c['s_per_it']:.2f}")
     con.print(table)
-    if json_path:
-        write_json(doc, json_path)
-        con.print(f"wrote {json_path}")
+    _save(doc, json_path, con)
 
 
 @app.command("render")
@@ -130,9 +132,7 @@ def render(
                       f"{c['x_real_time']:.2f}", f"{c['wall_s']:.1f}", f"{c['peak_rss_mb']:.0f}")
     con.print(table)
     con.print(f"peak RSS long/short: {doc['peak_rss_ratio_long_short']:.3f}")
-    if json_path:
-        write_json(doc, json_path)
-        con.print(f"wrote {json_path}")
+    _save(doc, json_path, con)
 
 
 @app.command("preview")
@@ -176,9 +176,7 @@ def preview(
                         ("idle loop frames/s", f"{p['idle_fps']:.1f}")):
         table.add_row(name, value)
     con.print(table)
-    if json_path:
-        write_json(doc, json_path)
-        con.print(f"wrote {json_path}")
+    _save(doc, json_path, con)
 
 
 @app.command("umf-ablation")
@@ -214,7 +212,7 @@ def umf_ablation(
     doc["command"] = command
     table = bench_ablation.markdown_table(doc, command)
     con.print(table, highlight=False)
+    _save(doc, json_path, con)
     if json_path:
-        write_json(doc, json_path)
         write_text_atomic(json_path.with_suffix(".md"), table)
-        con.print(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+        con.print(f"wrote {json_path.with_suffix('.md')}")

@@ -110,3 +110,9 @@ TINY_MODEL = {
     "hook": {"code_dim": 4, "hidden_dim": 8},
 }
 TINY_INIT = {"face_points": 150, "hair_points": 40, "mouth_points": 20}
+
+
+def tiny_adapt_recipe(warmup: int, align: int, fuse: int) -> dict:
+    """An adaptation recipe (as a dict) of TINY_MODEL for tests: no densification, checkpoints or previews."""
+    return {"model": TINY_MODEL, "init": TINY_INIT, "stages": {"warmup": warmup, "align": align, "fuse": fuse},
+            "densify": {"every": 0}, "run": {"checkpoint_every": 0, "log_every": 1, "previews": 0, "threads": 1}}

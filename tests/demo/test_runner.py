@@ -15,15 +15,9 @@ from instag.demo.runner import LINE_SECONDS, STEPS, run_demo
 from instag.media.audio import decode_audio
 from instag.train.adapt import adapt
 from instag.train.recipe import AdaptRecipe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import tiny_adapt_recipe, write_dataset
 
-TINY = {
-    "model": TINY_MODEL,
-    "init": TINY_INIT,
-    "stages": {"warmup": 2, "align": 1, "fuse": 1},
-    "densify": {"every": 0},
-    "run": {"checkpoint_every": 0, "log_every": 1, "previews": 0, "threads": 1},
-}
+TINY = tiny_adapt_recipe(warmup=2, align=1, fuse=1)
 
 
 def _finished(out: Path, avatar_from: Path | None = None) -> None:

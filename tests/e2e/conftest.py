@@ -16,17 +16,11 @@ from instag.config.recipe import from_dict
 from instag.data.video import sha256_of
 from instag.train.adapt import adapt
 from instag.train.recipe import AdaptRecipe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import tiny_adapt_recipe, write_dataset
 
 SIZE = 64
 CLIP_FRAMES = 10
-TINY = {
-    "model": TINY_MODEL,
-    "init": TINY_INIT,
-    "stages": {"warmup": 4, "align": 2, "fuse": 1},
-    "densify": {"every": 0},
-    "run": {"checkpoint_every": 0, "log_every": 1, "previews": 0, "threads": 1},
-}
+TINY = tiny_adapt_recipe(warmup=4, align=2, fuse=1)
 
 
 @pytest.fixture(scope="session")

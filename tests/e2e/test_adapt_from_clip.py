@@ -12,7 +12,7 @@ from instag_testing import run_instag
 from instag.avatar import from_clip
 from instag.avatar.bundle import load_avatar
 from instag.data.video import probe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL
+from instag.train.synthetic import tiny_adapt_recipe
 
 
 def test_defaults_follow_the_device():
@@ -42,9 +42,7 @@ def test_existing_avatar_is_refused_before_any_work(tmp_path):
 def test_clip_to_avatar_to_pasted_back_dub(real_data, tmp_path):
     clip = real_data / "yerfor_Real3DPortrait_May_5s.mp4"
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "model": TINY_MODEL, "init": TINY_INIT, "stages": {"warmup": 3, "align": 2, "fuse": 1},
-        "densify": {"every": 0}, "run": {"checkpoint_every": 0, "previews": 0, "threads": 1}}))
+    recipe.write_text(yaml.safe_dump(tiny_adapt_recipe(warmup=3, align=2, fuse=1)))
     out = tmp_path / "may"
     r = run_instag("adapt-from-clip", clip, "-o", out, "--recipe", recipe, "--size", "64", "--no-umf")
     assert r.returncode == 0, r.stderr
