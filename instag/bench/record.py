@@ -16,16 +16,7 @@ from typing import Any
 import torch
 
 from instag.atomic import write_text_atomic
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from instag.machine import cpu_model
 
 
 def _commit() -> str:
@@ -54,13 +45,6 @@ def machine_info() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return info
-
-
-def device_description(device: torch.device) -> str:
-    """One line naming the hardware that `device` runs on, for records such as a model card."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads (CPU)"
 
 
 def header(kind: str) -> dict[str, Any]:

@@ -23,11 +23,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from instag.bench.record import device_description
 from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
+from instag.machine import device_description
 from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames
