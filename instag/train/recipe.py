@@ -118,6 +118,24 @@ class PretrainRecipe:
         _check_counts("stages", {"face": self.stages.face, "mouth": self.stages.mouth, "joint": self.stages.joint})
         if self.stages.total < 1:
             raise InputError("stages: the run needs at least one iteration")
+        _check_personalized_smaller(self.model)
+
+
+def _check_personalized_smaller(cfg: ModelConfig) -> None:
+    """The personalized fields must be smaller than the UMF (DESIGN §6): a residual field with the UMF's capacity
+    fits each identity's motion on its own and leaves the UMF with little to learn (mel_v1's CPU recipe had equal
+    sizes; the UMF alone then moved the lips less than each identity's residual did)."""
+    u, p = cfg.umf, cfg.personalized
+    sizes = {"triplane.n_levels": (u.triplane.n_levels, p.triplane.n_levels),
+             "triplane.n_features": (u.triplane.n_features, p.triplane.n_features),
+             "triplane.log2_table_size": (u.triplane.log2_table_size, p.triplane.log2_table_size),
+             "triplane.max_resolution": (u.triplane.max_resolution, p.triplane.max_resolution),
+             "hidden_dim": (u.hidden_dim, p.hidden_dim), "n_layers": (u.n_layers, p.n_layers)}
+    larger = [f"{k} {pv} > {uv}" for k, (uv, pv) in sizes.items() if pv > uv]
+    if larger or all(uv == pv for uv, pv in sizes.values()):
+        why = ", ".join(larger) if larger else "the sizes are equal"
+        raise InputError(f"model.personalized must be smaller than model.umf ({why}): the residual fields would "
+                         "take over the motion the UMF should learn")
 
 
 def resolve_device(name: str) -> torch.device:

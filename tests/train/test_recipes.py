@@ -37,3 +37,18 @@ def test_unknown_key_is_an_error(tmp_path):
     bad.write_text("stages: {warmup: 1, align: 1, fuse: 1, polish: 3}\n")
     with pytest.raises(InputError, match="polish"):
         load_recipe(bad, AdaptRecipe)
+
+
+def test_pretraining_refuses_personalized_fields_as_large_as_the_umf(tmp_path):
+    """A residual field with the UMF's capacity takes over the motion the UMF should learn (DESIGN §6)."""
+    quick = load_recipe(RECIPES / "pretrain_quick_cpu.yaml", PretrainRecipe)
+    u, p = quick.model.umf, quick.model.personalized
+    assert p.hidden_dim < u.hidden_dim and p.triplane.log2_table_size < u.triplane.log2_table_size
+    plane = "{n_levels: 4, log2_table_size: 10, base_resolution: 4, max_resolution: 32}"
+    for personalized, why in ((f"{{triplane: {plane}, hidden_dim: 16, n_layers: 2}}", "equal"),
+                              (f"{{triplane: {plane}, hidden_dim: 32, n_layers: 1}}", "hidden_dim 32 > 16")):
+        path = tmp_path / "pre.yaml"
+        path.write_text(f"model:\n  umf: {{triplane: {plane}, hidden_dim: 16, n_layers: 2}}\n"
+                        f"  personalized: {personalized}\n")
+        with pytest.raises(InputError, match=f"personalized must be smaller.*{why}"):
+            load_recipe(path, PretrainRecipe)
