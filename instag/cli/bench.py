@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ def preview(
 def umf_ablation(
     cases: list[str] = typer.Argument(..., help="CLIP@SECONDS: a clip of a person outside the UMF's corpus; frames "
                                       "from SECONDS on are the test split."),
-    umf: Path = typer.Option(Path("assets/umf/mel_v1"), "--umf", help="The pre-trained UMF to test."),
+    umf: Path | None = typer.Option(None, "--umf", help="The pre-trained UMF to test (default: the shipped one)."),
     recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe of both arms."),
     work: Path = typer.Option(..., "--work", help="Datasets and avatars (reused when they match, so a stopped "
                               "ablation continues)."),
@@ -200,13 +201,14 @@ def umf_ablation(
     from instag.atomic import write_text_atomic
     from instag.bench import umf_ablation as bench_ablation
     from instag.errors import InputError
+    from instag.train.umf import SHIPPED_UMF
 
     con = Console()
     try:
         seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
     except ValueError as exc:
         raise InputError(f"--seeds {seeds}: expected comma-separated integers") from exc
-    doc = bench_ablation.run(cases, umf, recipe, work, size, threads, seed_list,
+    doc = bench_ablation.run(cases, umf or Path(os.path.relpath(SHIPPED_UMF)), recipe, work, size, threads, seed_list,
                              report=lambda msg: con.print(msg, highlight=False))
     command = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     doc["command"] = command

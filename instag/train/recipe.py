@@ -123,8 +123,8 @@ class PretrainRecipe:
 
 def _check_personalized_smaller(cfg: ModelConfig) -> None:
     """The personalized fields must be smaller than the UMF (DESIGN §6): a residual field with the UMF's capacity
-    fits each identity's motion on its own and leaves the UMF with little to learn (mel_v1's CPU recipe had equal
-    sizes; the UMF alone then moved the lips less than each identity's residual did)."""
+    fits each identity's motion on its own and leaves the UMF with little to learn (the first shipped UMF, mel_v1,
+    had equal sizes: each identity's residual moved the lips about as much as the UMF did)."""
     u, p = cfg.umf, cfg.personalized
     sizes = {"triplane.n_levels": (u.triplane.n_levels, p.triplane.n_levels),
              "triplane.n_features": (u.triplane.n_features, p.triplane.n_features),

@@ -156,7 +156,7 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
 
 def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     run, _, root = run_a
-    shipped = root / "shipped" / "mel_v1"
+    shipped = root / "shipped" / "mel_v2"
     export_umf(run, shipped)
     monkeypatch.setattr(umf_module, "SHIPPED_UMF", shipped)
     cfg = from_dict(ModelConfig, TINY_MODEL)
@@ -170,5 +170,5 @@ def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     assert path is None and "sizes" in why
     with pytest.raises(InputError, match="no such UMF"):
         choose_umf(root / "missing", True, cfg, "mel")
-    monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v1")
+    monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v2")
     assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")
