@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from instag.atomic import write_text_atomic
 from instag.bench.record import header
 from instag.bench.train import recipe_with_threads
 from instag.config.preprocess import PreprocessConfig
-from instag.config.recipe import load_recipe, to_dict
+from instag.config.recipe import to_dict
 from instag.data.dataset import load_dataset
 from instag.data.video import sha256_of
 from instag.errors import InputError
@@ -87,13 +88,12 @@ def _same_training(avatar: Path, recipe: AdaptRecipe, umf_sha: str | None) -> bo
 def _arm(dataset: Path, avatar: Path, recipe: AdaptRecipe, umf: Path | None, umf_sha: str | None,
          report: Report) -> dict[str, Any]:
     from instag.train.adapt import adapt, default_run_dir
-    from instag.train.checkpoint import list_checkpoints
 
     run_dir = default_run_dir(avatar)
     if _same_training(avatar, recipe, umf_sha):
         report(f"  {avatar.name}: reusing the adapted avatar")
     else:
-        resume = bool(list_checkpoints(run_dir)) and _same_recipe_run(run_dir, recipe)
+        resume = _same_recipe_run(run_dir, recipe, umf_sha)
         report(f"  {avatar.name}: adapting ({'resuming' if resume else 'from the start'})")
         result = adapt(dataset, avatar, None if resume else recipe, umf=umf, resume=resume, force=True)
         if result.interrupted:
@@ -123,12 +123,24 @@ def _scores(avatar: Path, dataset: Path) -> dict[str, Any]:
     return scores
 
 
-def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe) -> bool:
-    try:
-        saved = load_recipe(run_dir / "recipe.yaml", AdaptRecipe)
-    except InputError:
+def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe, umf_sha: str | None) -> bool:
+    """The run in `run_dir` trains exactly this recipe from this UMF (or none), so resuming it is sound.
+
+    The saved recipe is compared as written, not as loaded: loading fills settings added since with today's
+    defaults, and a run made before them would pass for one made with them.
+    """
+    from instag.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
         return False
-    return _training(to_dict(saved)) == _training(to_dict(recipe))
+    try:
+        saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+        _, state = load_checkpoint(latest)
+    except (OSError, yaml.YAMLError, InputError):
+        return False
+    return (isinstance(saved, dict) and _training(saved) == _training(to_dict(recipe))
+            and (state.get("umf") or {}).get("sha256") == umf_sha)
 
 
 def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 256, threads: int | None = None,

@@ -21,7 +21,7 @@ from rich.progress import (
 
 # The UMF choice (instag.train.umf.choose_umf), shared by `adapt` and `adapt-from-clip`.
 UMF_OPTION = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]; default: the "
-                          "shipped assets/umf/mel_v2 when the recipe's features and sizes match).")
+                          "UMF shipped in assets/umf when the recipe's features and sizes match).")
 NO_UMF_OPTION = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped.")
 
 

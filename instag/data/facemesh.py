@@ -129,6 +129,12 @@ def contours() -> dict[str, np.ndarray]:
     }
 
 
+def lip_indices() -> np.ndarray:
+    """Landmark indices [L] of both lip lines (outer and inner), sorted: what LMD and the lip loss compare."""
+    c = contours()
+    return np.unique(np.concatenate([c["lips_outer"], c["lips_inner"]]))
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null while mediapipe builds or runs a graph: its C++ side (absl, TFLite)

@@ -28,13 +28,6 @@ Progress = Callable[[int, int], None]
 EVAL_KEYS = ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr", "n_frames")
 
 
-def _mouth_indices() -> np.ndarray:
-    from instag.data import facemesh as fm
-
-    c = fm.contours()
-    return np.unique(np.concatenate([c["lips_outer"], c["lips_inner"]]))
-
-
 def _opening(lm: np.ndarray) -> float:
     """Inner-lip gap over the outer-eye-corner distance (scale-free), from landmarks [478, 2]."""
     from instag.data import facemesh as fm
@@ -56,7 +49,7 @@ def score_frames(
     n = 0
     lmd, open_r, open_g = [], [], []
     trackers = (fm.FaceTracker(), fm.FaceTracker()) if track else None
-    mouth = _mouth_indices() if track else None
+    mouth = fm.lip_indices() if track else None
     try:
         for pred, gt, gt_lm in pairs:
             size = gt.shape[0]

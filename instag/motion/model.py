@@ -28,6 +28,7 @@ class AvatarMotion:
     residual_mouth_d_means: Tensor | None  # [M, 3]
     aligner_offsets: Tensor | None  # [N + M, 3] (face then mouth), for the aligner regulariser
     aligner_scales: Tensor | None  # [N + M, 3]
+    probe_d_means: Tensor | None = None  # [P, 3] total face-branch motion at the probe points, when asked for
 
 
 class MotionModel(nn.Module):
@@ -49,8 +50,13 @@ class MotionModel(nn.Module):
         audio_windows: Tensor,  # [smooth_window, window, feature_dim] features around this frame
         expression: Tensor,  # [expression_dim]
         personalized: PersonalizedField | None = None,
+        probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
     ) -> AvatarMotion:
         code = self.umf.audio_code(audio_windows)
+        n_face = face_xyz.shape[0]
+        if probe_xyz is not None:
+            # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.
+            face_xyz = torch.cat([face_xyz, probe_xyz])
         n = face_xyz.shape[0]
         offsets = scales = None
         face_query, mouth_query = face_xyz, mouth_xyz
@@ -69,6 +75,15 @@ class MotionModel(nn.Module):
             residual = personalized.face_motion(face_xyz, code, expression)
             residual_face = residual.d_means
             face = face + residual
+        probe = None
+        if probe_xyz is not None:
+            probe = face.d_means[n_face:]
+            face = FaceMotion(face.d_means[:n_face], face.d_log_scales[:n_face], face.d_quats[:n_face])
+            if residual_face is not None:
+                residual_face = residual_face[:n_face]
+            offsets = None if offsets is None else torch.cat([offsets[:n_face], offsets[n:]])
+            scales = None if scales is None else torch.cat([scales[:n_face], scales[n:]])
+            n = n_face
 
         features, hook_code, mouth_scale = self.hook(face.d_means[lip_mask])
         mouth = self.umf.mouth_motion(mouth_query, code, hook_code)
@@ -90,6 +105,7 @@ class MotionModel(nn.Module):
             residual_mouth_d_means=residual_mouth,
             aligner_offsets=offsets,
             aligner_scales=scales,
+            probe_d_means=probe,
         )
 
 

@@ -115,6 +115,7 @@ def render_avatar(
     personalized: PersonalizedField | None = None,
     geometry: bool = False,
     backend: str = "auto",
+    probe_xyz: Tensor | None = None,  # [P, 3] canonical points whose motion `motion.probe_d_means` reports
 ) -> AvatarRender:
     """Render one frame of the avatar; with `geometry`, also the face branch's depth and normal maps."""
     m = motion(
@@ -124,6 +125,7 @@ def render_avatar(
         cond.audio_windows,
         cond.expression,
         personalized=personalized,
+        probe_xyz=probe_xyz,
     )
     face_means = face.means + m.face.d_means
     face_log_scales = face.log_scales + m.face.d_log_scales

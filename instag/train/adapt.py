@@ -189,6 +189,11 @@ def adapt(
     log = RunLog(run_dir, recipe.run.log_every)
     if latest is not None:
         tensors, state = ck.load_checkpoint(latest)
+        ran_with = (state.get("umf") or {}).get("sha256")
+        if run.umf_meta is not None and run.umf_meta["sha256"] != ran_with:
+            # The checkpoint's motion weights would silently replace the requested UMF.
+            raise InputError(f"{run_dir}: this run was adapted from another UMF than {umf} "
+                             "(pass --force to start over with it)")
         start = int(state["step"])
         run.restore(tensors, state, start)
         log.truncate_after(start)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from instag.avatar.drive import expression_matrix, paste_torso
+from instag.data import facemesh as fm
 from instag.data.dataset import Dataset
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
@@ -32,6 +33,7 @@ class FrameTarget:
     face: Tensor  # [H, W, 1] face skin and lips where the depth prior exists (geometry prior mask)
     depth: Tensor  # [H, W, 1] prior camera z, 0 where none
     normal: Tensor  # [H, W, 3] prior camera-space normals, 0 where none
+    lips: Tensor  # [L, 2] tracked lip landmarks (`facemesh.lip_indices` order), pixels
 
 
 class IdentityFrames:
@@ -52,6 +54,9 @@ class IdentityFrames:
         self.viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
         self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
         self.mouth_open = tracks["mouth_open"].astype(np.float32)  # [T]
+        lips = fm.lip_indices()
+        self.lip_vertices = torch.from_numpy(ds.face_mesh()[0][lips].astype(np.float32)).to(self.device)  # [L, 3]
+        self.lip_landmarks = torch.from_numpy(tracks["landmarks"][:, lips].astype(np.float32))  # [T, L, 2]
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
         self.plate = ds.background()
         self.train_indices = ds.train_indices
@@ -121,4 +126,5 @@ class IdentityFrames:
             face=mask("face_skin", "lips") * (depth_t > 0).float(),
             depth=depth_t,
             normal=torch.from_numpy(normal).to(dev).float() / 127.0,
+            lips=self.lip_landmarks[t].to(dev),
         )

@@ -112,6 +112,26 @@ def normal_cosine_loss(pred: Tensor, prior: Tensor, mask: Tensor | None = None) 
     return _masked_mean(1.0 - cos, mask)
 
 
+def lip_landmark_loss(
+    lips_xyz: Tensor,  # [L, 3] deformed lip vertices, world
+    viewmat: Tensor,  # [4, 4] world → camera (OpenCV)
+    K: Tensor,  # [3, 3]
+    tracked: Tensor,  # [L, 2] the frame's tracked lip landmarks, pixels
+    size: int,  # image side, pixels
+) -> Tensor:
+    """Mean distance, in image sides, between the projected lip shape and the tracked one, both centred.
+
+    Centring removes the small head-pose errors of the rigid track (they shift all lip points alike), so what is
+    compared is how the lips open, close and stretch: the part of the motion that audio has to explain.
+    """
+    cam = lips_xyz @ viewmat[:3, :3].T + viewmat[:3, 3]
+    pix = cam @ K.T
+    pix = pix[:, :2] / pix[:, 2:3].clamp_min(EPS)
+    pred = pix - pix.mean(dim=0)
+    target = tracked - tracked.mean(dim=0)
+    return (pred - target).norm(dim=-1).mean() / size
+
+
 def motion_regulariser(*d_means: Tensor) -> Tensor:
     """Mean squared displacement over all given [N_i, 3] offsets: motion stays small where nothing asks for it."""
     return torch.cat([d.reshape(-1, 3) for d in d_means]).pow(2).sum(dim=-1).mean()

@@ -41,6 +41,10 @@ class TrainLossConfig:
 
     lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
     lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
+    # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`), a direct
+    # lip-shape signal beside the photometric one. Off by default: at 1.0 in both pre-training and adaptation it
+    # did not lift held-out lip sync on the CPU recipes (5-seed UMF ablation, see the README), so it stays opt-in.
+    lambda_lips: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,11 @@ def frame_loss(
     """Total loss of frame `t`, its named terms (floats, for the log) and the render (for densification)."""
     cond = identity.frames.condition(t, cfg.audio)
     gt = identity.frames.target(t)
+    frames = identity.frames
+    lips = tl.lambda_lips > 0 and stage.face and not stage.colors_only
     out = render_avatar(identity.face, identity.mouth, motion, cond, personalized=identity.personalized,
-                        geometry=stage.geometry, backend=cfg.backend)
+                        geometry=stage.geometry, backend=cfg.backend,
+                        probe_xyz=frames.lip_vertices if lips else None)
     if out.face.raster.means2d.requires_grad:
         out.face.raster.means2d.retain_grad()
     if out.mouth.raster.means2d.requires_grad:
@@ -78,6 +81,9 @@ def frame_loss(
         terms["depth"] = lc.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face)
         terms["normal"] = lc.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)
     m = out.motion
+    if lips:
+        terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
+            frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, gt.lips, frames.size)
     if not stage.colors_only:
         terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
         terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
+import yaml
 
-from instag.bench.umf_ablation import _mean, markdown_table, parse_case, wins
+from instag.bench.umf_ablation import _mean, _same_recipe_run, markdown_table, parse_case, wins
 from instag.errors import InputError
+from instag.train import checkpoint as ck
+from instag.train.recipe import AdaptRecipe
+from instag.train.run import save_recipe
 
 
 def test_cases_are_clip_at_seconds(tmp_path):
@@ -47,3 +52,18 @@ def test_arms_are_means_over_seeds():
     rows = [_scores(22.0, 3.0, 0.2), _scores(24.0, 2.0, None)]
     m = _mean(rows)
     assert m["psnr_full"] == 23.0 and m["lmd"] == 2.5 and m["mouth_open_corr"] is None
+
+
+def test_a_stopped_arm_is_resumed_only_with_the_same_recipe_as_written_and_the_same_umf(tmp_path):
+    recipe = AdaptRecipe()
+    run = tmp_path / "arm.run"
+    save_recipe(run, recipe)
+    ck.save_checkpoint(ck.checkpoint_dir(run, 5), {"x": torch.zeros(1)}, {"step": 5, "umf": {"sha256": "abc"}})
+    assert _same_recipe_run(run, recipe, "abc")
+    assert not _same_recipe_run(run, recipe, "def")
+    assert not _same_recipe_run(run, recipe, None)
+    # A run saved before a setting existed loads with today's default for it, yet it trained without it.
+    doc = yaml.safe_load((run / "recipe.yaml").read_text())
+    del doc["loss"]["lambda_lips"]
+    (run / "recipe.yaml").write_text(yaml.safe_dump(doc))
+    assert not _same_recipe_run(run, recipe, "abc")

@@ -60,6 +60,21 @@ def test_umf_shapes_and_audio_moves_the_face(cfg):
     assert out.face.d_means.abs().max() < 0.1
 
 
+@pytest.mark.parametrize("with_aligner", [False, True])
+def test_probe_points_move_like_face_gaussians_and_change_nothing_else(cfg, with_aligner):
+    torch.manual_seed(0)
+    model = MotionModel(cfg, with_aligner=with_aligner)
+    face, lips, mouth, audio, expr = _inputs(cfg)
+    plain = model(face, lips, mouth, audio, expr)
+    probed = model(face, lips, mouth, audio, expr, probe_xyz=face[5:9])
+    assert plain.probe_d_means is None
+    assert torch.allclose(probed.probe_d_means, plain.face.d_means[5:9], atol=1e-6)
+    assert torch.allclose(probed.face.d_means, plain.face.d_means, atol=1e-6)
+    assert torch.allclose(probed.mouth_d_means, plain.mouth_d_means, atol=1e-6)
+    if with_aligner:
+        assert probed.aligner_offsets.shape == plain.aligner_offsets.shape == (42, 3)
+
+
 def test_aligner_at_initialisation_is_exactly_the_bare_umf(cfg):
     torch.manual_seed(0)
     bare = MotionModel(cfg)

@@ -58,7 +58,8 @@ def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp
     run = result.run_dir
     assert (run / "recipe.yaml").is_file() and len(list((run / "previews").glob("*.png"))) == 2
     with (run / "losses.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 10
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10 and all(r["lips"] == "" for r in rows)  # the lip landmark loss is opt-in
 
     av = load_avatar(out)
     assert av.meta["audio_feature"] == "mel" and av.meta["image_size"] == [32, 32]
@@ -74,6 +75,14 @@ def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp
         expected = render_avatar(face, mouth, motion, cond, backend=av.cfg.backend).image
     assert torch.equal(av.render(cond).image, expected)
     assert torch.equal(load_avatar(out).render(cond).image, expected)
+
+
+def test_the_lip_landmark_loss_trains_the_motion_and_skips_the_fuse_stage(tiny_ds, tmp_path):
+    result = adapt(tiny_ds, tmp_path / "av", _recipe(loss={"lambda_lips": 1.0}))
+    with (result.run_dir / "losses.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["lips"]) > 0 for r in rows if r["stage"] != "fuse")
+    assert all(r["lips"] == "" for r in rows if r["stage"] == "fuse")
 
 
 def test_resume_continues_bit_for_bit(tiny_ds, tmp_path):

@@ -6,6 +6,7 @@ from instag.train.losses import (
     anisotropy_regulariser,
     dssim_loss,
     l1_loss,
+    lip_landmark_loss,
     motion_regulariser,
     negative_contrast_loss,
     normal_cosine_loss,
@@ -92,3 +93,30 @@ def test_regularisers():
     needle = torch.tensor([[0.0, 0.0, 5.0]])
     assert anisotropy_regulariser(iso, 10.0) == 0
     assert anisotropy_regulariser(needle, 10.0) == pytest.approx(5.0 - 2.302585, rel=1e-5)
+
+
+def _project(xyz, viewmat, K):
+    cam = xyz @ viewmat[:3, :3].T + viewmat[:3, 3]
+    pix = cam @ K.T
+    return pix[:, :2] / pix[:, 2:3]
+
+
+def test_lip_landmark_loss_compares_the_centred_lip_shape_in_image_sides():
+    g = torch.Generator().manual_seed(0)
+    lips = torch.rand(12, 3, generator=g) * 0.05
+    viewmat = torch.eye(4)
+    viewmat[2, 3] = 0.5
+    K = torch.tensor([[400.0, 0.0, 128.0], [0.0, 400.0, 128.0], [0.0, 0.0, 1.0]])
+    tracked = _project(lips, viewmat, K)
+    assert lip_landmark_loss(lips, viewmat, K, tracked, 256) < 1e-6
+    # A head-pose error shifts every lip point alike: centring ignores it.
+    assert lip_landmark_loss(lips, viewmat, K, tracked + torch.tensor([7.0, -3.0]), 256) < 1e-5
+    # Lips opened by 2.56 px more than the model's: half the points sit 1.28 px off after centring.
+    opened = tracked.clone()
+    opened[:6, 1] += 2.56
+    loss = lip_landmark_loss(lips, viewmat, K, opened, 256)
+    assert loss == pytest.approx(1.28 / 256, rel=1e-4)
+    # Its gradient moves the lip vertices (what the motion field is trained through).
+    moved = lips.clone().requires_grad_(True)
+    lip_landmark_loss(moved, viewmat, K, opened, 256).backward()
+    assert moved.grad[:6, 1].abs().sum() > 0

@@ -13,7 +13,7 @@ import cv2
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
@@ -149,6 +149,13 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
     adapt(datasets[0], root / "av_umf", recipe, umf=stem)
     meta = json.loads((root / "av_umf" / "avatar.json").read_text())
     assert meta["provenance"]["umf"]["iterations"] == TOTAL and len(meta["provenance"]["umf"]["sha256"]) == 64
+    # Resuming that run with another UMF is refused: its checkpoint would silently replace the UMF asked for.
+    other = root / "other_umf"
+    export_umf(run, other)
+    tensors = load_file(str(other.with_suffix(".safetensors")))
+    save_file({k: v + 0.01 for k, v in tensors.items()}, str(other.with_suffix(".safetensors")))
+    with pytest.raises(InputError, match="another UMF"):
+        adapt(datasets[0], root / "av_umf", None, umf=other, resume=True)
     wider = {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}}
     with pytest.raises(InputError, match="model.umf"):
         adapt(datasets[0], root / "av_bad", from_dict(AdaptRecipe, {**to_dict(recipe), "model": wider}), umf=stem)
