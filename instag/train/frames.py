@@ -7,6 +7,7 @@ converted to float tensors one frame at a time.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,6 @@ class FrameTarget:
     face: Tensor  # [H, W, 1] face skin and lips where the depth prior exists (geometry prior mask)
     depth: Tensor  # [H, W, 1] prior camera z, 0 where none
     normal: Tensor  # [H, W, 3] prior camera-space normals, 0 where none
-    lips: Tensor  # [L, 2] tracked lip landmarks (`facemesh.lip_indices` order), pixels
 
 
 class IdentityFrames:
@@ -54,15 +54,25 @@ class IdentityFrames:
         self.viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
         self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
         self.mouth_open = tracks["mouth_open"].astype(np.float32)  # [T]
-        lips = fm.lip_indices()
-        self.lip_vertices = torch.from_numpy(ds.face_mesh()[0][lips].astype(np.float32)).to(self.device)  # [L, 3]
-        self.lip_landmarks = torch.from_numpy(tracks["landmarks"][:, lips].astype(np.float32))  # [T, L, 2]
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
         self.plate = ds.background()
         self.train_indices = ds.train_indices
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._cache_bytes = 0
         self._budget = cache_bytes
+
+    # Only the lip landmark loss needs these; loading them lazily keeps mediapipe out of runs without it.
+    @functools.cached_property
+    def lip_vertices(self) -> Tensor:
+        """The face mesh's lip vertices [L, 3] (`facemesh.lip_indices` order), world."""
+        verts = self.ds.face_mesh()[0][fm.lip_indices()]
+        return torch.from_numpy(verts.astype(np.float32)).to(self.device)
+
+    @functools.cached_property
+    def lip_landmarks(self) -> Tensor:
+        """Tracked lip landmarks [T, L, 2] (`facemesh.lip_indices` order), pixels."""
+        lms = self.ds.tracks["landmarks"][:, fm.lip_indices()]
+        return torch.from_numpy(lms.astype(np.float32)).to(self.device)
 
     def _raw(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(frame uint8 [S,S,3], label uint8 [S,S], depth float16 [S,S], normal int8 [S,S,3])."""
@@ -126,5 +136,4 @@ class IdentityFrames:
             face=mask("face_skin", "lips") * (depth_t > 0).float(),
             depth=depth_t,
             normal=torch.from_numpy(normal).to(dev).float() / 127.0,
-            lips=self.lip_landmarks[t].to(dev),
         )

@@ -41,9 +41,9 @@ def frame_loss(
     others: list[PersonalizedField],
 ) -> tuple[Tensor, dict[str, float], AvatarRender]:
     """Total loss of frame `t`, its named terms (floats, for the log) and the render (for densification)."""
-    cond = identity.frames.condition(t, cfg.audio)
-    gt = identity.frames.target(t)
     frames = identity.frames
+    cond = frames.condition(t, cfg.audio)
+    gt = frames.target(t)
     lips = tl.lambda_lips > 0 and stage.face and not stage.colors_only
     out = render_avatar(identity.face, identity.mouth, motion, cond, personalized=identity.personalized,
                         geometry=stage.geometry, backend=cfg.backend,
@@ -83,7 +83,7 @@ def frame_loss(
     m = out.motion
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
-            frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, gt.lips, frames.size)
+            frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
     if not stage.colors_only:
         terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
         terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(
