@@ -66,6 +66,7 @@ class _Adaptation:
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.motion = MotionModel(cfg, with_aligner=True)
         self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
+        self.umf_fixed = recipe.fix_umf and self.umf_meta is not None
         self.motion.to(self.device)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
@@ -81,6 +82,8 @@ class _Adaptation:
         ident = self.identity
         for module in (ident.face, ident.mouth, self.motion):
             module.requires_grad_(True)
+        if self.umf_fixed:
+            self.motion.umf.requires_grad_(False)  # and so out of the optimiser
         self.opt_g = gaussian_optimizer({"face": (ident.face, ident.face_extent),
                                          "mouth": (ident.mouth, ident.mouth_extent)}, cfg)
         self.opt_m = motion_optimizer(nn.ModuleDict({"umf": self.motion.umf, "hook": self.motion.hook}), cfg)
@@ -100,10 +103,11 @@ class _Adaptation:
         set_field_trainable(ident.face, stage.face, stage.colors_only)
         set_field_trainable(ident.mouth, stage.mouth, stage.colors_only)
         moving = not stage.colors_only
-        set_trainable(m.umf.audio_encoder, moving)
-        set_trainable(m.umf.audio_smoother, moving)
-        set_trainable(m.umf.face, moving and stage.face)
-        set_trainable(m.umf.mouth, moving and stage.mouth)
+        umf_learns = moving and not self.umf_fixed
+        set_trainable(m.umf.audio_encoder, umf_learns)
+        set_trainable(m.umf.audio_smoother, umf_learns)
+        set_trainable(m.umf.face, umf_learns and stage.face)
+        set_trainable(m.umf.mouth, umf_learns and stage.mouth)
         set_trainable(m.hook, moving and stage.mouth)
         set_trainable(m.aligner, moving and stage.aligner)
 

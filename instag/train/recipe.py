@@ -42,8 +42,9 @@ class TrainLossConfig:
     lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
     lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
     # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`), a direct
-    # lip-shape signal beside the photometric one. Off by default: at 1.0 in both pre-training and adaptation it
-    # did not lift held-out lip sync on the CPU recipes (5-seed UMF ablation, see the README), so it stays opt-in.
+    # lip-shape signal beside the photometric one. The adaptation recipes turn it on (with the UMF fixed it lets
+    # the aligner fit the person's lip shapes); pre-training leaves it off: a UMF trained with it moved the lips
+    # no more on unseen audio (see the README).
     lambda_lips: float = 0.0
 
 
@@ -57,7 +58,7 @@ class LRScheduleConfig:
 
 @dataclass(frozen=True)
 class AdaptStages:
-    warmup: int = 2_000  # UMF (+ hook) and Gaussians; the aligner stays out of the optimiser
+    warmup: int = 2_000  # hook, Gaussians (and the UMF unless fixed); the aligner stays out of the optimiser
     align: int = 6_000  # aligner and the geometry prior on, densify and prune
     fuse: int = 1_000  # colours and opacities only, everything else frozen, on the full composite
 
@@ -93,6 +94,10 @@ class AdaptRecipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     audio_feature: str = "mel"
     seed: int = 0
+    # A loaded pre-trained UMF stays as it is; the aligner, the hook and the Gaussians fit the person around it.
+    # Fine-tuning it on a 5 s clip lets it memorise the clip's mouth shapes by their audio: held-out lip sync fell
+    # to the level of training from scratch (UMF ablation, see the README). Without a UMF its fields must learn.
+    fix_umf: bool = True
     init: InitConfig = field(default_factory=InitConfig)
     stages: AdaptStages = field(default_factory=AdaptStages)
     densify: DensifyConfig = field(default_factory=DensifyConfig)

@@ -15,6 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from instag.avatar import load_avatar
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
@@ -149,6 +150,14 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
     adapt(datasets[0], root / "av_umf", recipe, umf=stem)
     meta = json.loads((root / "av_umf" / "avatar.json").read_text())
     assert meta["provenance"]["umf"]["iterations"] == TOTAL and len(meta["provenance"]["umf"]["sha256"]) == 64
+    # The UMF stays fixed by default (the aligner, hook and Gaussians adapt); fix_umf: false fine-tunes it.
+    exported = MotionModel(recipe.model)
+    load_umf(stem, exported, recipe.model)
+    for fix, same in ((True, True), (False, False)):
+        tuned = from_dict(AdaptRecipe, {**to_dict(recipe), "fix_umf": fix})
+        adapt(datasets[0], root / f"av_fix_{fix}", tuned, umf=stem)
+        umf = load_avatar(root / f"av_fix_{fix}").motion.umf.state_dict()
+        assert all(torch.equal(v, umf[k]) for k, v in exported.umf.state_dict().items()) == same
     # Resuming that run with another UMF is refused: its checkpoint would silently replace the UMF asked for.
     other = root / "other_umf"
     export_umf(run, other)
