@@ -42,9 +42,9 @@ class TrainLossConfig:
     lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
     lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
     # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`), a direct
-    # lip-shape signal beside the photometric one. The adaptation recipes turn it on (with the UMF fixed it lets
-    # the aligner fit the person's lip shapes); pre-training leaves it off: a UMF trained with it moved the lips
-    # no more on unseen audio (see the README).
+    # lip-shape signal beside the photometric one. The adaptation recipes turn it on (as in the 5-seed UMF
+    # ablation of the README); pre-training leaves it off: a UMF trained with it moved the lips no more on unseen
+    # audio.
     lambda_lips: float = 0.0
 
 
