@@ -150,11 +150,6 @@ class ModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     backend: str = "auto"  # kernel backend for the hash grids and the rasterizer
-    # Adaptation: measure all motion from the clip's mean frame (mean audio window and expression of the training
-    # frames), so the canonical Gaussians are the person's average face, where the geometry prior puts them, and a
-    # pre-trained field's frame-independent deformation (fitted to other people's Gaussians) is not carried over.
-    # Off by default so avatars saved before it existed load unchanged; the adapt recipes turn it on.
-    motion_from_clip_mean: bool = False
 
     def __post_init__(self) -> None:
         if self.audio.feature_scale <= 0:

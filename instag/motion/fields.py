@@ -38,15 +38,6 @@ class FaceMotion:
         )
 
 
-@dataclass
-class Condition:
-    """A branch's per-frame inputs besides the points: the reference ("rest") a relative motion is measured from."""
-
-    audio_code: Tensor  # [audio_dim]
-    expression: Tensor | None = None  # [expression_dim], face branch
-    extra: Tensor | None = None  # [extra_dim], mouth branch (the hook's code)
-
-
 def _broadcast(code: Tensor, n: int) -> Tensor:
     """code: [D] or [1, D] (one frame) → [n, D]."""
     return code.reshape(1, -1).expand(n, -1)
@@ -94,30 +85,18 @@ class MotionBranch(nn.Module):
         audio_code: Tensor,  # [audio_dim] this frame's smoothed audio code
         expression: Tensor | None = None,  # [expression_dim]
         extra: Tensor | None = None,  # [extra_dim], e.g. the hook's code
-        rest: Condition | None = None,  # the condition motion is measured from (its output is subtracted)
     ) -> Tensor:
         """→ [N, out_dim]."""
         n = xyz.shape[0]
         feat = self.encoder(xyz)
-        audio_gate = torch.sigmoid(self.audio_attention(feat))
-        expression_gate = None if self.expression_gate is None else torch.sigmoid(self.expression_gate(feat))
-
-        def inputs(code: Tensor, expr: Tensor | None, ext: Tensor | None) -> Tensor:
-            parts = [feat, audio_gate * _broadcast(code, n)]
-            if expression_gate is not None:
-                if expr is None:
-                    raise ValueError("this branch is conditioned on an expression; none was given")
-                parts.append(expression_gate * _broadcast(expr, n))
-            if ext is not None:
-                parts.append(_broadcast(ext, n))
-            return torch.cat(parts, dim=-1)
-
-        x = inputs(audio_code, expression, extra)
-        if rest is None:
-            return self.mlp(x)
-        # One MLP call over both conditions; the tri-plane features (the costly part) are shared.
-        out = self.mlp(torch.cat([x, inputs(rest.audio_code, rest.expression, rest.extra)]))
-        return out[:n] - out[n:]
+        parts = [feat, torch.sigmoid(self.audio_attention(feat)) * _broadcast(audio_code, n)]
+        if self.expression_gate is not None:
+            if expression is None:
+                raise ValueError("this branch is conditioned on an expression; none was given")
+            parts.append(torch.sigmoid(self.expression_gate(feat)) * _broadcast(expression, n))
+        if extra is not None:
+            parts.append(_broadcast(extra, n))
+        return self.mlp(torch.cat(parts, dim=-1))
 
 
 class _TwoBranchField(nn.Module):
@@ -136,9 +115,8 @@ class _TwoBranchField(nn.Module):
         xyz: Tensor,  # [N, 3]
         audio_code: Tensor,  # [audio_dim]
         expression: Tensor,  # [expression_dim]
-        rest: Condition | None = None,  # with it, the motion relative to that condition's
     ) -> FaceMotion:
-        out = self.face(xyz, audio_code, expression, rest=rest)
+        out = self.face(xyz, audio_code, expression)
         return FaceMotion(out[:, :3], out[:, 3:6], out[:, 6:])
 
     def mouth_motion(
@@ -146,10 +124,9 @@ class _TwoBranchField(nn.Module):
         xyz: Tensor,  # [M, 3]
         audio_code: Tensor,  # [audio_dim]
         hook_code: Tensor,  # [hook_dim]
-        rest: Condition | None = None,  # with it, the motion relative to that condition's
     ) -> Tensor:
         """→ Δμ [M, 3]."""
-        return self.mouth(xyz, audio_code, extra=hook_code, rest=rest)
+        return self.mouth(xyz, audio_code, extra=hook_code)
 
 
 class UniversalMotionField(_TwoBranchField):

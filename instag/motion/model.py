@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from instag.config.model import ModelConfig, OptimConfig
 from instag.motion.aligner import MotionAligner
-from instag.motion.fields import Condition, FaceMotion, PersonalizedField, UniversalMotionField
+from instag.motion.fields import FaceMotion, PersonalizedField, UniversalMotionField
 from instag.motion.hook import FaceMouthHook
 
 
@@ -41,23 +41,6 @@ class MotionModel(nn.Module):
         )
         self.hook = FaceMouthHook(cfg.hook)
         self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
-        self.from_rest = cfg.motion_from_clip_mean
-        if self.from_rest:
-            # Buffers, so an avatar's state dict carries the condition its motion is measured from.
-            a = cfg.audio
-            self.register_buffer("rest_windows", torch.zeros(a.smooth_window, a.window, a.feature_dim))
-            self.register_buffer("rest_expression", torch.zeros(cfg.expression_dim))
-
-    def set_rest(
-        self,
-        windows: Tensor,  # [smooth_window, window, feature_dim] the clip's mean encoder input
-        expression: Tensor,  # [expression_dim] the clip's mean expression
-    ) -> None:
-        """The condition under which this avatar does not move (`ModelConfig.motion_from_clip_mean`)."""
-        if not self.from_rest:
-            raise ValueError("this model measures motion from zero, not from a rest condition")
-        self.rest_windows.copy_(windows)
-        self.rest_expression.copy_(expression)
 
     def forward(
         self,
@@ -70,11 +53,6 @@ class MotionModel(nn.Module):
         probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
     ) -> AvatarMotion:
         code = self.umf.audio_code(audio_windows)
-        rest_face = None
-        if self.from_rest:
-            if personalized is not None:
-                raise ValueError("personalized residuals (pre-training) measure motion from zero")
-            rest_face = Condition(self.umf.audio_code(self.rest_windows), self.rest_expression)
         n_face = face_xyz.shape[0]
         if probe_xyz is not None:
             # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.
@@ -89,7 +67,7 @@ class MotionModel(nn.Module):
             query = xyz + offsets
             face_query, mouth_query = query[:n], query[n:]
 
-        face = self.umf.face_motion(face_query, code, expression, rest=rest_face)
+        face = self.umf.face_motion(face_query, code, expression)
         if scales is not None:
             face = FaceMotion(face.d_means * scales[:n], face.d_log_scales, face.d_quats)
         residual_face = None
@@ -108,12 +86,7 @@ class MotionModel(nn.Module):
             n = n_face
 
         features, hook_code, mouth_scale = self.hook(face.d_means[lip_mask])
-        rest_mouth = None
-        if rest_face is not None:
-            # At rest the lips do not move, so the hook reads zero lip motion.
-            rest_hook = self.hook(torch.zeros_like(face.d_means[lip_mask]))[1]
-            rest_mouth = Condition(rest_face.audio_code, extra=rest_hook)
-        mouth = self.umf.mouth_motion(mouth_query, code, hook_code, rest=rest_mouth)
+        mouth = self.umf.mouth_motion(mouth_query, code, hook_code)
         if scales is not None:
             mouth = mouth * scales[n:]
         residual_mouth = None

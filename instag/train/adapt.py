@@ -65,8 +65,6 @@ class _Adaptation:
         torch.manual_seed(recipe.seed)
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.motion = MotionModel(cfg, with_aligner=True)
-        if cfg.motion_from_clip_mean:
-            self.motion.set_rest(*frames.mean_condition(cfg.audio))
         self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
         self.umf_fixed = recipe.fix_umf and self.umf_meta is not None
         self.motion.to(self.device)

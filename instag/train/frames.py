@@ -106,12 +106,6 @@ class IdentityFrames:
         frame, label = self._raw(t)[:2]
         return paste_torso(self.plate, frame, label, self.ids["neck_torso"])
 
-    def mean_condition(self, audio_cfg) -> tuple[Tensor, Tensor]:
-        """The training frames' mean encoder input [smooth_window, window, D] and mean expression [E]."""
-        idx = [int(t) for t in self.train_indices]
-        windows = torch.stack([frame_audio_windows(self.features, t, audio_cfg) for t in idx]).mean(0)
-        return windows.to(self.device), self.expressions[idx].mean(0).to(self.device)
-
     def condition(self, t: int, audio_cfg) -> FrameCondition:
         dev = self.device
         return FrameCondition(

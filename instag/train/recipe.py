@@ -128,10 +128,6 @@ class PretrainRecipe:
         if self.stages.total < 1:
             raise InputError("stages: the run needs at least one iteration")
         _check_personalized_smaller(self.model)
-        if self.model.motion_from_clip_mean:
-            # Each identity's Gaussians absorb its frame-independent motion; adaptation removes the UMF's.
-            raise InputError("model.motion_from_clip_mean: an adaptation setting; pre-training measures motion "
-                             "from zero")
 
 
 def _check_personalized_smaller(cfg: ModelConfig) -> None:
