@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from instag.train.init import project
+
 SSIM_C1 = 0.01**2  # SSIM stabilisers for images in [0, 1] (Wang et al. 2004)
 SSIM_C2 = 0.03**2
 EPS = 1e-8
@@ -124,9 +126,7 @@ def lip_landmark_loss(
     Centring removes the small head-pose errors of the rigid track (they shift all lip points alike), so what is
     compared is how the lips open, close and stretch: the part of the motion that audio has to explain.
     """
-    cam = lips_xyz @ viewmat[:3, :3].T + viewmat[:3, 3]
-    pix = cam @ K.T
-    pix = pix[:, :2] / pix[:, 2:3].clamp_min(EPS)
+    pix, _ = project(lips_xyz, viewmat, K)
     pred = pix - pix.mean(dim=0)
     target = tracked - tracked.mean(dim=0)
     return (pred - target).norm(dim=-1).mean() / size
