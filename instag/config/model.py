@@ -132,6 +132,9 @@ class GaussianLRConfig:
 class OptimConfig:
     lr_grid: float = 5e-3  # hash tables (AdamW)
     lr_net: float = 5e-4  # MLPs and audio nets (AdamW)
+    # Adaptation's aligner and face-mouth hook networks (None: lr_net). With the UMF fixed they are the only motion
+    # networks that learn, and at lr_net they barely move the lips in a short adaptation.
+    lr_adapt_net: float | None = None
     weight_decay_net: float = 1e-4  # grids get none: decay would pull unvisited table entries to zero
     gaussians: GaussianLRConfig = field(default_factory=GaussianLRConfig)
 
@@ -143,6 +146,9 @@ class ModelConfig:
     expression_dim: int = (
         1  # per-frame expression condition; blink alone by default, blink ⊕ expression if wider
     )
+    # Articulation bottleneck: the UMF reads the mouth opening off the audio code (supervised by the tracked
+    # opening) and conditions the face branch on it beside the expression; training feeds the tracked value.
+    articulation: bool = False
     umf: MotionFieldConfig = field(default_factory=MotionFieldConfig)
     personalized: MotionFieldConfig = field(default_factory=_personalized_default)
     aligner: AlignerConfig = field(default_factory=AlignerConfig)
@@ -150,6 +156,11 @@ class ModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     backend: str = "auto"  # kernel backend for the hash grids and the rasterizer
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the face branches' per-frame condition: the expression ⊕ the mouth opening (articulation)."""
+        return self.expression_dim + int(self.articulation)
 
     def __post_init__(self) -> None:
         if self.audio.feature_scale <= 0:

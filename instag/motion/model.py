@@ -29,6 +29,8 @@ class AvatarMotion:
     aligner_offsets: Tensor | None  # [N + M, 3] (face then mouth), for the aligner regulariser
     aligner_scales: Tensor | None  # [N + M, 3]
     probe_d_means: Tensor | None = None  # [P, 3] total face-branch motion at the probe points, when asked for
+    mouth_opening: Tensor | None = None  # [1] the UMF's prediction from the audio (articulation on), for its loss
+    face_condition: Tensor | None = None  # [condition_dim] what the face branches read: expression (⊕ opening)
 
 
 class MotionModel(nn.Module):
@@ -37,7 +39,7 @@ class MotionModel(nn.Module):
     def __init__(self, cfg: ModelConfig, with_aligner: bool = False) -> None:
         super().__init__()
         self.umf = UniversalMotionField(
-            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend
+            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend, cfg.articulation
         )
         self.hook = FaceMouthHook(cfg.hook)
         self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
@@ -51,8 +53,13 @@ class MotionModel(nn.Module):
         expression: Tensor,  # [expression_dim]
         personalized: PersonalizedField | None = None,
         probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
+        mouth_opening: Tensor | None = None,  # [1] tracked (training): fed to the face branch instead of predicted
     ) -> AvatarMotion:
         code = self.umf.audio_code(audio_windows)
+        predicted = None
+        if self.umf.articulation is not None:
+            predicted = self.umf.mouth_opening(code)
+            expression = torch.cat([expression, predicted if mouth_opening is None else mouth_opening])
         n_face = face_xyz.shape[0]
         if probe_xyz is not None:
             # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.
@@ -106,18 +113,21 @@ class MotionModel(nn.Module):
             aligner_offsets=offsets,
             aligner_scales=scales,
             probe_d_means=probe,
+            mouth_opening=predicted,
+            face_condition=expression,
         )
 
 
 def build_personalized(cfg: ModelConfig) -> PersonalizedField:
     """A fresh personalized (residual) field for one pre-training identity, sized by `cfg.personalized`."""
     return PersonalizedField(
-        cfg.personalized, cfg.audio.code_dim, cfg.expression_dim, cfg.hook.code_dim, cfg.backend
+        cfg.personalized, cfg.audio.code_dim, cfg.condition_dim, cfg.hook.code_dim, cfg.backend
     )
 
 
-def param_groups(module: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """AdamW groups for `module`: hash tables at `lr_grid` without weight decay, everything else at `lr_net`.
+def param_groups(module: nn.Module, cfg: OptimConfig, lr_net: float | None = None) -> list[dict]:
+    """AdamW groups for `module`: hash tables at `lr_grid` without weight decay, everything else at `lr_net`
+    (`cfg.lr_net` unless given).
 
     Hash tables are recognised by the encoders' parameter name `embeddings`.
     """
@@ -127,5 +137,5 @@ def param_groups(module: nn.Module, cfg: OptimConfig) -> list[dict]:
             (grids if name.endswith("embeddings") else nets).append(p)
     return [
         {"params": grids, "lr": cfg.lr_grid, "weight_decay": 0.0, "name": "grids"},
-        {"params": nets, "lr": cfg.lr_net, "weight_decay": cfg.weight_decay_net, "name": "nets"},
+        {"params": nets, "lr": cfg.lr_net if lr_net is None else lr_net, "weight_decay": cfg.weight_decay_net, "name": "nets"},
     ]

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import instag
 from instag.avatar.bundle import save_avatar
@@ -86,14 +85,18 @@ class _Adaptation:
             self.motion.umf.requires_grad_(False)  # and so out of the optimiser
         self.opt_g = gaussian_optimizer({"face": (ident.face, ident.face_extent),
                                          "mouth": (ident.mouth, ident.mouth_extent)}, cfg)
-        self.opt_m = motion_optimizer(nn.ModuleDict({"umf": self.motion.umf, "hook": self.motion.hook}), cfg)
+        # The hook's groups first: with the UMF fixed they are the optimiser's only ones until the aligner joins.
+        self.opt_m = motion_optimizer(self.motion.hook, cfg, cfg.optim.lr_adapt_net)
+        if not self.umf_fixed:
+            add_motion_groups(self.opt_m, self.motion.umf, cfg, "umf")
         self.aligner_in_optimizer = False
         if self.first_align is not None and step >= self.first_align:
             self._add_aligner()
 
     def _add_aligner(self) -> None:
         self.motion.aligner.requires_grad_(True)
-        add_motion_groups(self.opt_m, self.motion.aligner, self.recipe.model, "aligner")
+        cfg = self.recipe.model
+        add_motion_groups(self.opt_m, self.motion.aligner, cfg, "aligner", cfg.optim.lr_adapt_net)
         self.aligner_in_optimizer = True
 
     def apply_stage(self, stage) -> None:
@@ -106,6 +109,7 @@ class _Adaptation:
         umf_learns = moving and not self.umf_fixed
         set_trainable(m.umf.audio_encoder, umf_learns)
         set_trainable(m.umf.audio_smoother, umf_learns)
+        set_trainable(m.umf.articulation, umf_learns)
         set_trainable(m.umf.face, umf_learns and stage.face)
         set_trainable(m.umf.mouth, umf_learns and stage.mouth)
         set_trainable(m.hook, moving and stage.mouth)
@@ -114,7 +118,8 @@ class _Adaptation:
     def optimise(self, t: int, stage) -> tuple[torch.Tensor, dict, Any]:
         """One optimisation step on frame `t`: loss, backward, densification statistics, optimiser steps.
         → (loss, the logged loss terms, the frame's render). `instag bench train` times exactly this."""
-        loss, logged, out = frame_loss(self.identity, self.motion, t, stage, self.recipe.model, self.recipe.loss, [])
+        loss, logged, out = frame_loss(self.identity, self.motion, t, stage, self.recipe.model, self.recipe.loss, [],
+                                       self.gen)
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_m.zero_grad(set_to_none=True)
         loss.backward()

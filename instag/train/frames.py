@@ -22,6 +22,9 @@ from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition
 
 DEFAULT_CACHE_BYTES = 2 << 30
+# Floor of the mouth opening's spread used to standardise it (1 % of the eye-corner distance): a clip whose
+# mouth barely moves must not have its tracking noise blown up to unit size.
+MIN_OPENING_STD = 0.01
 
 
 @dataclass
@@ -53,10 +56,15 @@ class IdentityFrames:
         tracks = ds.tracks
         self.viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
         self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
+        self.train_indices = ds.train_indices
         self.mouth_open = tracks["mouth_open"].astype(np.float32)  # [T]
+        # Standardised over the training frames: people differ in resting opening and range, and a target that
+        # keeps those would teach the audio nets to recognise voices rather than articulation.
+        opening = self.mouth_open[self.train_indices]
+        self._opening_mean = np.float32(opening.mean())
+        self._opening_std = np.float32(max(float(opening.std()), MIN_OPENING_STD))
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
         self.plate = ds.background()
-        self.train_indices = ds.train_indices
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._cache_bytes = 0
         self._budget = cache_bytes
@@ -116,7 +124,18 @@ class IdentityFrames:
             width=self.size,
             height=self.size,
             background=torch.from_numpy(self.background(t)).to(dev).float() / 255.0,
+            mouth_opening=self.tracked_opening([t])[0],
         )
+
+    def audio_windows(self, ts: list[int], audio_cfg) -> Tensor:
+        """The audio encoder's inputs of frames `ts`: [B, smooth_window, window, feature_dim]."""
+        return torch.stack([frame_audio_windows(self.features, t, audio_cfg) for t in ts]).to(self.device)
+
+    def tracked_opening(self, ts: list[int]) -> Tensor:
+        """Tracked mouth opening of frames `ts`, standardised over the training frames: [B, 1] (the articulation
+        head's units)."""
+        z = (self.mouth_open[ts] - self._opening_mean) / self._opening_std
+        return torch.from_numpy(z).reshape(-1, 1).to(self.device)
 
     def target(self, t: int) -> FrameTarget:
         frame, label, depth, normal = self._raw(t)

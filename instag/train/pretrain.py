@@ -118,6 +118,7 @@ class _Pretraining:
         umf = self.motion.umf
         set_trainable(umf.audio_encoder, True)
         set_trainable(umf.audio_smoother, True)
+        set_trainable(umf.articulation, True)
         set_trainable(umf.face, stage.face)
         set_trainable(umf.mouth, stage.mouth)
         set_trainable(self.motion.hook, stage.mouth)
@@ -244,7 +245,7 @@ def pretrain(
         train = ident.frames.train_indices
         t = int(train[int(torch.randint(len(train), (1,), generator=run.gen))])
         others = [p for p in run.personalized if p is not ident.personalized]
-        loss, logged, out = frame_loss(ident, run.motion, t, stage, cfg, recipe.loss, others)
+        loss, logged, out = frame_loss(ident, run.motion, t, stage, cfg, recipe.loss, others, run.gen)
         run.opt_g.zero_grad(set_to_none=True)
         run.opt_m.zero_grad(set_to_none=True)
         loss.backward()

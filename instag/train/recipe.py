@@ -42,10 +42,16 @@ class TrainLossConfig:
     lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
     lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
     # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`), a direct
-    # lip-shape signal beside the photometric one. The adaptation recipes turn it on (as in the 5-seed UMF
-    # ablation of the README); pre-training leaves it off: a UMF trained with it moved the lips no more on unseen
-    # audio.
+    # lip-shape signal beside the photometric one. All shipped recipes turn it on: with the articulation head the
+    # tracked opening drives the face branch in training, and the landmarks say where that should put the lips.
+    # (Before the head, a UMF pre-trained with it moved the lips no more on unseen audio.)
     lambda_lips: float = 0.0
+    # Squared error of the UMF's mouth opening predicted from the audio against the tracked one (model.articulation),
+    # over the step's frame and this many more drawn from the identity's training frames. One frame a step taught
+    # the audio nets the opening slowly; 16 more over-fitted the pre-training corpus (r 0.95 on its people by step
+    # 5000, 30 epochs, while falling on held-out speakers), so a few: about 25 epochs over a 14000-step run.
+    lambda_articulation: float = 1.0
+    articulation_batch: int = 2
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from instag.train.schedules import decay
 
 COLOR_PARAMS = ("sh_dc", "sh_rest", "opacity_logits")
 LOG_COLUMNS = ("step", "stage", "identity", "loss", "photo", "mouth", "alpha", "depth", "normal", "contrast",
-               "lips", "reg_motion", "reg_aniso", "reg_aligner", "n_face", "n_mouth", "it_per_s")
+               "lips", "articulation", "reg_motion", "reg_aniso", "reg_aligner", "n_face", "n_mouth", "it_per_s")
 KEEP_CHECKPOINTS = 3
 
 
@@ -130,13 +130,15 @@ def gaussian_optimizer(fields: dict[str, tuple[GaussianField, float]], cfg: Mode
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
 
-def motion_optimizer(modules: nn.Module, cfg: ModelConfig) -> torch.optim.AdamW:
-    groups = [{**g, "base_lr": g["lr"]} for g in param_groups(modules, cfg.optim) if g["params"]]
+def motion_optimizer(modules: nn.Module, cfg: ModelConfig, lr_net: float | None = None) -> torch.optim.AdamW:
+    groups = [{**g, "base_lr": g["lr"]} for g in param_groups(modules, cfg.optim, lr_net) if g["params"]]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr_net)
 
 
-def add_motion_groups(opt: torch.optim.Optimizer, module: nn.Module, cfg: ModelConfig, prefix: str) -> None:
-    for g in param_groups(module, cfg.optim):
+def add_motion_groups(
+    opt: torch.optim.Optimizer, module: nn.Module, cfg: ModelConfig, prefix: str, lr_net: float | None = None
+) -> None:
+    for g in param_groups(module, cfg.optim, lr_net):
         if g["params"]:
             opt.add_param_group({**g, "name": f"{prefix}.{g['name']}", "base_lr": g["lr"]})
 

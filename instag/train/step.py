@@ -39,8 +39,10 @@ def frame_loss(
     cfg: ModelConfig,
     tl: TrainLossConfig,
     others: list[PersonalizedField],
+    gen: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float], AvatarRender]:
-    """Total loss of frame `t`, its named terms (floats, for the log) and the render (for densification)."""
+    """Total loss of frame `t`, its named terms (floats, for the log) and the render (for densification).
+    `gen` draws the extra frames of the articulation term (none without it)."""
     frames = identity.frames
     cond = frames.condition(t, cfg.audio)
     gt = frames.target(t)
@@ -84,6 +86,8 @@ def frame_loss(
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
             frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
+    if m.mouth_opening is not None and m.mouth_opening.requires_grad and tl.lambda_articulation > 0:
+        terms["articulation"] = tl.lambda_articulation * articulation_loss(motion, frames, t, cfg, tl, gen)
     if not stage.colors_only:
         terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
         terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(
@@ -92,7 +96,7 @@ def frame_loss(
             terms["reg_aligner"] = lc.lambda_aligner * L.aligner_regulariser(m.aligner_offsets, m.aligner_scales)
     if stage.contrast and identity.personalized is not None and others and m.residual_face_d_means is not None:
         with torch.no_grad():
-            code, expr, hook = m.audio_code.detach(), cond.expression, m.hook_code.detach()
+            code, expr, hook = m.audio_code.detach(), m.face_condition.detach(), m.hook_code.detach()
             face_xyz, mouth_xyz = identity.face.means.detach(), identity.mouth.means.detach()
             other_face = torch.stack([p.face_motion(face_xyz, code, expr).d_means for p in others])
             other_mouth = torch.stack([p.mouth_motion(mouth_xyz, code, hook) for p in others])
@@ -104,6 +108,18 @@ def frame_loss(
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["loss"] = float(total.detach())
     return total, logged, out
+
+
+def articulation_loss(motion: MotionModel, frames: IdentityFrames, t: int, cfg: ModelConfig, tl: TrainLossConfig,
+                      gen: torch.Generator | None) -> Tensor:
+    """Mean squared error of the UMF's predicted mouth opening on frame `t` and `tl.articulation_batch` training
+    frames drawn with `gen`, against the tracked opening."""
+    ts = [t]
+    if gen is not None and tl.articulation_batch > 0:
+        train = frames.train_indices
+        ts += [int(train[i]) for i in torch.randint(len(train), (tl.articulation_batch,), generator=gen)]
+    codes = motion.umf.audio_codes(frames.audio_windows(ts, cfg.audio))  # [B, code_dim]
+    return (motion.umf.mouth_opening(codes) - frames.tracked_opening(ts)).square().mean()
 
 
 def accumulate_densify(identity: Identity, out: AvatarRender, stage: Stage) -> None:

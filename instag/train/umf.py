@@ -24,7 +24,12 @@ from instag.versioned import read_versioned_json
 SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v2"  # stem of the shipped UMF
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
-SHARED_SIZES = ("audio", "expression_dim", "umf", "hook")  # ModelConfig fields a UMF file fixes
+SHARED_SIZES = ("audio", "expression_dim", "articulation", "umf", "hook")  # ModelConfig fields a UMF file fixes
+
+
+def _saved_sizes(doc: dict[str, Any]) -> dict[str, Any]:
+    """The model sizes a UMF description records; files from before the articulation head lack that key."""
+    return {"articulation": False} | doc["config"]
 
 
 def umf_paths(stem: str | Path) -> tuple[Path, Path]:
@@ -51,8 +56,8 @@ def choose_umf(umf: str | Path | None, use_umf: bool, cfg: ModelConfig, audio_fe
     doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
     if doc.get("audio_feature") != audio_feature:
         return None, f"none (the shipped UMF is for {doc.get('audio_feature')} features, the recipe uses {audio_feature})"
-    mine = to_dict(cfg)
-    if any(doc["config"].get(key) != mine[key] for key in SHARED_SIZES):
+    mine, saved = to_dict(cfg), _saved_sizes(doc)
+    if any(saved.get(key) != mine[key] for key in SHARED_SIZES):
         return None, "none (the recipe's model sizes differ from the shipped UMF's)"
     return st_path, f"{st_path} (shipped)"
 
@@ -82,10 +87,10 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
     """Load a UMF file into `motion` (UMF + hook); its sizes must match `cfg`. Returns provenance for the avatar."""
     st_path, json_path = umf_paths(stem)
     doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
-    mine = to_dict(cfg)
+    mine, saved = to_dict(cfg), _saved_sizes(doc)
     for key in SHARED_SIZES:
-        if doc["config"].get(key) != mine[key]:
-            raise InputError(f"{json_path}: the UMF was trained with model.{key} = {doc['config'].get(key)}, "
+        if saved.get(key) != mine[key]:
+            raise InputError(f"{json_path}: the UMF was trained with model.{key} = {saved.get(key)}, "
                              f"the recipe has {mine[key]}")
     try:
         tensors = load_file(str(st_path))

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -145,6 +147,30 @@ def test_personalized_residual_is_added(cfg):
         with_res.face.d_means, base.face.d_means + with_res.residual_face_d_means, atol=1e-7
     )
     assert with_res.residual_mouth_d_means.shape == (12, 3)
+
+
+def test_articulation_feeds_the_face_branch_the_tracked_or_the_predicted_opening(cfg):
+    cfg = dataclasses.replace(cfg, articulation=True)
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    person = build_personalized(cfg)
+    args = _inputs(cfg)
+    predicted = model(*args, personalized=person)
+    code = model.umf.audio_code(args[3])
+    assert torch.equal(predicted.mouth_opening, model.umf.mouth_opening(code))
+    assert predicted.face_condition.shape == (cfg.condition_dim,) == (cfg.expression_dim + 1,)
+    assert torch.equal(predicted.face_condition[-1:], predicted.mouth_opening)
+    # Fed its own prediction as the "tracked" value, the model moves exactly as driven by the audio alone.
+    same = model(*args, personalized=person, mouth_opening=predicted.mouth_opening.detach())
+    assert torch.equal(same.face.d_means, predicted.face.d_means)
+    wide = model(*args, personalized=person, mouth_opening=torch.tensor([1.0]))
+    assert torch.equal(wide.face_condition[-1:], torch.tensor([1.0]))
+    assert not torch.allclose(wide.face.d_means, predicted.face.d_means)
+    assert torch.equal(wide.mouth_opening, predicted.mouth_opening)  # the prediction is still reported
+    # Without the head the tracked opening is ignored.
+    plain = MotionModel(dataclasses.replace(cfg, articulation=False))
+    out = plain(*args, mouth_opening=torch.tensor([1.0]))
+    assert out.mouth_opening is None and out.face_condition.shape == (cfg.expression_dim,)
 
 
 def test_state_round_trips_through_safetensors(cfg, tmp_path):

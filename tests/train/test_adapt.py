@@ -22,6 +22,7 @@ from instag.train import checkpoint as ck
 from instag.train.adapt import adapt
 from instag.train.recipe import AdaptRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.umf import write_umf
 
 TINY = {
     "model": TINY_MODEL,
@@ -83,6 +84,30 @@ def test_the_lip_landmark_loss_trains_the_motion_and_skips_the_fuse_stage(tiny_d
         rows = list(csv.DictReader(f))
     assert all(float(r["lips"]) > 0 for r in rows if r["stage"] != "fuse")
     assert all(r["lips"] == "" for r in rows if r["stage"] == "fuse")
+
+
+def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is_fixed(tiny_ds, tmp_path):
+    model = {**TINY_MODEL, "articulation": True}
+    scratch = adapt(tiny_ds, tmp_path / "scratch", _recipe(model=model))
+    with (scratch.run_dir / "losses.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["articulation"]) > 0 for r in rows if r["stage"] != "fuse")
+    assert all(r["articulation"] == "" for r in rows if r["stage"] == "fuse")
+    assert load_avatar(tmp_path / "scratch").cfg.articulation
+
+    cfg = _recipe(model=model).model
+    torch.manual_seed(3)
+    umf = MotionModel(cfg)
+    write_umf(tmp_path / "umf", umf, cfg, {"audio_feature": "mel"})
+    fixed = adapt(tiny_ds, tmp_path / "fixed", _recipe(model=model), umf=tmp_path / "umf")
+    with (fixed.run_dir / "losses.csv").open() as f:
+        assert all(r["articulation"] == "" for r in csv.DictReader(f))
+    weights = load_file(tmp_path / "fixed" / "model.safetensors")
+    head = {k: v for k, v in weights.items() if ".articulation." in k}
+    assert len(head) == 2
+    loaded = dict(umf.umf.named_parameters())  # the fixed UMF's head is saved as it was loaded
+    for k, v in head.items():
+        assert torch.equal(v, loaded[k[k.index("articulation"):]])
 
 
 def test_resume_continues_bit_for_bit(tiny_ds, tmp_path):

@@ -186,5 +186,15 @@ def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     assert path is None and "sizes" in why
     with pytest.raises(InputError, match="no such UMF"):
         choose_umf(root / "missing", True, cfg, "mel")
+    # A description written before the articulation head existed means a UMF without one.
+    doc = json.loads(shipped.with_suffix(".json").read_text())
+    del doc["config"]["articulation"]
+    shipped.with_suffix(".json").write_text(json.dumps(doc))
+    assert choose_umf(None, True, cfg, "mel")[0] == shipped.with_suffix(".safetensors")
+    load_umf(shipped, MotionModel(cfg), cfg)
+    talking = from_dict(ModelConfig, {**TINY_MODEL, "articulation": True})
+    assert "sizes" in choose_umf(None, True, talking, "mel")[1]
+    with pytest.raises(InputError, match="model.articulation"):
+        load_umf(shipped, MotionModel(talking), talking)
     monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v2")
     assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")
