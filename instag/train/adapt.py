@@ -86,7 +86,7 @@ class _Adaptation:
         self.opt_g = gaussian_optimizer({"face": (ident.face, ident.face_extent),
                                          "mouth": (ident.mouth, ident.mouth_extent)}, cfg)
         # The hook's groups first: with the UMF fixed they are the optimiser's only ones until the aligner joins.
-        self.opt_m = motion_optimizer(self.motion.hook, cfg, cfg.optim.lr_adapt_net)
+        self.opt_m = motion_optimizer(self.motion.hook, cfg, cfg.optim.lr_adapt_net, "hook")
         if not self.umf_fixed:
             add_motion_groups(self.opt_m, self.motion.umf, cfg, "umf")
         self.aligner_in_optimizer = False

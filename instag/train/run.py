@@ -130,8 +130,11 @@ def gaussian_optimizer(fields: dict[str, tuple[GaussianField, float]], cfg: Mode
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
 
-def motion_optimizer(modules: nn.Module, cfg: ModelConfig, lr_net: float | None = None) -> torch.optim.AdamW:
-    groups = [{**g, "base_lr": g["lr"]} for g in param_groups(modules, cfg.optim, lr_net) if g["params"]]
+def motion_optimizer(modules: nn.Module, cfg: ModelConfig, lr_net: float | None = None,
+                     prefix: str = "") -> torch.optim.AdamW:
+    """AdamW over `modules` (groups `<prefix>.grids` / `.nets`, or `grids` / `nets` without a prefix)."""
+    groups = [{**g, "name": f"{prefix}.{g['name']}" if prefix else g["name"], "base_lr": g["lr"]}
+              for g in param_groups(modules, cfg.optim, lr_net) if g["params"]]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr_net)
 
 

@@ -194,6 +194,9 @@ def test_param_groups_split_grids_from_networks(cfg):
     assert len(grids["params"]) == 3  # face and mouth tri-planes, the aligner's 3D grid
     assert len(grids["params"]) + len(nets["params"]) == len(list(model.parameters()))
     torch.optim.AdamW(groups)
+    # A module's own network rate (adaptation's aligner and hook: `optim.lr_adapt_net`) leaves the grids' alone.
+    grids, nets = param_groups(model.aligner, cfg.optim, lr_net=2e-3)
+    assert nets["lr"] == 2e-3 and grids["lr"] == cfg.optim.lr_grid
 
 
 @pytest.mark.parametrize("window, k", [(16, 4), (4, 4), (8, 1), (6, 2)])

@@ -110,6 +110,26 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
         assert torch.equal(v, loaded[k[k.index("articulation"):]])
 
 
+@pytest.mark.parametrize("umf_fixed", [True, False])
+def test_lr_adapt_net_sets_the_aligner_and_hook_network_rates_only(tiny_ds, tmp_path, umf_fixed):
+    from instag.data import load_dataset
+    from instag.train.adapt import _Adaptation
+    from instag.train.frames import IdentityFrames
+
+    recipe = _recipe(model={**TINY_MODEL, "optim": {"lr_adapt_net": 2e-3}})
+    umf = None
+    if umf_fixed:
+        write_umf(tmp_path / "umf", MotionModel(recipe.model), recipe.model, {"audio_feature": "mel"})
+        umf = tmp_path / "umf"
+    run = _Adaptation(recipe, IdentityFrames(load_dataset(tiny_ds), "mel", 1), umf)
+    run.apply_stage(run.stages[-2])  # the alignment stage adds the aligner
+    rates = {g["name"]: g["lr"] for g in run.opt_m.param_groups}
+    expected = {"hook.nets": 2e-3, "aligner.grids": 5e-3, "aligner.nets": 2e-3}
+    if not umf_fixed:
+        expected |= {"umf.grids": 5e-3, "umf.nets": 5e-4}
+    assert rates == expected
+
+
 def test_resume_continues_bit_for_bit(tiny_ds, tmp_path):
     a = adapt(tiny_ds, tmp_path / "a", _recipe())
     run_b = tmp_path / "b.run"
