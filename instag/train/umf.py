@@ -21,7 +21,7 @@ from instag.train.model_card import CARD_NAME, model_card, write_loss_curves
 from instag.train.run import read_losses, training_seconds
 from instag.versioned import read_versioned_json
 
-SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v2"  # stem of the shipped UMF
+SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v3"  # stem of the shipped UMF
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
 SHARED_SIZES = ("audio", "expression_dim", "articulation", "umf", "hook")  # ModelConfig fields a UMF file fixes

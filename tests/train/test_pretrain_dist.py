@@ -172,7 +172,7 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
 
 def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     run, _, root = run_a
-    shipped = root / "shipped" / "mel_v2"
+    shipped = root / "shipped" / "mel_v3"
     export_umf(run, shipped)
     monkeypatch.setattr(umf_module, "SHIPPED_UMF", shipped)
     cfg = from_dict(ModelConfig, TINY_MODEL)
@@ -196,5 +196,5 @@ def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     assert "sizes" in choose_umf(None, True, talking, "mel")[1]
     with pytest.raises(InputError, match="model.articulation"):
         load_umf(shipped, MotionModel(talking), talking)
-    monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v2")
+    monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v3")
     assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")
