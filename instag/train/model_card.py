@@ -27,7 +27,8 @@ def _smoothed(values: np.ndarray) -> np.ndarray:
 
 
 def write_loss_curves(rows: list[dict[str, str]], out: Path, width: int = 900) -> Path:
-    """log10 of the total and photometric loss, and of the negative contrast loss, against steps (PNG)."""
+    """log10 of the total and photometric loss, and of the negative contrast (and articulation) loss, against
+    steps (PNG)."""
     steps = np.array([int(r["step"]) for r in rows], np.float64)
 
     def column(name: str) -> np.ndarray:
@@ -40,8 +41,10 @@ def write_loss_curves(rows: list[dict[str, str]], out: Path, width: int = 900) -
     per_1000 = 1000 / max(float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0, 1.0)
     top = line_plot(width, 200, [("loss", column("loss"), (255, 200, 90)), ("photo", column("photo"), (90, 200, 255))],
                     f"log10 loss over {int(steps[-1])} steps (tick = 1000 steps)", per_1000)
-    bottom = line_plot(width, 140, [("contrast", column("contrast"), (255, 110, 200))],
-                       "log10 negative contrast loss", per_1000)
+    series = [("contrast", column("contrast"), (255, 110, 200))]
+    if any(r.get("articulation") for r in rows):
+        series.append(("articulation", column("articulation"), (120, 230, 120)))
+    bottom = line_plot(width, 140, series, "log10 " + " and ".join(n for n, _, _ in series) + " loss", per_1000)
     img = np.concatenate([top, bottom], 0)
     with atomic_file(out, suffix=".png") as tmp:
         cv2.imwrite(str(tmp), img[..., ::-1])
@@ -58,7 +61,9 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
     lines = [
         f"# UMF `{name}`",
         "",
-        "Universal Motion Field of instag (InsTaG identity-free pre-training): audio encoder and attention, face",
+        "Universal Motion Field of instag (InsTaG identity-free pre-training): audio encoder and attention"
+        + (", the articulation head (mouth opening from the audio)" if doc["config"].get("articulation") else "")
+        + ", face",
         "and mouth motion branches, and the face-mouth hook. No footage and no per-person Gaussians are in it.",
         "",
         "## Training",
