@@ -53,6 +53,9 @@ class TrainLossConfig:
     lambda_articulation: float = 1.0
     articulation_batch: int = 2
 
+    def __post_init__(self) -> None:
+        _check_counts("loss", {"articulation_batch": self.articulation_batch})
+
 
 @dataclass(frozen=True)
 class LRScheduleConfig:

@@ -39,6 +39,20 @@ def test_unknown_key_is_an_error(tmp_path):
         load_recipe(bad, AdaptRecipe)
 
 
+def test_shipped_recipes_use_the_articulation_head_and_the_quick_ones_share_the_umf_sizes():
+    recipes = [load_recipe(RECIPES / f"{n}.yaml", AdaptRecipe) for n in ("adapt_quick_cpu", "adapt_5s")]
+    recipes += [load_recipe(RECIPES / f"{n}.yaml", PretrainRecipe) for n in ("pretrain_quick_cpu", "pretrain")]
+    assert all(r.model.articulation and r.loss.lambda_articulation > 0 for r in recipes)
+    assert recipes[0].model.umf == recipes[2].model.umf  # so the quick pre-training's export loads into adaptation
+
+
+def test_negative_articulation_batch_is_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss: {articulation_batch: -1}\n")
+    with pytest.raises(InputError, match="loss.articulation_batch"):
+        load_recipe(bad, AdaptRecipe)
+
+
 def test_pretraining_refuses_personalized_fields_as_large_as_the_umf(tmp_path):
     """A residual field with the UMF's capacity takes over the motion the UMF should learn (DESIGN §6)."""
     quick = load_recipe(RECIPES / "pretrain_quick_cpu.yaml", PretrainRecipe)
