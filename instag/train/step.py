@@ -87,7 +87,8 @@ def frame_loss(
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
             frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
     if m.mouth_opening is not None and m.mouth_opening.requires_grad and tl.lambda_articulation > 0:
-        terms["articulation"] = tl.lambda_articulation * articulation_loss(motion, frames, t, cfg, tl, gen)
+        terms["articulation"] = tl.lambda_articulation * articulation_loss(
+            m.mouth_opening, motion, frames, t, cfg, tl, gen)
     if not stage.colors_only:
         terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
         terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(
@@ -110,16 +111,18 @@ def frame_loss(
     return total, logged, out
 
 
-def articulation_loss(motion: MotionModel, frames: IdentityFrames, t: int, cfg: ModelConfig, tl: TrainLossConfig,
-                      gen: torch.Generator | None) -> Tensor:
-    """Mean squared error of the UMF's predicted mouth opening on frame `t` and `tl.articulation_batch` training
-    frames drawn with `gen`, against the tracked opening."""
+def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFrames, t: int, cfg: ModelConfig,
+                      tl: TrainLossConfig, gen: torch.Generator | None) -> Tensor:
+    """Mean squared error of the UMF's predicted mouth opening (`predicted` [1]: frame `t`'s, from the render's
+    motion) on frame `t` and `tl.articulation_batch` training frames drawn with `gen`, against the tracked one."""
     ts = [t]
     if gen is not None and tl.articulation_batch > 0:
         train = frames.train_indices
         ts += [int(train[i]) for i in torch.randint(len(train), (tl.articulation_batch,), generator=gen)]
-    codes = motion.umf.audio_codes(frames.audio_windows(ts, cfg.audio))  # [B, code_dim]
-    return (motion.umf.mouth_opening(codes) - frames.tracked_opening(ts)).square().mean()
+    if len(ts) > 1:
+        codes = motion.umf.audio_codes(frames.audio_windows(ts[1:], cfg.audio))  # [B - 1, code_dim]
+        predicted = torch.cat([predicted.reshape(1, 1), motion.umf.mouth_opening(codes)])
+    return (predicted.reshape(-1, 1) - frames.tracked_opening(ts)).square().mean()
 
 
 def accumulate_densify(identity: Identity, out: AvatarRender, stage: Stage) -> None:
