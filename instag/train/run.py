@@ -130,20 +130,24 @@ def gaussian_optimizer(fields: dict[str, tuple[GaussianField, float]], cfg: Mode
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
 
+def _motion_groups(module: nn.Module, cfg: ModelConfig, prefix: str, lr_net: float | None) -> list[dict]:
+    """`param_groups` of `module` that hold parameters, named `<prefix>.grids` / `.nets` (bare without a prefix),
+    each remembering its base rate for the decay schedule."""
+    return [{**g, "name": f"{prefix}.{g['name']}" if prefix else g["name"], "base_lr": g["lr"]}
+            for g in param_groups(module, cfg.optim, lr_net) if g["params"]]
+
+
 def motion_optimizer(modules: nn.Module, cfg: ModelConfig, lr_net: float | None = None,
                      prefix: str = "") -> torch.optim.AdamW:
-    """AdamW over `modules` (groups `<prefix>.grids` / `.nets`, or `grids` / `nets` without a prefix)."""
-    groups = [{**g, "name": f"{prefix}.{g['name']}" if prefix else g["name"], "base_lr": g["lr"]}
-              for g in param_groups(modules, cfg.optim, lr_net) if g["params"]]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr_net)
+    """AdamW over `modules` (`_motion_groups`)."""
+    return torch.optim.AdamW(_motion_groups(modules, cfg, prefix, lr_net), lr=cfg.optim.lr_net)
 
 
 def add_motion_groups(
     opt: torch.optim.Optimizer, module: nn.Module, cfg: ModelConfig, prefix: str, lr_net: float | None = None
 ) -> None:
-    for g in param_groups(module, cfg.optim, lr_net):
-        if g["params"]:
-            opt.add_param_group({**g, "name": f"{prefix}.{g['name']}", "base_lr": g["lr"]})
+    for g in _motion_groups(module, cfg, prefix, lr_net):
+        opt.add_param_group(g)
 
 
 def set_learning_rates(opts: list[torch.optim.Optimizer], step: int, total: int, lr: LRScheduleConfig) -> None:
