@@ -132,6 +132,19 @@ def lip_landmark_loss(
     return (pred - target).norm(dim=-1).mean() / size
 
 
+def lip_depth_loss(
+    lips_xyz: Tensor,  # [N, 3] the deformed lip Gaussians' means, world (the canonical head frame, z away from the camera)
+    mesh_lips: Tensor,  # [L, 3] the face mesh's lip vertices, world
+) -> Tensor:
+    """Squared gap between the lip Gaussians' mean depth and the mesh lips', in lip widths.
+
+    Near-frontal training views cannot see how deep the lips sit, and a motion field pre-trained on other people
+    can carry them there: the UMF moves every new person's lips about 9 mm into the face, so when the head turns
+    they are drawn beside the real ones. The tracked mesh knows the depth; this holds the lips to it."""
+    width = (mesh_lips[:, 0].max() - mesh_lips[:, 0].min()).clamp_min(EPS)
+    return ((lips_xyz[:, 2].mean() - mesh_lips[:, 2].mean()) / width).square()
+
+
 def motion_regulariser(*d_means: Tensor) -> Tensor:
     """Mean squared displacement over all given [N_i, 3] offsets: motion stays small where nothing asks for it."""
     return torch.cat([d.reshape(-1, 3) for d in d_means]).pow(2).sum(dim=-1).mean()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from instag.config.model import ModelConfig
-from instag.gaussians.field import GaussianField
+from instag.gaussians.field import GaussianField, Region
 from instag.motion.fields import PersonalizedField
 from instag.motion.model import MotionModel
 from instag.render.avatar import AvatarRender, render_avatar
@@ -46,7 +46,8 @@ def frame_loss(
     frames = identity.frames
     cond = frames.condition(t, cfg.audio)
     gt = frames.target(t)
-    lips = tl.lambda_lips > 0 and stage.face and not stage.colors_only
+    shaping = stage.face and not stage.colors_only
+    lips = tl.lambda_lips > 0 and shaping
     out = render_avatar(identity.face, identity.mouth, motion, cond, personalized=identity.personalized,
                         geometry=stage.geometry, backend=cfg.backend,
                         probe_xyz=frames.lip_vertices if lips else None)
@@ -86,6 +87,10 @@ def frame_loss(
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
             frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
+    if tl.lambda_lip_depth > 0 and shaping:
+        lip_mask = identity.face.region_mask(Region.LIPS)
+        terms["lip_depth"] = tl.lambda_lip_depth * L.lip_depth_loss(
+            identity.face.means[lip_mask] + m.face.d_means[lip_mask], frames.lip_vertices)
     if m.mouth_opening is not None and m.mouth_opening.requires_grad and tl.lambda_articulation > 0:
         terms["articulation"] = tl.lambda_articulation * articulation_loss(
             m.mouth_opening, motion, frames, t, cfg, tl, gen)

@@ -6,6 +6,7 @@ from instag.train.losses import (
     anisotropy_regulariser,
     dssim_loss,
     l1_loss,
+    lip_depth_loss,
     lip_landmark_loss,
     motion_regulariser,
     negative_contrast_loss,
@@ -120,3 +121,21 @@ def test_lip_landmark_loss_compares_the_centred_lip_shape_in_image_sides():
     moved = lips.clone().requires_grad_(True)
     lip_landmark_loss(moved, viewmat, K, opened, 256).backward()
     assert moved.grad[:6, 1].abs().sum() > 0
+
+
+def test_lip_depth_loss_measures_the_mean_depth_gap_in_lip_widths():
+    g = torch.Generator().manual_seed(0)
+    mesh = torch.rand(40, 3, generator=g) * torch.tensor([0.05, 0.02, 0.01])  # 5 cm wide lips
+    width = mesh[:, 0].max() - mesh[:, 0].min()
+    gaussians = mesh[torch.randint(40, (300,), generator=g)] + torch.randn(300, 3, generator=g) * 1e-3
+    gaussians -= gaussians.mean(0) - mesh.mean(0)  # same centroid: nothing to correct
+    assert lip_depth_loss(gaussians, mesh) < 1e-10
+    # Lips moved sideways or down keep their depth: not this term's business.
+    assert lip_depth_loss(gaussians + torch.tensor([0.01, 0.004, 0.0]), mesh) < 1e-10
+    # 6 mm into the face.
+    pushed = gaussians + torch.tensor([0.0, 0.0, 0.006])
+    assert lip_depth_loss(pushed, mesh) == pytest.approx(float((0.006 / width) ** 2), rel=1e-4)
+    # Its gradient pulls every lip Gaussian back towards the camera (−z).
+    moved = pushed.clone().requires_grad_(True)
+    lip_depth_loss(moved, mesh).backward()
+    assert (moved.grad[:, 2] > 0).all() and moved.grad[:, :2].abs().max() == 0
