@@ -139,7 +139,7 @@ def lip_depth_loss(
     """Squared gap between the lip Gaussians' mean depth and the mesh lips', in lip widths.
 
     Near-frontal training views cannot see how deep the lips sit, and a motion field pre-trained on other people
-    can carry them there: the UMF moves every new person's lips about 9 mm into the face, so when the head turns
+    can carry them there: the shipped UMF moved new people's lips 8–10 mm into the face, so when the head turns
     they are drawn beside the real ones. The tracked mesh knows the depth; this holds the lips to it."""
     width = (mesh_lips[:, 0].max() - mesh_lips[:, 0].min()).clamp_min(EPS)
     return ((lips_xyz[:, 2].mean() - mesh_lips[:, 2].mean()) / width).square()
