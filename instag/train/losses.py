@@ -133,7 +133,7 @@ def lip_landmark_loss(
 
 
 def lip_depth_loss(
-    lips_xyz: Tensor,  # [N, 3] the deformed lip Gaussians' means, world (the canonical head frame, z away from the camera)
+    lips_xyz: Tensor,  # [N, 3] deformed lip Gaussian means, world (canonical head frame, z away from the camera)
     mesh_lips: Tensor,  # [L, 3] the face mesh's lip vertices, world
 ) -> Tensor:
     """Squared gap between the lip Gaussians' mean depth and the mesh lips', in lip widths.

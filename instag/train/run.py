@@ -23,7 +23,8 @@ from instag.train.schedules import decay
 
 COLOR_PARAMS = ("sh_dc", "sh_rest", "opacity_logits")
 LOG_COLUMNS = ("step", "stage", "identity", "loss", "photo", "mouth", "alpha", "depth", "normal", "contrast",
-               "lips", "lip_depth", "articulation", "reg_motion", "reg_aniso", "reg_aligner", "n_face", "n_mouth", "it_per_s")
+               "lips", "lip_depth", "articulation", "reg_motion", "reg_aniso", "reg_aligner", "n_face", "n_mouth",
+               "it_per_s")
 KEEP_CHECKPOINTS = 3
 
 

@@ -87,8 +87,8 @@ def frame_loss(
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
             frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
-    if tl.lambda_lip_depth > 0 and shaping:
-        lip_mask = identity.face.region_mask(Region.LIPS)
+    lip_mask = identity.face.region_mask(Region.LIPS) if tl.lambda_lip_depth > 0 and shaping else None
+    if lip_mask is not None and lip_mask.any():  # pruning could, in principle, leave no lip Gaussian
         terms["lip_depth"] = tl.lambda_lip_depth * L.lip_depth_loss(
             identity.face.means[lip_mask] + m.face.d_means[lip_mask], frames.lip_vertices)
     if m.mouth_opening is not None and m.mouth_opening.requires_grad and tl.lambda_articulation > 0:
