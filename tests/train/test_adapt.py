@@ -78,12 +78,13 @@ def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp
     assert torch.equal(load_avatar(out).render(cond).image, expected)
 
 
-def test_the_lip_landmark_loss_trains_the_motion_and_skips_the_fuse_stage(tiny_ds, tmp_path):
-    result = adapt(tiny_ds, tmp_path / "av", _recipe(loss={"lambda_lips": 1.0}))
+def test_the_lip_losses_train_the_motion_and_skip_the_fuse_stage(tiny_ds, tmp_path):
+    result = adapt(tiny_ds, tmp_path / "av", _recipe(loss={"lambda_lips": 1.0, "lambda_lip_depth": 1.0}))
     with (result.run_dir / "losses.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert all(float(r["lips"]) > 0 for r in rows if r["stage"] != "fuse")
-    assert all(r["lips"] == "" for r in rows if r["stage"] == "fuse")
+    for term in ("lips", "lip_depth"):
+        assert all(float(r[term]) > 0 for r in rows if r["stage"] != "fuse")
+        assert all(r[term] == "" for r in rows if r["stage"] == "fuse")
 
 
 def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is_fixed(tiny_ds, tmp_path):
