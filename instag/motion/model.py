@@ -137,5 +137,6 @@ def param_groups(module: nn.Module, cfg: OptimConfig, lr_net: float | None = Non
             (grids if name.endswith("embeddings") else nets).append(p)
     return [
         {"params": grids, "lr": cfg.lr_grid, "weight_decay": 0.0, "name": "grids"},
-        {"params": nets, "lr": cfg.lr_net if lr_net is None else lr_net, "weight_decay": cfg.weight_decay_net, "name": "nets"},
+        {"params": nets, "lr": cfg.lr_net if lr_net is None else lr_net, "weight_decay": cfg.weight_decay_net,
+         "name": "nets"},
     ]
