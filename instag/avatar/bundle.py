@@ -1,7 +1,8 @@
 """The avatar dir (DESIGN §4), written by adaptation and read by everything that renders.
 
     avatar.json         format + version, recipe, audio feature kind and shape, image size, intrinsics, fps,
-                        provenance, Gaussian counts
+                        provenance, Gaussian counts, the motion's per-person calibration (speaker code, opening
+                        bias; absent in avatars made before it: none and 0)
     model.safetensors   face.* and mouth.* (Gaussians), motion.* (UMF, hook, aligner incl. the audio nets)
     drive.npz           the clip's poses, blinks, expressions, mouth opening, frame indices, crop box (replay)
     background.png      background plate
@@ -100,8 +101,11 @@ def save_avatar(
     tensors = {f"face.{k}": v for k, v in face.state_dict().items()}
     tensors |= {f"mouth.{k}": v for k, v in mouth.state_dict().items()}
     tensors |= {f"motion.{k}": v for k, v in motion.state_dict().items()}
+    code = motion.speaker_code
     doc = {"format": AVATAR_FORMAT, "format_version": AVATAR_VERSION, **meta,
-           "gaussians": {"face": face.num_gaussians, "mouth": mouth.num_gaussians}}
+           "gaussians": {"face": face.num_gaussians, "mouth": mouth.num_gaussians},
+           "motion_calibration": {"speaker_code": None if code is None else code.cpu().tolist(),
+                                  "opening_bias": float(motion.opening_bias)}}
     with atomic_dir(path, force=force) as tmp:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
                   str(tmp / "model.safetensors"))
@@ -140,6 +144,7 @@ def load_avatar(path: str | Path) -> Avatar:
         motion.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("motion.")})
     except RuntimeError as exc:
         raise InputError(f"{model_path}: motion weights do not fit the recipe in avatar.json ({exc})") from exc
+    _load_calibration(motion, meta.get("motion_calibration"), cfg, path / "avatar.json")
     try:
         with np.load(path / "drive.npz", allow_pickle=False) as z:
             drive = {k: z[k] for k in DRIVE_KEYS}
@@ -152,3 +157,19 @@ def load_avatar(path: str | Path) -> Avatar:
         module.eval()
         module.requires_grad_(False)
     return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy())
+
+
+def _load_calibration(motion: MotionModel, doc: Any, cfg: ModelConfig, where: Path) -> None:
+    if doc is None:
+        return
+    try:
+        code, bias = doc["speaker_code"], float(doc["opening_bias"])
+        if code is not None:
+            code = torch.tensor(code, dtype=torch.float32)
+            if code.shape != (cfg.audio.code_dim,):
+                raise ValueError(f"speaker_code has shape {tuple(code.shape)}, not ({cfg.audio.code_dim},)")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{where}: motion_calibration is malformed ({exc})") from exc
+    if not np.isfinite(bias) or (code is not None and not torch.isfinite(code).all()):
+        raise InputError(f"{where}: motion_calibration holds a non-finite value")
+    motion.set_calibration(code, bias)

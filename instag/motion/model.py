@@ -20,7 +20,7 @@ class AvatarMotion:
 
     face: FaceMotion  # total face motion, [N, ·]
     mouth_d_means: Tensor  # [M, 3] total mouth motion
-    audio_code: Tensor  # [code_dim]
+    audio_code: Tensor  # [code_dim] what the branches read (the speaker code when one is set)
     hook_features: Tensor  # [7]
     hook_code: Tensor  # [hook code_dim]
     mouth_scale: Tensor  # [1]
@@ -43,6 +43,22 @@ class MotionModel(nn.Module):
         )
         self.hook = FaceMouthHook(cfg.hook)
         self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
+        # The person's calibration, set by adaptation (`set_calibration`) and kept in avatar.json, not the weights.
+        # speaker_code [code_dim]: when set, the branches read it in place of each frame's audio code, so the audio
+        # moves them only through the predicted mouth opening. opening_bias [1]: the prediction's mean over the
+        # person's training frames, where the tracked opening it stands for is standardised to mean 0.
+        self.register_buffer("speaker_code", None, persistent=False)
+        self.register_buffer("opening_bias", torch.zeros(1), persistent=False)
+
+    def set_calibration(self, speaker_code: Tensor | None, opening_bias: float) -> None:
+        """speaker_code: [code_dim] or None (each frame's own code)."""
+        dev = self.opening_bias.device
+        self.speaker_code = None if speaker_code is None else speaker_code.detach().to(dev)
+        self.opening_bias = torch.tensor([float(opening_bias)], device=dev)
+
+    def predicted_opening(self, code: Tensor) -> Tensor:
+        """The articulation head's mouth opening for audio codes [..., code_dim] → [..., 1], calibrated."""
+        return self.umf.mouth_opening(code) - self.opening_bias
 
     def forward(
         self,
@@ -58,8 +74,10 @@ class MotionModel(nn.Module):
         code = self.umf.audio_code(audio_windows)
         predicted = None
         if self.umf.articulation is not None:
-            predicted = self.umf.mouth_opening(code)
+            predicted = self.predicted_opening(code)
             expression = torch.cat([expression, predicted if mouth_opening is None else mouth_opening])
+        if self.speaker_code is not None:
+            code = self.speaker_code
         n_face = face_xyz.shape[0]
         if probe_xyz is not None:
             # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.

@@ -67,6 +67,8 @@ class _Adaptation:
         self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
         self.umf_fixed = recipe.fix_umf and self.umf_meta is not None
         self.motion.to(self.device)
+        if recipe.audio_through_opening and self.umf_fixed and cfg.articulation:
+            self.motion.set_calibration(*speaker_calibration(self.motion, frames, cfg))
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
         # would prune its every Gaussian as "too big".
@@ -249,9 +251,20 @@ def adapt(
     _checkpoint(run, run_dir, step)
     if interrupted:
         return RunResult(run_dir, step, total, True, time.perf_counter() - t0)
+    if cfg.articulation:
+        # A UMF learnt here was fitted to these frames' opening; a fixed one meets this voice for the first time.
+        run.motion.set_calibration(run.motion.speaker_code, speaker_calibration(run.motion, frames, cfg)[1])
     _write_avatar(avatar, run, ds, recipe, run_dir, force=True)
     return RunResult(run_dir, step, total, False, time.perf_counter() - t0,
                      extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
+
+
+def speaker_calibration(motion: MotionModel, frames: IdentityFrames, cfg) -> tuple[torch.Tensor, float]:
+    """The person's mean audio code [code_dim] and the articulation head's mean (uncalibrated) mouth opening over
+    the training frames, from `motion`'s audio nets as they are."""
+    with torch.no_grad():
+        codes = motion.umf.audio_codes(frames.audio_windows([int(t) for t in frames.train_indices], cfg.audio))
+        return codes.mean(0), float(motion.umf.mouth_opening(codes).mean())
 
 
 def _checkpoint(run: _Adaptation, run_dir: Path, step: int) -> None:

@@ -110,6 +110,11 @@ class AdaptRecipe:
     # Fine-tuning it on a 5 s clip lets it memorise the clip's mouth shapes by their audio: held-out lip sync fell
     # to the level of training from scratch (UMF ablation, see the README). Without a UMF its fields must learn.
     fix_umf: bool = True
+    # With a fixed UMF that has the articulation head: its branches read the person's mean audio code over the
+    # training frames, so each frame's audio moves the face only through the predicted mouth opening. The frame's
+    # own code carries what the corpus voices had besides the opening, which a new voice does not share (UMF
+    # ablation, see the README). Ignored without a fixed UMF or without articulation.
+    audio_through_opening: bool = True
     init: InitConfig = field(default_factory=InitConfig)
     stages: AdaptStages = field(default_factory=AdaptStages)
     densify: DensifyConfig = field(default_factory=DensifyConfig)

@@ -126,7 +126,7 @@ def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFr
         ts += [int(train[i]) for i in torch.randint(len(train), (tl.articulation_batch,), generator=gen)]
     if len(ts) > 1:
         codes = motion.umf.audio_codes(frames.audio_windows(ts[1:], cfg.audio))  # [B - 1, code_dim]
-        predicted = torch.cat([predicted.reshape(1, 1), motion.umf.mouth_opening(codes)])
+        predicted = torch.cat([predicted.reshape(1, 1), motion.predicted_opening(codes)])
     return (predicted.reshape(-1, 1) - frames.tracked_opening(ts)).square().mean()
 
 

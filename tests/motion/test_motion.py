@@ -173,6 +173,31 @@ def test_articulation_feeds_the_face_branch_the_tracked_or_the_predicted_opening
     assert out.mouth_opening is None and out.face_condition.shape == (cfg.expression_dim,)
 
 
+def test_speaker_code_leaves_the_audio_only_the_opening_and_the_bias_centres_it(cfg):
+    cfg = dataclasses.replace(cfg, articulation=True)
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    face, lips, mouth, audio, expr = _inputs(cfg)
+    other = torch.randn(audio.shape, generator=torch.Generator().manual_seed(5))
+    opening = torch.tensor([0.7])
+    # Without a speaker code, two audios at the same (tracked) opening move the face differently...
+    a, b = (model(face, lips, mouth, w, expr, mouth_opening=opening) for w in (audio, other))
+    assert not torch.allclose(a.face.d_means, b.face.d_means)
+    assert not torch.allclose(a.mouth_d_means, b.mouth_d_means)
+    # ...with one, not at all: the branches read the code, the audio only sets the opening.
+    code = model.umf.audio_code(other)
+    model.set_calibration(code, 0.25)
+    a, b = (model(face, lips, mouth, w, expr, mouth_opening=opening) for w in (audio, other))
+    assert torch.equal(a.face.d_means, b.face.d_means) and torch.equal(a.mouth_d_means, b.mouth_d_means)
+    assert torch.equal(a.audio_code, code)
+    driven = model(face, lips, mouth, audio, expr)
+    raw = model.umf.mouth_opening(model.umf.audio_code(audio))
+    assert torch.allclose(driven.mouth_opening, raw - 0.25)
+    assert not torch.allclose(driven.face.d_means, a.face.d_means)  # the predicted opening still moves the face
+    model.set_calibration(None, 0.0)
+    assert torch.equal(model(face, lips, mouth, audio, expr).mouth_opening, raw)
+
+
 def test_state_round_trips_through_safetensors(cfg, tmp_path):
     torch.manual_seed(0)
     model = MotionModel(cfg, with_aligner=True)

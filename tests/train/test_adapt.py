@@ -110,6 +110,22 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
     for k, v in head.items():
         assert torch.equal(v, loaded[k[k.index("articulation"):]])
 
+    # Calibration: both avatars' predicted opening is centred on their training frames; only the fixed UMF's
+    # branches read the person's mean audio code (`audio_through_opening`), and switched off they read each frame's.
+    from instag.data import load_dataset
+    from instag.train.frames import IdentityFrames
+
+    frames = IdentityFrames(load_dataset(tiny_ds), "mel", cfg.expression_dim)
+    windows = frames.audio_windows([int(t) for t in frames.train_indices], cfg.audio)
+    for name, has_code in (("scratch", False), ("fixed", True)):
+        av = load_avatar(tmp_path / name)
+        codes = av.motion.umf.audio_codes(windows)
+        assert float(av.motion.predicted_opening(codes).mean()) == pytest.approx(0.0, abs=1e-5)
+        assert (av.motion.speaker_code is not None) == has_code
+    assert torch.allclose(load_avatar(tmp_path / "fixed").motion.speaker_code, umf.umf.audio_codes(windows).mean(0))
+    adapt(tiny_ds, tmp_path / "per_frame", _recipe(model=model, audio_through_opening=False), umf=tmp_path / "umf")
+    assert load_avatar(tmp_path / "per_frame").motion.speaker_code is None
+
 
 @pytest.mark.parametrize("umf_fixed", [True, False])
 def test_lr_adapt_net_sets_the_aligner_and_hook_network_rates_only(tiny_ds, tmp_path, umf_fixed):
