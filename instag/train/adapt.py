@@ -19,6 +19,7 @@ import torch
 import instag
 from instag.avatar.bundle import save_avatar
 from instag.avatar.drive import torso_layer
+from instag.config.model import ModelConfig
 from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
@@ -259,7 +260,7 @@ def adapt(
                      extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
 
 
-def speaker_calibration(motion: MotionModel, frames: IdentityFrames, cfg) -> tuple[torch.Tensor, float]:
+def speaker_calibration(motion: MotionModel, frames: IdentityFrames, cfg: ModelConfig) -> tuple[torch.Tensor, float]:
     """The person's mean audio code [code_dim] and the articulation head's mean (uncalibrated) mouth opening over
     the training frames, from `motion`'s audio nets as they are."""
     with torch.no_grad():
