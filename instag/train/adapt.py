@@ -260,11 +260,17 @@ def adapt(
                      extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
 
 
+CALIBRATION_CHUNK = 256  # training frames per audio-code batch in `speaker_calibration`
+
+
 def speaker_calibration(motion: MotionModel, frames: IdentityFrames, cfg: ModelConfig) -> tuple[torch.Tensor, float]:
     """The person's mean audio code [code_dim] and the articulation head's mean (uncalibrated) mouth opening over
     the training frames, from `motion`'s audio nets as they are."""
+    train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
-        codes = motion.umf.audio_codes(frames.audio_windows([int(t) for t in frames.train_indices], cfg.audio))
+        # In chunks: a long clip's windows at once would take hundreds of MB (41 KB a frame at the quick sizes).
+        codes = torch.cat([motion.umf.audio_codes(frames.audio_windows(train[i:i + CALIBRATION_CHUNK], cfg.audio))
+                           for i in range(0, len(train), CALIBRATION_CHUNK)])
         return codes.mean(0), float(motion.umf.mouth_opening(codes).mean())
 
 
