@@ -141,8 +141,26 @@ def lip_depth_loss(
     Near-frontal training views cannot see how deep the lips sit, and a motion field pre-trained on other people
     can carry them there: the shipped UMF moved new people's lips 8–10 mm into the face, so when the head turns
     they are drawn beside the real ones. The tracked mesh knows the depth; this holds the lips to it."""
-    width = (mesh_lips[:, 0].max() - mesh_lips[:, 0].min()).clamp_min(EPS)
-    return ((lips_xyz[:, 2].mean() - mesh_lips[:, 2].mean()) / width).square()
+    return ((lips_xyz[:, 2].mean() - mesh_lips[:, 2].mean()) / lip_width(mesh_lips)).square()
+
+
+def lip_width(mesh_lips: Tensor) -> Tensor:
+    """mesh_lips: [L, 3] → the lips' extent in x (world units): the length unit of the depth-placement losses."""
+    return (mesh_lips[:, 0].max() - mesh_lips[:, 0].min()).clamp_min(EPS)
+
+
+def depth_offset_loss(pred: Tensor, prior: Tensor, mask: Tensor, unit: Tensor) -> Tensor:
+    """pred, prior: [H, W, 1] camera z; mask: [H, W, 1] → squared gap between their mean depths over the mask,
+    in `unit` (a length, e.g. `lip_width`).
+
+    `scale_invariant_depth_loss` compares shapes only, so a face drawn as a whole a few millimetres too deep costs
+    it nothing, and near-frontal views barely see it either; but when the head turns, that face is drawn beside
+    the real one (a fixed UMF put new people's faces 6–7 mm too deep: the lips then sat ~0.6 px aside at a 13°
+    turn). The prior is rendered from the tracked mesh in the training camera itself, so its depth is not only a
+    shape: this holds the surface there."""
+    w = mask.expand_as(pred)
+    gap = (w * (pred - prior)).sum() / w.sum().clamp_min(EPS)
+    return (gap / unit).square()
 
 
 def motion_regulariser(*d_means: Tensor) -> Tensor:

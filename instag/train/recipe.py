@@ -49,6 +49,9 @@ class TrainLossConfig:
     # The lip Gaussians' mean depth (after motion) held at the face mesh lips' (`losses.lip_depth_loss`). On in the
     # adaptation recipes: with a fixed UMF nothing else tells the new person's lips how deep to sit.
     lambda_lip_depth: float = 0.0
+    # The face render's mean depth held at the mesh prior's over the face mask (`losses.depth_offset_loss`), with
+    # the geometry prior. On in the adaptation recipes, for the same reason as the lips' term.
+    lambda_depth_offset: float = 0.0
     # Squared error of the UMF's mouth opening predicted from the audio against the tracked one (model.articulation),
     # over the step's frame and this many more drawn from the identity's training frames. One frame a step taught
     # the audio nets the opening slowly; 16 more over-fitted the pre-training corpus (r 0.95 on its people by step

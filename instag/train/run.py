@@ -22,9 +22,9 @@ from instag.train.recipe import LRScheduleConfig
 from instag.train.schedules import decay
 
 COLOR_PARAMS = ("sh_dc", "sh_rest", "opacity_logits")
-LOG_COLUMNS = ("step", "stage", "identity", "loss", "photo", "mouth", "alpha", "depth", "normal", "contrast",
-               "lips", "lip_depth", "articulation", "reg_motion", "reg_aniso", "reg_aligner", "n_face", "n_mouth",
-               "it_per_s")
+LOG_COLUMNS = ("step", "stage", "identity", "loss", "photo", "mouth", "alpha", "depth", "normal", "depth_offset",
+               "contrast", "lips", "lip_depth", "articulation", "reg_motion", "reg_aniso", "reg_aligner", "n_face",
+               "n_mouth", "it_per_s")
 KEEP_CHECKPOINTS = 3
 
 

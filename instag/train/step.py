@@ -83,6 +83,9 @@ def frame_loss(
     if stage.geometry and out.depth is not None:
         terms["depth"] = lc.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face)
         terms["normal"] = lc.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)
+        if tl.lambda_depth_offset > 0:
+            terms["depth_offset"] = tl.lambda_depth_offset * L.depth_offset_loss(
+                out.depth, gt.depth, gt.face, L.lip_width(frames.lip_vertices))
     m = out.motion
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(

@@ -78,13 +78,18 @@ def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp
     assert torch.equal(load_avatar(out).render(cond).image, expected)
 
 
-def test_the_lip_losses_train_the_motion_and_skip_the_fuse_stage(tiny_ds, tmp_path):
-    result = adapt(tiny_ds, tmp_path / "av", _recipe(loss={"lambda_lips": 1.0, "lambda_lip_depth": 1.0}))
+def test_the_lip_and_depth_placement_losses_train_the_motion_and_skip_the_fuse_stage(tiny_ds, tmp_path):
+    loss = {"lambda_lips": 1.0, "lambda_lip_depth": 1.0, "lambda_depth_offset": 1.0}
+    result = adapt(tiny_ds, tmp_path / "av", _recipe(loss=loss))
     with (result.run_dir / "losses.csv").open() as f:
         rows = list(csv.DictReader(f))
     for term in ("lips", "lip_depth"):
         assert all(float(r[term]) > 0 for r in rows if r["stage"] != "fuse")
         assert all(r[term] == "" for r in rows if r["stage"] == "fuse")
+    # The depth offset comes with the geometry prior: from the alignment stage on, not in the fuse stage.
+    geometry = [r for r in rows if r["depth"] != ""]
+    assert geometry and all(float(r["depth_offset"]) > 0 for r in geometry)
+    assert all(r["depth_offset"] == "" for r in rows if r["depth"] == "")
 
 
 def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is_fixed(tiny_ds, tmp_path):

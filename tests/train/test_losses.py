@@ -4,10 +4,12 @@ import torch
 from instag.train.losses import (
     aligner_regulariser,
     anisotropy_regulariser,
+    depth_offset_loss,
     dssim_loss,
     l1_loss,
     lip_depth_loss,
     lip_landmark_loss,
+    lip_width,
     motion_regulariser,
     negative_contrast_loss,
     normal_cosine_loss,
@@ -77,6 +79,25 @@ def test_scale_invariant_depth_is_invariant_to_scale_and_shift_of_the_prediction
     for scale, shift in [(3.0, 0.0), (0.01, 5.0), (1.0, -2.0), (250.0, 17.0)]:
         assert torch.isclose(scale_invariant_depth_loss(pred * scale + shift, prior, mask), base, rtol=1e-3)
     assert scale_invariant_depth_loss(prior * 4.0 - 1.0, prior, mask) < 1e-10
+
+
+def test_depth_offset_sees_the_whole_face_shifted_in_depth_where_the_shape_loss_cannot():
+    torch.manual_seed(0)
+    prior = 0.5 + 0.02 * torch.rand(12, 12, 1)  # a face ~0.5 m away, 2 cm of relief
+    mask = (torch.rand(12, 12, 1) > 0.3).float()
+    unit = torch.tensor(0.05)
+    assert depth_offset_loss(prior, prior, mask, unit) == 0
+    deeper = prior + 0.0065  # the same face 6.5 mm too deep
+    assert scale_invariant_depth_loss(deeper, prior, mask) < 1e-10  # invisible to the shape term
+    assert depth_offset_loss(deeper, prior, mask, unit) == pytest.approx((0.0065 / 0.05) ** 2, rel=1e-3)
+    # Only the masked pixels count: a gap outside the mask costs nothing.
+    outside = prior + 0.0065 * (1.0 - mask)
+    assert depth_offset_loss(outside, prior, mask, unit) < 1e-12
+    # Its gradient pulls every masked pixel's depth back towards the camera, and no other.
+    moved = deeper.clone().requires_grad_(True)
+    depth_offset_loss(moved, prior, mask, unit).backward()
+    assert (moved.grad[mask > 0] > 0).all() and (moved.grad[mask == 0] == 0).all()
+    assert lip_width(torch.tensor([[0.01, 0.0, 0.0], [0.06, 0.01, 0.003]])) == pytest.approx(0.05)
 
 
 def test_normal_cosine_loss():
