@@ -155,9 +155,9 @@ def depth_offset_loss(pred: Tensor, prior: Tensor, mask: Tensor, unit: Tensor) -
 
     `scale_invariant_depth_loss` compares shapes only, so a face drawn as a whole a few millimetres too deep costs
     it nothing, and near-frontal views barely see it either; but when the head turns, that face is drawn beside
-    the real one (a fixed UMF put new people's faces 6–7 mm too deep: the lips then sat ~0.6 px aside at a 13°
-    turn). The prior is rendered from the tracked mesh in the training camera itself, so its depth is not only a
-    shape: this holds the surface there."""
+    the real one (a fixed UMF left new people's faces 6–7 mm too deep: 1.5 mm aside at a 13° turn). The prior is
+    rendered from the tracked mesh in the training camera itself, so its depth is not only a shape: this holds
+    the surface there."""
     w = mask.expand_as(pred)
     gap = (w * (pred - prior)).sum() / w.sum().clamp_min(EPS)
     return (gap / unit).square()
