@@ -68,8 +68,11 @@ class _Adaptation:
         self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
         self.umf_fixed = recipe.fix_umf and self.umf_meta is not None
         self.motion.to(self.device)
-        if recipe.audio_through_opening and self.umf_fixed and cfg.articulation:
-            self.motion.set_calibration(*speaker_calibration(self.motion, frames, cfg))
+        if self.umf_fixed and cfg.articulation:
+            # Its audio nets never change here, so the calibration is known before the first step. A UMF learnt
+            # here is calibrated at the end, once it has fitted these frames.
+            code, bias = speaker_calibration(self.motion, frames, cfg)
+            self.motion.set_calibration(code if recipe.audio_through_opening else None, bias)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
         # would prune its every Gaussian as "too big".
@@ -252,9 +255,8 @@ def adapt(
     _checkpoint(run, run_dir, step)
     if interrupted:
         return RunResult(run_dir, step, total, True, time.perf_counter() - t0)
-    if cfg.articulation:
-        # A UMF learnt here was fitted to these frames' opening; a fixed one meets this voice for the first time.
-        run.motion.set_calibration(run.motion.speaker_code, speaker_calibration(run.motion, frames, cfg)[1])
+    if cfg.articulation and not run.umf_fixed:
+        run.motion.set_calibration(None, speaker_calibration(run.motion, frames, cfg)[1])
     _write_avatar(avatar, run, ds, recipe, run_dir, force=True)
     return RunResult(run_dir, step, total, False, time.perf_counter() - t0,
                      extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
