@@ -14,12 +14,14 @@ from safetensors.torch import load_file
 
 from instag.avatar import load_avatar
 from instag.config.recipe import from_dict
+from instag.data import load_dataset
 from instag.errors import InputError
 from instag.gaussians import GaussianField
 from instag.motion import MotionModel
 from instag.render import FrameCondition, render_avatar
 from instag.train import checkpoint as ck
 from instag.train.adapt import adapt
+from instag.train.frames import IdentityFrames
 from instag.train.recipe import AdaptRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 from instag.train.umf import write_umf
@@ -43,9 +45,6 @@ def _recipe(**over) -> AdaptRecipe:
 
 
 def _conditions(av, ds_path: Path, t: int) -> FrameCondition:
-    from instag.data import load_dataset
-    from instag.train.frames import IdentityFrames
-
     frames = IdentityFrames(load_dataset(ds_path), "mel", av.cfg.expression_dim)
     return frames.condition(t, av.cfg.audio)
 
@@ -117,9 +116,6 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
 
     # Calibration: both avatars' predicted opening is centred on their training frames; only the fixed UMF's
     # branches read the person's mean audio code (`audio_through_opening`), and switched off they read each frame's.
-    from instag.data import load_dataset
-    from instag.train.frames import IdentityFrames
-
     frames = IdentityFrames(load_dataset(tiny_ds), "mel", cfg.expression_dim)
     windows = frames.audio_windows([int(t) for t in frames.train_indices], cfg.audio)
     for name, has_code in (("scratch", False), ("fixed", True)):
