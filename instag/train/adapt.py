@@ -27,7 +27,7 @@ from instag.gaussians.field import GaussianField
 from instag.motion.model import MotionModel
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames
-from instag.train.init import init_gaussians
+from instag.train.init import cancel_mean_motion, init_gaussians
 from instag.train.recipe import AdaptRecipe, resolve_device
 from instag.train.run import (
     KEEP_CHECKPOINTS,
@@ -74,6 +74,8 @@ class _Adaptation:
             code, bias = speaker_calibration(self.motion, frames, cfg)
             self.motion.set_calibration(code if recipe.audio_through_opening else None, bias)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
+        if recipe.init.cancel_mean_motion:
+            cancel_mean_motion(face, mouth, self.motion, frames, cfg.audio)
         # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
         # would prune its every Gaussian as "too big".
         self.identity = Identity("target", frames, face, mouth, face.extent(), face.extent())

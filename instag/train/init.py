@@ -13,6 +13,7 @@ from torch import Tensor
 
 from instag.config.model import GaussianConfig
 from instag.gaussians.field import GaussianField, Region
+from instag.motion.model import MotionModel
 from instag.train.frames import IdentityFrames
 from instag.train.recipe import InitConfig
 
@@ -118,3 +119,56 @@ def _init_mouth(frames: IdentityFrames, cfg: InitConfig, gcfg: GaussianConfig,
         unproject(uv, z, view, K), torch.from_numpy(rgb.astype(np.float32) / 255.0), gcfg,
         region=torch.full((n,), int(Region.MOUTH)),
     )
+
+
+MEAN_MOTION_FRAMES = 16  # training frames, evenly spaced, whose motion the placement cancels
+PLACEMENT_STEPS = 300  # Adam steps of `cancel_mean_motion`
+PLACEMENT_LR = 1e-3  # world units (1 mm) per step
+
+
+def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: MotionModel, frames: IdentityFrames,
+                       audio_cfg) -> tuple[float, float]:
+    """Move the canonical Gaussians in place so that, moved by `motion` on the training frames, they sit where
+    `init_gaussians` put them (on the tracked mesh); the face's log scales take minus the motion's mean change.
+    → the mean distance (world units) between moved and placed Gaussians (before, after).
+
+    Pre-training lets canonical positions and motion trade any offset, and a pre-trained UMF keeps the offsets
+    it settled on: the shipped one moves a new face 15 mm on average, mostly backwards. Starting there,
+    near-frontal training views barely pull the Gaussians forward again (the photometric loss hardly sees
+    depth), so they end up millimetres behind the face and are drawn beside it when the head turns. The field
+    varies too fast in space for a fixed-point inversion (x ← target − d(x) stalls at 9 mm), so the canonical
+    positions are fitted by gradient descent, a frame of the set a step."""
+    train = frames.train_indices
+    picks = np.linspace(0, len(train) - 1, min(MEAN_MOTION_FRAMES, len(train))).round().astype(int)
+    # The frames' own audio, their mean expression and mean (standardised: 0) opening: the motion that stays.
+    expression = frames.expressions[torch.from_numpy(np.asarray(train))].mean(dim=0)
+    conds = [(frames.audio_windows([int(train[i])], audio_cfg)[0], expression, torch.zeros(1)) for i in picks]
+    dev = face.means.device
+    lips = face.region_mask(Region.LIPS)
+    target = torch.cat([face.means, mouth.means]).detach()
+    n = face.num_gaussians
+    x = target.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=PLACEMENT_LR)
+
+    def moved(i: int) -> tuple[Tensor, Tensor]:
+        windows, expression, opening = conds[i % len(conds)]
+        m = motion(x[:n], lips, x[n:], windows.to(dev), expression.to(dev), mouth_opening=opening.to(dev))
+        return torch.cat([x[:n] + m.face.d_means, x[n:] + m.mouth_d_means]), m.face.d_log_scales
+
+    with torch.no_grad():
+        before = float((moved(0)[0] - target).norm(dim=-1).mean())
+    for step in range(PLACEMENT_STEPS):
+        gap = (moved(step)[0] - target).square().sum(dim=-1).mean()
+        opt.zero_grad(set_to_none=True)
+        gap.backward()
+        opt.step()
+    with torch.no_grad():
+        after, d_scales = 0.0, torch.zeros_like(face.log_scales)
+        for i in range(len(conds)):
+            pos, d_log_scales = moved(i)
+            after += float((pos - target).norm(dim=-1).mean()) / len(conds)
+            d_scales += d_log_scales / len(conds)
+        face.means.copy_(x[:n])
+        mouth.means.copy_(x[n:])
+        face.log_scales.sub_(d_scales)
+    return before, after

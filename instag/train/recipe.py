@@ -22,6 +22,9 @@ class InitConfig:
     hair_points: int = 8_000  # the first frame's hair pixels lifted to the depth of the head
     mouth_points: int = 2_000  # a thin slab behind the inner lips of the most open training frame
     hair_depth_offset: float = 0.03  # metres behind the head centre the hair pixels are lifted to
+    # Adaptation: move the canonical Gaussians against the motion's mean displacement over the training frames,
+    # so the moved ones start where they were placed (`init.cancel_mean_motion`).
+    cancel_mean_motion: bool = True
 
 
 @dataclass(frozen=True)
