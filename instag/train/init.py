@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from instag.config.model import GaussianConfig
+from instag.config.model import AudioConfig, GaussianConfig
 from instag.gaussians.field import GaussianField, Region
 from instag.motion.model import MotionModel
 from instag.train.frames import IdentityFrames
@@ -127,7 +127,7 @@ PLACEMENT_LR = 1e-3  # world units (1 mm) per step
 
 
 def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: MotionModel, frames: IdentityFrames,
-                       audio_cfg) -> tuple[float, float]:
+                       audio_cfg: AudioConfig) -> tuple[float, float]:
     """Move the canonical Gaussians in place so that, moved by `motion` on the training frames, they sit where
     `init_gaussians` put them (on the tracked mesh); the face's log scales take minus the motion's mean change.
     → the mean distance (world units) between moved and placed Gaussians (before, after).
@@ -151,16 +151,16 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
     opt = torch.optim.Adam([x], lr=PLACEMENT_LR)
 
     def moved(i: int) -> tuple[Tensor, Tensor]:
-        windows, expression, opening = conds[i % len(conds)]
-        m = motion(x[:n], lips, x[n:], windows.to(dev), expression.to(dev), mouth_opening=opening.to(dev))
+        windows, expr, opening = conds[i % len(conds)]
+        m = motion(x[:n], lips, x[n:], windows.to(dev), expr.to(dev), mouth_opening=opening.to(dev))
         return torch.cat([x[:n] + m.face.d_means, x[n:] + m.mouth_d_means]), m.face.d_log_scales
 
     with torch.no_grad():
         before = float((moved(0)[0] - target).norm(dim=-1).mean())
     for step in range(PLACEMENT_STEPS):
         gap = (moved(step)[0] - target).square().sum(dim=-1).mean()
-        opt.zero_grad(set_to_none=True)
-        gap.backward()
+        # Gradients for the positions only: the motion's own parameters (trainable from scratch) are left alone.
+        (x.grad,) = torch.autograd.grad(gap, x)
         opt.step()
     with torch.no_grad():
         after, d_scales = 0.0, torch.zeros_like(face.log_scales)
