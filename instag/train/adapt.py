@@ -58,7 +58,8 @@ def default_run_dir(avatar: Path) -> Path:
 class _Adaptation:
     """The state of one adaptation run (built fresh or from a checkpoint)."""
 
-    def __init__(self, recipe: AdaptRecipe, frames: IdentityFrames, umf: Path | None) -> None:
+    def __init__(self, recipe: AdaptRecipe, frames: IdentityFrames, umf: Path | None, fresh: bool = True) -> None:
+        """fresh=False: the state is about to be restored from a checkpoint, so the placement is not worth doing."""
         self.recipe = recipe
         self.device = frames.device
         cfg = recipe.model
@@ -74,7 +75,7 @@ class _Adaptation:
             code, bias = speaker_calibration(self.motion, frames, cfg)
             self.motion.set_calibration(code if recipe.audio_through_opening else None, bias)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
-        if recipe.init.cancel_mean_motion:
+        if recipe.init.cancel_mean_motion and fresh:
             cancel_mean_motion(face, mouth, self.motion, frames, cfg.audio)
         # One length for both branches (the head's): the mouth cloud alone is tiny, and thresholds relative to it
         # would prune its every Gaussian as "too big".
@@ -201,7 +202,7 @@ def adapt(
     if frames.features.shape[2] != cfg.audio.feature_dim:
         raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} channels, "
                          f"the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
-    run = _Adaptation(recipe, frames, Path(umf) if umf else None)
+    run = _Adaptation(recipe, frames, Path(umf) if umf else None, fresh=latest is None)
     start = 0
     log = RunLog(run_dir, recipe.run.log_every)
     if latest is not None:

@@ -138,12 +138,13 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
     depth), so they end up millimetres behind the face and are drawn beside it when the head turns. The field
     varies too fast in space for a fixed-point inversion (x ← target − d(x) stalls at 9 mm), so the canonical
     positions are fitted by gradient descent, a frame of the set a step."""
-    train = frames.train_indices
+    train = [int(t) for t in frames.train_indices]
     picks = np.linspace(0, len(train) - 1, min(MEAN_MOTION_FRAMES, len(train))).round().astype(int)
     # The frames' own audio, their mean expression and mean (standardised: 0) opening: the motion that stays.
-    expression = frames.expressions[torch.from_numpy(np.asarray(train))].mean(dim=0)
-    conds = [(frames.audio_windows([int(train[i])], audio_cfg)[0], expression, torch.zeros(1)) for i in picks]
     dev = face.means.device
+    windows = frames.audio_windows([train[i] for i in picks], audio_cfg)  # [K, smooth_window, window, feature_dim]
+    expression = frames.expressions[train].mean(dim=0).to(dev)
+    opening = torch.zeros(1, device=dev)
     lips = face.region_mask(Region.LIPS)
     target = torch.cat([face.means, mouth.means]).detach()
     n = face.num_gaussians
@@ -151,8 +152,7 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
     opt = torch.optim.Adam([x], lr=PLACEMENT_LR)
 
     def moved(i: int) -> tuple[Tensor, Tensor]:
-        windows, expr, opening = conds[i % len(conds)]
-        m = motion(x[:n], lips, x[n:], windows.to(dev), expr.to(dev), mouth_opening=opening.to(dev))
+        m = motion(x[:n], lips, x[n:], windows[i % len(windows)], expression, mouth_opening=opening)
         return torch.cat([x[:n] + m.face.d_means, x[n:] + m.mouth_d_means]), m.face.d_log_scales
 
     with torch.no_grad():
@@ -164,10 +164,10 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
         opt.step()
     with torch.no_grad():
         after, d_scales = 0.0, torch.zeros_like(face.log_scales)
-        for i in range(len(conds)):
+        for i in range(len(windows)):
             pos, d_log_scales = moved(i)
-            after += float((pos - target).norm(dim=-1).mean()) / len(conds)
-            d_scales += d_log_scales / len(conds)
+            after += float((pos - target).norm(dim=-1).mean()) / len(windows)
+            d_scales += d_log_scales / len(windows)
         face.means.copy_(x[:n])
         mouth.means.copy_(x[n:])
         face.log_scales.sub_(d_scales)
