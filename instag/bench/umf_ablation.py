@@ -54,18 +54,16 @@ def _dataset(clip: Path, test_from: float, size: int, recipe: AdaptRecipe, work:
     from instag.data.preprocess import preprocess_clip
 
     path = work / "dataset"
-    try:
-        ds = load_dataset(path)
-        first_test = ds.meta["split"]["test"][0]
-        if (ds.meta.get("source", {}).get("sha256") == sha256_of(clip) and ds.size == size
-                and first_test == round(test_from * ds.fps)):
-            report(f"{clip.name}: reusing {path}")
-            return path
-    except (InputError, KeyError, IndexError):
-        pass
-    report(f"{clip.name}: preprocessing at {size}² (test from {test_from:g} s)")
     cfg = PreprocessConfig(size=size, test_from_s=test_from, audio_features=(recipe.audio_feature,),
                            mel_bins=recipe.model.audio.feature_dim)
+    try:
+        ds = load_dataset(path)
+        if ds.meta.get("source", {}).get("sha256") == sha256_of(clip) and ds.meta.get("preprocess") == to_dict(cfg):
+            report(f"{clip.name}: reusing {path}")
+            return path
+    except InputError:
+        pass
+    report(f"{clip.name}: preprocessing at {size}² (test from {test_from:g} s)")
     preprocess_clip(clip, path, cfg, force=True)
     return path
 

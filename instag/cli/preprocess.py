@@ -20,6 +20,7 @@ def preprocess(
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local transformers model dir for hubert/wav2vec2."),
     test_from: float | None = typer.Option(None, "--test-from", help="Hold out frames from this many seconds on as the test split."),
     min_duration: float = typer.Option(3.0, "--min-duration", help="Refuse clips shorter than this (seconds)."),
+    sync_audio: bool = typer.Option(True, "--sync/--no-sync", help="Shift the audio by its offset to the picture, estimated with the shipped UMF (at most 125 ms late / 45 ms early)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing DATASET."),
 ) -> None:
     """Decode, crop, track, label and prior a clip into DATASET (written atomically; nothing left on error)."""
@@ -27,7 +28,7 @@ def preprocess(
 
     cfg = PreprocessConfig(size=size, fps=fps, audio_features=tuple(audio_features),
                            audio_model=str(audio_model) if audio_model else None, test_from_s=test_from,
-                           min_duration_s=min_duration)
+                           min_duration_s=min_duration, sync_audio=sync_audio)
     con = Console(stderr=True)
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=con, transient=True) as bar:

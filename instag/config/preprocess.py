@@ -27,4 +27,7 @@ class PreprocessConfig:
     eye_distance_m: float = 0.09  # outer-eye-corner distance the canonical face is scaled to (world units: m)
     background_samples: int = 32  # frames the background plate is estimated from
     mel_bins: int = 80
+    # Move the audio by the sound's offset to the picture, found on the training frames with the shipped UMF's
+    # mouth-opening head within the broadcast detectability window (instag.audio.sync); off: keep it as decoded.
+    sync_audio: bool = True
     sample_rate: int = 16000

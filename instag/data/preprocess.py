@@ -19,6 +19,7 @@ import soundfile
 import instag
 from instag.atomic import atomic_dir
 from instag.audio import features as af
+from instag.audio.sync import SyncEstimate, estimate_lag, shift_audio
 from instag.config import to_dict
 from instag.config.preprocess import PreprocessConfig
 from instag.data import facemesh as fm
@@ -152,6 +153,14 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         np.savez(tmp / "geometry" / "face_mesh.npz", vertices=pose.shape, triangles=tris)
         stages.done("geometry")
 
+        n_train = n
+        if cfg.test_from_s is not None:
+            n_train = int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
+        sync = _sync_audio(audio, signals["mouth_open"], n_train, cfg) if cfg.sync_audio else None
+        if sync is not None and sync.lag_frames:
+            audio = shift_audio(audio, cfg.sample_rate, sync.lag_frames, cfg.fps)
+        stages.done("sync")
+
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
         feature_meta = {}
         for kind in cfg.audio_features:
@@ -164,9 +173,6 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
                                   else str(cfg.audio_model)}
         stages.done("audio_features")
 
-        n_train = n
-        if cfg.test_from_s is not None:
-            n_train = int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -183,7 +189,7 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
                       "subject's head frame in metres",
             "crop_box": {"x0": plan.x0, "y0": plan.y0, "side": plan.side, "padding": "edge"},
             "split": {"train": [0, n_train], "test": [n_train, n]},
-            "audio": {"sample_rate": cfg.sample_rate, "features": feature_meta},
+            "audio": {"sample_rate": cfg.sample_rate, "features": feature_meta, "sync": _sync_meta(sync, cfg)},
             "labels": LABELS,
             "expression_names": list(EXPRESSION_NAMES),
             "geometry": {"depth_scale": DEPTH_SCALE, "depth": "geometry/depth", "normal": "geometry/normal",
@@ -215,6 +221,25 @@ def _write_geometry(tmp: Path, pts: np.ndarray, pose, k: np.ndarray, tris: np.nd
         cv2.imwrite(str(tmp / "geometry" / "normal" / f"{frame_name(i)}.png"), encode_normal(normal, depth)[..., ::-1], fast)
         if progress:
             progress("geometry", i + 1, len(pts))
+
+
+def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int, cfg: PreprocessConfig) -> SyncEstimate | None:
+    """The sound's offset to the picture over the training frames (mouth_open [T]); None without a UMF that reads
+    mel features of this size through a mouth-opening head."""
+    from instag.train.umf import predict_opening  # the motion model, only when a sync is asked for
+
+    mel = af.mel_features(audio, cfg.sample_rate, cfg.fps, len(mouth_open), cfg.mel_bins)
+    predicted = predict_opening(mel, "mel")
+    if predicted is None:
+        return None
+    return estimate_lag(predicted, mouth_open, np.arange(n_train), cfg.fps)
+
+
+def _sync_meta(sync: SyncEstimate | None, cfg: PreprocessConfig) -> dict:
+    if sync is None:
+        return {"offset_s": 0.0, "method": "none" if cfg.sync_audio else "off"}
+    return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "shipped UMF mouth-opening head",
+            "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 
 
 def _ranges_list(frames: np.ndarray) -> list[list[int]]:

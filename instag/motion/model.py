@@ -47,18 +47,21 @@ class MotionModel(nn.Module):
         # speaker_code [code_dim]: when set, the branches read it in place of each frame's audio code, so the audio
         # moves them only through the predicted mouth opening. opening_bias [1]: the prediction's mean over the
         # person's training frames, where the tracked opening it stands for is standardised to mean 0.
+        # opening_gain [1]: the least-squares scale of the centred prediction onto the tracked opening there.
         self.register_buffer("speaker_code", None, persistent=False)
         self.register_buffer("opening_bias", torch.zeros(1), persistent=False)
+        self.register_buffer("opening_gain", torch.ones(1), persistent=False)
 
-    def set_calibration(self, speaker_code: Tensor | None, opening_bias: float) -> None:
+    def set_calibration(self, speaker_code: Tensor | None, opening_bias: float, opening_gain: float = 1.0) -> None:
         """speaker_code: [code_dim] or None (each frame's own code)."""
         dev = self.opening_bias.device
         self.speaker_code = None if speaker_code is None else speaker_code.detach().to(dev)
         self.opening_bias = torch.tensor([float(opening_bias)], device=dev)
+        self.opening_gain = torch.tensor([float(opening_gain)], device=dev)
 
     def predicted_opening(self, code: Tensor) -> Tensor:
         """The articulation head's mouth opening for audio codes [..., code_dim] → [..., 1], calibrated."""
-        return self.umf.mouth_opening(code) - self.opening_bias
+        return (self.umf.mouth_opening(code) - self.opening_bias) * self.opening_gain
 
     def forward(
         self,

@@ -72,8 +72,9 @@ class _Adaptation:
         if self.umf_fixed and cfg.articulation:
             # Its audio nets never change here, so the calibration is known before the first step. A UMF learnt
             # here is calibrated at the end, once it has fitted these frames.
-            code, bias = speaker_calibration(self.motion, frames, cfg)
-            self.motion.set_calibration(code if recipe.audio_through_opening else None, bias)
+            code, bias, gain = speaker_calibration(self.motion, frames, cfg)
+            self.motion.set_calibration(code if recipe.audio_through_opening else None, bias,
+                                        gain if recipe.opening_gain else 1.0)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         if recipe.init.cancel_mean_motion and fresh:
             cancel_mean_motion(face, mouth, self.motion, frames, cfg.audio)
@@ -259,6 +260,7 @@ def adapt(
     if interrupted:
         return RunResult(run_dir, step, total, True, time.perf_counter() - t0)
     if cfg.articulation and not run.umf_fixed:
+        # No gain: the head has just fitted these very frames, so their least-squares gain is no estimate.
         run.motion.set_calibration(None, speaker_calibration(run.motion, frames, cfg)[1])
     _write_avatar(avatar, run, ds, recipe, run_dir, force=True)
     return RunResult(run_dir, step, total, False, time.perf_counter() - t0,
@@ -268,15 +270,21 @@ def adapt(
 CALIBRATION_CHUNK = 256  # training frames per audio-code batch in `speaker_calibration`
 
 
-def speaker_calibration(motion: MotionModel, frames: IdentityFrames, cfg: ModelConfig) -> tuple[torch.Tensor, float]:
-    """The person's mean audio code [code_dim] and the articulation head's mean (uncalibrated) mouth opening over
-    the training frames, from `motion`'s audio nets as they are."""
+def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
+                        cfg: ModelConfig) -> tuple[torch.Tensor, float, float]:
+    """Over the training frames, from `motion`'s audio nets as they are: the person's mean audio code [code_dim],
+    the articulation head's mean (uncalibrated) mouth opening, and the least-squares gain of the centred
+    prediction onto the tracked opening (at least 0: a head that reads this voice backwards moves nothing)."""
     train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
         # In chunks: a long clip's windows at once would take hundreds of MB (41 KB a frame at the quick sizes).
         codes = torch.cat([motion.umf.audio_codes(frames.audio_windows(train[i:i + CALIBRATION_CHUNK], cfg.audio))
                            for i in range(0, len(train), CALIBRATION_CHUNK)])
-        return codes.mean(0), float(motion.umf.mouth_opening(codes).mean())
+        opening = motion.umf.mouth_opening(codes)[:, 0]  # [F]
+        centred = opening - opening.mean()
+        tracked = frames.tracked_opening(train)[:, 0].to(centred)  # [F], mean 0 over these frames
+        gain = float((centred * tracked).sum() / centred.square().sum().clamp_min(1e-12))
+        return codes.mean(0), float(opening.mean()), max(gain, 0.0)
 
 
 def _checkpoint(run: _Adaptation, run_dir: Path, step: int) -> None:

@@ -121,6 +121,11 @@ class AdaptRecipe:
     # own code carries what the corpus voices had besides the opening, which a new voice does not share (UMF
     # ablation, see the README). Ignored without a fixed UMF or without articulation.
     audio_through_opening: bool = True
+    # With a fixed UMF that has the articulation head: its predicted opening is scaled by the least-squares gain
+    # onto the tracked one over the training frames, which the UMF never saw. Unscaled, its prediction for a new
+    # voice swings as widely as the tracked opening while following it with r ≈ 0.2-0.35, and the tracker reads
+    # every wrong swing as lip error (UMF ablation, see the README). Ignored as audio_through_opening is.
+    opening_gain: bool = True
     init: InitConfig = field(default_factory=InitConfig)
     stages: AdaptStages = field(default_factory=AdaptStages)
     densify: DensifyConfig = field(default_factory=DensifyConfig)

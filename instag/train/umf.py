@@ -8,14 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from instag.atomic import atomic_file, write_text_atomic
 from instag.config.model import ModelConfig
-from instag.config.recipe import to_dict
+from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
+from instag.motion.audio import frame_audio_windows
 from instag.motion.model import MotionModel
 from instag.train.model_card import CARD_NAME, model_card, write_loss_curves
 from instag.train.run import read_losses, training_seconds
@@ -104,3 +107,29 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
     digest = hashlib.sha256(st_path.read_bytes()).hexdigest()
     return {"path": str(st_path), "sha256": digest, "audio_feature": doc.get("audio_feature"),
             "iterations": doc.get("iterations"), "corpus": doc.get("corpus")}
+
+
+PREDICT_CHUNK = 256  # frames per audio-code batch in `predict_opening` (41 KB of windows a frame at 80 mel bins)
+
+
+def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path = SHIPPED_UMF) -> np.ndarray | None:
+    """The UMF's mouth opening [T] (standardised units, uncalibrated) read off audio features [T, K, D] of kind
+    `audio_feature`; None when there is no such UMF, it reads another kind or size of feature, or it has no
+    articulation head. Preprocessing uses it to find the sound's offset to the picture (`instag.audio.sync`)."""
+    st_path, json_path = umf_paths(stem)
+    if not st_path.is_file() or not json_path.is_file():
+        return None
+    doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
+    cfg = from_dict(ModelConfig, _saved_sizes(doc), f"{json_path}: config")
+    if doc.get("audio_feature") != audio_feature or not cfg.articulation or features.shape[-1] != cfg.audio.feature_dim:
+        return None
+    motion = MotionModel(cfg, with_aligner=False)
+    load_umf(stem, motion, cfg)
+    feats = torch.from_numpy(np.array(features, dtype=np.float32))  # a copy: a memory-mapped file is read-only
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(feats), PREDICT_CHUNK):
+            windows = torch.stack([frame_audio_windows(feats, i, cfg.audio)
+                                   for i in range(start, min(start + PREDICT_CHUNK, len(feats)))])
+            out.append(motion.umf.mouth_opening(motion.umf.audio_codes(windows))[:, 0])
+    return torch.cat(out).numpy()
