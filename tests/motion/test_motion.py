@@ -194,6 +194,8 @@ def test_speaker_code_leaves_the_audio_only_the_opening_and_the_bias_centres_it(
     raw = model.umf.mouth_opening(model.umf.audio_code(audio))
     assert torch.allclose(driven.mouth_opening, raw - 0.25)
     assert not torch.allclose(driven.face.d_means, a.face.d_means)  # the predicted opening still moves the face
+    model.set_calibration(code, 0.25, 0.4)  # the gain scales the centred prediction
+    assert torch.allclose(model(face, lips, mouth, audio, expr).mouth_opening, (raw - 0.25) * 0.4)
     model.set_calibration(None, 0.0)
     assert torch.equal(model(face, lips, mouth, audio, expr).mouth_opening, raw)
 

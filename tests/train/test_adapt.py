@@ -124,8 +124,21 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
         assert float(av.motion.predicted_opening(codes).mean()) == pytest.approx(0.0, abs=1e-5)
         assert (av.motion.speaker_code is not None) == has_code
     assert torch.allclose(load_avatar(tmp_path / "fixed").motion.speaker_code, umf.umf.audio_codes(windows).mean(0))
-    adapt(tiny_ds, tmp_path / "per_frame", _recipe(model=model, audio_through_opening=False), umf=tmp_path / "umf")
-    assert load_avatar(tmp_path / "per_frame").motion.speaker_code is None
+    # The fixed UMF's prediction is scaled by its least-squares gain onto the tracked opening of the training
+    # frames (none below 0); the scratch head has fitted those frames, so it keeps gain 1.
+    tracked = frames.tracked_opening([int(t) for t in frames.train_indices])[:, 0]
+    motion = load_avatar(tmp_path / "fixed").motion
+    calibrated = motion.predicted_opening(motion.umf.audio_codes(windows))[:, 0]
+    centred = motion.umf.mouth_opening(motion.umf.audio_codes(windows))[:, 0]
+    centred = centred - centred.mean()
+    raw_gain = float((centred * tracked).sum() / centred.square().sum())
+    assert float(motion.opening_gain) == pytest.approx(max(raw_gain, 0.0), rel=1e-4, abs=1e-7)
+    assert torch.allclose(calibrated, centred * motion.opening_gain, atol=1e-6)
+    assert float(load_avatar(tmp_path / "scratch").motion.opening_gain) == 1.0
+    adapt(tiny_ds, tmp_path / "per_frame", _recipe(model=model, audio_through_opening=False, opening_gain=False),
+          umf=tmp_path / "umf")
+    per_frame = load_avatar(tmp_path / "per_frame").motion
+    assert per_frame.speaker_code is None and float(per_frame.opening_gain) == 1.0
 
 
 @pytest.mark.parametrize("umf_fixed", [True, False])

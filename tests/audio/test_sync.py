@@ -1,0 +1,59 @@
+"""The sound-to-picture offset: candidate window, estimate on the training frames only, and the audio shift."""
+
+import numpy as np
+import pytest
+
+from instag.audio import sync
+
+
+def test_candidate_lags_follow_the_detectability_window():
+    assert sync.candidate_lags(25.0) == [-1, 0, 1, 2, 3]  # 45 ms early … 125 ms late
+    assert sync.candidate_lags(30.0) == [-1, 0, 1, 2, 3]
+    assert sync.candidate_lags(50.0) == [-2, -1, 0, 1, 2, 3, 4, 5, 6]
+
+
+def _speech_like(n: int, seed: int) -> np.ndarray:
+    """A smooth random opening [n] (syllable-rate wiggles)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n + 20)
+    return np.convolve(x, np.hanning(7), mode="same")[10 : 10 + n]
+
+
+@pytest.mark.parametrize("late", [-1, 0, 2, 3])
+def test_a_known_offset_is_found(late):
+    n, fps = 300, 25.0
+    tracked = _speech_like(n, 1)
+    # The sound `late` frames behind the picture: what is said at t shows on the lips at t - late.
+    predicted = np.roll(tracked, late) + 0.5 * np.random.default_rng(2).standard_normal(n)
+    est = sync.estimate_lag(predicted, tracked, np.arange(n), fps)
+    assert est.lag_frames == late
+    assert set(est.correlations) == set(sync.candidate_lags(fps))
+    assert est.correlations[late] > 0.5
+
+
+def test_held_out_frames_do_not_steer_it():
+    n, fps = 300, 25.0
+    tracked = _speech_like(n, 3)
+    predicted = np.concatenate([np.roll(tracked, 2)[:150], np.roll(tracked, -1)[150:]])  # test half says -1
+    assert sync.estimate_lag(predicted, tracked, np.arange(150), fps).lag_frames == 2
+    assert sync.estimate_lag(predicted, tracked, np.arange(150, n), fps).lag_frames == -1
+
+
+def test_no_positive_correlation_means_in_sync():
+    n, fps = 200, 25.0
+    tracked = _speech_like(n, 4)
+    assert sync.estimate_lag(-tracked, tracked, np.arange(n), fps).lag_frames == 0
+    assert sync.estimate_lag(np.zeros(n), tracked, np.arange(n), fps).lag_frames == 0
+    with pytest.raises(ValueError):
+        sync.estimate_lag(np.zeros(n - 1), tracked, np.arange(n - 1), fps)
+
+
+def test_shift_audio_moves_the_samples_and_keeps_the_length():
+    sr, fps = 16000, 25.0
+    audio = np.arange(4000, dtype=np.float32)
+    late = sync.shift_audio(audio, sr, 1, fps)  # one frame = 640 samples earlier
+    assert late.shape == audio.shape and late[0] == 640 and late[-1] == 0 and late[4000 - 641] == 3999
+    early = sync.shift_audio(audio, sr, -2, fps)
+    assert early[:1280].sum() == 0 and early[1280] == 0 and early[1281] == 1 and early[-1] == 4000 - 1281
+    assert np.array_equal(sync.shift_audio(audio, sr, 0, fps), audio)
+    assert not sync.shift_audio(audio, sr, 10, fps).any()  # more than the clip: silence
