@@ -237,7 +237,8 @@ def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int, cfg: Pr
 
 def _sync_meta(sync: SyncEstimate | None, cfg: PreprocessConfig) -> dict:
     if sync is None:
-        return {"offset_s": 0.0, "method": "none" if cfg.sync_audio else "off"}
+        return {"offset_s": 0.0, "method": "unavailable (no shipped UMF reads these mel features through a "
+                                           "mouth-opening head)" if cfg.sync_audio else "off (--no-sync)"}
     return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "shipped UMF mouth-opening head",
             "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 
