@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import instag
+from instag.audio.sync import is_evidence
 from instag.avatar.bundle import save_avatar
 from instag.avatar.drive import torso_layer
 from instag.config.model import ModelConfig
@@ -274,7 +275,7 @@ def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
                         cfg: ModelConfig) -> tuple[torch.Tensor, float, float]:
     """Over the training frames, from `motion`'s audio nets as they are: the person's mean audio code [code_dim],
     the articulation head's mean (uncalibrated) mouth opening, and the least-squares gain of the centred
-    prediction onto the tracked opening (at least 0: a head that reads this voice backwards moves nothing)."""
+    prediction onto the tracked opening (`opening_gain`)."""
     train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
         # In chunks: a long clip's windows at once would take hundreds of MB (41 KB a frame at the quick sizes).
@@ -283,8 +284,18 @@ def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
         opening = motion.umf.mouth_opening(codes)[:, 0]  # [F]
         centred = opening - opening.mean()
         tracked = frames.tracked_opening(train)[:, 0].to(centred)  # [F], mean 0 over these frames
-        gain = float((centred * tracked).sum() / centred.square().sum().clamp_min(1e-12))
-        return codes.mean(0), float(opening.mean()), max(gain, 0.0)
+        return codes.mean(0), float(opening.mean()), opening_gain(centred, tracked)
+
+
+def opening_gain(predicted: torch.Tensor, tracked: torch.Tensor) -> float:
+    """Least-squares gain of the centred prediction [F] onto the tracked opening [F] (mean 0); 1, the head's own
+    scale, when their correlation is no evidence (`is_evidence`)."""
+    if len(predicted) < 3 or predicted.std() == 0 or tracked.std() == 0:
+        return 1.0
+    r = float(torch.corrcoef(torch.stack([predicted, tracked]))[0, 1])
+    if not is_evidence(r, len(predicted)):
+        return 1.0
+    return float((predicted * tracked).sum() / predicted.square().sum())
 
 
 def _checkpoint(run: _Adaptation, run_dir: Path, step: int) -> None:
