@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instag.eval.metrics import correlation
+
 SOUND_LATE_MAX_S = 0.125
 SOUND_EARLY_MAX_S = 0.045
 
@@ -55,8 +57,7 @@ def estimate_lag(
     corr: dict[int, float] = {}
     for lag in candidate_lags(fps):
         idx = frames[(frames + lag >= 0) & (frames + lag < t)]
-        a, b = tracked[idx].astype(np.float64), predicted[idx + lag].astype(np.float64)
-        corr[lag] = float(np.corrcoef(a, b)[0, 1]) if len(idx) > 2 and a.std() > 0 and b.std() > 0 else 0.0
+        corr[lag] = correlation(tracked[idx], predicted[idx + lag]) or 0.0  # None: a constant series
     best = max(corr, key=lambda k: (corr[k], k == 0))  # ties go to "in sync"
     return SyncEstimate(best if is_evidence(corr[best], len(frames)) else 0, corr)
 

@@ -49,7 +49,7 @@ from instag.train.run import (
 )
 from instag.train.schedules import adapt_stages, densify_due, opacity_reset_due, stage_at
 from instag.train.step import Identity, accumulate_densify, frame_loss
-from instag.train.umf import load_umf
+from instag.train.umf import AUDIO_CODE_CHUNK, load_umf
 
 
 def default_run_dir(avatar: Path) -> Path:
@@ -268,9 +268,6 @@ def adapt(
                      extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
 
 
-CALIBRATION_CHUNK = 256  # training frames per audio-code batch in `speaker_calibration`
-
-
 def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
                         cfg: ModelConfig) -> tuple[torch.Tensor, float, float]:
     """Over the training frames, from `motion`'s audio nets as they are: the person's mean audio code [code_dim],
@@ -279,8 +276,8 @@ def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
     train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
         # In chunks: a long clip's windows at once would take hundreds of MB (41 KB a frame at the quick sizes).
-        codes = torch.cat([motion.umf.audio_codes(frames.audio_windows(train[i:i + CALIBRATION_CHUNK], cfg.audio))
-                           for i in range(0, len(train), CALIBRATION_CHUNK)])
+        codes = torch.cat([motion.umf.audio_codes(frames.audio_windows(train[i:i + AUDIO_CODE_CHUNK], cfg.audio))
+                           for i in range(0, len(train), AUDIO_CODE_CHUNK)])
         opening = motion.umf.mouth_opening(codes)[:, 0]  # [F]
         centred = opening - opening.mean()
         tracked = frames.tracked_opening(train)[:, 0].to(centred)  # [F], mean 0 over these frames

@@ -109,7 +109,7 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
             "iterations": doc.get("iterations"), "corpus": doc.get("corpus")}
 
 
-PREDICT_CHUNK = 256  # frames per audio-code batch in `predict_opening` (41 KB of windows a frame at 80 mel bins)
+AUDIO_CODE_CHUNK = 256  # frames per audio-code batch: a long clip's windows at once would take hundreds of MB
 
 
 def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path = SHIPPED_UMF) -> np.ndarray | None:
@@ -128,8 +128,8 @@ def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path =
     feats = torch.from_numpy(np.array(features, dtype=np.float32))  # a copy: a memory-mapped file is read-only
     out = []
     with torch.no_grad():
-        for start in range(0, len(feats), PREDICT_CHUNK):
+        for start in range(0, len(feats), AUDIO_CODE_CHUNK):
             windows = torch.stack([frame_audio_windows(feats, i, cfg.audio)
-                                   for i in range(start, min(start + PREDICT_CHUNK, len(feats)))])
+                                   for i in range(start, min(start + AUDIO_CODE_CHUNK, len(feats)))])
             out.append(motion.umf.mouth_opening(motion.umf.audio_codes(windows))[:, 0])
     return torch.cat(out).numpy()
