@@ -2,7 +2,8 @@
 
 Each size gets a synthetic dataset dir (instag.train.synthetic: no footage needed) and the recipe's model and
 initialisation; the timed iterations are those of the alignment stage (aligner, geometry prior: the most
-expensive one), after a few untimed warm-up iterations.
+expensive one), after a few untimed warm-up iterations, on the recipe's `run.device` (auto: CUDA when torch sees
+one), so the figure is that of the machine it runs on.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.train.adapt import _Adaptation
 from instag.train.frames import IdentityFrames
-from instag.train.recipe import AdaptRecipe
+from instag.train.recipe import AdaptRecipe, resolve_device
 from instag.train.synthetic import write_dataset
 
 SIZES = (256, 512)
 WARMUP_ITERATIONS = 3
 
 
-def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path) -> dict[str, Any]:
+def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: torch.device) -> dict[str, Any]:
     ds_path = write_dataset(root / f"ds{size}", size=size, frames=8, mel_dim=recipe.model.audio.feature_dim)
-    frames = IdentityFrames(load_dataset(ds_path), recipe.audio_feature, recipe.model.expression_dim)
+    frames = IdentityFrames(load_dataset(ds_path), recipe.audio_feature, recipe.model.expression_dim, device=device)
+    # CUDA runs asynchronously: without a sync the clock would stop before the GPU finished the step.
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     run = _Adaptation(recipe, frames, None)
     stage = next((s for s in run.stages if s.aligner), run.stages[0])
     run.apply_stage(stage)
@@ -40,11 +43,13 @@ def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path) -> dict[st
     times = []
     for i in range(WARMUP_ITERATIONS + runs):
         t = int(frames.train_indices[i % len(frames.train_indices)])
+        sync()
         t0 = time.perf_counter()
         run.optimise(t, stage)
+        sync()
         if i >= WARMUP_ITERATIONS:
             times.append(time.perf_counter() - t0)
-    return {"size": f"{size}x{size}", "stage": stage.name, "n_face": ident.face.num_gaussians,
+    return {"size": f"{size}x{size}", "device": device.type, "stage": stage.name, "n_face": ident.face.num_gaussians,
             "n_mouth": ident.mouth.num_gaussians, "runs": runs, "s_per_it": statistics.median(times),
             "s_per_it_min": min(times)}
 
@@ -60,14 +65,16 @@ def recipe_with_threads(recipe_path: Path, threads: int | None) -> AdaptRecipe:
 
 def run(recipe_path: Path, runs: int = 10, threads: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
-    """Median seconds per adaptation iteration at each of `sizes` (CPU; the recipe's kernel backend)."""
+    """Median seconds per adaptation iteration at each of `sizes` on the recipe's device and kernel backend."""
     if runs < 3:
         raise InputError(f"--runs {runs}: medians need at least 3 runs")
     recipe = recipe_with_threads(recipe_path, threads)
-    doc = header("train") | {"recipe": str(recipe_path), "threads": torch.get_num_threads(), "cases": []}
+    device = resolve_device(recipe.run.device)
+    doc = header("train") | {"recipe": str(recipe_path), "device": str(device), "threads": torch.get_num_threads(),
+                             "cases": []}
     with tempfile.TemporaryDirectory(prefix="instag-bench-train-") as tmp:
         for size in sizes:
-            case = _time_size(recipe, size, runs, Path(tmp))
+            case = _time_size(recipe, size, runs, Path(tmp), device)
             doc["cases"].append(case)
             if progress:
                 progress(case)

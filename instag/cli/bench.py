@@ -78,14 +78,16 @@ def train(
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
-    """Seconds per adaptation iteration (alignment stage) at 256² and 512² on synthetic data."""
+    """Seconds per adaptation iteration (alignment stage) at 256² and 512² on synthetic data, on the recipe's
+    run.device (auto: CUDA when torch sees one)."""
     from instag.bench import train as bench_train
 
     con = Console()
     doc = bench_train.run(recipe, runs=runs, threads=threads,
                           progress=lambda c: con.print(f"  {c['size']}: {c['s_per_it']:.3f} s/it "
                                                        f"({c['n_face']}+{c['n_mouth']} Gaussians)"))
-    table = Table(title=f"adaptation iterations ({recipe.name}, {doc['threads']} thread(s), median of {runs})")
+    table = Table(title=f"adaptation iterations ({recipe.name}, {doc['device']}, {doc['threads']} thread(s), "
+                        f"median of {runs})")
     for col in ("size", "stage", "Gaussians", "s/it", "it/s"):
         table.add_column(col, justify="left" if col in ("size", "stage") else "right")
     for c in doc["cases"]:

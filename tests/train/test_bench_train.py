@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
 import yaml
 
 from instag.bench import train as bench_train
 from instag.train.synthetic import TINY_INIT, TINY_MODEL
 
 
-def test_bench_train_times_each_size(tmp_path):
+def _tiny_recipe(tmp_path, device: str):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "init": TINY_INIT,
-                                      "stages": {"warmup": 1, "align": 1, "fuse": 1}, "run": {"threads": 1}}))
+    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "init": TINY_INIT, "stages": {"warmup": 1, "align": 1,
+                                      "fuse": 1}, "run": {"threads": 1, "device": device}}))
+    return recipe
+
+
+def test_bench_train_times_each_size(tmp_path):
     seen = []
-    doc = bench_train.run(recipe, runs=3, progress=seen.append, sizes=(32, 64))
+    doc = bench_train.run(_tiny_recipe(tmp_path, "auto"), runs=3, progress=seen.append, sizes=(32, 64))
     assert [c["size"] for c in doc["cases"]] == ["32x32", "64x64"] == [c["size"] for c in seen]
     assert all(c["s_per_it"] > 0 and c["stage"] == "align" for c in doc["cases"])
     assert doc["benchmark"] == "train" and doc["threads"] == 1 and "machine" in doc
+    # auto times the device this machine trains on, and says which
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert doc["device"].startswith(expected) and all(c["device"] == expected for c in doc["cases"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_train_times_on_cuda(tmp_path):
+    doc = bench_train.run(_tiny_recipe(tmp_path, "cuda"), runs=3, sizes=(32,))
+    assert doc["device"].startswith("cuda") and doc["cases"][0]["device"] == "cuda"
+    assert doc["machine"]["gpu"]
