@@ -30,7 +30,7 @@ from instag.errors import InputError
 from instag.eval.runner import EVAL_KEYS, evaluate
 from instag.train.recipe import AdaptRecipe
 from instag.train.run import read_losses, training_seconds
-from instag.train.umf import umf_paths
+from instag.train.umf import umf_paths, with_umf_sizes
 
 ARMS = ("without_umf", "with_umf")
 Report = Callable[[str], None]
@@ -153,6 +153,8 @@ def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 
     if not st_path.is_file() or not json_path.is_file():
         raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
     recipe = recipe_with_threads(recipe_path, threads)
+    # Both arms get the motion sizes the UMF arm takes over from the UMF, so the arms differ in the prior alone.
+    recipe = dataclasses.replace(recipe, model=with_umf_sizes(recipe.model, st_path))
     umf_sha = sha256_of(st_path)
     doc = header("umf-ablation") | {"recipe": str(recipe_path), "umf": str(st_path), "umf_sha256": umf_sha,
                                     "size": size, "threads": torch.get_num_threads(), "seeds": list(seeds),

@@ -21,7 +21,8 @@ from rich.progress import (
 
 # The UMF choice (instag.train.umf.choose_umf), shared by `adapt` and `adapt-from-clip`.
 UMF_OPTION = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]; default: the "
-                          "UMF shipped in assets/umf when the recipe's features and sizes match).")
+                          "UMF shipped in assets/umf when the recipe's audio features match). Its motion sizes "
+                          "replace the recipe's.")
 NO_UMF_OPTION = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped.")
 
 

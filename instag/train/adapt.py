@@ -8,6 +8,7 @@ an avatar dir (instag.avatar). Checkpoints let `resume=True` continue bit-for-bi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ from instag.train.run import (
 )
 from instag.train.schedules import adapt_stages, densify_due, opacity_reset_due, stage_at
 from instag.train.step import Identity, accumulate_densify, frame_loss
-from instag.train.umf import AUDIO_CODE_CHUNK, load_umf
+from instag.train.umf import AUDIO_CODE_CHUNK, load_umf, with_umf_sizes
 
 
 def default_run_dir(avatar: Path) -> Path:
@@ -175,7 +176,8 @@ def adapt(
     should_stop: StopFlag | None = None,
 ) -> RunResult:
     """Adapt to DATASET and write the avatar dir AVATAR. With `resume`, continue the run in `run_dir` from its
-    latest checkpoint using the recipe saved there. Returns what was done (interrupted=True after a stop)."""
+    latest checkpoint using the recipe saved there. Returns what was done (interrupted=True after a stop).
+    Starting from a UMF, its motion sizes replace the recipe's (`with_umf_sizes`); the saved recipe says so."""
     t0 = time.perf_counter()
     avatar = Path(avatar)
     run_dir = Path(run_dir) if run_dir else default_run_dir(avatar)
@@ -187,6 +189,8 @@ def adapt(
     else:
         if recipe is None:
             raise InputError("adapt: a recipe is needed (--recipe)")
+        if umf:
+            recipe = dataclasses.replace(recipe, model=with_umf_sizes(recipe.model, umf))
         if ck.list_checkpoints(run_dir) and not force:
             raise InputError(f"{run_dir}: holds a run already (pass --resume to continue it or --force to restart)")
         if avatar.exists() and not force:

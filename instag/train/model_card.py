@@ -88,6 +88,7 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
     lines += ["", "## Known limits", "", notes.strip() if notes else "Not stated by the trainer.", "",
               "## Use", "",
               f"`instag adapt DATASET -o AVATAR --umf assets/umf/{name}` (the default when the recipe's audio",
-              f"features and model sizes match `{name}.json`). Intended for adapting to one consenting person's clip.",
+              f"features match `{name}.json`; its motion sizes replace the recipe's). Intended for adapting to one",
+              "consenting person's clip.",
               ""]
     return "\n".join(lines)

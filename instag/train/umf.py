@@ -28,6 +28,9 @@ SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v3" 
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
 SHARED_SIZES = ("audio", "expression_dim", "articulation", "umf", "hook")  # ModelConfig fields a UMF file fixes
+# Of those, what an adaptation takes over from the UMF it starts from. The audio front end is not among them: it
+# decides the dataset's features, so it must already agree (a recipe whose audio differs gets no default UMF).
+ADOPTED_SIZES = tuple(k for k in SHARED_SIZES if k != "audio")
 
 
 def _saved_sizes(doc: dict[str, Any]) -> dict[str, Any]:
@@ -45,24 +48,51 @@ def umf_paths(stem: str | Path) -> tuple[Path, Path]:
 
 def choose_umf(umf: str | Path | None, use_umf: bool, cfg: ModelConfig, audio_feature: str) -> tuple[Path | None, str]:
     """The UMF an adaptation starts from, and why: `umf` when given (it must exist), none when `use_umf` is off,
-    else the shipped UMF when its audio feature kind and model sizes match the recipe's."""
+    else the shipped UMF when its audio features (kind and front-end sizes) match the recipe's. The motion sizes
+    it fixes replace the recipe's (`with_umf_sizes`), which the note says."""
     if not use_umf:
         return None, "none (--no-umf)"
     if umf is not None:
         st_path, json_path = umf_paths(umf)
         if not st_path.is_file() or not json_path.is_file():
             raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
-        return st_path, str(st_path)
+        return st_path, str(st_path) + _adoption_note(cfg, _umf_doc(json_path))
     st_path, json_path = umf_paths(SHIPPED_UMF)
     if not st_path.is_file() or not json_path.is_file():
         return None, "none (no shipped UMF in assets/umf)"
-    doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
+    doc = _umf_doc(json_path)
     if doc.get("audio_feature") != audio_feature:
         return None, f"none (the shipped UMF is for {doc.get('audio_feature')} features, the recipe uses {audio_feature})"
+    if _saved_sizes(doc).get("audio") != to_dict(cfg)["audio"]:
+        return None, "none (the recipe's model.audio differs from the shipped UMF's)"
+    return st_path, f"{st_path} (shipped)" + _adoption_note(cfg, doc)
+
+
+def _umf_doc(json_path: Path) -> dict[str, Any]:
+    return read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
+
+
+def _adopted(cfg: ModelConfig, doc: dict[str, Any]) -> list[str]:
+    """The ADOPTED_SIZES on which the recipe's model differs from the UMF described by `doc`."""
     mine, saved = to_dict(cfg), _saved_sizes(doc)
-    if any(saved.get(key) != mine[key] for key in SHARED_SIZES):
-        return None, "none (the recipe's model sizes differ from the shipped UMF's)"
-    return st_path, f"{st_path} (shipped)"
+    return [key for key in ADOPTED_SIZES if saved.get(key) != mine[key]]
+
+
+def _adoption_note(cfg: ModelConfig, doc: dict[str, Any]) -> str:
+    keys = _adopted(cfg, doc)
+    return f"; its sizes replace the recipe's model.{{{', '.join(keys)}}}" if keys else ""
+
+
+def with_umf_sizes(cfg: ModelConfig, stem: str | Path) -> ModelConfig:
+    """`cfg` with the motion sizes the UMF fixes (ADOPTED_SIZES: tri-plane, networks, hook, conditions) taken from
+    its description, so any recipe can start from any UMF of its audio features: a paper-sized GPU recipe from the
+    CPU-sized shipped one, say. The rest of the recipe (Gaussians, aligner, losses, schedule) stays its own."""
+    doc = _umf_doc(umf_paths(stem)[1])
+    keys = _adopted(cfg, doc)
+    if not keys:
+        return cfg
+    saved = _saved_sizes(doc)
+    return from_dict(ModelConfig, to_dict(cfg) | {key: saved[key] for key in keys}, f"{stem}: config")
 
 
 def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dict[str, Any],
@@ -89,7 +119,7 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
 def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[str, Any]:
     """Load a UMF file into `motion` (UMF + hook); its sizes must match `cfg`. Returns provenance for the avatar."""
     st_path, json_path = umf_paths(stem)
-    doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
+    doc = _umf_doc(json_path)
     mine, saved = to_dict(cfg), _saved_sizes(doc)
     for key in SHARED_SIZES:
         if saved.get(key) != mine[key]:
@@ -119,7 +149,7 @@ def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path =
     st_path, json_path = umf_paths(stem)
     if not st_path.is_file() or not json_path.is_file():
         return None
-    doc = read_versioned_json(json_path, UMF_FORMAT, UMF_VERSION, "UMF description")
+    doc = _umf_doc(json_path)
     cfg = from_dict(ModelConfig, _saved_sizes(doc), f"{json_path}: config")
     if doc.get("audio_feature") != audio_feature or not cfg.articulation or features.shape[-1] != cfg.audio.feature_dim:
         return None

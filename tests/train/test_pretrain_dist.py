@@ -165,12 +165,20 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
     save_file({k: v + 0.01 for k, v in tensors.items()}, str(other.with_suffix(".safetensors")))
     with pytest.raises(InputError, match="another UMF"):
         adapt(datasets[0], root / "av_umf", None, umf=other, resume=True)
-    wider = {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}}
-    with pytest.raises(InputError, match="model.umf"):
-        adapt(datasets[0], root / "av_bad", from_dict(AdaptRecipe, {**to_dict(recipe), "model": wider}), umf=stem)
+    # A recipe of other motion sizes takes the UMF's (the rest of its model stays its own) and is saved with them.
+    wider = {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32},
+             "aligner": {**TINY_MODEL["aligner"], "hidden_dim": 12}}
+    adapt(datasets[0], root / "av_wider", from_dict(AdaptRecipe, {**to_dict(recipe), "model": wider}), umf=stem)
+    saved = yaml.safe_load((root / "av_wider.run" / "recipe.yaml").read_text())["model"]
+    assert saved["umf"] == to_dict(recipe.model)["umf"] and saved["aligner"]["hidden_dim"] == 12
+    # Its audio front end decides the dataset's features, so a UMF of another one is refused, not adopted.
+    other_audio = {**TINY_MODEL, "audio": {**TINY_MODEL["audio"], "code_dim": 6}}
+    with pytest.raises(InputError, match="model.audio"):
+        adapt(datasets[0], root / "av_bad", from_dict(AdaptRecipe, {**to_dict(recipe), "model": other_audio}),
+              umf=stem)
 
 
-def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
+def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_sizes(run_a, monkeypatch):
     run, _, root = run_a
     shipped = root / "shipped" / "mel_v3"
     export_umf(run, shipped)
@@ -182,8 +190,15 @@ def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     path, why = choose_umf(None, True, cfg, "hubert")
     assert path is None and "mel features" in why
     wider = from_dict(ModelConfig, {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}})
-    path, why = choose_umf(None, True, wider, "mel")
-    assert path is None and "sizes" in why
+    path, why = choose_umf(None, True, wider, "mel")  # chosen, and the note says its sizes will be taken
+    assert path == shipped.with_suffix(".safetensors") and "replace the recipe's model.{umf}" in why
+    adopted = umf_module.with_umf_sizes(wider, shipped)
+    assert adopted.umf == cfg.umf and adopted.gaussians == wider.gaussians
+    load_umf(shipped, MotionModel(adopted), adopted)
+    assert umf_module.with_umf_sizes(cfg, shipped) is cfg  # nothing to take: the recipe's own config
+    other_audio = from_dict(ModelConfig, {**TINY_MODEL, "audio": {**TINY_MODEL["audio"], "code_dim": 6}})
+    path, why = choose_umf(None, True, other_audio, "mel")
+    assert path is None and "model.audio" in why
     with pytest.raises(InputError, match="no such UMF"):
         choose_umf(root / "missing", True, cfg, "mel")
     # A description written before the articulation head existed means a UMF without one.
@@ -193,8 +208,9 @@ def test_the_shipped_umf_is_chosen_only_when_it_fits(run_a, monkeypatch):
     assert choose_umf(None, True, cfg, "mel")[0] == shipped.with_suffix(".safetensors")
     load_umf(shipped, MotionModel(cfg), cfg)
     talking = from_dict(ModelConfig, {**TINY_MODEL, "articulation": True})
-    assert "sizes" in choose_umf(None, True, talking, "mel")[1]
+    assert "model.{articulation}" in choose_umf(None, True, talking, "mel")[1]
     with pytest.raises(InputError, match="model.articulation"):
         load_umf(shipped, MotionModel(talking), talking)
+    assert not umf_module.with_umf_sizes(talking, shipped).articulation
     monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v3")
     assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")
