@@ -4,7 +4,7 @@ tracked one best, searched only over offsets a viewer would not notice, and the 
 Why: recordings reach us with the sound some tens of milliseconds off the picture (encoder delay, editing). A model
 that reads the mouth from the sound then sees the mouth a few frames early or late on that clip: on KatieHill the
 UMF's predicted opening follows her tracked one with r 0.25 on the held-out frames as recorded and 0.39 with the
-sound taken two frames later (0.34 three frames later, which her first 5 s pick; UMF ablation, see the README).
+sound taken two frames later (0.34 three frames later, which her first 5 s pick; benchmarks/umf_ablation_notes.md).
 The search is limited to the broadcast detectability window (ITU-R BT.1359: sound up to 125 ms after the picture,
 45 ms before it), so a noisy estimate on a clip whose sound is in sync can move it by no more than that.
 """

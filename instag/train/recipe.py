@@ -114,17 +114,17 @@ class AdaptRecipe:
     seed: int = 0
     # A loaded pre-trained UMF stays as it is; the aligner, the hook and the Gaussians fit the person around it.
     # Fine-tuning it on a 5 s clip lets it memorise the clip's mouth shapes by their audio: held-out lip sync fell
-    # to the level of training from scratch (UMF ablation, see the README). Without a UMF its fields must learn.
+    # to the level of training from scratch (benchmarks/umf_ablation_notes.md). Without a UMF its fields learn.
     fix_umf: bool = True
     # With a fixed UMF that has the articulation head: its branches read the person's mean audio code over the
     # training frames, so each frame's audio moves the face only through the predicted mouth opening. The frame's
-    # own code carries what the corpus voices had besides the opening, which a new voice does not share (UMF
-    # ablation, see the README). Ignored without a fixed UMF or without articulation.
+    # own code carries what the corpus voices had besides the opening, which a new voice does not share
+    # (benchmarks/umf_ablation_notes.md). Ignored without a fixed UMF or without articulation.
     audio_through_opening: bool = True
     # With a fixed UMF that has the articulation head: its predicted opening is scaled by the least-squares gain
     # onto the tracked one over the training frames, which the UMF never saw. Unscaled, its prediction for a new
     # voice swings as widely as the tracked opening while following it with r ≈ 0.2-0.35, and the tracker reads
-    # every wrong swing as lip error (UMF ablation, see the README). Ignored as audio_through_opening is.
+    # every wrong swing as lip error (benchmarks/umf_ablation_notes.md). Ignored as audio_through_opening is.
     opening_gain: bool = True
     init: InitConfig = field(default_factory=InitConfig)
     stages: AdaptStages = field(default_factory=AdaptStages)
