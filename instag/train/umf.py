@@ -87,12 +87,16 @@ def with_umf_sizes(cfg: ModelConfig, stem: str | Path) -> ModelConfig:
     """`cfg` with the motion sizes the UMF fixes (ADOPTED_SIZES: tri-plane, networks, hook, conditions) taken from
     its description, so any recipe can start from any UMF of its audio features: a paper-sized GPU recipe from the
     CPU-sized shipped one, say. The rest of the recipe (Gaussians, aligner, losses, schedule) stays its own."""
-    doc = _umf_doc(umf_paths(stem)[1])
+    json_path = umf_paths(stem)[1]
+    doc = _umf_doc(json_path)
     keys = _adopted(cfg, doc)
     if not keys:
         return cfg
     saved = _saved_sizes(doc)
-    return from_dict(ModelConfig, to_dict(cfg) | {key: saved[key] for key in keys}, f"{stem}: config")
+    missing = [key for key in keys if key not in saved]
+    if missing:
+        raise InputError(f"{json_path}: config does not record model.{missing[0]}, which the UMF fixes")
+    return from_dict(ModelConfig, to_dict(cfg) | {key: saved[key] for key in keys}, f"{json_path}: config")
 
 
 def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dict[str, Any],

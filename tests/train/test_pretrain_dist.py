@@ -212,5 +212,9 @@ def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_size
     with pytest.raises(InputError, match="model.articulation"):
         load_umf(shipped, MotionModel(talking), talking)
     assert not umf_module.with_umf_sizes(talking, shipped).articulation
+    del doc["config"]["hook"]  # a description that does not say what it fixes is refused, not guessed
+    shipped.with_suffix(".json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="does not record model.hook"):
+        umf_module.with_umf_sizes(cfg, shipped)
     monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v3")
     assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")
