@@ -14,7 +14,9 @@ from instag.errors import InputError
 class GaussianConfig:
     """Static Gaussians of one branch: initialisation, densification and pruning (3DGS schedule values)."""
 
-    sh_degree: int = 0  # 0 (view-independent colour) keeps the CPU path fast; up to 3 is supported
+    # Colour's view dependence, 0..3. 0 (view-independent) for pre-training's per-identity fields; the adaptation
+    # recipes use 2, which follows the shading of a turning head (benchmarks/sh_degree_cpu.md).
+    sh_degree: int = 0
     init_opacity: float = 0.1
     init_knn: int = 3  # initial scale = mean distance to this many nearest neighbours
     densify_grad_threshold: float = 2e-4  # mean screen-space gradient of the means, NDC units (3DGS)

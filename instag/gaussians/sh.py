@@ -71,6 +71,8 @@ def sh_to_rgb(sh_dc: Tensor, sh_rest: Tensor, dirs: Tensor) -> Tensor:
     Gaussian → rgb [N, 3], clamped at 0 like 3DGS (no upper clamp, so gradients stay alive above 1).
     """
     degree = int(round((sh_rest.shape[1] + 1) ** 0.5)) - 1
-    coeffs = torch.cat([sh_dc.unsqueeze(1), sh_rest], dim=1)  # [N, K, 3]
     basis = _basis(dirs, degree)  # [N, K]
-    return ((basis.unsqueeze(-1) * coeffs).sum(dim=1) + 0.5).clamp_min(0.0)
+    # The DC term is a constant; the rest is one batched [1, K-1] x [K-1, 3] product per Gaussian, about twice
+    # as fast on the CPU as broadcasting to [N, K, 3] and summing (the renderer does this every frame).
+    rgb = SH_C0 * sh_dc + torch.bmm(basis[:, None, 1:], sh_rest).squeeze(1)
+    return (rgb + 0.5).clamp_min(0.0)

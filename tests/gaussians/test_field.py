@@ -36,6 +36,20 @@ def test_sh_dc_round_trip_and_view_dependence():
     assert (sh_to_rgb(rgb_to_sh_dc(rgb), rest, up) > sh_to_rgb(rgb_to_sh_dc(rgb), rest, down)).all()
 
 
+@pytest.mark.parametrize("degree", [1, 2, 3])
+def test_sh_colour_is_the_basis_weighted_sum_of_the_coefficients(degree):
+    from instag.gaussians.sh import _basis, num_sh_coeffs
+
+    gen = torch.Generator().manual_seed(degree)
+    k = num_sh_coeffs(degree)
+    dc, rest = torch.randn(7, 3, generator=gen), torch.randn(7, k - 1, 3, generator=gen)
+    dirs = torch.nn.functional.normalize(torch.randn(7, 3, generator=gen), dim=-1)
+    basis = _basis(dirs, degree)  # [7, k]
+    want = torch.stack([sum(basis[i, j] * torch.cat([dc[i : i + 1], rest[i]])[j] for j in range(k))
+                        for i in range(7)]) + 0.5
+    assert torch.allclose(sh_to_rgb(dc, rest, dirs), want.clamp_min(0.0), atol=1e-5)
+
+
 def _adam_step(field: GaussianField, optimizer: torch.optim.Optimizer) -> None:
     loss = sum((p**2).sum() for p in field.parameters())
     optimizer.zero_grad()
