@@ -33,6 +33,7 @@ LD_FLAGS = ["-fopenmp"]
 NVCC_FLAGS = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
 
 
+@functools.cache  # the toolchain does not change within a process; the ninja check runs a subprocess (~3 ms)
 def compiler_available() -> bool:
     """Whether a C++ compiler and ninja are on PATH (what a CPU build needs)."""
     from torch.utils.cpp_extension import get_cxx_compiler, is_ninja_available
@@ -40,6 +41,7 @@ def compiler_available() -> bool:
     return shutil.which(get_cxx_compiler()) is not None and is_ninja_available()
 
 
+@functools.cache  # asked on every kernel call that resolves its backend
 def nvcc_available() -> bool:
     """Whether nvcc can be found (what a CUDA build needs besides a CUDA build of torch)."""
     from torch.utils.cpp_extension import CUDA_HOME
