@@ -38,6 +38,7 @@ class Choice:
     reason: str
 
 
+@functools.cache  # asked on every CUDA kernel call, like the toolchain checks in cuda_ext/build.py
 def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
