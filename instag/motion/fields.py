@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instag.config.model import AudioConfig, MotionFieldConfig
@@ -38,9 +39,14 @@ class FaceMotion:
         )
 
 
-def _broadcast(code: Tensor, n: int) -> Tensor:
-    """code: [D] or [1, D] (one frame) → [n, D]."""
-    return code.reshape(1, -1).expand(n, -1)
+@dataclass
+class PointTerms:
+    """What a `MotionBranch` computes from the canonical positions alone. An avatar whose Gaussians no longer
+    move in canonical space (rendering) computes them once instead of every frame."""
+
+    base: Tensor  # [N, hidden] the first layer's response to the tri-plane features, bias included
+    audio_attention: Tensor  # [N, audio_dim] region attention on the audio code, in (0, 1)
+    expression_gate: Tensor | None  # [N, expression_dim] gate on the expression, in (0, 1); None without one
 
 
 class MotionBranch(nn.Module):
@@ -66,6 +72,10 @@ class MotionBranch(nn.Module):
             t.n_levels, t.n_features, t.log2_table_size, t.base_resolution, t.max_resolution, t.bound, backend
         )
         feat = self.encoder.output_dim
+        # The first layer's input columns: features, then each per-frame part that is present.
+        self.input_dims = (feat, audio_dim) + ((expression_dim,) if expression_dim else ()) + (
+            (extra_dim,) if extra_dim else ())
+        self.extra_dim = extra_dim
         self.audio_attention = nn.Linear(feat, audio_dim)
         self.expression_gate = nn.Linear(feat, expression_dim) if expression_dim else None
         layers: list[nn.Module] = []
@@ -79,24 +89,41 @@ class MotionBranch(nn.Module):
             out.bias.zero_()
         self.mlp = nn.Sequential(*layers, out)
 
+    def point_terms(self, xyz: Tensor) -> PointTerms:
+        """xyz: [N, 3] canonical positions → what the branch computes from the positions alone."""
+        feat = self.encoder(xyz)
+        first = self.mlp[0]
+        return PointTerms(
+            base=F.linear(feat, first.weight[:, : feat.shape[1]], first.bias),
+            audio_attention=torch.sigmoid(self.audio_attention(feat)),
+            expression_gate=None if self.expression_gate is None else torch.sigmoid(self.expression_gate(feat)),
+        )
+
     def forward(
         self,
-        xyz: Tensor,  # [N, 3] canonical positions
+        points: Tensor | PointTerms,  # [N, 3] canonical positions, or their `point_terms`
         audio_code: Tensor,  # [audio_dim] this frame's smoothed audio code
         expression: Tensor | None = None,  # [expression_dim]
         extra: Tensor | None = None,  # [extra_dim], e.g. the hook's code
     ) -> Tensor:
-        """→ [N, out_dim]."""
-        n = xyz.shape[0]
-        feat = self.encoder(xyz)
-        parts = [feat, torch.sigmoid(self.audio_attention(feat)) * _broadcast(audio_code, n)]
-        if self.expression_gate is not None:
+        """→ [N, out_dim]: the MLP on features ⊕ attention · code ⊕ gate · expression ⊕ extra.
+
+        The first layer is applied to its input's parts separately (the same sum): the feature part is in the
+        point terms, and the per-frame parts fold the frame's vectors into the weights, [N, D] · [D, hidden].
+        """
+        terms = points if isinstance(points, PointTerms) else self.point_terms(points)
+        # [hidden, D] blocks of the first layer's weight, one per input part; the feature block is in the terms
+        cols = iter(self.mlp[0].weight.split(self.input_dims, dim=1)[1:])
+        h = torch.addmm(terms.base, terms.audio_attention, audio_code.reshape(-1, 1) * next(cols).T)
+        if terms.expression_gate is not None:
             if expression is None:
                 raise ValueError("this branch is conditioned on an expression; none was given")
-            parts.append(torch.sigmoid(self.expression_gate(feat)) * _broadcast(expression, n))
-        if extra is not None:
-            parts.append(_broadcast(extra, n))
-        return self.mlp(torch.cat(parts, dim=-1))
+            h = torch.addmm(h, terms.expression_gate, expression.reshape(-1, 1) * next(cols).T)
+        if self.extra_dim:
+            if extra is None:
+                raise ValueError("this branch takes an extra code; none was given")
+            h = h + next(cols) @ extra.reshape(-1)
+        return self.mlp[1:](h)
 
 
 class _TwoBranchField(nn.Module):
@@ -112,7 +139,7 @@ class _TwoBranchField(nn.Module):
 
     def face_motion(
         self,
-        xyz: Tensor,  # [N, 3]
+        xyz: Tensor | PointTerms,  # [N, 3], or the face branch's terms of them
         audio_code: Tensor,  # [audio_dim]
         expression: Tensor,  # [expression_dim]
     ) -> FaceMotion:
@@ -121,7 +148,7 @@ class _TwoBranchField(nn.Module):
 
     def mouth_motion(
         self,
-        xyz: Tensor,  # [M, 3]
+        xyz: Tensor | PointTerms,  # [M, 3], or the mouth branch's terms of them
         audio_code: Tensor,  # [audio_dim]
         hook_code: Tensor,  # [hook_dim]
     ) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from instag.config.model import ModelConfig, OptimConfig
 from instag.motion.aligner import MotionAligner
-from instag.motion.fields import FaceMotion, PersonalizedField, UniversalMotionField
+from instag.motion.fields import FaceMotion, PersonalizedField, PointTerms, UniversalMotionField
 from instag.motion.hook import FaceMouthHook
 
 
@@ -31,6 +31,17 @@ class AvatarMotion:
     probe_d_means: Tensor | None = None  # [P, 3] total face-branch motion at the probe points, when asked for
     mouth_opening: Tensor | None = None  # [1] the UMF's prediction from the audio (articulation on), for its loss
     face_condition: Tensor | None = None  # [condition_dim] what the face branches read: expression (⊕ opening)
+
+
+@dataclass
+class MotionPoints:
+    """What `MotionModel` computes from the canonical Gaussians alone (`MotionModel.points`): the aligner's scales
+    and both branches' point terms. Frame-independent, so a rendered avatar computes them once."""
+
+    face: PointTerms  # of the aligned face positions (⊕ probes), [N (+ P), ·]
+    mouth: PointTerms  # [M, ·]
+    aligner_offsets: Tensor | None  # [N (+ P) + M, 3] (face then mouth)
+    aligner_scales: Tensor | None  # [N (+ P) + M, 3]
 
 
 class MotionModel(nn.Module):
@@ -63,6 +74,23 @@ class MotionModel(nn.Module):
         """The articulation head's mouth opening for audio codes [..., code_dim] → [..., 1], calibrated."""
         return (self.umf.mouth_opening(code) - self.opening_bias) * self.opening_gain
 
+    def points(
+        self,
+        face_xyz: Tensor,  # [N, 3] canonical face Gaussians (⊕ probe points)
+        mouth_xyz: Tensor,  # [M, 3] canonical mouth-interior Gaussians
+    ) -> MotionPoints:
+        """The frame-independent part of the motion of these canonical positions."""
+        offsets = scales = None
+        face_query, mouth_query = face_xyz, mouth_xyz
+        if self.aligner is not None:
+            # One aligner call for both branches: they live in the same canonical head space.
+            xyz = torch.cat([face_xyz, mouth_xyz])
+            offsets, scales = self.aligner(xyz)
+            query = xyz + offsets
+            face_query, mouth_query = query[: face_xyz.shape[0]], query[face_xyz.shape[0]:]
+        return MotionPoints(self.umf.face.point_terms(face_query), self.umf.mouth.point_terms(mouth_query),
+                            offsets, scales)
+
     def forward(
         self,
         face_xyz: Tensor,  # [N, 3] canonical face Gaussians
@@ -73,6 +101,7 @@ class MotionModel(nn.Module):
         personalized: PersonalizedField | None = None,
         probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
         mouth_opening: Tensor | None = None,  # [1] tracked (training): fed to the face branch instead of predicted
+        points: MotionPoints | None = None,  # `self.points` of these positions (⊕ probes), when already computed
     ) -> AvatarMotion:
         code = self.umf.audio_code(audio_windows)
         predicted = None
@@ -86,16 +115,11 @@ class MotionModel(nn.Module):
             # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.
             face_xyz = torch.cat([face_xyz, probe_xyz])
         n = face_xyz.shape[0]
-        offsets = scales = None
-        face_query, mouth_query = face_xyz, mouth_xyz
-        if self.aligner is not None:
-            # One aligner call for both branches: they live in the same canonical head space.
-            xyz = torch.cat([face_xyz, mouth_xyz])
-            offsets, scales = self.aligner(xyz)
-            query = xyz + offsets
-            face_query, mouth_query = query[:n], query[n:]
+        if points is None:
+            points = self.points(face_xyz, mouth_xyz)
+        offsets, scales = points.aligner_offsets, points.aligner_scales
 
-        face = self.umf.face_motion(face_query, code, expression)
+        face = self.umf.face_motion(points.face, code, expression)
         if scales is not None:
             face = FaceMotion(face.d_means * scales[:n], face.d_log_scales, face.d_quats)
         residual_face = None
@@ -114,7 +138,7 @@ class MotionModel(nn.Module):
             n = n_face
 
         features, hook_code, mouth_scale = self.hook(face.d_means[lip_mask])
-        mouth = self.umf.mouth_motion(mouth_query, code, hook_code)
+        mouth = self.umf.mouth_motion(points.mouth, code, hook_code)
         if scales is not None:
             mouth = mouth * scales[n:]
         residual_mouth = None

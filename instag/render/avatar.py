@@ -19,7 +19,7 @@ from torch import Tensor
 from instag.gaussians.field import GaussianField, Region, quat_to_rotmat
 from instag.kernels.rasterize import RasterOutput, rasterize
 from instag.motion.fields import PersonalizedField
-from instag.motion.model import AvatarMotion, MotionModel
+from instag.motion.model import AvatarMotion, MotionModel, MotionPoints
 
 
 @dataclass
@@ -119,6 +119,7 @@ def render_avatar(
     geometry: bool = False,
     backend: str = "auto",
     probe_xyz: Tensor | None = None,  # [P, 3] canonical points whose motion `motion.probe_d_means` reports
+    points: MotionPoints | None = None,  # `motion.points` of the canonical Gaussians (⊕ probes), if computed
 ) -> AvatarRender:
     """Render one frame of the avatar; with `geometry`, also the face branch's depth and normal maps."""
     m = motion(
@@ -130,6 +131,7 @@ def render_avatar(
         personalized=personalized,
         probe_xyz=probe_xyz,
         mouth_opening=cond.mouth_opening,
+        points=points,
     )
     face_means = face.means + m.face.d_means
     face_log_scales = face.log_scales + m.face.d_log_scales

@@ -19,7 +19,6 @@ import torch
 
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_features, to_uint8
-from instag.render.avatar import render_avatar
 from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.clips import Clip
 
@@ -85,8 +84,7 @@ class PreviewRenderer:
         index = min(max(index, 0), driver.n_frames - 1)
         cond = driver.condition(index).cond
         cond = dataclasses.replace(cond, viewmat=orbit_viewmat(cond.viewmat, self.centre, orbit))
-        av = self.avatar
-        image = render_avatar(av.face, av.mouth, av.motion, cond, backend=av.cfg.backend).image
+        image = self.avatar.render(cond).image
         rgb = to_uint8(image)
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:

@@ -97,6 +97,50 @@ def test_aligner_at_initialisation_is_exactly_the_bare_umf(cfg):
     assert wrapped.aligner.offset_head.weight.grad.abs().sum() > 0
 
 
+def test_branch_is_its_mlp_on_the_concatenated_inputs(cfg):
+    """The branches apply their first layer part by part; the sum must be the plain MLP on the concatenation."""
+    torch.manual_seed(0)
+    umf = MotionModel(cfg).umf
+    xyz = torch.rand(25, 3) - 0.5
+    code, expr, hook = torch.randn(cfg.audio.code_dim), torch.rand(cfg.expression_dim), torch.randn(cfg.hook.code_dim)
+    for branch, gated, extra in ((umf.face, expr, None), (umf.mouth, None, hook)):
+        feat = branch.encoder(xyz)
+        parts = [feat, torch.sigmoid(branch.audio_attention(feat)) * code]
+        if gated is not None:
+            parts.append(torch.sigmoid(branch.expression_gate(feat)) * gated)
+        if extra is not None:
+            parts.append(extra.expand(25, -1))
+        expected = branch.mlp(torch.cat(parts, dim=-1))
+        assert torch.allclose(branch(xyz, code, gated, extra), expected, atol=1e-6)
+        assert not torch.allclose(branch(xyz, code * 2, gated, extra), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="expression"):
+        umf.face(xyz, code)
+    with pytest.raises(ValueError, match="extra code"):
+        umf.mouth(xyz, code)
+
+
+@pytest.mark.parametrize("probes", [False, True])
+def test_precomputed_points_give_exactly_the_same_motion(cfg, probes):
+    torch.manual_seed(0)
+    model = MotionModel(cfg, with_aligner=True)
+    with torch.no_grad():  # an aligner that moves the query points, so its terms matter
+        for head in (model.aligner.offset_head, model.aligner.scale_head):
+            head.weight.normal_(std=0.1)
+    face, lips, mouth, audio, expr = _inputs(cfg)
+    probe = face[:4] + 0.01 if probes else None
+    query = torch.cat([face, probe]) if probes else face
+    points = model.points(query, mouth)
+    assert points.aligner_offsets.abs().max() > 0
+    for k in range(2):  # the same points serve every frame
+        a = model(face, lips, mouth, audio + k, expr, probe_xyz=probe)
+        b = model(face, lips, mouth, audio + k, expr, probe_xyz=probe, points=points)
+        for x, y in ((a.face.d_means, b.face.d_means), (a.face.d_quats, b.face.d_quats),
+                     (a.mouth_d_means, b.mouth_d_means), (a.aligner_scales, b.aligner_scales)):
+            assert torch.equal(x, y)
+        if probes:
+            assert torch.equal(a.probe_d_means, b.probe_d_means)
+
+
 def _lip_motion(opening: float, n: int = 10) -> torch.Tensor:
     d = torch.zeros(n, 3)
     d[: n // 2, 1] = -opening  # upper lip up (OpenCV y points down)
