@@ -42,8 +42,8 @@ class RenderOptions:
     feather: float = DEFAULT_FEATHER  # paste-back seam width as a fraction of the crop side
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
     force: bool = False  # re-render outputs that exist
-    # torch threads for rendering on CPU (0: torch's default, all cores). On the idle 2-core machine 2 threads dub
-    # 60 s of audio at 1.21x real time against 0.83x for 1; on a machine busy with other work, 1 avoids OpenMP
+    # torch threads for rendering on CPU (0: torch's default, all cores). On the idle 2-core machine 2 threads dubbed
+    # 60 s of audio at 1.21x real time against 0.83x for 1 (2026-11-21); on a machine busy with other work, 1 avoids OpenMP
     # spin-waiting.
     threads: int = 0
 
