@@ -1,24 +1,29 @@
 """Audio features aligned to video frames: `[T, K, D]` arrays, K sub-frame steps per video frame.
 
 Frame i covers [i / fps, (i + 1) / fps); its K rows sample the feature sequence at the centres of K equal parts.
-`mel` needs no weights. `hubert` and `wav2vec2` load a transformers model from a local directory only
-(`local_files_only=True`): nothing is downloaded.
+`whisper` (the default) reads Whisper-base encoder states from the packaged weights or a local Whisper directory
+(`instag.audio.whisper`). `mel` needs no weights. `hubert` and `wav2vec2` load a transformers model from a local
+directory only (`local_files_only=True`): nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from instag.audio import whisper
 from instag.errors import InputError
+from instag.media.audio import FEATURE_RATE
 
-KINDS = ("mel", "hubert", "wav2vec2")
+KINDS = ("whisper", "mel", "hubert", "wav2vec2")
+DEFAULT_KIND = "whisper"
 MEL_HOP_S = 0.01  # 100 mel frames per second
 MEL_SUBFRAMES = 4
-MODEL_SUBFRAMES = 2  # hubert / wav2vec2 run at 50 Hz
+MODEL_SUBFRAMES = 2  # whisper / hubert / wav2vec2 run at 50 Hz
 
 
 def _sample(seq: np.ndarray, rate_hz: float, fps: float, n_frames: int, subframes: int, offset_s: float) -> np.ndarray:
@@ -100,6 +105,38 @@ def model_features(model: SpeechModel, audio: np.ndarray, sample_rate: int, fps:
             outs.append(hidden[: int(np.ceil(len(audio[start : start + step]) / 320))])
     seq = np.concatenate(outs)
     return _sample(seq, sample_rate / 320, fps, n_frames, MODEL_SUBFRAMES, 0.0125)
+
+
+@functools.lru_cache(maxsize=4)
+def load_front_end(kind: str, audio_model: str | None) -> Any:
+    """What computing `kind` features needs: None for mel, the Whisper front end (packaged weights unless
+    `audio_model` is given), or a local hubert / wav2vec2 model (`audio_model` required). InputError otherwise.
+    Cached: a preview or a batch loads each model once."""
+    if kind not in KINDS:
+        raise InputError(f"--audio-features: unknown kind '{kind}' (known: {', '.join(KINDS)})")
+    if kind == "mel":
+        return None
+    if kind == "whisper":
+        return whisper.load_whisper(audio_model)
+    if not audio_model:
+        raise InputError(f"{kind} features need --audio-model pointing to a local {kind} model directory")
+    return load_speech_model(kind, audio_model)
+
+
+def compute_features(kind: str, front: Any, audio: np.ndarray, fps: float, n_frames: int,
+                     n_mels: int = 80) -> np.ndarray:
+    """Features [n_frames, K, D] of `kind` for 16 kHz mono `audio` [N], with `front` from `load_front_end`."""
+    if kind == "mel":
+        return mel_features(audio, FEATURE_RATE, fps, n_frames, n_mels)
+    if kind == "whisper":
+        return whisper_features(front, audio, fps, n_frames)
+    return model_features(front, audio, FEATURE_RATE, fps, n_frames)
+
+
+def whisper_features(front: whisper.WhisperFrontEnd, audio: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """Whisper encoder states [T, 2, D] of 16 kHz mono `audio` [N]; state j is centred at j · 20 ms."""
+    states = whisper.encode(front, audio if audio.size else np.zeros(1, np.float32))
+    return _sample(states, FEATURE_RATE / whisper.TOKEN_SAMPLES, fps, n_frames, MODEL_SUBFRAMES, 0.0)
 
 
 def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, floor_db: float = 40.0,

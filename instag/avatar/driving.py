@@ -16,7 +16,6 @@ from instag.audio import features as af
 from instag.avatar.bundle import Avatar
 from instag.avatar.drive import expression_matrix
 from instag.errors import InputError
-from instag.media.audio import FEATURE_RATE
 from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition
 
@@ -45,15 +44,13 @@ def audio_features(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_mod
     k, d = (int(v) for v in avatar.meta["audio_feature_shape"])
     fps = float(avatar.meta["fps"])
     audio = mono16k if mono16k.size else np.zeros(1, np.float32)
-    if kind == "mel":
-        feats = af.mel_features(audio, FEATURE_RATE, fps, n_frames, n_mels=d)
-    elif kind in ("hubert", "wav2vec2"):
-        if not audio_model:
-            raise InputError(f"{avatar.path}: the avatar is driven by {kind} features; pass --audio-model "
-                             f"pointing to the local {kind} model directory it was trained with")
-        feats = af.model_features(af.load_speech_model(kind, audio_model), audio, FEATURE_RATE, fps, n_frames)
-    else:
+    if kind not in af.KINDS:
         raise InputError(f"{avatar.path}: unknown audio feature kind '{kind}'")
+    if kind in ("hubert", "wav2vec2") and not audio_model:
+        raise InputError(f"{avatar.path}: the avatar is driven by {kind} features; pass --audio-model "
+                         f"pointing to the local {kind} model directory it was trained with")
+    front = af.load_front_end(kind, None if audio_model is None else str(audio_model))
+    feats = af.compute_features(kind, front, audio, fps, n_frames, n_mels=d)
     if feats.shape[1:] != (k, d):
         raise InputError(f"{avatar.path}: '{kind}' features come out {list(feats.shape[1:])} per frame, the avatar "
                          f"was trained on {[k, d]} (a different feature model?)")

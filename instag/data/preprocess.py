@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,16 +54,17 @@ class _Stages:
         self.t = now
 
 
-def _check_features(cfg: PreprocessConfig) -> dict[str, af.SpeechModel]:
-    models = {}
-    for kind in cfg.audio_features:
-        if kind not in af.KINDS:
-            raise InputError(f"--audio-features: unknown kind '{kind}' (known: {', '.join(af.KINDS)})")
-        if kind != "mel":
-            if not cfg.audio_model:
-                raise InputError(f"--audio-features {kind} needs --audio-model pointing to a local {kind} model directory")
-            models[kind] = af.load_speech_model(kind, cfg.audio_model)
-    return models
+def _check_features(cfg: PreprocessConfig) -> dict[str, Any]:
+    """Each requested feature kind's front end, loaded before any work so a bad model fails first."""
+    return {kind: af.load_front_end(kind, cfg.audio_model) for kind in cfg.audio_features}
+
+
+def _feature_source(kind: str, front: Any) -> str:
+    if kind == "mel":
+        return "librosa log-mel (dB)"
+    if kind == "whisper":
+        return f"{front.source}, encoder layer {front.layer}"
+    return str(front.path)
 
 
 def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, force: bool = False,
@@ -164,13 +166,9 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
         feature_meta = {}
         for kind in cfg.audio_features:
-            if kind == "mel":
-                feats = af.mel_features(audio, cfg.sample_rate, cfg.fps, n, cfg.mel_bins)
-            else:
-                feats = af.model_features(models[kind], audio, cfg.sample_rate, cfg.fps, n)
+            feats = af.compute_features(kind, models[kind], audio, cfg.fps, n, cfg.mel_bins)
             np.save(tmp / "audio" / f"{kind}.npy", feats)
-            feature_meta[kind] = {"shape": list(feats.shape), "source": "librosa log-mel (dB)" if kind == "mel"
-                                  else str(cfg.audio_model)}
+            feature_meta[kind] = {"shape": list(feats.shape), "source": _feature_source(kind, models[kind])}
         stages.done("audio_features")
 
         meta = {

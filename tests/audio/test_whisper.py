@@ -1,0 +1,211 @@
+"""The Whisper front end: the CTranslate2 reader, the rebuild into transformers' WhisperEncoder (a tiny random one
+and the packaged weights), local directories and their refusals, long audio in windows, the short context."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from instag.audio import features as af
+from instag.audio import whisper
+from instag.audio.ct2 import read_ct2_variables
+from instag.errors import InputError
+
+SR = whisper.SAMPLE_RATE
+
+
+def _ct2_string(s: str) -> bytes:
+    raw = s.encode() + b"\0"
+    return struct.pack("<H", len(raw)) + raw
+
+
+def write_ct2(path, spec: str, variables: dict[str, np.ndarray], version: int = 6) -> None:
+    """A model.bin in CTranslate2's binary layout (what the packaged weights are)."""
+    ids = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3,
+           np.dtype(np.float16): 4}
+    out = [struct.pack("<I", version), _ct2_string(spec), struct.pack("<I", 1), struct.pack("<I", len(variables))]
+    for name, a in variables.items():
+        out += [_ct2_string(name), struct.pack("<B", a.ndim), *(struct.pack("<I", d) for d in a.shape),
+                struct.pack("<B", ids[a.dtype]), struct.pack("<I", a.nbytes), a.tobytes()]
+    out.append(struct.pack("<I", 0))  # no aliases
+    path.write_bytes(b"".join(out))
+
+
+def tiny_encoder_config() -> dict:
+    return {"d_model": 16, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 24,
+            "num_mel_bins": 80, "max_source_positions": whisper.WINDOW_TOKENS}
+
+
+def as_ct2(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, np.ndarray]:
+    """A WhisperEncoder state dict in CTranslate2's WhisperSpec naming (q, k, v fused; k's bias zero)."""
+    s = {k: v.numpy().astype(np.float16) for k, v in state.items()}
+    out = {"encoder/conv1/weight": s["conv1.weight"], "encoder/conv1/bias": s["conv1.bias"],
+           "encoder/conv2/weight": s["conv2.weight"], "encoder/conv2/bias": s["conv2.bias"],
+           "encoder/position_encodings/encodings": s["embed_positions.weight"],
+           "encoder/layer_norm/gamma": s["layer_norm.weight"], "encoder/layer_norm/beta": s["layer_norm.bias"],
+           "decoder/embeddings/weight": np.ones((3, 4), np.float16)}
+    for i in range(n_layers):
+        a, p = f"layers.{i}.", f"encoder/layer_{i}/"
+        k_b = np.zeros_like(s[a + "self_attn.q_proj.bias"])
+        out |= {
+            p + "self_attention/linear_0/weight": np.concatenate([s[a + f"self_attn.{x}_proj.weight"] for x in "qkv"]),
+            p + "self_attention/linear_0/bias": np.concatenate([s[a + "self_attn.q_proj.bias"], k_b,
+                                                                s[a + "self_attn.v_proj.bias"]]),
+            p + "self_attention/linear_1/weight": s[a + "self_attn.out_proj.weight"],
+            p + "self_attention/linear_1/bias": s[a + "self_attn.out_proj.bias"],
+            p + "self_attention/layer_norm/gamma": s[a + "self_attn_layer_norm.weight"],
+            p + "self_attention/layer_norm/beta": s[a + "self_attn_layer_norm.bias"],
+            p + "ffn/linear_0/weight": s[a + "fc1.weight"], p + "ffn/linear_0/bias": s[a + "fc1.bias"],
+            p + "ffn/linear_1/weight": s[a + "fc2.weight"], p + "ffn/linear_1/bias": s[a + "fc2.bias"],
+            p + "ffn/layer_norm/gamma": s[a + "final_layer_norm.weight"],
+            p + "ffn/layer_norm/beta": s[a + "final_layer_norm.bias"],
+        }
+    return out
+
+
+def test_ct2_reader_round_trip_and_split_parts(tmp_path):
+    v = {"encoder/a": np.arange(6, dtype=np.float16).reshape(2, 3), "decoder/b": np.array([7], np.int32),
+         "encoder/scalar": np.array(3, np.int8)}
+    write_ct2(tmp_path / "m.bin", "WhisperSpec", v)
+    data = (tmp_path / "m.bin").read_bytes()
+    (tmp_path / "p1").write_bytes(data[:37])
+    (tmp_path / "p2").write_bytes(data[37:])
+    spec, got = read_ct2_variables([tmp_path / "p1", tmp_path / "p2"], lambda n: n.startswith("encoder/"))
+    assert spec == "WhisperSpec" and set(got) == {"encoder/a", "encoder/scalar"}
+    np.testing.assert_array_equal(got["encoder/a"], v["encoder/a"])
+    assert got["encoder/a"].dtype == np.float16 and got["encoder/scalar"].shape == ()
+
+
+def test_ct2_reader_refuses_truncated_and_unknown_versions(tmp_path):
+    write_ct2(tmp_path / "m.bin", "WhisperSpec", {"encoder/a": np.zeros((4, 4), np.float32)})
+    data = (tmp_path / "m.bin").read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[:-20])
+    with pytest.raises(InputError, match="truncated"):
+        read_ct2_variables([tmp_path / "cut.bin"], lambda n: True)
+    write_ct2(tmp_path / "v5.bin", "WhisperSpec", {}, version=5)
+    with pytest.raises(InputError, match="binary version 5"):
+        read_ct2_variables([tmp_path / "v5.bin"], lambda n: True)
+
+
+def test_rebuild_maps_ct2_names_onto_whisper_encoder():
+    torch.manual_seed(0)
+    config = tiny_encoder_config()
+    original = whisper._new_encoder(config).eval()
+    # float16 round trip first, as the packaged weights are stored
+    state = {k: v.half().float() for k, v in original.state_dict().items()}
+    original.load_state_dict(state)
+    rebuilt = whisper._rebuild_state(as_ct2(state, config["encoder_layers"]), config["encoder_layers"])
+    encoder = whisper._new_encoder(config)
+    whisper._load_strict(encoder, {k: torch.from_numpy(a.astype(np.float32)) for k, a in rebuilt.items()}, "test")
+    mel = torch.randn(1, 80, 3000)
+    with torch.inference_mode():
+        want = original(mel, output_hidden_states=True).hidden_states[1]
+    front = whisper.WhisperFrontEnd(encoder.eval(), whisper._extractor(80), "test", layer=1)
+    torch.testing.assert_close(whisper.encoder_states(front, mel), want[0], rtol=0, atol=0)
+
+
+def test_rebuild_refuses_a_key_bias():
+    config = tiny_encoder_config()
+    v = as_ct2(whisper._new_encoder(config).state_dict(), 2)
+    v["encoder/layer_1/self_attention/linear_0/bias"][20] = 1.0  # inside the key part (16..31)
+    with pytest.raises(InputError, match="key projection has a bias"):
+        whisper._rebuild_state(v, 2)
+
+
+@pytest.fixture(scope="module")
+def packaged() -> whisper.WhisperFrontEnd:
+    return whisper.load_whisper()
+
+
+def test_packaged_weights_match_transformers_encoder(packaged):
+    """Strict load, the pinned hash, and our layer-by-layer pass equal to WhisperEncoder's own hidden states."""
+    assert packaged.source.startswith("packaged") and packaged.layer == whisper.DEFAULT_LAYER
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(SR * 3)).astype(np.float32)
+    mel = whisper.log_mel(packaged, audio, pad_to_window=True)
+    assert mel.shape == (1, 80, 3000)
+    with torch.inference_mode():
+        want = packaged.encoder(mel, output_hidden_states=True).hidden_states[packaged.layer][0]
+    torch.testing.assert_close(whisper.encoder_states(packaged, mel), want, rtol=0, atol=0)
+
+
+def test_packaged_weights_refused_when_altered(monkeypatch):
+    monkeypatch.setattr(whisper, "PACKAGED_SHA256", "0" * 64)
+    with pytest.raises(InputError, match="not the pinned"):
+        whisper.load_whisper()
+
+
+def speechlike(seconds: float, seed: int) -> np.ndarray:
+    from instag.demo.speech import DUB_VOICE, synthesize
+
+    return synthesize(seconds, DUB_VOICE, seed).samples.astype(np.float32)
+
+
+# Measured on real speech (MuseTalk's 60 s English file, stretches starting at 25, 27.3, 30 and 33 s): Whisper's
+# absolute positions make a state depend on where its window starts, so the same stretch encoded alone matches a
+# long file's states to a median cosine of 0.91-0.93; below this bound would mean a seam or a misplaced window.
+LONG_AUDIO_MEDIAN_COSINE = 0.85
+
+
+def test_long_audio_middle_matches_the_stretch_encoded_alone(packaged):
+    audio = speechlike(70.0, seed=1)
+    full = whisper.encode(packaged, audio)
+    assert full.shape == (3500, packaged.encoder.config.d_model) and np.isfinite(full).all()
+    start = int(27.3 * 50)
+    alone = whisper.encode(packaged, audio[start * whisper.TOKEN_SAMPLES : (start + 1500) * whisper.TOKEN_SAMPLES])
+    mid = slice(500, 1000)  # the middle 10 s of the stretch, away from both of its edges
+    a, b = full[start:start + 1500][mid], alone[mid]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert np.median(cos) > LONG_AUDIO_MEDIAN_COSINE
+    # no seam: where windows meet, consecutive states differ no more than they do anywhere
+    steps = np.linalg.norm(np.diff(full, axis=0), axis=1)
+    for boundary in (1000, 1500, 2000, 2500):
+        assert steps[boundary - 3 : boundary + 3].max() < np.percentile(steps, 99.5)
+
+
+def test_short_context_states(packaged):
+    audio = speechlike(4.0, seed=2)
+    recent = whisper.encode_recent(packaged, audio)
+    assert recent.shape == (200, packaged.encoder.config.d_model) and np.isfinite(recent).all()
+    with pytest.raises(ValueError, match="at most 30 s"):
+        whisper.encode_recent(packaged, np.zeros(31 * SR, np.float32))
+
+
+def test_whisper_features_are_frame_aligned(packaged):
+    fps, n = 25.0, 100
+    feats = af.whisper_features(packaged, speechlike(4.0, seed=3), fps, n)
+    assert feats.shape == (n, af.MODEL_SUBFRAMES, 512) and feats.dtype == np.float32
+    assert np.isfinite(feats).all() and feats.std(axis=0).mean() > 0
+
+
+def test_local_directory_safetensors_only(tmp_path):
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(0)
+    cfg = WhisperConfig(**tiny_encoder_config(), decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=8,
+                        vocab_size=64, max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=1,
+                        decoder_start_token_id=1)
+    model = WhisperModel(cfg)
+    model.save_pretrained(tmp_path / "ok", safe_serialization=True)
+    front = whisper.load_whisper(tmp_path / "ok", layer=2)
+    torch.testing.assert_close(front.encoder.state_dict()["layers.1.fc1.weight"],
+                               model.encoder.state_dict()["layers.1.fc1.weight"])
+    with pytest.raises(InputError, match="layers 1..2"):
+        whisper.load_whisper(tmp_path / "ok", layer=3)
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((tmp_path / "ok" / "config.json").read_text())
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(InputError, match="pytorch_model.bin is a pickle, which is never loaded"):
+        whisper.load_whisper(pickled)
+
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "config.json").write_text('{"model_type": "hubert"}')
+    with pytest.raises(InputError, match="'hubert' model, not whisper"):
+        whisper.load_whisper(tmp_path / "hub")
+    with pytest.raises(InputError, match="no config.json"):
+        whisper.load_whisper(tmp_path / "missing")
