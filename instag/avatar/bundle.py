@@ -110,8 +110,8 @@ def save_avatar(
     doc = {"format": AVATAR_FORMAT, "format_version": AVATAR_VERSION, **meta,
            "gaussians": {"face": face.num_gaussians, "mouth": mouth.num_gaussians},
            "motion_calibration": {"speaker_code": None if code is None else code.cpu().tolist(),
-                                  "opening_bias": float(motion.opening_bias),
-                                  "opening_gain": float(motion.opening_gain)}}
+                                  "lip_bias": motion.lip_bias.cpu().tolist(),
+                                  "lip_gain": motion.lip_gain.cpu().tolist()}}
     with atomic_dir(path, force=force) as tmp:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
                   str(tmp / "model.safetensors"))
@@ -169,14 +169,23 @@ def _load_calibration(motion: MotionModel, doc: Any, cfg: ModelConfig, where: Pa
     if doc is None:
         return
     try:
-        code, bias = doc["speaker_code"], float(doc["opening_bias"])
-        gain = float(doc.get("opening_gain", 1.0))  # avatars from before the gain moved the mouth unscaled
+        code = doc["speaker_code"]
+        if "lip_bias" in doc:
+            bias, gain = doc["lip_bias"], doc["lip_gain"]
+        else:  # avatars whose head read the opening alone; the oldest of them moved the mouth unscaled
+            bias, gain = [float(doc["opening_bias"])], [float(doc.get("opening_gain", 1.0))]
+        bias = torch.tensor(bias, dtype=torch.float32)
+        gain = torch.tensor(gain, dtype=torch.float32)
+        n = len(cfg.lip_coeffs)
+        if bias.shape != (n,) or gain.shape != (n,):
+            raise ValueError(f"lip_bias / lip_gain have shapes {list(bias.shape)} / {list(gain.shape)}, not [{n}]")
         if code is not None:
             code = torch.tensor(code, dtype=torch.float32)
             if code.shape != (cfg.audio.code_dim,):
                 raise ValueError(f"speaker_code has shape {tuple(code.shape)}, not ({cfg.audio.code_dim},)")
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: motion_calibration is malformed ({exc})") from exc
-    if not np.isfinite(bias) or not np.isfinite(gain) or (code is not None and not torch.isfinite(code).all()):
+    if not torch.isfinite(bias).all() or not torch.isfinite(gain).all() or (
+            code is not None and not torch.isfinite(code).all()):
         raise InputError(f"{where}: motion_calibration holds a non-finite value")
     motion.set_calibration(code, bias, gain)

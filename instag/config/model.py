@@ -148,9 +148,12 @@ class ModelConfig:
     expression_dim: int = (
         1  # per-frame expression condition; blink alone by default, blink ⊕ expression if wider
     )
-    # Articulation bottleneck: the UMF reads the mouth opening off the audio code (supervised by the tracked
-    # opening) and conditions the face branch on it beside the expression; training feeds the tracked value.
+    # Articulation bottleneck: the UMF reads lip-shape coefficients off the audio code (supervised by the tracked
+    # ones) and conditions the face branch on them beside the expression; training feeds the tracked values.
     articulation: bool = False
+    # Those coefficients (names from instag.data.pose.EXPRESSION_NAMES), each standardised per person. The mouth
+    # opening comes first: the audio sync and the evaluation read it.
+    lip_coeffs: tuple[str, ...] = ("mouth_open",)
     umf: MotionFieldConfig = field(default_factory=MotionFieldConfig)
     personalized: MotionFieldConfig = field(default_factory=_personalized_default)
     aligner: AlignerConfig = field(default_factory=AlignerConfig)
@@ -161,12 +164,14 @@ class ModelConfig:
 
     @property
     def condition_dim(self) -> int:
-        """Width of the face branches' per-frame condition: the expression ⊕ the mouth opening (articulation)."""
-        return self.expression_dim + int(self.articulation)
+        """Width of the face branches' per-frame condition: the expression ⊕ the lip shape (articulation)."""
+        return self.expression_dim + (len(self.lip_coeffs) if self.articulation else 0)
 
     def __post_init__(self) -> None:
         if self.audio.feature_scale <= 0:
             raise InputError(f"model.audio.feature_scale: must be positive, got {self.audio.feature_scale}")
+        if not self.lip_coeffs or self.lip_coeffs[0] != "mouth_open" or len(set(self.lip_coeffs)) != len(self.lip_coeffs):
+            raise InputError(f"model.lip_coeffs: distinct names starting with mouth_open, got {list(self.lip_coeffs)}")
         if not 0 <= self.gaussians.sh_degree <= 3:
             raise InputError(f"model.gaussians.sh_degree: {self.gaussians.sh_degree} is not in 0..3")
         sizes = {

@@ -15,6 +15,7 @@ from scipy.signal import butter, filtfilt
 from scipy.spatial.transform import Rotation
 
 from instag.data import facemesh as fm
+from instag.errors import InputError
 
 EXPRESSION_NAMES = ("mouth_open", "mouth_width", "smile", "eye_open_right", "eye_open_left", "brow_right",
                     "brow_left", "jaw_drop")
@@ -164,6 +165,17 @@ def fit_pose(pts: np.ndarray, size: int, fps: float, cutoff_hz: float, default_f
 
 def _dist(p: np.ndarray, i: int, j: int) -> np.ndarray:
     return np.linalg.norm(p[:, i] - p[:, j], axis=-1)
+
+
+def lip_coefficients(tracks: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """The lip-shape coefficients `names` (EXPRESSION_NAMES) of every frame of a dataset's tracks → [T, C]."""
+    unknown = [n for n in names if n not in EXPRESSION_NAMES]
+    if unknown:
+        raise InputError(f"lip coefficient {unknown[0]!r} is not one of {', '.join(EXPRESSION_NAMES)}")
+    expression = tracks["expression"]
+    if expression.ndim != 2 or expression.shape[1] < len(EXPRESSION_NAMES):
+        raise InputError(f"tracks' expression has shape {list(expression.shape)}, not [T, {len(EXPRESSION_NAMES)}]")
+    return expression[:, [EXPRESSION_NAMES.index(n) for n in names]].astype(np.float32)
 
 
 def face_signals(local: np.ndarray) -> dict[str, np.ndarray]:

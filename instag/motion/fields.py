@@ -167,17 +167,19 @@ class UniversalMotionField(_TwoBranchField):
         hook_dim: int,
         backend: str = "auto",
         articulation: bool = False,
+        lip_coeffs: tuple[str, ...] = ("mouth_open",),
     ) -> None:
-        super().__init__(cfg, audio.code_dim, expression_dim + int(articulation), hook_dim, backend)
+        super().__init__(cfg, audio.code_dim, expression_dim + (len(lip_coeffs) if articulation else 0), hook_dim,
+                         backend)
         self.audio_encoder = AudioEncoder(audio)
         self.audio_smoother = AudioAttention(audio)
-        # The mouth opening is linear in the code: the code itself must carry it, as a linear read-out of the mel
-        # features does (ridge regression across people: r ≈ 0.3 on held-out speakers).
-        self.articulation = nn.Linear(audio.code_dim, 1) if articulation else None
+        # The lip shape is linear in the code: the code itself must carry it, as a linear read-out of the speech
+        # features does (benchmarks/lips_cpu.md: ridge regression across people).
+        self.articulation = nn.Linear(audio.code_dim, len(lip_coeffs)) if articulation else None
 
-    def mouth_opening(self, code: Tensor) -> Tensor:
-        """code: [code_dim] or [B, code_dim] → the predicted mouth opening [1] or [B, 1], standardised per person
-        (`IdentityFrames.tracked_opening`)."""
+    def lip_shape(self, code: Tensor) -> Tensor:
+        """code: [code_dim] or [B, code_dim] → the predicted lip shape [C] or [B, C] (`ModelConfig.lip_coeffs`,
+        standardised per person as `IdentityFrames.tracked_lips`)."""
         if self.articulation is None:
             raise ValueError("this UMF has no articulation head (model.articulation is off)")
         return self.articulation(code)

@@ -29,8 +29,8 @@ class AvatarMotion:
     aligner_offsets: Tensor | None  # [N + M, 3] (face then mouth), for the aligner regulariser
     aligner_scales: Tensor | None  # [N + M, 3]
     probe_d_means: Tensor | None = None  # [P, 3] total face-branch motion at the probe points, when asked for
-    mouth_opening: Tensor | None = None  # [1] the UMF's prediction from the audio (articulation on), for its loss
-    face_condition: Tensor | None = None  # [condition_dim] what the face branches read: expression (⊕ opening)
+    lip_shape: Tensor | None = None  # [C] the UMF's prediction from the audio (articulation on), for its loss
+    face_condition: Tensor | None = None  # [condition_dim] what the face branches read: expression (⊕ lip shape)
 
 
 @dataclass
@@ -50,29 +50,36 @@ class MotionModel(nn.Module):
     def __init__(self, cfg: ModelConfig, with_aligner: bool = False) -> None:
         super().__init__()
         self.umf = UniversalMotionField(
-            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend, cfg.articulation
+            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend, cfg.articulation, cfg.lip_coeffs
         )
         self.hook = FaceMouthHook(cfg.hook)
         self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
         # The person's calibration, set by adaptation (`set_calibration`) and kept in avatar.json, not the weights.
         # speaker_code [code_dim]: when set, the branches read it in place of each frame's audio code, so the audio
-        # moves them only through the predicted mouth opening. opening_bias [1]: the prediction's mean over the
-        # person's training frames, where the tracked opening it stands for is standardised to mean 0.
-        # opening_gain [1]: the least-squares scale of the centred prediction onto the tracked opening there.
+        # moves them only through the predicted lip shape. lip_bias [C]: the prediction's mean over the person's
+        # training frames, where the tracked lip shape it stands for is standardised to mean 0. lip_gain [C]: the
+        # scale that gives the centred prediction the tracked lip shape's spread there (`adapt.lip_gain`).
+        n = len(cfg.lip_coeffs)
         self.register_buffer("speaker_code", None, persistent=False)
-        self.register_buffer("opening_bias", torch.zeros(1), persistent=False)
-        self.register_buffer("opening_gain", torch.ones(1), persistent=False)
+        self.register_buffer("lip_bias", torch.zeros(n), persistent=False)
+        self.register_buffer("lip_gain", torch.ones(n), persistent=False)
 
-    def set_calibration(self, speaker_code: Tensor | None, opening_bias: float, opening_gain: float = 1.0) -> None:
-        """speaker_code: [code_dim] or None (each frame's own code)."""
-        dev = self.opening_bias.device
+    def set_calibration(self, speaker_code: Tensor | None, lip_bias: Tensor | list[float],
+                        lip_gain: Tensor | list[float] | None = None) -> None:
+        """speaker_code: [code_dim] or None (each frame's own code); lip_bias, lip_gain: [C] (gain None: ones)."""
+        dev = self.lip_bias.device
+        n = self.lip_bias.shape[0]
+        bias = torch.as_tensor(lip_bias, dtype=torch.float32).reshape(-1)
+        gain = torch.ones(n) if lip_gain is None else torch.as_tensor(lip_gain, dtype=torch.float32).reshape(-1)
+        if bias.shape != (n,) or gain.shape != (n,):
+            raise ValueError(f"lip calibration must have {n} values, got {list(bias.shape)} and {list(gain.shape)}")
         self.speaker_code = None if speaker_code is None else speaker_code.detach().to(dev)
-        self.opening_bias = torch.tensor([float(opening_bias)], device=dev)
-        self.opening_gain = torch.tensor([float(opening_gain)], device=dev)
+        self.lip_bias = bias.to(dev)
+        self.lip_gain = gain.to(dev)
 
-    def predicted_opening(self, code: Tensor) -> Tensor:
-        """The articulation head's mouth opening for audio codes [..., code_dim] → [..., 1], calibrated."""
-        return (self.umf.mouth_opening(code) - self.opening_bias) * self.opening_gain
+    def predicted_lips(self, code: Tensor) -> Tensor:
+        """The articulation head's lip shape for audio codes [..., code_dim] → [..., C], calibrated."""
+        return (self.umf.lip_shape(code) - self.lip_bias) * self.lip_gain
 
     def points(
         self,
@@ -100,14 +107,14 @@ class MotionModel(nn.Module):
         expression: Tensor,  # [expression_dim]
         personalized: PersonalizedField | None = None,
         probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
-        mouth_opening: Tensor | None = None,  # [1] tracked (training): fed to the face branch instead of predicted
+        lip_shape: Tensor | None = None,  # [C] tracked (training): fed to the face branch instead of predicted
         points: MotionPoints | None = None,  # `self.points` of these positions (⊕ probes), when already computed
     ) -> AvatarMotion:
         code = self.umf.audio_code(audio_windows)
         predicted = None
         if self.umf.articulation is not None:
-            predicted = self.predicted_opening(code)
-            expression = torch.cat([expression, predicted if mouth_opening is None else mouth_opening])
+            predicted = self.predicted_lips(code)
+            expression = torch.cat([expression, predicted if lip_shape is None else lip_shape])
         if self.speaker_code is not None:
             code = self.speaker_code
         n_face = face_xyz.shape[0]
@@ -158,7 +165,7 @@ class MotionModel(nn.Module):
             aligner_offsets=offsets,
             aligner_scales=scales,
             probe_d_means=probe,
-            mouth_opening=predicted,
+            lip_shape=predicted,
             face_condition=expression,
         )
 

@@ -33,9 +33,9 @@ class FrameCondition:
     width: int
     height: int
     background: Tensor  # [H, W, 3] background plate with torso, or [3] a flat colour
-    # [1] the tracked mouth opening, standardised per person (training frames): the face branch's articulation input in
+    # [C] the tracked lip shape, standardised per person (training frames): the face branch's articulation input in
     # place of the UMF's prediction from the audio, and the prediction's target. None when driven by audio alone.
-    mouth_opening: Tensor | None = None
+    lip_shape: Tensor | None = None
 
 
 @dataclass
@@ -130,7 +130,7 @@ def render_avatar(
         cond.expression,
         personalized=personalized,
         probe_xyz=probe_xyz,
-        mouth_opening=cond.mouth_opening,
+        lip_shape=cond.lip_shape,
         points=points,
     )
     face_means = face.means + m.face.d_means

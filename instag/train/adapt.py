@@ -76,7 +76,7 @@ class _Adaptation:
             # here is calibrated at the end, once it has fitted these frames.
             code, bias, gain = speaker_calibration(self.motion, frames, cfg)
             self.motion.set_calibration(code if recipe.audio_through_opening else None, bias,
-                                        gain if recipe.opening_gain else 1.0)
+                                        gain if recipe.opening_gain else None)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         if recipe.init.cancel_mean_motion and fresh:
             cancel_mean_motion(face, mouth, self.motion, frames, cfg.audio)
@@ -204,7 +204,8 @@ def adapt(
         torch.set_num_threads(recipe.run.threads)
     cfg = recipe.model
     ds = load_dataset(dataset)
-    frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=resolve_device(recipe.run.device))
+    frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=resolve_device(recipe.run.device),
+                            lip_coeffs=cfg.lip_coeffs)
     if frames.features.shape[2] != cfg.audio.feature_dim:
         raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} channels, "
                          f"the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
@@ -265,7 +266,7 @@ def adapt(
     if interrupted:
         return RunResult(run_dir, step, total, True, time.perf_counter() - t0)
     if cfg.articulation and not run.umf_fixed:
-        # No gain: the head has just fitted these very frames, so their least-squares gain is no estimate.
+        # No gain: the head has just fitted these very frames, so their spread is no estimate of a new voice's.
         run.motion.set_calibration(None, speaker_calibration(run.motion, frames, cfg)[1])
     _write_avatar(avatar, run, ds, recipe, run_dir, force=True)
     return RunResult(run_dir, step, total, False, time.perf_counter() - t0,
@@ -273,30 +274,33 @@ def adapt(
 
 
 def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
-                        cfg: ModelConfig) -> tuple[torch.Tensor, float, float]:
+                        cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Over the training frames, from `motion`'s audio nets as they are: the person's mean audio code [code_dim],
-    the articulation head's mean (uncalibrated) mouth opening, and the least-squares gain of the centred
-    prediction onto the tracked opening (`opening_gain`)."""
+    the articulation head's mean (uncalibrated) lip shape [C], and the gain [C] that gives the centred prediction
+    the tracked lip shape's spread (`lip_gain`)."""
     train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
         # In chunks: a long clip's windows at once would take hundreds of MB (41 KB a frame at the quick sizes).
         codes = torch.cat([motion.umf.audio_codes(frames.audio_windows(train[i:i + AUDIO_CODE_CHUNK], cfg.audio))
                            for i in range(0, len(train), AUDIO_CODE_CHUNK)])
-        opening = motion.umf.mouth_opening(codes)[:, 0]  # [F]
-        centred = opening - opening.mean()
-        tracked = frames.tracked_opening(train)[:, 0].to(centred)  # [F], mean 0 over these frames
-        return codes.mean(0), float(opening.mean()), opening_gain(centred, tracked)
+        lips = motion.umf.lip_shape(codes)  # [F, C]
+        tracked = frames.tracked_lips(train).to(lips)  # [F, C], mean 0 over these frames
+        return codes.mean(0), lips.mean(0), lip_gain(lips - lips.mean(0), tracked)
 
 
-def opening_gain(predicted: torch.Tensor, tracked: torch.Tensor) -> float:
-    """Least-squares gain of the centred prediction [F] onto the tracked opening [F] (mean 0); 1, the head's own
-    scale, when their correlation is no evidence (`is_evidence`)."""
-    if len(predicted) < 3 or predicted.std() == 0 or tracked.std() == 0:
-        return 1.0
-    r = float(torch.corrcoef(torch.stack([predicted, tracked]))[0, 1])
-    if not is_evidence(r, len(predicted)):
-        return 1.0
-    return float((predicted * tracked).sum() / predicted.square().sum())
+def lip_gain(predicted: torch.Tensor, tracked: torch.Tensor) -> torch.Tensor:
+    """Per coefficient, the gain [C] that gives the centred prediction [F, C] the spread of the tracked lip shape
+    [F, C] (mean 0), so a dub opens the mouth as wide as the person does (a least-squares gain would shrink it by
+    the correlation); 1, the head's own scale, where their correlation is no evidence (`is_evidence`)."""
+    gains = torch.ones(predicted.shape[1])
+    for c in range(predicted.shape[1]):
+        p, t = predicted[:, c], tracked[:, c]
+        if len(p) < 3 or p.std() == 0 or t.std() == 0:
+            continue
+        r = float(torch.corrcoef(torch.stack([p, t]))[0, 1])
+        if is_evidence(r, len(p)):
+            gains[c] = float(t.std() / p.std())
+    return gains
 
 
 def _checkpoint(run: _Adaptation, run_dir: Path, step: int) -> None:

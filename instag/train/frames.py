@@ -17,14 +17,15 @@ from torch import Tensor
 from instag.avatar.drive import expression_matrix, paste_torso
 from instag.data import facemesh as fm
 from instag.data.dataset import Dataset
+from instag.data.pose import lip_coefficients
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition
 
 DEFAULT_CACHE_BYTES = 2 << 30
-# Floor of the mouth opening's spread used to standardise it (1 % of the eye-corner distance): a clip whose
+# Floor of a lip coefficient's spread used to standardise it (1 % of the eye-corner distance): a clip whose
 # mouth barely moves must not have its tracking noise blown up to unit size.
-MIN_OPENING_STD = 0.01
+MIN_LIP_STD = 0.01
 
 
 @dataclass
@@ -43,7 +44,8 @@ class IdentityFrames:
     """One identity's dataset dir as training tensors (lazy, cached)."""
 
     def __init__(self, ds: Dataset, audio_kind: str, expression_dim: int,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, device: torch.device | str = "cpu") -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, device: torch.device | str = "cpu",
+                 lip_coeffs: tuple[str, ...] = ("mouth_open",)) -> None:
         self.ds = ds
         self.device = torch.device(device)
         self.size = ds.size
@@ -57,12 +59,12 @@ class IdentityFrames:
         self.viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
         self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
         self.train_indices = ds.train_indices
-        self.mouth_open = tracks["mouth_open"].astype(np.float32)  # [T]
-        # Standardised over the training frames: people differ in resting opening and range, and a target that
+        self.lips = lip_coefficients(tracks, lip_coeffs)  # [T, C]
+        # Standardised over the training frames: people differ in resting shape and range, and a target that
         # keeps those would teach the audio nets to recognise voices rather than articulation.
-        opening = self.mouth_open[self.train_indices]
-        self._opening_mean = np.float32(opening.mean())
-        self._opening_std = np.float32(max(float(opening.std()), MIN_OPENING_STD))
+        train_lips = self.lips[self.train_indices]
+        self._lip_mean = train_lips.mean(0)
+        self._lip_std = np.maximum(train_lips.std(0), MIN_LIP_STD).astype(np.float32)
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
         self.plate = ds.background()
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}
@@ -124,18 +126,18 @@ class IdentityFrames:
             width=self.size,
             height=self.size,
             background=torch.from_numpy(self.background(t)).to(dev).float() / 255.0,
-            mouth_opening=self.tracked_opening([t])[0],
+            lip_shape=self.tracked_lips([t])[0],
         )
 
     def audio_windows(self, ts: list[int], audio_cfg) -> Tensor:
         """The audio encoder's inputs of frames `ts`: [B, smooth_window, window, feature_dim]."""
         return torch.stack([frame_audio_windows(self.features, t, audio_cfg) for t in ts]).to(self.device)
 
-    def tracked_opening(self, ts: list[int]) -> Tensor:
-        """Tracked mouth opening of frames `ts`, standardised over the training frames: [B, 1] (the articulation
+    def tracked_lips(self, ts: list[int]) -> Tensor:
+        """Tracked lip shape of frames `ts`, standardised over the training frames: [B, C] (the articulation
         head's units)."""
-        z = (self.mouth_open[ts] - self._opening_mean) / self._opening_std
-        return torch.from_numpy(z).reshape(-1, 1).to(self.device)
+        z = (self.lips[ts] - self._lip_mean) / self._lip_std
+        return torch.from_numpy(z.astype(np.float32)).to(self.device)
 
     def target(self, t: int) -> FrameTarget:
         frame, label, depth, normal = self._raw(t)

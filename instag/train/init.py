@@ -98,7 +98,7 @@ def _init_mouth(frames: IdentityFrames, cfg: InitConfig, gcfg: GaussianConfig,
                 gen: torch.Generator) -> GaussianField:
     ids = frames.ids
     train = frames.train_indices
-    t = int(train[np.argmax(frames.mouth_open[train])])
+    t = int(train[np.argmax(frames.lips[train, 0])])  # the widest open mouth
     view, K = frames.viewmats[t], frames.K
     image, label = frames.frame_uint8(t), frames.label(t)
     inside = label == ids["mouth_interior"]
@@ -140,11 +140,11 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
     positions are fitted by gradient descent, a frame of the set a step."""
     train = [int(t) for t in frames.train_indices]
     picks = np.linspace(0, len(train) - 1, min(MEAN_MOTION_FRAMES, len(train))).round().astype(int)
-    # The frames' own audio, their mean expression and mean (standardised: 0) opening: the motion that stays.
+    # The frames' own audio, their mean expression and mean (standardised: 0) lip shape: the motion that stays.
     dev = face.means.device
     windows = frames.audio_windows([train[i] for i in picks], audio_cfg)  # [K, smooth_window, window, feature_dim]
     expression = frames.expressions[train].mean(dim=0).to(dev)
-    opening = torch.zeros(1, device=dev)
+    lip_shape = torch.zeros(frames.lips.shape[1], device=dev)
     lips = face.region_mask(Region.LIPS)
     target = torch.cat([face.means, mouth.means]).detach()
     n = face.num_gaussians
@@ -152,7 +152,7 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
     opt = torch.optim.Adam([x], lr=PLACEMENT_LR)
 
     def moved(i: int) -> tuple[Tensor, Tensor]:
-        m = motion(x[:n], lips, x[n:], windows[i % len(windows)], expression, mouth_opening=opening)
+        m = motion(x[:n], lips, x[n:], windows[i % len(windows)], expression, lip_shape=lip_shape)
         return torch.cat([x[:n] + m.face.d_means, x[n:] + m.mouth_d_means]), m.face.d_log_scales
 
     with torch.no_grad():

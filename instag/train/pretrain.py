@@ -82,7 +82,8 @@ class _Pretraining:
         self.owned = [i for i in range(len(datasets)) if i % world == rank]
         for i in self.owned:
             ds = load_dataset(datasets[i])
-            frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=device)
+            frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=device,
+                                    lip_coeffs=cfg.lip_coeffs)
             if frames.features.shape[2] != cfg.audio.feature_dim:
                 raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} "
                                  f"channels, the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")

@@ -94,9 +94,9 @@ def frame_loss(
     if lip_mask is not None and lip_mask.any():  # pruning could, in principle, leave no lip Gaussian
         terms["lip_depth"] = tl.lambda_lip_depth * L.lip_depth_loss(
             identity.face.means[lip_mask] + m.face.d_means[lip_mask], frames.lip_vertices)
-    if m.mouth_opening is not None and m.mouth_opening.requires_grad and tl.lambda_articulation > 0:
+    if m.lip_shape is not None and m.lip_shape.requires_grad and tl.lambda_articulation > 0:
         terms["articulation"] = tl.lambda_articulation * articulation_loss(
-            m.mouth_opening, motion, frames, t, cfg, tl, gen)
+            m.lip_shape, motion, frames, t, cfg, tl, gen)
     if not stage.colors_only:
         terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
         terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(
@@ -121,7 +121,7 @@ def frame_loss(
 
 def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFrames, t: int, cfg: ModelConfig,
                       tl: TrainLossConfig, gen: torch.Generator | None) -> Tensor:
-    """Mean squared error of the UMF's predicted mouth opening (`predicted` [1]: frame `t`'s, from the render's
+    """Mean squared error of the UMF's predicted lip shape (`predicted` [C]: frame `t`'s, from the render's
     motion) on frame `t` and `tl.articulation_batch` training frames drawn with `gen`, against the tracked one."""
     ts = [t]
     if gen is not None and tl.articulation_batch > 0:
@@ -129,8 +129,8 @@ def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFr
         ts += [int(train[i]) for i in torch.randint(len(train), (tl.articulation_batch,), generator=gen)]
     if len(ts) > 1:
         codes = motion.umf.audio_codes(frames.audio_windows(ts[1:], cfg.audio))  # [B - 1, code_dim]
-        predicted = torch.cat([predicted.reshape(1, 1), motion.predicted_opening(codes)])
-    return (predicted.reshape(-1, 1) - frames.tracked_opening(ts)).square().mean()
+        predicted = torch.cat([predicted.reshape(1, -1), motion.predicted_lips(codes)])
+    return (predicted.reshape(len(ts), -1) - frames.tracked_lips(ts)).square().mean()
 
 
 def accumulate_densify(identity: Identity, out: AvatarRender, stage: Stage) -> None:

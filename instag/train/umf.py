@@ -27,15 +27,16 @@ from instag.versioned import read_versioned_json
 SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v3"  # stem of the shipped UMF
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
-SHARED_SIZES = ("audio", "expression_dim", "articulation", "umf", "hook")  # ModelConfig fields a UMF file fixes
+SHARED_SIZES = ("audio", "expression_dim", "articulation", "lip_coeffs", "umf", "hook")  # ModelConfig fields a UMF file fixes
 # Of those, what an adaptation takes over from the UMF it starts from. The audio front end is not among them: it
 # decides the dataset's features, so it must already agree (a recipe whose audio differs gets no default UMF).
 ADOPTED_SIZES = tuple(k for k in SHARED_SIZES if k != "audio")
 
 
 def _saved_sizes(doc: dict[str, Any]) -> dict[str, Any]:
-    """The model sizes a UMF description records; files from before the articulation head lack that key."""
-    return {"articulation": False} | doc["config"]
+    """The model sizes a UMF description records; files from before the articulation head (or before it read
+    more than the opening) lack those keys."""
+    return {"articulation": False, "lip_coeffs": ["mouth_open"]} | doc["config"]
 
 
 def umf_paths(stem: str | Path) -> tuple[Path, Path]:
@@ -165,5 +166,5 @@ def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path =
         for start in range(0, len(feats), AUDIO_CODE_CHUNK):
             windows = torch.stack([frame_audio_windows(feats, i, cfg.audio)
                                    for i in range(start, min(start + AUDIO_CODE_CHUNK, len(feats)))])
-            out.append(motion.umf.mouth_opening(motion.umf.audio_codes(windows))[:, 0])
+            out.append(motion.umf.lip_shape(motion.umf.audio_codes(windows))[:, 0])
     return torch.cat(out).numpy()

@@ -78,26 +78,32 @@ def test_round_trip_renders_identically(avatar_dir):
 
 def test_motion_calibration_round_trips_and_is_validated(avatar_dir, tmp_path):
     a = load_avatar(avatar_dir)
-    assert a.motion.speaker_code is None and float(a.motion.opening_bias) == 0.0
-    assert float(a.motion.opening_gain) == 1.0
+    assert a.motion.speaker_code is None and a.motion.lip_bias.tolist() == [0.0]
+    assert a.motion.lip_gain.tolist() == [1.0]
     code = torch.linspace(-1, 1, a.cfg.audio.code_dim)
-    a.motion.set_calibration(code, 0.3, 0.45)
+    a.motion.set_calibration(code, [0.3], [0.45])
     path = tmp_path / "calibrated"
     save_avatar(path, {k: v for k, v in a.meta.items() if k not in ("format", "format_version", "gaussians")},
                 a.face, a.mouth, a.motion, a.drive, a.plate, {i: a.torso(i) for i in range(a.n_drive_frames)})
     b = load_avatar(path)
-    assert torch.equal(b.motion.speaker_code, code) and float(b.motion.opening_bias) == pytest.approx(0.3)
-    assert float(b.motion.opening_gain) == pytest.approx(0.45)
+    assert torch.equal(b.motion.speaker_code, code) and float(b.motion.lip_bias[0]) == pytest.approx(0.3)
+    assert float(b.motion.lip_gain[0]) == pytest.approx(0.45)
     assert torch.equal(a.render(_cond(a)).image, b.render(_cond(b)).image)
     meta_path = path / "avatar.json"
     doc = json.loads(meta_path.read_text())
-    # An avatar written before the gain existed moves its mouth unscaled.
+    # Avatars written when the head read the opening alone, one before the gain existed: it moves unscaled.
+    meta_path.write_text(json.dumps({**doc, "motion_calibration": {"speaker_code": None, "opening_bias": 0.1,
+                                                                   "opening_gain": 0.5}}))
+    old = load_avatar(path).motion
+    assert float(old.lip_bias[0]) == pytest.approx(0.1) and float(old.lip_gain[0]) == 0.5
     meta_path.write_text(json.dumps({**doc, "motion_calibration": {"speaker_code": None, "opening_bias": 0.1}}))
-    assert float(load_avatar(path).motion.opening_gain) == 1.0
-    for bad in ({"speaker_code": [1.0], "opening_bias": 0.0}, {"speaker_code": None, "opening_bias": "x"},
-                {"speaker_code": None, "opening_bias": float("nan")}, {"opening_bias": 0.0},
-                {"speaker_code": None, "opening_bias": 0.0, "opening_gain": float("inf")},
-                {"speaker_code": None, "opening_bias": 0.0, "opening_gain": "x"}):
+    assert load_avatar(path).motion.lip_gain.tolist() == [1.0]
+    for bad in ({"speaker_code": [1.0], "lip_bias": [0.0], "lip_gain": [1.0]},
+                {"speaker_code": None, "lip_bias": ["x"], "lip_gain": [1.0]},
+                {"speaker_code": None, "lip_bias": [float("nan")], "lip_gain": [1.0]}, {"lip_bias": [0.0]},
+                {"speaker_code": None, "lip_bias": [0.0], "lip_gain": [float("inf")]},
+                {"speaker_code": None, "lip_bias": [0.0, 1.0], "lip_gain": [1.0, 1.0]},
+                {"speaker_code": None, "opening_bias": "x"}):
         meta_path.write_text(json.dumps({**doc, "motion_calibration": bad}))
         with pytest.raises(InputError, match="motion_calibration"):
             load_avatar(path)

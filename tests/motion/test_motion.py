@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from instag.config.model import AudioConfig
+from instag.errors import InputError
 from instag.motion import (
     AudioAttention,
     AudioEncoder,
@@ -201,20 +202,20 @@ def test_articulation_feeds_the_face_branch_the_tracked_or_the_predicted_opening
     args = _inputs(cfg)
     predicted = model(*args, personalized=person)
     code = model.umf.audio_code(args[3])
-    assert torch.equal(predicted.mouth_opening, model.umf.mouth_opening(code))
+    assert torch.equal(predicted.lip_shape, model.umf.lip_shape(code))
     assert predicted.face_condition.shape == (cfg.condition_dim,) == (cfg.expression_dim + 1,)
-    assert torch.equal(predicted.face_condition[-1:], predicted.mouth_opening)
+    assert torch.equal(predicted.face_condition[-1:], predicted.lip_shape)
     # Fed its own prediction as the "tracked" value, the model moves exactly as driven by the audio alone.
-    same = model(*args, personalized=person, mouth_opening=predicted.mouth_opening.detach())
+    same = model(*args, personalized=person, lip_shape=predicted.lip_shape.detach())
     assert torch.equal(same.face.d_means, predicted.face.d_means)
-    wide = model(*args, personalized=person, mouth_opening=torch.tensor([1.0]))
+    wide = model(*args, personalized=person, lip_shape=torch.tensor([1.0]))
     assert torch.equal(wide.face_condition[-1:], torch.tensor([1.0]))
     assert not torch.allclose(wide.face.d_means, predicted.face.d_means)
-    assert torch.equal(wide.mouth_opening, predicted.mouth_opening)  # the prediction is still reported
+    assert torch.equal(wide.lip_shape, predicted.lip_shape)  # the prediction is still reported
     # Without the head the tracked opening is ignored.
     plain = MotionModel(dataclasses.replace(cfg, articulation=False))
-    out = plain(*args, mouth_opening=torch.tensor([1.0]))
-    assert out.mouth_opening is None and out.face_condition.shape == (cfg.expression_dim,)
+    out = plain(*args, lip_shape=torch.tensor([1.0]))
+    assert out.lip_shape is None and out.face_condition.shape == (cfg.expression_dim,)
 
 
 def test_speaker_code_leaves_the_audio_only_the_opening_and_the_bias_centres_it(cfg):
@@ -225,23 +226,23 @@ def test_speaker_code_leaves_the_audio_only_the_opening_and_the_bias_centres_it(
     other = torch.randn(audio.shape, generator=torch.Generator().manual_seed(5))
     opening = torch.tensor([0.7])
     # Without a speaker code, two audios at the same (tracked) opening move the face differently...
-    a, b = (model(face, lips, mouth, w, expr, mouth_opening=opening) for w in (audio, other))
+    a, b = (model(face, lips, mouth, w, expr, lip_shape=opening) for w in (audio, other))
     assert not torch.allclose(a.face.d_means, b.face.d_means)
     assert not torch.allclose(a.mouth_d_means, b.mouth_d_means)
     # ...with one, not at all: the branches read the code, the audio only sets the opening.
     code = model.umf.audio_code(other)
-    model.set_calibration(code, 0.25)
-    a, b = (model(face, lips, mouth, w, expr, mouth_opening=opening) for w in (audio, other))
+    model.set_calibration(code, [0.25])
+    a, b = (model(face, lips, mouth, w, expr, lip_shape=opening) for w in (audio, other))
     assert torch.equal(a.face.d_means, b.face.d_means) and torch.equal(a.mouth_d_means, b.mouth_d_means)
     assert torch.equal(a.audio_code, code)
     driven = model(face, lips, mouth, audio, expr)
-    raw = model.umf.mouth_opening(model.umf.audio_code(audio))
-    assert torch.allclose(driven.mouth_opening, raw - 0.25)
+    raw = model.umf.lip_shape(model.umf.audio_code(audio))
+    assert torch.allclose(driven.lip_shape, raw - 0.25)
     assert not torch.allclose(driven.face.d_means, a.face.d_means)  # the predicted opening still moves the face
-    model.set_calibration(code, 0.25, 0.4)  # the gain scales the centred prediction
-    assert torch.allclose(model(face, lips, mouth, audio, expr).mouth_opening, (raw - 0.25) * 0.4)
-    model.set_calibration(None, 0.0)
-    assert torch.equal(model(face, lips, mouth, audio, expr).mouth_opening, raw)
+    model.set_calibration(code, [0.25], [0.4])  # the gain scales the centred prediction
+    assert torch.allclose(model(face, lips, mouth, audio, expr).lip_shape, (raw - 0.25) * 0.4)
+    model.set_calibration(None, [0.0])
+    assert torch.equal(model(face, lips, mouth, audio, expr).lip_shape, raw)
 
 
 def test_state_round_trips_through_safetensors(cfg, tmp_path):
@@ -286,3 +287,23 @@ def test_frame_audio_windows_are_centred_and_clamped(window, k):
     first = frame_audio_windows(steps, 0, cfg)
     assert first.min() >= 0 and torch.equal(first[0], first[1])
     assert frame_audio_windows(steps, t - 1, cfg).max() <= t * k - 1
+
+
+def test_articulation_reads_several_lip_coefficients(cfg):
+    cfg = dataclasses.replace(cfg, articulation=True, lip_coeffs=("mouth_open", "mouth_width"))
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    args = _inputs(cfg)
+    out = model(*args)
+    assert out.lip_shape.shape == (2,) and cfg.condition_dim == cfg.expression_dim + 2
+    assert torch.equal(out.face_condition[-2:], out.lip_shape)
+    wider = model(*args, lip_shape=torch.tensor([0.0, 2.0]))  # the width alone moves the face too
+    assert not torch.allclose(wider.face.d_means, model(*args, lip_shape=torch.tensor([0.0, 0.0])).face.d_means)
+    with pytest.raises(ValueError, match="2 values"):
+        model.set_calibration(None, [0.0])
+
+
+@pytest.mark.parametrize("coeffs", [(), ("mouth_width",), ("mouth_open", "mouth_open")])
+def test_lip_coefficients_must_start_with_the_opening(cfg, coeffs):
+    with pytest.raises(InputError, match="model.lip_coeffs"):
+        dataclasses.replace(cfg, lip_coeffs=coeffs)

@@ -20,7 +20,7 @@ from instag.gaussians import GaussianField
 from instag.motion import MotionModel
 from instag.render import FrameCondition, render_avatar
 from instag.train import checkpoint as ck
-from instag.train.adapt import adapt, opening_gain
+from instag.train.adapt import adapt, lip_gain
 from instag.train.frames import IdentityFrames
 from instag.train.recipe import AdaptRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
@@ -121,23 +121,23 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
     for name, has_code in (("scratch", False), ("fixed", True)):
         av = load_avatar(tmp_path / name)
         codes = av.motion.umf.audio_codes(windows)
-        assert float(av.motion.predicted_opening(codes).mean()) == pytest.approx(0.0, abs=1e-5)
+        assert float(av.motion.predicted_lips(codes).mean()) == pytest.approx(0.0, abs=1e-5)
         assert (av.motion.speaker_code is not None) == has_code
     assert torch.allclose(load_avatar(tmp_path / "fixed").motion.speaker_code, umf.umf.audio_codes(windows).mean(0))
-    # The fixed UMF's prediction is scaled by its gain onto the tracked opening of the training frames; the scratch
-    # head has fitted those frames, so it keeps gain 1.
-    tracked = frames.tracked_opening([int(t) for t in frames.train_indices])[:, 0]
+    # The fixed UMF's prediction is scaled by its gain to the tracked opening's spread over the training frames;
+    # the scratch head has fitted those frames, so it keeps gain 1.
+    tracked = frames.tracked_lips([int(t) for t in frames.train_indices])
     motion = load_avatar(tmp_path / "fixed").motion
-    calibrated = motion.predicted_opening(motion.umf.audio_codes(windows))[:, 0]
-    centred = motion.umf.mouth_opening(motion.umf.audio_codes(windows))[:, 0]
-    centred = centred - centred.mean()
-    assert float(motion.opening_gain) == pytest.approx(opening_gain(centred, tracked), rel=1e-5)
-    assert torch.allclose(calibrated, centred * motion.opening_gain, atol=1e-6)
-    assert float(load_avatar(tmp_path / "scratch").motion.opening_gain) == 1.0
+    calibrated = motion.predicted_lips(motion.umf.audio_codes(windows))
+    centred = motion.umf.lip_shape(motion.umf.audio_codes(windows))
+    centred = centred - centred.mean(0)
+    torch.testing.assert_close(motion.lip_gain, lip_gain(centred, tracked), rtol=1e-5, atol=0)
+    assert torch.allclose(calibrated, centred * motion.lip_gain, atol=1e-6)
+    assert load_avatar(tmp_path / "scratch").motion.lip_gain.tolist() == [1.0]
     adapt(tiny_ds, tmp_path / "per_frame", _recipe(model=model, audio_through_opening=False, opening_gain=False),
           umf=tmp_path / "umf")
     per_frame = load_avatar(tmp_path / "per_frame").motion
-    assert per_frame.speaker_code is None and float(per_frame.opening_gain) == 1.0
+    assert per_frame.speaker_code is None and per_frame.lip_gain.tolist() == [1.0]
 
 
 @pytest.mark.parametrize("umf_fixed", [True, False])
@@ -228,18 +228,20 @@ def test_adaptation_on_a_real_clip_lowers_the_photometric_loss(real_data, tmp_pa
     assert torch.equal(av.render(cond).image, again.render(cond).image)
 
 
-def test_opening_gain_is_least_squares_only_on_evidence():
+def test_lip_gain_matches_the_spread_only_on_evidence():
     gen = torch.Generator().manual_seed(0)
-    tracked = torch.randn(125, generator=gen)
-    tracked -= tracked.mean()
-    predicted = 2.0 * tracked + torch.randn(125, generator=gen)  # r ≈ 0.9: the gain undoes the factor 2
-    predicted -= predicted.mean()
-    assert opening_gain(predicted, tracked) == pytest.approx(float((predicted * tracked).sum() / predicted.square().sum()))
-    assert 0.3 < opening_gain(predicted, tracked) < 0.5
+    tracked = torch.randn(125, 2, generator=gen)
+    tracked -= tracked.mean(0)
+    predicted = 2.0 * tracked + torch.randn(125, 2, generator=gen)  # r ≈ 0.9
+    predicted -= predicted.mean(0)
+    gain = lip_gain(predicted, tracked)
+    torch.testing.assert_close(gain, tracked.std(0) / predicted.std(0))
+    assert torch.allclose((predicted * gain).std(0), tracked.std(0))  # the dub opens as wide as the person
     noise = torch.randn(125, generator=gen)  # |r| below 2/sqrt(125): keep the head's scale
     noise -= noise.mean()
-    assert abs(float(torch.corrcoef(torch.stack([noise, tracked]))[0, 1])) < 2 / 125**0.5
-    assert opening_gain(noise, tracked) == 1.0
-    assert opening_gain(-predicted, tracked) == 1.0  # read backwards: no evidence either
-    assert opening_gain(torch.zeros(125), tracked) == 1.0
+    assert abs(float(torch.corrcoef(torch.stack([noise, tracked[:, 0]]))[0, 1])) < 2 / 125**0.5
+    mixed = torch.stack([noise, predicted[:, 1]], 1)
+    assert lip_gain(mixed, tracked)[0] == 1.0 and lip_gain(mixed, tracked)[1] == gain[1]
+    assert lip_gain(-predicted, tracked).tolist() == [1.0, 1.0]  # read backwards: no evidence either
+    assert lip_gain(torch.zeros(125, 2), tracked).tolist() == [1.0, 1.0]
 
