@@ -224,8 +224,11 @@ def log_mel(front: WhisperFrontEnd, audio: np.ndarray, pad_to_window: bool) -> T
 
 def encoder_states(front: WhisperFrontEnd, mel: Tensor) -> Tensor:
     """Hidden states [F/2, D] after `front.layer` encoder layers of log-mel `mel` [1, n_mels, F], F ≤ 3000 and
-    even. Positions 0..F/2 - 1 are used, so a short input is Whisper with a short audio context; layers past the
-    one asked for are not run. At F = 3000 this equals `WhisperEncoder`'s hidden_states[layer] (tested)."""
+    even, layer-normalised as the next layer reads them (the final norm after the last layer). The residual
+    stream carries a few channels hundreds of times larger than the rest; the norm's learnt scales are what tame
+    them. Positions 0..F/2 - 1 are used, so a short input is Whisper with a short audio context; layers past
+    the one asked for are not run. At F = 3000 this equals that norm of `WhisperEncoder`'s hidden_states[layer]
+    (tested)."""
     enc = front.encoder
     gelu = torch.nn.functional.gelu
     with torch.inference_mode():
@@ -233,9 +236,14 @@ def encoder_states(front: WhisperFrontEnd, mel: Tensor) -> Tensor:
         x = x.transpose(1, 2) + enc.embed_positions.weight[: x.shape[-1]]
         for layer in enc.layers[: front.layer]:
             x = layer(x, None)
-        if front.layer == len(enc.layers):
-            x = enc.layer_norm(x)  # transformers reports the last layer after the final norm
+        x = next_norm(front)(x)
     return x[0]
+
+
+def next_norm(front: WhisperFrontEnd) -> torch.nn.Module:
+    """The layer norm that reads the output of encoder layer `front.layer`."""
+    enc = front.encoder
+    return enc.layer_norm if front.layer == len(enc.layers) else enc.layers[front.layer].self_attn_layer_norm
 
 
 def encode(front: WhisperFrontEnd, audio: np.ndarray) -> np.ndarray:

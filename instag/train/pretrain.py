@@ -32,6 +32,7 @@ from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames
 from instag.train.init import init_gaussians
+from instag.train.lips import fit_lip_predictor, lip_audio_nets, load_lip_clip
 from instag.train.recipe import PretrainRecipe, resolve_device
 from instag.train.run import (
     KEEP_CHECKPOINTS,
@@ -117,9 +118,10 @@ class _Pretraining:
             set_field_trainable(ident.face, stage.face, stage.colors_only)
             set_field_trainable(ident.mouth, stage.mouth, stage.colors_only)
         umf = self.motion.umf
-        set_trainable(umf.audio_encoder, True)
-        set_trainable(umf.audio_smoother, True)
-        set_trainable(umf.articulation, True)
+        audio_learns = self.recipe.lips.steps == 0  # a lip stage has trained them, on far more than a frame a step
+        set_trainable(umf.audio_encoder, audio_learns)
+        set_trainable(umf.audio_smoother, audio_learns)
+        set_trainable(umf.articulation, audio_learns)
         set_trainable(umf.face, stage.face)
         set_trainable(umf.mouth, stage.mouth)
         set_trainable(self.motion.hook, stage.mouth)
@@ -228,6 +230,9 @@ def pretrain(
         run.restore(tensors, state)
         if log:
             log.truncate_after(start)
+    elif recipe.lips.steps > 0:
+        _lip_stage(run, recipe, datasets, world, callback if rank == 0 else None)
+        _checkpoint(run, rank_dir, 0, trained_on)  # a resumed run never repeats the lip stage
     if rank == 0:
         (run_dir / "datasets.txt").write_text("".join(f"{Path(d).resolve()}\n" for d in datasets))
     total = run.total
@@ -288,6 +293,25 @@ def pretrain(
     _barrier(world)
     return RunResult(run_dir, step, total, interrupted, time.perf_counter() - t0,
                      extra={"rank": rank, "world": world})
+
+
+def _lip_stage(run: _Pretraining, recipe: PretrainRecipe, datasets: list[str | Path], world: int,
+               callback: Callback | None) -> None:
+    """The lip stage over every identity (each rank reads them all: features and tracks only), then rank 0's
+    audio nets everywhere, so the ranks' replicas agree to the bit whatever their arithmetic."""
+    clips = [load_lip_clip(d, recipe.audio_feature, recipe.model) for d in datasets]
+    t0 = time.perf_counter()
+
+    def report(step: int, loss: float) -> None:
+        if callback and (step % recipe.run.log_every == 0 or step == recipe.lips.steps):
+            rate = step / max(time.perf_counter() - t0, 1e-9)
+            callback(ProgressEvent(step, recipe.lips.steps, "lips", {"lips": loss}, rate))
+
+    fit_lip_predictor(run.motion.umf, clips, recipe.model, recipe.lips, recipe.seed, report)
+    if world > 1:
+        for net in lip_audio_nets(run.motion.umf):
+            for p in net.parameters():
+                dist.broadcast(p.data, src=0)
 
 
 def _checkpoint(run: _Pretraining, rank_dir: Path, step: int, device: str) -> None:

@@ -97,6 +97,18 @@ class PretrainStages:
 
 
 @dataclass(frozen=True)
+class LipStageConfig:
+    """Pre-training's lip stage (`instag.train.lips`): the audio nets learn audio → lip shape from the tracked
+    landmarks of every identity before the photometric stages, which then keep them fixed. 0 steps: off (the
+    audio nets learn inside the photometric stages, through the articulation loss, as `mel_v3` did)."""
+
+    steps: int = 0
+    batch: int = 64  # frames a step, drawn across identities
+    lr: float = 1e-3  # AdamW, cosine to 0 over the steps
+    weight_decay: float = 1e-2
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Cadence of what a run writes besides the model."""
 
@@ -146,6 +158,7 @@ class PretrainRecipe:
     seed: int = 0
     init: InitConfig = field(default_factory=InitConfig)
     stages: PretrainStages = field(default_factory=PretrainStages)
+    lips: LipStageConfig = field(default_factory=LipStageConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     loss: TrainLossConfig = field(default_factory=TrainLossConfig)
     lr: LRScheduleConfig = field(default_factory=LRScheduleConfig)
@@ -153,6 +166,9 @@ class PretrainRecipe:
 
     def __post_init__(self) -> None:
         _check_counts("stages", {"face": self.stages.face, "mouth": self.stages.mouth, "joint": self.stages.joint})
+        _check_counts("lips", {"steps": self.lips.steps, "batch": self.lips.batch})
+        if self.lips.steps > 0 and not self.model.articulation:
+            raise InputError("lips.steps: the lip stage trains the articulation head; turn model.articulation on")
         if self.stages.total < 1:
             raise InputError("stages: the run needs at least one iteration")
         _check_personalized_smaller(self.model)
