@@ -30,12 +30,45 @@ class DecodedAudio:
         return "mono" if self.samples.shape[0] == 1 else "stereo"
 
 
-def decode_audio(path: str | Path) -> DecodedAudio:
-    """Decode the first audio stream of `path`; `InputError` naming the file when it is missing, unreadable,
-    has no audio stream or no samples. Silence is fine."""
-    path = Path(path)
-    if not path.is_file():
+class AudioTooLong(InputError):
+    """Audio longer than the caller takes, found from the stream header or while decoding (which stops there)."""
+
+
+def _regular_file(path: Path) -> None:
+    """`InputError` unless `path` is a regular file: a directory or a FIFO is not audio (and opening a FIFO would
+    wait for a writer forever)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an audio file")
+    if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+
+
+def _header_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    """The length the stream (or else the container) header states, if any."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _too_long(path: Path, limit: float, seconds: float | None = None) -> AudioTooLong:
+    length = f"{seconds:.0f} s of audio" if seconds is not None else "audio"
+    more = "" if seconds is not None else " (stopped decoding there)"
+    return AudioTooLong(f"{path}: {length} is over the limit of {limit:.0f} s{more}")
+
+
+def decode_audio(path: str | Path, max_seconds: float | None = None) -> DecodedAudio:
+    """Decode the first audio stream of `path`; `InputError` naming the file when it is missing, not a regular
+    file, unreadable, has no audio stream, no samples or non-finite ones. Silence is fine.
+
+    With `max_seconds`, longer audio is refused (`AudioTooLong`) from the header's length before decoding, and
+    decoding stops at the limit when the header states none or understates it: a few kB of compressed silence
+    can otherwise decode to gigabytes."""
+    path = Path(path)
+    _regular_file(path)
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
@@ -48,26 +81,43 @@ def decode_audio(path: str | Path) -> DecodedAudio:
         channels = int(stream.codec_context.channels or 1)
         if rate <= 0:
             raise InputError(f"{path}: the audio stream states no sample rate")
-        layout = "mono" if channels == 1 else "stereo"
-        keep = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        feat = av.AudioResampler(format="flt", layout="mono", rate=FEATURE_RATE)
-        kept: list[np.ndarray] = []
-        mono: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None
-                for out in keep.resample(frame):
-                    kept.append(out.to_ndarray().reshape(len(out.layout.channels), -1))
-                for out in feat.resample(frame):
-                    mono.append(out.to_ndarray().reshape(-1))
-            for out in keep.resample(None):
-                kept.append(out.to_ndarray().reshape(len(out.layout.channels), -1))
-            for out in feat.resample(None):
-                mono.append(out.to_ndarray().reshape(-1))
-        except (av.FFmpegError, ValueError) as exc:
-            raise InputError(f"{path}: corrupt audio data ({exc})") from exc
+        stated = _header_seconds(container, stream)
+        if max_seconds is not None and stated is not None and stated > max_seconds:
+            raise _too_long(path, max_seconds, stated)
+        kept, mono = _decode(container, stream, rate, "mono" if channels == 1 else "stereo", max_seconds, path)
     if not kept or sum(k.shape[1] for k in kept) == 0:
         raise InputError(f"{path}: the audio stream holds no decodable samples")
-    samples = np.clip(np.concatenate(kept, axis=1).astype(np.float32), -1.0, 1.0)
-    mono16k = np.clip(np.concatenate(mono).astype(np.float32), -1.0, 1.0) if mono else np.zeros(0, np.float32)
-    return DecodedAudio(path, np.ascontiguousarray(samples), rate, mono16k)
+    samples = np.concatenate(kept, axis=1).astype(np.float32)
+    mono16k = np.concatenate(mono).astype(np.float32) if mono else np.zeros(0, np.float32)
+    if not (np.isfinite(samples).all() and np.isfinite(mono16k).all()):
+        raise InputError(f"{path}: the audio holds non-finite samples (NaN or inf)")
+    return DecodedAudio(path, np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), rate, np.clip(mono16k, -1.0, 1.0))
+
+
+def _decode(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, rate: int, layout: str,
+            max_seconds: float | None, path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The stream's samples at its own rate ([C, n] chunks) and at 16 kHz mono ([n] chunks); `AudioTooLong`
+    as soon as more than `max_seconds` have come out."""
+    max_samples = None if max_seconds is None else max_seconds * rate
+    keep = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    feat = av.AudioResampler(format="flt", layout="mono", rate=FEATURE_RATE)
+    kept: list[np.ndarray] = []
+    mono: list[np.ndarray] = []
+    n = 0
+    try:
+        for frame in container.decode(stream):
+            frame.pts = None
+            for out in keep.resample(frame):
+                kept.append(out.to_ndarray().reshape(len(out.layout.channels), -1))
+                n += kept[-1].shape[1]
+            if max_samples is not None and n > max_samples:
+                raise _too_long(path, max_seconds)
+            for out in feat.resample(frame):
+                mono.append(out.to_ndarray().reshape(-1))
+        for out in keep.resample(None):
+            kept.append(out.to_ndarray().reshape(len(out.layout.channels), -1))
+        for out in feat.resample(None):
+            mono.append(out.to_ndarray().reshape(-1))
+    except (av.FFmpegError, ValueError) as exc:
+        raise InputError(f"{path}: corrupt audio data ({exc})") from exc
+    return kept, mono

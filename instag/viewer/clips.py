@@ -22,7 +22,7 @@ import soundfile
 
 from instag.avatar.driving import frame_count
 from instag.errors import InputError
-from instag.media.audio import DecodedAudio, decode_audio
+from instag.media.audio import AudioTooLong, DecodedAudio, decode_audio
 
 MAX_UPLOAD_BYTES = 20 << 20
 MAX_UPLOADS = 4  # uploads kept at once (the oldest is dropped); command-line clips always stay
@@ -112,9 +112,6 @@ class ClipStore:
             return list(self._clips.values())
 
     def _add(self, audio: DecodedAudio, name: str, uploaded: bool) -> Clip:
-        if audio.duration_s > MAX_AUDIO_S:
-            raise UploadRefused(f"{name}: {audio.duration_s:.0f} s of audio, the preview takes at most "
-                                f"{MAX_AUDIO_S:.0f} s", 413)
         with self._lock:
             clip_id = f"c{next(self._ids)}"
         clip = Clip(clip_id, name, audio.duration_s, frame_count(audio.duration_s, self.fps), wav_bytes(audio),
@@ -129,7 +126,14 @@ class ClipStore:
 
     def add_file(self, path: Path) -> Clip:
         """A clip from a file given on the command line (`InputError` naming it when it is not audio)."""
-        return self._add(decode_audio(path), Path(path).name, uploaded=False)
+        return self._add(decode_audio(path, max_seconds=MAX_AUDIO_S), Path(path).name, uploaded=False)
+
+    def discard(self, clip_id: str) -> None:
+        """Forget a clip (one whose driving conditions could not be made, say)."""
+        with self._lock:
+            self._clips.pop(clip_id, None)
+            if clip_id in self._uploads:
+                self._uploads.remove(clip_id)
 
     def add_upload(self, data: bytes, name: str | None) -> Clip:
         """A clip from uploaded bytes; `UploadRefused` (413 / 415) with a message for the page otherwise."""
@@ -147,7 +151,10 @@ class ClipStore:
             f.write(data)
             f.flush()
             try:
-                audio = decode_audio(f.name)
+                # The length limit applies while decoding: a few kB of compressed silence can decode to GBs.
+                audio = decode_audio(f.name, max_seconds=MAX_AUDIO_S)
+            except AudioTooLong as exc:
+                raise UploadRefused(str(exc).replace(f.name, shown), 413) from exc
             except InputError as exc:
                 reason = str(exc).replace(f.name, shown)
                 raise UploadRefused(f"not playable audio: {reason}", 415) from exc

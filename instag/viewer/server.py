@@ -49,6 +49,10 @@ from instag.viewer.renderer import Frame, PreviewRenderer
 
 LOOPBACK = "127.0.0.1"
 AHEAD = 8  # play frames rendered at most this far beyond the audio clock
+# Bounds of a state message's numbers: counters and angles stay exact in a float (2**53), and the audio clock
+# (clips last at most 600 s) stays far from where a frame index would overflow.
+MAX_NUMBER = float(2**53)
+MAX_CLOCK_S = 1e6
 # How long requests still in flight (an upload, say) may take once the server stops: aiohttp's default (60 s) kept
 # Ctrl-C waiting for a stalled upload until stop()'s own 10 s limit.
 SHUTDOWN_GRACE_S = 0.5
@@ -116,16 +120,21 @@ def parse_state(msg: dict[str, Any], known_clip, now: float) -> StreamState:
     if clip is not None and (not isinstance(clip, str) or not known_clip(clip)):
         raise ValueError(f"unknown clip {clip!r}")
 
-    def num(key: str, default: float) -> float:
+    def num(key: str, default: float, lo: float = -MAX_NUMBER, hi: float = MAX_NUMBER) -> float:
         v = msg.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{key} must be a finite number")
-        return float(v)
+        # An integer beyond float's range (10**400 is valid JSON) overflows float(); it is out of range too.
+        f = float(v) if not isinstance(v, int) or abs(v) <= hi else math.inf
+        if not lo <= f <= hi:
+            raise ValueError(f"{key} must be a finite number in [{lo:g}, {hi:g}]")
+        return f
 
     orbit = Orbit(num("yaw", 0.0), num("pitch", 0.0), num("zoom", 1.0)).clamped()
     playing = bool(msg.get("playing")) and clip is not None
-    return StreamState(clip=clip, playing=playing, t=max(num("t", 0.0), 0.0),
-                       running=playing and bool(msg.get("running", True)), received=now, epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
+    return StreamState(clip=clip, playing=playing, t=max(num("t", 0.0, hi=MAX_CLOCK_S), 0.0),
+                       running=playing and bool(msg.get("running", True)), received=now,
+                       epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
 
 
 def pack_frame(header: dict[str, Any], jpeg: bytes) -> bytes:
@@ -238,10 +247,14 @@ class PreviewApp:
         loop = asyncio.get_running_loop()
         try:
             clip = await loop.run_in_executor(None, self.clips.add_upload, bytes(data), name)
-            await loop.run_in_executor(None, self.renderer.driver, clip)
         except UploadRefused as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
-        except InputError as exc:
+        try:
+            await loop.run_in_executor(None, self.renderer.driver, clip)
+        except BaseException as exc:
+            self.clips.discard(clip.id)  # a clip that cannot drive the avatar must not be offered to play
+            if not isinstance(exc, InputError):
+                raise
             return web.json_response({"error": str(exc)}, status=415)
         self.renderer.forget({c.id for c in self.clips.list()})
         return web.json_response(clip.describe())

@@ -1,0 +1,76 @@
+"""The preview under hostile uploads and stream messages: decompression bombs are refused (413) before they are
+decoded and with bounded memory, non-finite audio is refused (415) and never listed, and out-of-range numbers in
+a stream message get an error answer while the stream goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import urllib.error
+import urllib.request
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile
+from hostile import peak_rss_growth, silent_flac
+
+
+def post(url: str, data: bytes, name: str) -> tuple[int, dict]:
+    req = urllib.request.Request(url + "api/upload", data=data, method="POST",
+                                 headers={"X-Filename": name, "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def listed(server) -> list[str]:
+    return [c.name for c in server.app.clips.list()]
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_decompression_bomb_is_refused_with_bounded_memory(preview_server, tmp_path, header):
+    bomb = silent_flac(tmp_path / "bomb.flac", 3600, header=header).read_bytes()  # 1 h: ~14 kB
+    assert len(bomb) < preview_server.cfg.max_upload_bytes
+    (status, doc), grown = peak_rss_growth(lambda: post(preview_server.url, bomb, "bomb.flac"))
+    assert status == 413 and "600 s" in doc["error"] and "bomb.flac" in doc["error"], doc
+    # Decoding the whole hour took ~1 GB; the preview's memory must stay within 200 MB of idle for any upload.
+    assert grown < 200 << 20, grown
+    assert "bomb.flac" not in listed(preview_server)
+
+
+def test_non_finite_audio_is_refused_and_not_listed(preview_server):
+    x = np.zeros(16000, np.float32)
+    x[1000:1100] = np.nan
+    buf = io.BytesIO()
+    soundfile.write(buf, x, 16000, format="WAV", subtype="FLOAT")
+    status, doc = post(preview_server.url, buf.getvalue(), "nan.wav")
+    assert status == 415 and "non-finite" in doc["error"] and "nan.wav" in doc["error"], doc
+    assert "nan.wav" not in listed(preview_server)
+
+
+@pytest.mark.parametrize("bad", [{"epoch": 10**400}, {"rev": 10**400}, {"t": 1e308}, {"t": 10**400},
+                                 {"yaw": 10**400}])
+def test_out_of_range_stream_numbers_get_an_error_and_the_stream_goes_on(preview_server, bad):
+    async def go():
+        async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as ws:
+            await ws.receive_json(timeout=30)
+            clip = preview_server.app.clips.list()[0].id
+            # Raw text: json.dumps writes 10**400 as the integer literal a hostile page would send.
+            await ws.send_str(json.dumps({"type": "state", "clip": clip, "playing": True, "t": 0.0, "epoch": 1,
+                                          **bad}))
+            while (msg := await ws.receive(timeout=30)).type != aiohttp.WSMsgType.TEXT:
+                pass
+            reply = json.loads(msg.data)
+            await ws.send_json({"type": "state", "clip": None, "playing": False, "t": 0.0, "epoch": 2, "rev": 7})
+            while True:
+                msg = await ws.receive(timeout=30)
+                assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+                if msg.type == aiohttp.WSMsgType.BINARY and b'"rev":7' in msg.data[:200]:
+                    return reply
+
+    reply = asyncio.run(asyncio.wait_for(go(), 60))  # a stream that stopped would wait forever
+    assert reply["type"] == "error" and next(iter(bad)) in reply["message"], reply
