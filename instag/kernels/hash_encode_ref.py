@@ -6,8 +6,8 @@ vertices. Its table holds min(2^log2_table_size, (res + 1)^D) entries: vertices 
 they fit and hashed otherwise (XOR of coordinate x prime, masked to the power-of-two table size). All levels
 of a plane live in one table at per-level offsets; a tri-plane encoder stacks three such tables (xy, yz, xz).
 
-Points are mapped from [-bound, bound] to [0, 1] and clamped; values are interpolated (bi- or trilinearly)
-from the cell's corners. Everything here is vectorised over points and levels and differentiable with
+Points are mapped from [-bound, bound] to [0, 1] and clamped (NaN to 0); values are interpolated (bi- or
+trilinearly) from the cell's corners. Everything here is vectorised over points and levels and differentiable with
 respect to both the table and the points (float64 works too, for gradcheck).
 """
 
@@ -109,7 +109,9 @@ def grid_encode_ref(xyz: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
     primes = torch.tensor(PRIMES[:dim], device=xyz.device)  # [D]
 
     u = (xyz + layout.bound) / (2.0 * layout.bound)
-    u = u.clamp(0.0, 1.0)  # [N, 3]
+    # NaN counts as 0 (the grid's lower corner, no gradient) and ±inf clamps, as in the kernels: never an index
+    # outside the table.
+    u = torch.where(u.isnan(), torch.zeros_like(u), u).clamp(0.0, 1.0)  # [N, 3]
     features = []
     for p, axes in enumerate(layout.axes):
         pos = u[:, list(axes)].unsqueeze(1) * resf[:, None]  # [N, L, D]

@@ -125,6 +125,31 @@ def test_empty_input(kind):
     assert torch.count_nonzero(g_table) == 0
 
 
+def hostile_points(bound: float) -> torch.Tensor:
+    """NaN, ±inf and huge coordinates, alone and mixed with ordinary ones, and ordinary points between them."""
+    nan, inf, big = float("nan"), float("inf"), 3.0e38
+    rows = [[nan, nan, nan], [inf, inf, inf], [-inf, -inf, -inf], [big, -big, big], [nan, 0.1, -inf],
+            [inf, nan, 0.2], [-0.3, big, nan], [1e30, -1e30, 0.0], [0.1, 0.2, 0.3]]
+    return torch.cat([torch.tensor(rows), sample_points(16, bound, seed=7)])
+
+
+@needs_compiler
+@pytest.mark.parametrize("kind", ENCODERS)
+@pytest.mark.parametrize("table", TABLE_SIZES)
+def test_cpu_kernel_non_finite_and_huge_points_stay_in_bounds(kind, table):
+    """Such points once indexed outside the table (int of NaN): NaN counts as the grid's lower corner, ±inf and
+    huge values clamp to the edges, exactly as in the reference; no gradient reaches those coordinates."""
+    enc = make_encoder(kind, 2, table, backend="cpu")
+    xyz = hostile_points(enc.layout.bound)
+    out = enc(xyz)
+    assert torch.isfinite(out).all()
+    assert_matches_reference(enc, xyz)
+    corner = enc(torch.full((1, 3), -enc.layout.bound))
+    torch.testing.assert_close(out[0], corner[0])
+    _, _, g_xyz = encode_with_grads(enc, xyz, enc)
+    assert torch.count_nonzero(g_xyz[~torch.isfinite(xyz) | (xyz.abs() > 1e29)]) == 0
+
+
 @pytest.mark.parametrize("kind", ENCODERS)
 def test_reference_gradcheck(kind):
     """float64 finite differences of the reference, tables and points, with both dense and hashed levels."""
@@ -239,6 +264,19 @@ def test_cuda_kernel_matches_reference(kind, n_features, table, n):
     if enc.choice(torch.device("cuda")).impl != "instag-cuda":
         pytest.skip("hash_encode runs on tinycudann here, whose layout is its own")
     assert_matches_reference(enc, sample_points(n, enc.layout.bound, seed=n).cuda())
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ENCODERS)
+@pytest.mark.parametrize("table", TABLE_SIZES)
+def test_cuda_kernel_non_finite_and_huge_points_stay_in_bounds(kind, table):
+    enc = make_encoder(kind, 2, table, backend="cuda").cuda()
+    if enc.choice(torch.device("cuda")).impl != "instag-cuda":
+        pytest.skip("hash_encode runs on tinycudann here, whose layout is its own")
+    xyz = hostile_points(enc.layout.bound).cuda()
+    assert torch.isfinite(enc(xyz)).all()
+    assert_matches_reference(enc, xyz)
 
 
 @needs_cuda

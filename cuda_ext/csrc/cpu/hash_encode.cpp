@@ -50,7 +50,9 @@ inline Unit to_unit(const float* point, float bound) {
   for (int k = 0; k < 3; ++k) {
     const float u = (point[k] + bound) / (2.0f * bound);
     t.inside[k] = u >= 0.0f && u <= 1.0f;
-    t.u[k] = std::min(std::max(u, 0.0f), 1.0f);
+    // Written so that NaN fails both tests and lands on 0: std::max/min pass NaN through, and int(NaN) indexed
+    // outside the table. ±inf and huge values clamp like any point outside the grid.
+    t.u[k] = u > 0.0f ? (u < 1.0f ? u : 1.0f) : 0.0f;
   }
   return t;
 }

@@ -54,7 +54,9 @@ struct Cell {
 __device__ __forceinline__ float to_unit(float x, float bound, bool* inside) {
   const float u = (x + bound) / (2.0f * bound);
   *inside = u >= 0.0f && u <= 1.0f;
-  return fminf(fmaxf(u, 0.0f), 1.0f);
+  // As on the CPU: NaN fails both tests and lands on 0 (never an index outside the table); ±inf and huge values
+  // clamp like any point outside the grid.
+  return u > 0.0f ? (u < 1.0f ? u : 1.0f) : 0.0f;
 }
 
 template <int D>
