@@ -15,6 +15,7 @@ does not validate is refused with an `InputError` naming it; an unknown version 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ from instag.versioned import read_versioned_json
 AVATAR_FORMAT = "instag-avatar"
 AVATAR_VERSION = 1
 DRIVE_KEYS = ("viewmats", "blink", "expression", "mouth_open", "frame_index", "crop_box")
+# Bounds of what avatar.json and drive.npz may state (an avatar is rendered at most 8192² and a clip replays at most
+# a day of frames); beyond them the numbers are tampered, not recorded.
+MAX_FPS = 1000.0
+MAX_IMAGE_SIZE = 8192
+MAX_FRAME_INDEX = 24 * 3600 * 1000
 
 
 @dataclass
@@ -132,37 +138,121 @@ def read_avatar_meta(path: Path) -> dict[str, Any]:
 
 
 def load_avatar(path: str | Path) -> Avatar:
+    """The avatar dir at `path`, every file validated first (`InputError` naming the file and what is wrong):
+    a tampered avatar is refused before anything is built from it or rendered."""
     path = Path(path)
     meta = read_avatar_meta(path)
+    where = path / "avatar.json"
+    _check_meta(meta, where)
     try:
-        cfg = from_dict(ModelConfig, meta["recipe"]["model"], where=f"{path / 'avatar.json'}: recipe.model")
+        cfg = from_dict(ModelConfig, meta["recipe"]["model"], where=f"{where}: recipe.model")
     except (KeyError, TypeError) as exc:
-        raise InputError(f"{path / 'avatar.json'}: no recipe.model") from exc
+        raise InputError(f"{where}: no recipe.model") from exc
     model_path = path / "model.safetensors"
-    try:
-        tensors = load_file(str(model_path))
-    except (OSError, SafetensorError, ValueError) as exc:
-        raise InputError(f"{model_path}: not a valid safetensors file ({exc})") from exc
-    face = GaussianField.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("face.")})
-    mouth = GaussianField.from_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("mouth.")})
-    motion = MotionModel(cfg, with_aligner=True)
-    try:
-        motion.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("motion.")})
-    except RuntimeError as exc:
-        raise InputError(f"{model_path}: motion weights do not fit the recipe in avatar.json ({exc})") from exc
-    _load_calibration(motion, meta.get("motion_calibration"), cfg, path / "avatar.json")
-    try:
-        with np.load(path / "drive.npz", allow_pickle=False) as z:
-            drive = {k: z[k] for k in DRIVE_KEYS}
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"{path / 'drive.npz'}: unreadable or incomplete ({exc})") from exc
-    plate = cv2.imread(str(path / "background.png"), cv2.IMREAD_COLOR)
-    if plate is None:
-        raise InputError(f"{path / 'background.png'}: missing or undecodable")
+    tensors = _load_tensors(model_path)
+    face = _gaussians(tensors, "face", model_path)
+    mouth = _gaussians(tensors, "mouth", model_path)
+    motion = _motion(cfg, {k[7:]: v for k, v in tensors.items() if k.startswith("motion.")}, model_path, where)
+    _load_calibration(motion, meta.get("motion_calibration"), cfg, where)
+    drive = _load_drive(path / "drive.npz")
+    absent = [int(i) for i in np.unique(drive["frame_index"]) if not (path / "torso" / f"{int(i):06d}.png").is_file()]
+    if absent:
+        raise InputError(f"{path / 'drive.npz'}: replays clip frame {absent[0]}, which has no torso layer in "
+                         f"{path / 'torso'}")
+    size = int(meta["image_size"][0])
+    plate = cv2.imread(str(path / "background.png"), cv2.IMREAD_COLOR) if (path / "background.png").is_file() else None
+    if plate is None or plate.shape != (size, size, 3):
+        raise InputError(f"{path / 'background.png'}: missing, undecodable or not {size}² pixels")
     for module in (face, mouth, motion):
         module.eval()
         module.requires_grad_(False)
     return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy())
+
+
+def _check_meta(meta: dict[str, Any], where: Path) -> None:
+    """The numbers of avatar.json that rendering sizes things by: fps, image size, intrinsics."""
+    try:
+        fps = float(meta["fps"])
+        size = [int(v) for v in meta["image_size"]]
+        k = {name: float(meta["intrinsics"][name]) for name in ("fx", "fy", "cx", "cy")}
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{where}: fps, image_size or intrinsics missing or malformed ({exc})") from exc
+    if not 0 < fps <= MAX_FPS:
+        raise InputError(f"{where}: fps {fps} is not in (0, {MAX_FPS:g}]")
+    if len(size) != 2 or size[0] != size[1] or not 16 <= size[0] <= MAX_IMAGE_SIZE:
+        raise InputError(f"{where}: image_size {size} is not a square side in 16..{MAX_IMAGE_SIZE}")
+    if not all(np.isfinite(v) for v in k.values()) or k["fx"] <= 0 or k["fy"] <= 0:
+        raise InputError(f"{where}: intrinsics {k} are not finite with positive focal lengths")
+
+
+def _load_tensors(model_path: Path) -> dict[str, Tensor]:
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: missing or not a regular file")
+    try:
+        tensors = load_file(str(model_path))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise InputError(f"{model_path}: not a valid safetensors file ({exc})") from exc
+    for name, value in tensors.items():
+        # NaN or inf weights would only render garbage (and once read outside a kernel's table).
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise InputError(f"{model_path}: tensor {name} holds non-finite values (NaN or inf)")
+    return tensors
+
+
+def _gaussians(tensors: dict[str, Tensor], branch: str, model_path: Path) -> GaussianField:
+    p = branch + "."
+    try:
+        return GaussianField.from_tensors({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
+    except InputError as exc:
+        raise InputError(f"{model_path}: {branch} branch: {exc}") from exc
+
+
+def _motion(cfg: ModelConfig, tensors: dict[str, Tensor], model_path: Path, where: Path) -> MotionModel:
+    """The motion model of the recipe with the file's weights. Its shapes are compared on the meta device first,
+    so an absurd size in avatar.json (a 2^30 table, a 10^9-wide layer) is refused without allocating it."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: v.shape for k, v in MotionModel(cfg, with_aligner=True).state_dict().items()}
+    except (ValueError, RuntimeError, TypeError, OverflowError) as exc:
+        raise InputError(f"{where}: recipe.model does not describe a motion model ({exc})") from exc
+    found = {k: v.shape for k, v in tensors.items()}
+    if found != shapes:
+        diff = sorted(k for k in shapes.keys() | found.keys() if shapes.get(k) != found.get(k))
+        k = diff[0]
+        raise InputError(f"{model_path}: motion weights do not fit the recipe in avatar.json ({len(diff)} tensors "
+                         f"differ; motion.{k}: {_shape(found.get(k))} in the file, {_shape(shapes.get(k))} "
+                         f"by the recipe)")
+    motion = MotionModel(cfg, with_aligner=True)
+    motion.load_state_dict(tensors)
+    return motion
+
+
+def _shape(shape: torch.Size | None) -> str:
+    return "absent" if shape is None else str(list(shape))
+
+
+def _load_drive(drive_path: Path) -> dict[str, np.ndarray]:
+    """drive.npz, checked for the shapes replay indexes by: T ≥ 1 frames of viewmats [T, 4, 4], blink [T],
+    expression [T, E], mouth_open [T], frame_index [T] (non-negative), crop_box [3]; floats finite."""
+    try:
+        with np.load(drive_path, allow_pickle=False) as z:
+            drive = {k: z[k] for k in DRIVE_KEYS}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{drive_path}: unreadable or incomplete ({exc})") from exc
+    t = drive["viewmats"].shape[0] if drive["viewmats"].ndim == 3 else 0
+    want = {"viewmats": (t, 4, 4), "blink": (t,), "mouth_open": (t,), "frame_index": (t,), "crop_box": (3,)}
+    bad = [k for k, shape in want.items() if drive[k].shape != shape]
+    if drive["expression"].ndim != 2 or drive["expression"].shape[0] != t:
+        bad.append("expression")
+    if t == 0 or bad:
+        raise InputError(f"{drive_path}: {', '.join(bad) or 'viewmats'} malformed or no frames (shapes "
+                         f"{ {k: list(v.shape) for k, v in drive.items()} })")
+    for k, v in drive.items():
+        if not (np.issubdtype(v.dtype, np.number) and np.isfinite(v).all()):
+            raise InputError(f"{drive_path}: {k} is not numeric or holds non-finite values")
+    if drive["frame_index"].min() < 0 or drive["frame_index"].max() > MAX_FRAME_INDEX:
+        raise InputError(f"{drive_path}: frame_index outside 0..{MAX_FRAME_INDEX}")
+    return drive
 
 
 def _load_calibration(motion: MotionModel, doc: Any, cfg: ModelConfig, where: Path) -> None:

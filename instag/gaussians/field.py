@@ -126,10 +126,20 @@ class GaussianField(nn.Module):
         missing = [name for name in PARAM_NAMES if name not in tensors]
         if missing:
             raise InputError(f"Gaussian tensors lack {', '.join(missing)}")
-        n = tensors["means"].shape[0]
-        degree = int(round(math.sqrt(tensors["sh_rest"].shape[1] + 1))) - 1
-        field = cls(n, degree)
-        field.load_state_dict({**field.state_dict(), **tensors})
+        means, rest = tensors["means"], tensors["sh_rest"]
+        if means.dim() != 2 or rest.dim() != 3:
+            raise InputError(f"Gaussian means {list(means.shape)} or sh_rest {list(rest.shape)} are not [N, 3] and "
+                             f"[N, K, 3]")
+        field = cls(means.shape[0], int(round(math.sqrt(rest.shape[1] + 1))) - 1)
+        expected = field.state_dict()
+        for name, value in tensors.items():
+            # Checked here so that a tampered file gets one line, not load_state_dict's multi-line report.
+            if name not in expected:
+                raise InputError(f"unexpected Gaussian tensor {name}")
+            if value.shape != expected[name].shape:
+                raise InputError(f"Gaussian tensor {name} has shape {list(value.shape)}, expected "
+                                 f"{list(expected[name].shape)}")
+        field.load_state_dict({**expected, **tensors})
         return field
 
     @classmethod
