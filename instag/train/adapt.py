@@ -69,14 +69,8 @@ class _Adaptation:
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.motion = MotionModel(cfg, with_aligner=True)
         self.umf_meta = load_umf(umf, self.motion, cfg) if umf else None
-        self.umf_fixed = recipe.fix_umf and self.umf_meta is not None
         self.motion.to(self.device)
-        if self.umf_fixed and cfg.articulation:
-            # Its audio nets never change here, so the calibration is known before the first step. A UMF learnt
-            # here is calibrated at the end, once it has fitted these frames.
-            code, bias, gain = speaker_calibration(self.motion, frames, cfg)
-            self.motion.set_calibration(code if recipe.audio_through_opening else None, bias,
-                                        gain if recipe.opening_gain else None)
+        self._calibrate(frames)
         face, mouth = (f.to(self.device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, self.gen))
         if recipe.init.cancel_mean_motion and fresh:
             cancel_mean_motion(face, mouth, self.motion, frames, cfg.audio)
@@ -87,6 +81,17 @@ class _Adaptation:
         self.total = recipe.stages.total
         self.first_align = next((s.start for s in self.stages if s.aligner), None)
         self._build_optimizers(0)
+
+    def _calibrate(self, frames: IdentityFrames) -> None:
+        """Whether the UMF stays fixed (a run from a UMF), and then its calibration to this person."""
+        recipe, cfg = self.recipe, self.recipe.model
+        self.umf_fixed = recipe.fix_umf and self.umf_meta is not None
+        if self.umf_fixed and cfg.articulation:
+            # Its audio nets never change here, so the calibration is known before the first step. A UMF learnt
+            # here is calibrated at the end, once it has fitted these frames.
+            code, bias, gain = speaker_calibration(self.motion, frames, cfg)
+            self.motion.set_calibration(code if recipe.audio_through_opening else None, bias,
+                                        gain if recipe.opening_gain else None)
 
     def _build_optimizers(self, step: int) -> None:
         cfg = self.recipe.model
@@ -157,7 +162,10 @@ class _Adaptation:
         ident.mouth = GaussianField.from_tensors(ck.sub_tensors(tensors, "mouth")).to(self.device)
         ident.face_extent, ident.mouth_extent = state["face_extent"], state["mouth_extent"]
         self.motion.load_state_dict(ck.sub_tensors(tensors, "motion"))
+        # The checkpoint says whether the run started from a UMF (`--resume` names none): a fixed UMF's optimiser
+        # groups and its calibration (not saved; recomputed from its weights) must be the run's own.
         self.umf_meta = state.get("umf")
+        self._calibrate(ident.frames)
         self._build_optimizers(step)
         ck.load_optimizer_state(self.opt_g, "opt_g", tensors, state["groups_g"])
         ck.load_optimizer_state(self.opt_m, "opt_m", tensors, state["groups_m"])

@@ -178,6 +178,25 @@ def test_resume_continues_bit_for_bit(tiny_ds, tmp_path):
     assert [r.rsplit(",", 1)[0] for r in rows_a] == [r.rsplit(",", 1)[0] for r in rows_b]
 
 
+def test_resume_of_a_run_from_a_fixed_umf_continues_bit_for_bit(tiny_ds, tmp_path):
+    """`adapt --resume` names no UMF (the Ctrl-C message suggests just that): the run's own checkpoint says it
+    started from one, so the fixed UMF stays out of the optimiser and its calibration is the same."""
+    model = {**TINY_MODEL, "articulation": True}
+    cfg = _recipe(model=model).model
+    torch.manual_seed(3)
+    write_umf(tmp_path / "umf", MotionModel(cfg), cfg, {"audio_feature": "mel"})
+    a = adapt(tiny_ds, tmp_path / "a", _recipe(model=model), umf=tmp_path / "umf")
+    run_b = tmp_path / "b.run"
+    shutil.copytree(a.run_dir, run_b)
+    shutil.rmtree(run_b / "checkpoints" / "step_00000010")
+    b = adapt(tiny_ds, tmp_path / "b", run_dir=run_b, resume=True)
+    assert b.steps_done == 10
+    ta, tb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert load_avatar(tmp_path / "a").meta["motion_calibration"] == load_avatar(tmp_path / "b").meta[
+        "motion_calibration"]
+
+
 def test_stop_saves_a_checkpoint_and_writes_no_avatar(tiny_ds, tmp_path):
     calls = {"n": 0}
 
