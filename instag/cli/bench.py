@@ -202,15 +202,23 @@ def umf_ablation(
 
     from instag.atomic import write_text_atomic
     from instag.bench import umf_ablation as bench_ablation
+    from instag.config.recipe import load_recipe
     from instag.errors import InputError
-    from instag.train.umf import SHIPPED_UMF
+    from instag.train.recipe import AdaptRecipe
+    from instag.train.umf import shipped_umf
 
     con = Console()
     try:
         seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
     except ValueError as exc:
         raise InputError(f"--seeds {seeds}: expected comma-separated integers") from exc
-    doc = bench_ablation.run(cases, umf or Path(os.path.relpath(SHIPPED_UMF)), recipe, work, size, threads, seed_list,
+    if umf is None:
+        kind = load_recipe(recipe, AdaptRecipe).audio_feature
+        umf = shipped_umf(kind)
+        if umf is None:
+            raise InputError(f"{recipe}: no shipped UMF reads its {kind} features; pass --umf")
+        umf = Path(os.path.relpath(umf))
+    doc = bench_ablation.run(cases, umf, recipe, work, size, threads, seed_list,
                              report=lambda msg: con.print(msg, highlight=False))
     command = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     doc["command"] = command
@@ -220,3 +228,54 @@ def umf_ablation(
     if json_path:
         write_text_atomic(json_path.with_suffix(".md"), table)
         con.print(f"wrote {json_path.with_suffix('.md')}")
+
+
+@app.command("audio")
+def audio(
+    path: Path = typer.Argument(..., help="Speech file (any format PyAV decodes); a minute or more is best."),
+    runs: int = typer.Option(3, "--runs", help="Timed runs of the whole-file encode (medians)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Whisper front end: CPU seconds per second of audio, and the short-context mode's distance to the
+    whole-file states at several context lengths."""
+    from instag.bench import audio as bench_audio
+
+    con = Console()
+    doc = bench_audio.run(path, runs=runs, progress=lambda m: con.print("  " + m, highlight=False))
+    table = Table(title=f"whisper layer {doc['layer']} on {path.name} ({doc['audio_s']:.0f} s, {doc['machine']['cpu']})")
+    for col in ("context_s", "windows", "cosine_median", "cosine_p10", "rel_l2_median"):
+        table.add_column(col, justify="right")
+    for c in doc["short_context"]:
+        table.add_row(*(str(c[k]) for k in ("context_s", "windows", "cosine_median", "cosine_p10", "rel_l2_median")))
+    con.print(table)
+    con.print(f"encode: {doc['cpu_s_per_audio_s']:.3f} s of CPU and {doc['wall_s_per_audio_s']:.3f} s of wall time "
+              "per second of audio", highlight=False)
+    _save(doc, json_path, con)
+
+
+@app.command("lips")
+def lips(
+    datasets: list[Path] = typer.Argument(..., help="Dataset dirs, one person each (preprocessed with the "
+                                          "features the variants need: audio.wav and tracks)."),
+    variants: str = typer.Option("mel,whisper3,whisper4,whisper5", "--variants",
+                                 help="Comma-separated: mel and/or whisperL (encoder layer L)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
+                                          "table beside it as .md."),
+) -> None:
+    """Leave one person out: ridge maps from audio features to the lip shape, r on the person left out, and
+    each person's best audio offset (a sync check before training on a clip)."""
+    import shlex
+    import sys
+
+    from instag.atomic import write_text_atomic
+    from instag.bench import lips as bench_lips
+
+    con = Console()
+    doc = bench_lips.run(datasets, [v.strip() for v in variants.split(",") if v.strip()],
+                         progress=lambda m: con.print("  " + m, highlight=False))
+    doc["command"] = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = bench_lips.markdown_table(doc)
+    con.print(table, highlight=False)
+    _save(doc, json_path, con)
+    if json_path:
+        write_text_atomic(json_path.with_suffix(".md"), table)

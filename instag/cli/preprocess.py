@@ -16,11 +16,15 @@ def preprocess(
     out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
     size: int = typer.Option(512, "--size", help="Output frame side in pixels (square crop)."),
     fps: float = typer.Option(25.0, "--fps", help="Constant output frame rate."),
-    audio_features: list[str] = typer.Option(["mel"], "--audio-features", help="mel | hubert | wav2vec2 (repeatable)."),
-    audio_model: Path | None = typer.Option(None, "--audio-model", help="Local transformers model dir for hubert/wav2vec2."),
+    audio_features: list[str] = typer.Option(list(PreprocessConfig.audio_features), "--audio-features",
+                                             help="whisper | mel | hubert | wav2vec2 (repeatable)."),
+    audio_model: Path | None = typer.Option(None, "--audio-model", help="Local transformers model dir: Whisper (instead "
+                                            "of the packaged weights), hubert or wav2vec2."),
     test_from: float | None = typer.Option(None, "--test-from", help="Hold out frames from this many seconds on as the test split."),
     min_duration: float = typer.Option(3.0, "--min-duration", help="Refuse clips shorter than this (seconds)."),
     sync_audio: bool = typer.Option(True, "--sync/--no-sync", help="Shift the audio by its offset to the picture, estimated with the shipped UMF (at most 125 ms late / 45 ms early)."),
+    audio_offset: int | None = typer.Option(None, "--audio-offset-frames", help="The sound is this many frames late "
+                                            "(negative: early): shift it by that, instead of estimating the offset."),
     force: bool = typer.Option(False, "--force", help="Replace an existing DATASET."),
 ) -> None:
     """Decode, crop, track, label and prior a clip into DATASET (written atomically; nothing left on error)."""
@@ -28,7 +32,7 @@ def preprocess(
 
     cfg = PreprocessConfig(size=size, fps=fps, audio_features=tuple(audio_features),
                            audio_model=str(audio_model) if audio_model else None, test_from_s=test_from,
-                           min_duration_s=min_duration, sync_audio=sync_audio)
+                           min_duration_s=min_duration, sync_audio=sync_audio, audio_offset_frames=audio_offset)
     con = Console(stderr=True)
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=con, transient=True) as bar:

@@ -11,8 +11,8 @@ class PreprocessConfig:
 
     size: int = 512  # output frame side in pixels (square)
     fps: float = 25.0  # constant output frame rate
-    audio_features: tuple[str, ...] = ("mel",)  # kinds written to audio/<kind>.npy: mel | hubert | wav2vec2
-    audio_model: str | None = None  # local transformers model directory for hubert / wav2vec2
+    audio_features: tuple[str, ...] = ("whisper",)  # kinds written to audio/<kind>.npy: whisper | mel | hubert | wav2vec2
+    audio_model: str | None = None  # local transformers model directory: Whisper (else the packaged one), hubert, wav2vec2
     test_from_s: float | None = None  # frames from this time on are held out as the test split
     min_duration_s: float = 3.0  # shorter clips are refused
     max_missing_face_fraction: float = 0.10  # refuse when no face is tracked in more frames than this
@@ -30,4 +30,8 @@ class PreprocessConfig:
     # Move the audio by the sound's offset to the picture, found on the training frames with the shipped UMF's
     # mouth-opening head within the broadcast detectability window (instag.audio.sync); off: keep it as decoded.
     sync_audio: bool = True
+    # Frames the sound is late (negative: early), known beforehand: the audio is shifted by it and no offset is
+    # estimated. For a clip whose offset lies outside what the estimate searches (a corpus clip checked by
+    # `instag bench lips`, say).
+    audio_offset_frames: int | None = None
     sample_rate: int = 16000

@@ -33,6 +33,9 @@ from instag.data.video import frame_count, iter_frames, probe, read_audio, sha25
 from instag.errors import InputError
 
 Progress = Callable[[str, int, int], None]
+# Front ends whose shipped UMF can judge a clip's audio offset, best first (benchmarks/lips_cpu.md: Whisper's
+# opening follows held-out people's lips about twice as closely as log-mel's).
+SYNC_KINDS = ("whisper", "mel")
 
 
 @dataclass
@@ -158,9 +161,13 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         n_train = n
         if cfg.test_from_s is not None:
             n_train = int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
-        sync = _sync_audio(audio, signals["mouth_open"], n_train, cfg) if cfg.sync_audio else None
-        if sync is not None and sync.lag_frames:
-            audio = shift_audio(audio, cfg.sample_rate, sync.lag_frames, cfg.fps)
+        sync = None
+        if cfg.audio_offset_frames is not None:
+            sync = SyncEstimate(cfg.audio_offset_frames, {}), "given"
+        elif cfg.sync_audio:
+            sync = _sync_audio(audio, signals["mouth_open"], n_train, cfg)
+        if sync is not None and sync[0].lag_frames:
+            audio = shift_audio(audio, cfg.sample_rate, sync[0].lag_frames, cfg.fps)
         stages.done("sync")
 
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
@@ -221,23 +228,34 @@ def _write_geometry(tmp: Path, pts: np.ndarray, pose, k: np.ndarray, tris: np.nd
             progress("geometry", i + 1, len(pts))
 
 
-def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int, cfg: PreprocessConfig) -> SyncEstimate | None:
-    """The sound's offset to the picture over the training frames (mouth_open [T]); None without a UMF that reads
-    mel features of this size through a mouth-opening head."""
-    from instag.train.umf import predict_opening  # the motion model, only when a sync is asked for
+def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
+                cfg: PreprocessConfig) -> tuple[SyncEstimate, str] | None:
+    """The sound's offset to the picture over the training frames (mouth_open [T]), read with the shipped UMF's
+    mouth-opening head of the first front end in SYNC_KINDS that has one (the packaged weights, whatever model
+    the clip's own features come from), and that front end's kind; None without such a UMF."""
+    from instag.train.umf import (  # the motion model, only when a sync is asked for
+        predict_opening,
+        shipped_umf,
+    )
 
-    mel = af.mel_features(audio, cfg.sample_rate, cfg.fps, len(mouth_open), cfg.mel_bins)
-    predicted = predict_opening(mel, "mel")
+    kind = next((k for k in SYNC_KINDS if shipped_umf(k) is not None), None)
+    if kind is None:
+        return None
+    feats = af.compute_features(kind, af.load_front_end(kind, None), audio, cfg.fps, len(mouth_open), cfg.mel_bins)
+    predicted = predict_opening(feats, kind)
     if predicted is None:
         return None
-    return estimate_lag(predicted, mouth_open, np.arange(n_train), cfg.fps)
+    return estimate_lag(predicted, mouth_open, np.arange(n_train), cfg.fps), kind
 
 
-def _sync_meta(sync: SyncEstimate | None, cfg: PreprocessConfig) -> dict:
-    if sync is None:
-        return {"offset_s": 0.0, "method": "unavailable (no shipped UMF reads these mel features through a "
+def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) -> dict:
+    if found is None:
+        return {"offset_s": 0.0, "method": "unavailable (no shipped UMF reads speech features through a "
                                            "mouth-opening head)" if cfg.sync_audio else "off (--no-sync)"}
-    return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "shipped UMF mouth-opening head",
+    sync, kind = found
+    if kind == "given":
+        return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "given (--audio-offset-frames)"}
+    return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": f"shipped {kind} UMF mouth-opening head",
             "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 
 

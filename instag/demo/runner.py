@@ -3,7 +3,7 @@
 Steps, each skipped when its output already exists (unless `force`), and re-run when an earlier step was:
   1. sample  — OUT/sample.mp4: the talking astronaut with a synthetic utterance (instag.demo.sample)
   2. adapt   — OUT/avatar: `adapt_from_clip` with its defaults (the GPU recipe on CUDA, the quick CPU recipe
-               otherwise; the shipped UMF (`umf.SHIPPED_UMF`) when it fits the recipe); an interrupted run
+               otherwise; the shipped UMF of the recipe's audio features (`umf.SHIPPED_UMFS`) when it fits); an interrupted run
                continues from its checkpoints
   3. line    — OUT/line.wav: a different synthetic utterance (another pitch and rhythm) to dub
   4. render  — OUT/dubbed/line.mp4: the avatar speaking that line (H.264 + AAC)

@@ -24,7 +24,9 @@ from instag.train.model_card import CARD_NAME, model_card, write_loss_curves
 from instag.train.run import read_losses, training_seconds
 from instag.versioned import read_versioned_json
 
-SHIPPED_UMF = Path(__file__).resolve().parents[2] / "assets" / "umf" / "mel_v3"  # stem of the shipped UMF
+UMF_DIR = Path(__file__).resolve().parents[2] / "assets" / "umf"
+# The shipped UMF each audio front end starts from by default (stems in UMF_DIR).
+SHIPPED_UMFS = {"whisper": "whisper_v1", "mel": "mel_v3"}
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
 SHARED_SIZES = ("audio", "expression_dim", "articulation", "lip_coeffs", "umf", "hook")  # ModelConfig fields a UMF file fixes
@@ -58,15 +60,25 @@ def choose_umf(umf: str | Path | None, use_umf: bool, cfg: ModelConfig, audio_fe
         if not st_path.is_file() or not json_path.is_file():
             raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
         return st_path, str(st_path) + _adoption_note(cfg, _umf_doc(json_path))
-    st_path, json_path = umf_paths(SHIPPED_UMF)
-    if not st_path.is_file() or not json_path.is_file():
-        return None, "none (no shipped UMF in assets/umf)"
+    stem = shipped_umf(audio_feature)
+    if stem is None:
+        return None, f"none (no shipped UMF reads {audio_feature} features)"
+    st_path, json_path = umf_paths(stem)
     doc = _umf_doc(json_path)
     if doc.get("audio_feature") != audio_feature:
         return None, f"none (the shipped UMF is for {doc.get('audio_feature')} features, the recipe uses {audio_feature})"
     if _saved_sizes(doc).get("audio") != to_dict(cfg)["audio"]:
         return None, "none (the recipe's model.audio differs from the shipped UMF's)"
     return st_path, f"{st_path} (shipped)" + _adoption_note(cfg, doc)
+
+
+def shipped_umf(audio_feature: str) -> Path | None:
+    """The stem of the shipped UMF for `audio_feature` features, None when there is none."""
+    name = SHIPPED_UMFS.get(audio_feature)
+    if name is None:
+        return None
+    st_path, json_path = umf_paths(UMF_DIR / name)
+    return UMF_DIR / name if st_path.is_file() and json_path.is_file() else None
 
 
 def _umf_doc(json_path: Path) -> dict[str, Any]:
@@ -147,10 +159,14 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
 AUDIO_CODE_CHUNK = 256  # frames per audio-code batch: a long clip's windows at once would take hundreds of MB
 
 
-def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path = SHIPPED_UMF) -> np.ndarray | None:
+def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path | None = None) -> np.ndarray | None:
     """The UMF's mouth opening [T] (standardised units, uncalibrated) read off audio features [T, K, D] of kind
-    `audio_feature`; None when there is no such UMF, it reads another kind or size of feature, or it has no
-    articulation head. Preprocessing uses it to find the sound's offset to the picture (`instag.audio.sync`)."""
+    `audio_feature` (`stem`: the shipped UMF of that kind when None); None when there is no such UMF, it reads
+    another kind or size of feature, or it has no articulation head. Preprocessing uses it to find the sound's
+    offset to the picture (`instag.audio.sync`)."""
+    stem = shipped_umf(audio_feature) if stem is None else stem
+    if stem is None:
+        return None
     st_path, json_path = umf_paths(stem)
     if not st_path.is_file() or not json_path.is_file():
         return None

@@ -182,13 +182,13 @@ def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_size
     run, _, root = run_a
     shipped = root / "shipped" / "mel_v3"
     export_umf(run, shipped)
-    monkeypatch.setattr(umf_module, "SHIPPED_UMF", shipped)
+    monkeypatch.setattr(umf_module, "UMF_DIR", shipped.parent)
     cfg = from_dict(ModelConfig, TINY_MODEL)
     path, why = choose_umf(None, True, cfg, "mel")
     assert path == shipped.with_suffix(".safetensors") and "shipped" in why
     assert choose_umf(None, False, cfg, "mel")[0] is None
     path, why = choose_umf(None, True, cfg, "hubert")
-    assert path is None and "mel features" in why
+    assert path is None and "no shipped UMF reads hubert features" in why
     wider = from_dict(ModelConfig, {**TINY_MODEL, "umf": {**TINY_MODEL["umf"], "hidden_dim": 32}})
     path, why = choose_umf(None, True, wider, "mel")  # chosen, and the note says its sizes will be taken
     assert path == shipped.with_suffix(".safetensors") and "replace the recipe's model.{umf}" in why
@@ -216,5 +216,5 @@ def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_size
     shipped.with_suffix(".json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="does not record model.hook"):
         umf_module.with_umf_sizes(cfg, shipped)
-    monkeypatch.setattr(umf_module, "SHIPPED_UMF", root / "nowhere" / "mel_v3")
-    assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF in assets/umf)")
+    monkeypatch.setattr(umf_module, "UMF_DIR", root / "nowhere")
+    assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF reads mel features)")
