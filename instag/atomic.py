@@ -1,9 +1,16 @@
-"""Atomic outputs: write under a temporary name beside the target and rename when complete (DESIGN §7)."""
+"""Atomic outputs: write under a temporary name beside the target and rename when complete (DESIGN §7).
+
+Temporary names are `.NAME.PID-XXXX.part[SUFFIX]`: the writer's process id tells a later run that one was left by a
+process that is gone (kill -9, a crash, power loss), and every atomic write first sweeps such leftovers of its own
+target, while another running process's work in progress stays.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +27,8 @@ def atomic_file(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    sweep_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=f".part{suffix}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -50,17 +58,48 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     if target.exists() and not force:
         raise InputError(f"{target}: already exists (pass --force to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    sweep_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".part", dir=target.parent))
     try:
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)  # a file too, when --force replaced one with a directory
         else:
             os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}-"
+
+
+def sweep_stale(target: Path) -> None:
+    """Remove the temporary files and dirs of `target` (see the module doc) whose writing process is gone."""
+    own = re.compile(rf"\.{re.escape(target.name)}\.(\d+)-[^/]*\.part(\.[^./]+)?")
+    for path in target.parent.glob(glob.escape(f".{target.name}.") + "*.part*"):
+        found = own.fullmatch(path.name)
+        if found and not _running(int(found.group(1))):
+            _remove(path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,5 +1,9 @@
 """Atomic outputs: nothing half-written is ever left under the target name."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from instag.atomic import atomic_dir, atomic_file, write_text_atomic
@@ -34,3 +38,35 @@ def test_dir_refuses_existing_unless_forced_and_cleans_up(tmp_path):
         (tmp / "new").write_text("x")
     assert sorted(p.name for p in target.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_force_replacing_a_file_with_a_dir_leaves_nothing_beside_it(tmp_path):
+    target = tmp_path / "avatar"
+    target.write_text("a file where the avatar dir goes")
+    with atomic_dir(target, force=True) as tmp:
+        (tmp / "avatar.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avatar"] and (target / "avatar.json").is_file()
+
+
+def test_leftovers_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
+    """kill -9 mid-write leaves `.NAME.PID-XXXX.part[SUFFIX]`; the next write of NAME removes it unless PID runs."""
+    dead = _dead_pid()
+    stale_dir = tmp_path / f".ds.{dead}-ab12.part"
+    stale_dir.mkdir()
+    (stale_dir / "half.json").write_text("{")
+    stale_file = tmp_path / f".a.mp4.{dead}-cd34.part.mp4"
+    stale_file.write_bytes(b"half")
+    live = tmp_path / f".a.mp4.{os.getpid()}-ef56.part.mp4"
+    live.write_bytes(b"")
+    other = tmp_path / f".b.mp4.{dead}-gh78.part.mp4"  # another target's: not this write's business
+    other.write_bytes(b"")
+    with atomic_dir(tmp_path / "ds") as tmp:
+        (tmp / "meta.json").write_text("{}")
+    write_text_atomic(tmp_path / "a.mp4", "whole")
+    assert not stale_dir.exists() and not stale_file.exists() and live.exists() and other.exists()

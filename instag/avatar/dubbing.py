@@ -26,7 +26,7 @@ from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
 from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, SourceFrames, find_source_clip
 from instag.errors import InputError, InstagError
 from instag.media.audio import decode_audio
-from instag.media.mp4 import Mp4Writer
+from instag.media.mp4 import Mp4Writer, is_finished_mp4
 
 Progress = Callable[[int, int], None]  # (frames done, frames total) of the current job
 TRUE = ("1", "true", "yes", "y")
@@ -96,6 +96,17 @@ def _flag(value: str, where: str, default: bool) -> bool:
     raise InputError(f"{where}: paste_back {value!r} is not one of {'/'.join(TRUE + FALSE)}")
 
 
+def _confined_output(cell: str, out_dir: Path, where: str) -> Path:
+    """OUT_DIR/cell (.mp4 added when missing), refused unless it resolves inside OUT_DIR: a manifest must not
+    write over files elsewhere (../x.mp4, /etc/cron.d/x, a symlink out of OUT_DIR)."""
+    output = out_dir / cell  # an absolute cell stays absolute: refused below unless it lies in OUT_DIR
+    if output.suffix.lower() != ".mp4":
+        output = output.with_name(output.name + ".mp4")
+    if not output.resolve().is_relative_to(out_dir.resolve()):
+        raise InputError(f"{where}: output {cell!r} lies outside the output dir {out_dir}")
+    return output
+
+
 def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[DubJob]:
     """Jobs of a manifest CSV (see the module doc); `InputError` naming the row for a malformed one."""
     path = Path(path)
@@ -115,9 +126,7 @@ def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[Dub
         if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
             raise InputError(f"{where}: expected 'audio,output[,paste_back]', got {row}")
         audio = Path(cells[0]) if Path(cells[0]).is_absolute() else path.parent / cells[0]
-        output = Path(cells[1]) if Path(cells[1]).is_absolute() else Path(out_dir) / cells[1]
-        if output.suffix.lower() != ".mp4":
-            output = output.with_name(output.name + ".mp4")
+        output = _confined_output(cells[1], Path(out_dir), where)
         if output in outputs:
             raise InputError(f"{where}: output {output} is also the output of row {outputs[output]}")
         outputs[output] = n
@@ -201,8 +210,8 @@ def _readable(path: Path) -> None:
 def run_jobs(avatar: Avatar, jobs: list[DubJob], options: RenderOptions, device: torch.device | None = None,
              on_start: Callable[[int, DubJob], None] | None = None, progress: Progress | None = None,
              on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-    """Run every job; finished outputs are skipped unless options.force; a failing job (its reason recorded)
-    does not stop the others."""
+    """Run every job; finished outputs (playable MP4s: a zero-byte or truncated file is redone) are skipped unless
+    options.force; a failing job (its reason recorded) does not stop the others."""
     dubber = Dubber(avatar, options, device)
     threads = torch.get_num_threads()
     if options.threads > 0 and dubber.device.type == "cpu":
@@ -212,7 +221,7 @@ def run_jobs(avatar: Avatar, jobs: list[DubJob], options: RenderOptions, device:
         for k, job in enumerate(jobs):
             if on_start:
                 on_start(k, job)
-            if job.output.is_file() and not options.force:
+            if not options.force and is_finished_mp4(job.output):
                 result = JobResult(job, "skipped", "output exists")
             else:
                 t0 = time.perf_counter()
@@ -220,7 +229,7 @@ def run_jobs(avatar: Avatar, jobs: list[DubJob], options: RenderOptions, device:
                     result = dubber.dub(job, progress)
                 except InstagError as exc:
                     result = JobResult(job, "failed", str(exc), wall_s=time.perf_counter() - t0)
-                except (OSError, RuntimeError, ValueError) as exc:
+                except Exception as exc:  # noqa: BLE001 - whatever one job's input provokes, the others still run
                     result = JobResult(job, "failed", f"{type(exc).__name__}: {exc}", wall_s=time.perf_counter() - t0)
             results.append(result)
             if on_result:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -60,7 +61,7 @@ def training_progress(title: str, console: Console):
             bar.update(task, total=event.total, completed=event.step, stage=event.stage,
                        loss=event.losses.get("loss", 0.0), rate=event.it_per_s)
             if event.message:
-                bar.console.print(f"  step {event.step}: {event.message}", highlight=False)
+                bar.console.print(f"  step {event.step}: {escape(event.message)}", highlight=False)
 
         yield callback
 
@@ -87,13 +88,13 @@ def adapt(
     con = Console(stderr=True)
     if r is not None:
         umf, why = choose_umf(umf, not no_umf, r.model, r.audio_feature)
-        con.print(f"UMF: {why}", highlight=False)
+        con.print(f"UMF: {escape(why)}", highlight=False)
     with stop_on_interrupt() as stop, training_progress("adapt", con) as callback:
         result = run_adapt(dataset, out, r, umf=umf, run_dir=run_dir, resume=resume, force=force,
                            callback=callback, should_stop=stop.is_set)
     if result.interrupted:
-        con.print(f"interrupted at step {result.steps_done}/{result.total}; checkpoint saved in {result.run_dir} "
+        con.print(f"interrupted at step {result.steps_done}/{result.total}; checkpoint saved in {escape(str(result.run_dir))} "
                   f"(continue with --resume)", highlight=False)
         raise typer.Exit(130)
-    Console().print(f"wrote {out} ({result.steps_done} iterations in {result.wall_s:.0f} s; run dir {result.run_dir})",
+    Console().print(escape(f"wrote {out} ({result.steps_done} iterations in {result.wall_s:.0f} s; run dir {result.run_dir})"),
                     highlight=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,17 +52,18 @@ def adapt_from_clip(
             bar.update(task, description=f"adapt {event.stage}", completed=event.step, total=event.total,
                        note=f"loss {event.losses.get('loss', 0.0):.4f} {event.it_per_s:.2f} it/s")
             if event.message:
-                bar.console.print(f"  step {event.step}: {event.message}", highlight=False)
+                bar.console.print(f"  step {event.step}: {escape(event.message)}", highlight=False)
 
         result = run(clip, out, recipe=recipe, umf=umf, use_umf=not no_umf, size=size, keep_dataset=keep_dataset,
                      audio_model=str(audio_model) if audio_model else None, resume=resume, force=force,
                      preprocess_progress=preprocess_progress, callback=callback, should_stop=stop.is_set)
     for w in result.warnings:
-        con.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        con.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if result.interrupted:
-        con.print(f"interrupted at step {result.steps_done}/{result.total}; dataset in {result.dataset}, checkpoints "
-                  f"in {result.run_dir} (continue with --resume)", highlight=False)
+        con.print(escape(f"interrupted at step {result.steps_done}/{result.total}; dataset in {result.dataset}, "
+                         f"checkpoints in {result.run_dir} (continue with --resume)"), highlight=False)
         raise typer.Exit(130)
-    Console().print(f"wrote {result.avatar} ({result.size}², recipe {result.recipe.name}, UMF {result.umf_note}; "
-                    f"dataset {result.dataset}; {', '.join(f'{k} {v:.0f}s' for k, v in result.timings_s.items())})",
+    Console().print(escape(f"wrote {result.avatar} ({result.size}², recipe {result.recipe.name}, UMF {result.umf_note}; "
+                           f"dataset {result.dataset}; "
+                           f"{', '.join(f'{k} {v:.0f}s' for k, v in result.timings_s.items())})"),
                     highlight=False, soft_wrap=True)

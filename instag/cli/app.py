@@ -8,6 +8,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from instag.cli import adapt as adapt_cmd
 from instag.cli import adapt_from_clip as adapt_from_clip_cmd
@@ -51,7 +52,7 @@ def main() -> None:
     try:
         app()
     except InstagError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from instag.cli.adapt import stop_on_interrupt
@@ -35,17 +36,17 @@ def demo(
 
         result = run_demo(out, force=force, progress=progress, should_stop=stop.is_set)
     for w in result.warnings:
-        con.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        con.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if result.interrupted:
-        con.print(f"interrupted; run the same command again to continue (outputs in {result.out})", highlight=False)
+        con.print(escape(f"interrupted; run the same command again to continue (outputs in {result.out})"), highlight=False)
         raise typer.Exit(130)
     say = Console(highlight=False, soft_wrap=True)
     if result.skipped:
         say.print(f"already done (kept): {', '.join(result.skipped)} — pass --force to redo")
     if result.timings_s:
         say.print("times: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.timings_s.items()))
-    say.print(f"sample clip:  {result.sample}")
-    say.print(f"avatar:       {result.avatar}  (UMF: {result.umf or 'none shipped, trained from scratch'})")
-    say.print(f"dubbing line: {result.line}")
-    say.print(f"dubbed video: {result.dubbed}")
-    say.print(f"preview:      {result.preview_command}   (then open the printed http://127.0.0.1 address)")
+    say.print(escape(f"sample clip:  {result.sample}"))
+    say.print(escape(f"avatar:       {result.avatar}  (UMF: {result.umf or 'none shipped, trained from scratch'})"))
+    say.print(escape(f"dubbing line: {result.line}"))
+    say.print(escape(f"dubbed video: {result.dubbed}"))
+    say.print(escape(f"preview:      {result.preview_command}   (then open the printed http://127.0.0.1 address)"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -29,7 +30,7 @@ def eval_avatar(
         task = bar.add_task("eval", total=None)
         result = evaluate(avatar, dataset, split=split, limit=limit, save_frames=frames_dir,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
-    table = Table(title=f"{avatar.name} on {dataset.name} ({split}, {result['n_frames']} frames)")
+    table = Table(title=escape(f"{avatar.name} on {dataset.name} ({split}, {result['n_frames']} frames)"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in EVAL_KEYS:
@@ -38,4 +39,4 @@ def eval_avatar(
     Console().print(table)
     if json_path:
         write_text_atomic(json_path, json.dumps(result, indent=2) + "\n")
-        Console().print(f"wrote {json_path}", highlight=False)
+        Console().print(escape(f"wrote {json_path}"), highlight=False)

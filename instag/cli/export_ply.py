@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 def export_ply(
@@ -21,4 +22,4 @@ def export_ply(
 
     field = run_export(load_avatar(avatar), out, audio, frame, str(audio_model) if audio_model else None)
     what = "neutral" if audio is None else f"{audio.name} frame {frame or 0}"
-    Console().print(f"wrote {out} ({field.num_gaussians} Gaussians, {what})", highlight=False)
+    Console().print(escape(f"wrote {out} ({field.num_gaussians} Gaussians, {what})"), highlight=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 def inspect(
@@ -19,4 +20,4 @@ def inspect(
     ds = load_dataset(dataset)
     validate_dataset(ds)
     write_contact_sheet(ds, out)
-    Console().print(f"wrote {out}", highlight=False)
+    Console().print(escape(f"wrote {out}"), highlight=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from instag.cli.adapt import stop_on_interrupt, training_progress
 
@@ -33,7 +34,7 @@ def pretrain(
         if limits is not None and not limits.is_file():
             raise InputError(f"{limits}: no such file (--limits)")
         st, js = export_umf(export, out, notes=limits.read_text() if limits else None)
-        Console().print(f"wrote {st}, {js} and {st.with_name('MODEL_CARD.md')}", highlight=False)
+        Console().print(escape(f"wrote {st}, {js} and {st.with_name('MODEL_CARD.md')}"), highlight=False)
         return
     if not datasets:
         raise InputError("pretrain: give the dataset dirs to train on")
@@ -48,4 +49,4 @@ def pretrain(
         raise typer.Exit(130)
     if rank == 0:
         Console().print(f"pre-trained {result.steps_done} iterations on {len(datasets)} identities over "
-                        f"{result.extra['world']} rank(s) in {result.wall_s:.0f} s → {out}", highlight=False)
+                        f"{result.extra['world']} rank(s) in {result.wall_s:.0f} s → {escape(str(out))}", highlight=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 @contextlib.contextmanager
@@ -52,7 +53,7 @@ def preview(
 
         err = Console(stderr=True)
         if not is_loopback(host):
-            err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine can open the "
+            err.print(f"[bold yellow]warning:[/] listening on {escape(host)}: anyone who can reach this machine can open the "
                       f"preview and upload audio", highlight=False, soft_wrap=True)
         cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
                             threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +21,21 @@ from rich.progress import (
 from rich.table import Table
 
 STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "bold red"}
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does: the output being written is removed on the way out (its
+    default kills the process and left the temporary MP4 behind) and the command exits 130, "interrupted"."""
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def render(
@@ -58,24 +77,30 @@ def render(
         task = bar.add_task("", total=None)
 
         def on_start(k: int, job) -> None:
-            bar.reset(task, total=None, description=f"{k + 1}/{len(jobs)} {job.audio.name}")
+            bar.reset(task, total=None, description=f"{k + 1}/{len(jobs)} {escape(job.audio.name)}")
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         def on_result(r) -> None:
             if r.status == "failed":
-                bar.console.print(f"[bold red]failed:[/] {r.reason}", highlight=False, soft_wrap=True)
+                bar.console.print(f"[bold red]failed:[/] {escape(r.reason)}", highlight=False, soft_wrap=True)
 
-        results = run_jobs(av, jobs, options, dev, on_start=on_start, progress=progress, on_result=on_result)
-    table = Table(title=f"render {avatar} → {out}")
+        try:
+            with sigterm_as_interrupt():
+                results = run_jobs(av, jobs, options, dev, on_start=on_start, progress=progress,
+                                   on_result=on_result)
+        except KeyboardInterrupt:
+            bar.console.print("interrupted; finished outputs are kept (the same command again continues)")
+            raise typer.Exit(130) from None
+    table = Table(title=escape(f"render {avatar} → {out}"))
     for col in ("audio", "output", "status", "frames", "audio s", "× real time", "reason"):
         table.add_column(col, justify="right" if col in ("frames", "audio s", "× real time") else "left")
     for r in results:
         done = r.status == "done"
-        table.add_row(str(r.job.audio), str(r.job.output), f"[{STATUS_STYLE[r.status]}]{r.status}[/]",
+        table.add_row(escape(str(r.job.audio)), escape(str(r.job.output)), f"[{STATUS_STYLE[r.status]}]{r.status}[/]",
                       str(r.frames) if done else "", f"{r.audio_s:.2f}" if done else "",
-                      f"{r.speed:.2f}" if done else "", r.reason)
+                      f"{r.speed:.2f}" if done else "", escape(r.reason))
     Console(width=200).print(table)
     failed = sum(r.status == "failed" for r in results)
     if failed:

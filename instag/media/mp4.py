@@ -22,6 +22,18 @@ QUEUE_FRAMES = 4
 AUDIO_CHUNK = 4096  # samples per AAC input frame we hand to PyAV (it re-chunks to the codec's frame size)
 
 
+def is_finished_mp4(path: Path) -> bool:
+    """Whether `path` is an MP4 that opens and holds a video stream with frames: what a finished output looks like
+    (outputs are renamed into place only when whole, but a zero-byte or foreign file may sit there)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with av.open(str(path)) as c:
+            return bool(c.streams.video) and (c.streams.video[0].frames or 0) > 0
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
 class EncodeError(InstagError):
     """The encoder or muxer failed (disk full, codec refused the parameters)."""
 
