@@ -142,10 +142,12 @@ def _same_recipe_run(run_dir: Path, recipe: AdaptRecipe, umf_sha: str | None) ->
 
 
 def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 256, threads: int | None = None,
-        seeds: tuple[int, ...] = (0,), report: Report | None = None) -> dict[str, Any]:
-    """The ablation document: per case the eval metrics on the test split of both arms (means over `seeds`, and
-    each seed's) and which arm wins on the means."""
+        seeds: tuple[int, ...] = (0,), report: Report | None = None, arms: tuple[str, ...] = ARMS) -> dict[str, Any]:
+    """The ablation document: per case the eval metrics on the test split of the `arms` (means over `seeds`, and
+    each seed's) and, with both arms, which wins on the means."""
     report = report or (lambda _msg: None)
+    if not arms or any(a not in ARMS for a in arms):
+        raise InputError(f"--arms {','.join(arms)}: choose from {', '.join(ARMS)}")
     parsed = [parse_case(c) for c in cases]
     if not seeds:
         raise InputError("--seeds: at least one seed")
@@ -165,13 +167,14 @@ def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 
         ds = load_dataset(dataset)
         case = {"clip": clip.name, "test_from_s": test_from, "n_train": len(ds.train_indices),
                 "n_test": len(ds.test_indices)}
-        for arm in ARMS:
+        for arm in arms:
             with_umf = arm == "with_umf"
             per_seed = [_arm(dataset, work_dir / f"{arm}_seed{seed}", dataclasses.replace(recipe, seed=seed),
                              st_path if with_umf else None, umf_sha if with_umf else None, report)
                         for seed in seeds]
             case[arm] = {**_mean(per_seed), "per_seed": per_seed}
-        case["umf_wins"] = wins(case["without_umf"], case["with_umf"])
+        if len(arms) == len(ARMS):
+            case["umf_wins"] = wins(case["without_umf"], case["with_umf"])
         doc["cases"].append(case)
     return doc
 
@@ -196,7 +199,7 @@ def wins(without: dict[str, Any], with_umf: dict[str, Any]) -> dict[str, bool | 
 
 def markdown_table(doc: dict[str, Any], command: str) -> str:
     """The table for benchmarks/, with the command that made it."""
-    cols = ("psnr_full", "ssim_full", "psnr_face", "lmd", "mouth_open_corr")
+    cols = ("psnr_full", "ssim_full", "psnr_face", "lmd", "mouth_open_corr", "mouth_open_spread")
     m = doc["machine"]
     lines = [
         "# UMF ablation: adaptation with and without the pre-trained UMF",
@@ -212,14 +215,14 @@ def markdown_table(doc: dict[str, Any], command: str) -> str:
         "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- |",
     ]
     for case in doc["cases"]:
-        for arm in ARMS:
+        for arm in (a for a in ARMS if a in case):
             r = case[arm]
-            vals = ["–" if r[c] is None else f"{r[c]:.4g}" for c in cols]
+            vals = ["–" if r.get(c) is None else f"{r[c]:.4g}" for c in cols]
             lines.append(f"| {case['clip']} (test from {case['test_from_s']:g} s) | {case['n_train']} / "
                          f"{case['n_test']} | {'yes' if arm == 'with_umf' else 'no'} | " + " | ".join(vals)
                          + " | " + ("–" if r["train_s"] is None else f"{r['train_s']:.0f}") + " |")
     lines.append("")
-    for case in doc["cases"]:
+    for case in (c for c in doc["cases"] if "umf_wins" in c):
         won = [k for k, v in case["umf_wins"].items() if v]
         lines.append(f"- {case['clip']}: the UMF arm is better on {', '.join(won) if won else 'nothing'}.")
     return "\n".join(lines) + "\n"

@@ -193,6 +193,7 @@ def umf_ablation(
     size: int = typer.Option(256, "--size", help="Frame side."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; each arm is the mean over them."),
+    arms: str = typer.Option("without_umf,with_umf", "--arms", help="Comma-separated arms to run."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
                                           "table beside it as .md."),
 ) -> None:
@@ -219,7 +220,8 @@ def umf_ablation(
             raise InputError(f"{recipe}: no shipped UMF reads its {kind} features; pass --umf")
         umf = Path(os.path.relpath(umf))
     doc = bench_ablation.run(cases, umf, recipe, work, size, threads, seed_list,
-                             report=lambda msg: con.print(msg, highlight=False))
+                             report=lambda msg: con.print(msg, highlight=False),
+                             arms=tuple(a.strip() for a in arms.split(",") if a.strip()))
     command = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     doc["command"] = command
     table = bench_ablation.markdown_table(doc, command)

@@ -25,7 +25,10 @@ from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition
 
 Progress = Callable[[int, int], None]
-EVAL_KEYS = ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr", "n_frames")
+# mouth_open_spread: the rendered opening's standard deviation over the tracked one's (1: the avatar opens its
+# mouth as widely as the person does; a dub that only mumbles scores well below).
+EVAL_KEYS = ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr", "mouth_open_spread",
+             "n_frames")
 
 
 def _opening(lm: np.ndarray) -> float:
@@ -76,6 +79,8 @@ def score_frames(
     out: dict[str, Any] = {k: v / n for k, v in sums.items()}
     out["lmd"] = float(np.mean(lmd)) if lmd else None
     out["mouth_open_corr"] = M.correlation(np.array(open_r), np.array(open_g)) if len(lmd) > 1 else None
+    spread_g = float(np.std(open_g)) if len(lmd) > 1 else 0.0
+    out["mouth_open_spread"] = float(np.std(open_r)) / spread_g if spread_g > 0 else None
     out["n_frames"] = n
     out["n_tracked"] = len(lmd)
     return out
