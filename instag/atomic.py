@@ -26,9 +26,11 @@ def atomic_file(target: str | Path, suffix: str = "") -> Iterator[Path]:
     `suffix` keeps the extension tools infer the format from (e.g. ".mp4" for an encoder).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory, not a file to write")
+    _make_parent(target)
     sweep_stale(target)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=f".part{suffix}", dir=target.parent)
+    fd, tmp = _writable(target, tempfile.mkstemp, suffix=f".part{suffix}")
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -57,9 +59,9 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     target = Path(target)
     if target.exists() and not force:
         raise InputError(f"{target}: already exists (pass --force to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     sweep_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".part", dir=target.parent))
+    tmp = Path(_writable(target, tempfile.mkdtemp, suffix=".part"))
     try:
         yield tmp
         if target.exists():
@@ -75,8 +77,19 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _temp_prefix(target: Path) -> str:
-    return f".{target.name}.{os.getpid()}-"
+def _make_parent(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only or full disk
+        raise InputError(f"{target}: cannot create its folder {target.parent} ({exc.strerror or exc})") from exc
+
+
+def _writable(target: Path, make, suffix: str):
+    """`make` (mkstemp / mkdtemp) of the temporary beside `target`; `InputError` where nothing can be written."""
+    try:
+        return make(prefix=f".{target.name}.{os.getpid()}-", suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from exc
 
 
 def sweep_stale(target: Path) -> None:

@@ -30,6 +30,8 @@ from instag.media.mp4 import Mp4Writer, is_finished_mp4
 
 Progress = Callable[[int, int], None]  # (frames done, frames total) of the current job
 TRUE = ("1", "true", "yes", "y")
+# Render sides: below 16 px nothing is recognisable; an 8192² frame already takes ~1 GB of float buffers.
+MIN_SIZE, MAX_SIZE = 16, 8192
 FALSE = ("0", "false", "no", "n")
 
 
@@ -46,6 +48,10 @@ class RenderOptions:
     # 60 s of audio at 1.21x real time against 0.83x for 1 (2026-11-21); on a machine busy with other work, 1 avoids OpenMP
     # spin-waiting.
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size is not None and not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise InputError(f"--size {self.size}: must be in {MIN_SIZE}..{MAX_SIZE}")
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,18 @@ class JobResult:
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """`InputError` unless OUT_DIR is a directory or can become one (no file in the way)."""
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{out_dir}: cannot be the output dir ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{out_dir}: cannot be the output dir ({existing} is not writable)")
+
+
 def jobs_from_audio(audios: list[Path], out_dir: Path, paste_back: bool) -> list[DubJob]:
     """One job per audio file: OUT_DIR/<audio stem>.mp4 (two audios with one stem are refused)."""
+    check_output_dir(Path(out_dir))
     seen: dict[str, Path] = {}
     jobs = []
     for audio in audios:
@@ -110,6 +126,7 @@ def _confined_output(cell: str, out_dir: Path, where: str) -> Path:
 def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[DubJob]:
     """Jobs of a manifest CSV (see the module doc); `InputError` naming the row for a malformed one."""
     path = Path(path)
+    check_output_dir(Path(out_dir))
     try:
         rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -66,11 +66,11 @@ def render(
     if bool(audio) == bool(manifest):
         raise InputError("render: give --audio FILE (repeatable) or --manifest jobs.csv, not both or neither")
     jobs = read_manifest(manifest, out, paste_back) if manifest else jobs_from_audio(audio, out, paste_back)
-    av = load_avatar(avatar)
-    dev = avatar_device(av, device)
     options = RenderOptions(size=size, crf=crf, preset=preset, source=source,
                             audio_model=str(audio_model) if audio_model else None, force=force,
                             threads=threads)
+    av = load_avatar(avatar)
+    dev = avatar_device(av, device)
     con = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=con, transient=True) as bar:

@@ -123,3 +123,30 @@ def test_sigterm_stops_a_render_like_ctrl_c_and_leaves_nothing(tiny_avatar, tmp_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (proc.returncode, err[-3000:])
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["-o is a file", "-o under a file", "--size 60000", "--size 0", "--size -3"])
+def test_unusable_render_options_are_one_line_before_any_work(tiny_avatar, wavs, tmp_path, case):  # noqa: F811
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out, extra = tmp_path / "out", []
+    if case == "-o is a file":
+        out = afile
+    elif case == "-o under a file":
+        out = afile / "sub"
+    else:
+        extra = case.split()
+    r = run_instag("render", tiny_avatar, "--audio", wavs["a"], "-o", out, *extra)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "failed" not in r.stderr, r.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["a directory", "under a file"])
+def test_export_ply_to_an_unusable_path_is_one_line(tiny_avatar, tmp_path, case):  # noqa: F811
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    out = tmp_path / "adir" if case == "a directory" else tmp_path / "afile" / "x.ply"
+    r = run_instag("export-ply", tiny_avatar, "-o", out)
+    one_error_line(r, str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"] and not any((tmp_path / "adir").iterdir())
