@@ -234,6 +234,8 @@ def _shape(shape: torch.Size | None) -> str:
 def _load_drive(drive_path: Path) -> dict[str, np.ndarray]:
     """drive.npz, checked for the shapes replay indexes by: T ≥ 1 frames of viewmats [T, 4, 4], blink [T],
     expression [T, E], mouth_open [T], frame_index [T] (non-negative), crop_box [3]; floats finite."""
+    if not drive_path.is_file():
+        raise InputError(f"{drive_path}: missing or not a regular file")
     try:
         with np.load(drive_path, allow_pickle=False) as z:
             drive = {k: z[k] for k in DRIVE_KEYS}

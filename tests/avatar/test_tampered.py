@@ -4,6 +4,7 @@ before anything is rendered, and no temporary output is left behind."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,15 @@ def _broken_drive(av: Path) -> str:
     return "drive.npz"
 
 
+def fifo(name: str) -> Callable[[Path], str]:
+    """The file replaced by a FIFO: opening it would wait for a writer forever."""
+    def tamper(av: Path) -> str:
+        (av / name).unlink()
+        os.mkfifo(av / name)
+        return name
+    return tamper
+
+
 TAMPERS = {
     "nan face means": edit_tensors(lambda t: t["face.means"].__setitem__((0, 0), float("nan"))),
     "inf motion weight": edit_tensors(lambda t: next(v for k, v in t.items() if k.startswith("motion.")
@@ -79,6 +89,10 @@ TAMPERS = {
     "viewmats [T, 3]": edit_drive(lambda d: _set(d, "viewmats", d["viewmats"][:, 0, :3])),
     "no drive frames": edit_drive(lambda d: d.update({k: v[:0] for k, v in d.items() if k != "crop_box"})),
     "nan blink": edit_drive(lambda d: _set(d, "blink", np.full_like(d["blink"], np.nan))),
+    "fifo background.png": fifo("background.png"),
+    "fifo drive.npz": fifo("drive.npz"),
+    "fifo model.safetensors": fifo("model.safetensors"),
+    "fifo avatar.json": fifo("avatar.json"),
     "frame index past the torso frames": edit_drive(lambda d: _set(d, "frame_index", d["frame_index"] + 10**6)),
 }
 
