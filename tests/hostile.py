@@ -6,6 +6,7 @@ A plain module with a unique name (not `conftest`), as instag_testing.py, so any
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import threading
 import time
@@ -51,3 +52,22 @@ def peak_rss_growth(fn: Callable[[], object]) -> tuple[object, int]:
         done.set()
         watcher.join()
     return out, max(peak[0], _rss() - base)
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One of: flip bytes, truncate, insert junk (NUL, markup, quotes, non-UTF-8), duplicate a slice."""
+    b = bytearray(data)
+    kind = rng.randrange(4)
+    if kind == 0 and b:
+        for _ in range(rng.randint(1, 8)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+    elif kind == 1:
+        del b[rng.randrange(len(b) + 1):]
+    elif kind == 2:
+        junk = rng.choice([b"\x00", b"[/y]", b'"', b"\xff\xfe", b"..", b"\n,,,\n", b"/", b"1e400"])
+        at = rng.randrange(len(b) + 1)
+        b[at:at] = junk
+    else:
+        i = rng.randrange(len(b) + 1)
+        b[i:i] = b[i:i + rng.randint(1, 64)] * rng.randint(1, 50)
+    return bytes(b)

@@ -9,6 +9,7 @@ geometry/face_mesh.npz (the subject's rigid face shape in world units and its tr
 from __future__ import annotations
 
 import functools
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -98,7 +99,7 @@ class Dataset:
         try:
             with np.load(self.path / "tracks.npz", allow_pickle=False) as z:
                 return {k: z[k] for k in TRACK_KEYS}
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a damaged npz is a bad zip
             raise InputError(f"{self.path / 'tracks.npz'}: unreadable or incomplete tracks ({exc})") from exc
 
     def audio_features(self, kind: str) -> np.ndarray:

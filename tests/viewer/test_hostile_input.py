@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import aiohttp
 import numpy as np
 import pytest
 import soundfile
-from hostile import peak_rss_growth, silent_flac
+from hostile import mutate, peak_rss_growth, silent_flac
 
 
 def post(url: str, data: bytes, name: str) -> tuple[int, dict]:
@@ -74,3 +76,40 @@ def test_out_of_range_stream_numbers_get_an_error_and_the_stream_goes_on(preview
 
     reply = asyncio.run(asyncio.wait_for(go(), 60))  # a stream that stopped would wait forever
     assert reply["type"] == "error" and next(iter(bad)) in reply["message"], reply
+
+
+def test_mutated_uploads_are_accepted_or_refused_never_500(preview_server, speech_wav):
+    rng = random.Random(0)
+    valid = speech_wav.read_bytes()
+    # URL-encoded, as the page sends them (header values are Latin-1).
+    names = [urllib.parse.quote(n) for n in ("a.wav", "../../x.wav", "[/y].wav", "\u202e.wav", "a" * 500)]
+    statuses = [post(preview_server.url, mutate(valid, rng), rng.choice(names))[0] for _ in range(20)]
+    assert set(statuses) <= {200, 413, 415}, statuses
+    listed = {c.id for c in preview_server.app.clips.list()}
+    assert all(preview_server.app.renderer.driver(preview_server.app.clips.get(c)).n_frames > 0 for c in listed)
+
+
+def random_value(rng: random.Random):
+    return rng.choice([None, True, "x", "NaN", -1, 0, 10**400, -10**400, 1e308, -1e308, 2**63, [], {}, 0.5,
+                       "c0", "../c0", "\x00"])
+
+
+def test_random_stream_messages_get_answers_and_the_stream_goes_on(preview_server):
+    rng = random.Random(1)
+    keys = ["type", "clip", "playing", "running", "t", "epoch", "yaw", "pitch", "zoom", "rev"]
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as ws:
+            await ws.receive_json(timeout=30)
+            for _ in range(30):
+                msg = {"type": "state", **{k: random_value(rng) for k in rng.sample(keys, rng.randint(1, len(keys)))}}
+                await ws.send_str(json.dumps(msg))
+            await ws.send_str("not json {")
+            await ws.send_json({"type": "state", "clip": None, "playing": False, "t": 0, "epoch": 0, "rev": 99})
+            while True:
+                got = await ws.receive(timeout=30)
+                assert got.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), got
+                if got.type == aiohttp.WSMsgType.BINARY and b'"rev":99' in got.data[:200]:
+                    return
+
+    asyncio.run(asyncio.wait_for(go(), 90))
