@@ -180,4 +180,48 @@ def markdown_table(doc: dict[str, Any]) -> str:
             cells.append(f"{p['r_mouth_open']:.2f} / {p['r_mouth_width']:.2f}, lag {p['best_lag_frames']:+d} "
                          f"({p['r_open_at_best_lag']:.2f})")
         lines.append(f"| {row['person']} | {row['frames']} | " + " | ".join(cells) + " |")
+    for stage in doc.get("lip_stage", []):
+        lines += ["", f"## Lip stage of `{stage['recipe']}` ({stage['audio_feature']}), held out: "
+                  + ", ".join(stage["held_out"]), "",
+                  "The shipped predictor (audio encoder, attention, articulation head) fitted on the other people; "
+                  f"batch {stage['batch']}, learning rate {stage['lr']} with a cosine to 0.", "",
+                  "| steps | " + " | ".join(k.removeprefix("mean_r_") for k in stage["runs"][0] if k != "steps")
+                  + " |", "| --- |" + " --- |" * (len(stage["runs"][0]) - 1)]
+        for run in stage["runs"]:
+            lines.append(f"| {run['steps']} | " + " | ".join(f"{v:.3f}" for k, v in run.items() if k != "steps")
+                         + " |")
     return "\n".join(lines) + "\n"
+
+
+def lip_stage_holdout(datasets: list[Path], recipe_path: Path, steps: list[int], every: int = 4,
+                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The lip stage of a pre-training recipe (its model, audio features and lip stage settings) fitted on all
+    but every `every`-th person and scored on those held out, once per step count in `steps`."""
+    import dataclasses
+
+    import torch
+
+    from instag.config.recipe import load_recipe
+    from instag.motion.model import MotionModel
+    from instag.train.lips import fit_lip_predictor, load_lip_clip, predict_lips
+    from instag.train.recipe import PretrainRecipe
+
+    recipe = load_recipe(recipe_path, PretrainRecipe)
+    cfg = recipe.model
+    clips = [load_lip_clip(p, recipe.audio_feature, cfg) for p in datasets]
+    held = set(range(0, len(clips), every))
+    train = [c for i, c in enumerate(clips) if i not in held]
+    rows = []
+    for n in steps:
+        torch.manual_seed(recipe.seed)
+        motion = MotionModel(cfg)
+        fit_lip_predictor(motion.umf, train, cfg, dataclasses.replace(recipe.lips, steps=n), recipe.seed)
+        r = np.array([[correlation(c.lips[:, j].numpy(), predict_lips(motion.umf, c, cfg)[:, j].numpy()) or 0.0
+                       for j in range(len(cfg.lip_coeffs))] for i, c in enumerate(clips) if i in held])
+        rows.append({"steps": n, **{f"mean_r_{name}": round(float(r[:, j].mean()), 4)
+                                    for j, name in enumerate(cfg.lip_coeffs)}})
+        if progress:
+            progress(f"lip stage {n} steps: held-out mean r " + ", ".join(
+                f"{k.removeprefix('mean_r_')} {v}" for k, v in rows[-1].items() if k != "steps"))
+    return {"recipe": str(recipe_path), "audio_feature": recipe.audio_feature, "held_out": sorted(
+        clips[i].name for i in held), "batch": recipe.lips.batch, "lr": recipe.lips.lr, "runs": rows}

@@ -261,11 +261,15 @@ def lips(
                                           "features the variants need: audio.wav and tracks)."),
     variants: str = typer.Option("mel,whisper3,whisper4,whisper5", "--variants",
                                  help="Comma-separated: mel and/or whisperL (encoder layer L)."),
+    lip_stages: list[Path] = typer.Option([], "--lip-stage", help="Pre-training recipe whose lip stage to score "
+                                         "on every 4th person held out (repeatable: one per audio front end)."),
+    lip_stage_steps: str = typer.Option("100,200,300,500", "--lip-stage-steps", help="Step counts to score."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
                                           "table beside it as .md."),
 ) -> None:
     """Leave one person out: ridge maps from audio features to the lip shape, r on the person left out, and
-    each person's best audio offset (a sync check before training on a clip)."""
+    each person's best audio offset (a sync check before training on a clip); with --lip-stage, the shipped
+    predictor (the lip stage's nets) on held-out people."""
     import shlex
     import sys
 
@@ -275,6 +279,10 @@ def lips(
     con = Console()
     doc = bench_lips.run(datasets, [v.strip() for v in variants.split(",") if v.strip()],
                          progress=lambda m: con.print("  " + m, highlight=False))
+    steps = [int(x) for x in lip_stage_steps.split(",") if x.strip()]
+    doc["lip_stage"] = [bench_lips.lip_stage_holdout(datasets, r, steps,
+                                                     progress=lambda m: con.print("  " + m, highlight=False))
+                        for r in lip_stages]
     doc["command"] = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     table = bench_lips.markdown_table(doc)
     con.print(table, highlight=False)

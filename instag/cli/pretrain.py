@@ -19,13 +19,14 @@ def pretrain(
     resume: bool = typer.Option(False, "--resume", help="Continue RUN from its latest checkpoint (same rank count)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run."),
     export: Path | None = typer.Option(None, "--export", help="Write the UMF of this RUN as OUT.safetensors + OUT.json "
-                                       "+ MODEL_CARD.md with loss curves beside them."),
+                                       "+ OUT_MODEL_CARD.md with loss curves beside them."),
     limits: Path | None = typer.Option(None, "--limits", help="With --export: a Markdown file of the UMF's known "
                                        "limits, for the model card."),
 ) -> None:
     """Identity-free pre-training of the UMF (run under `torchrun --nproc-per-node K` to shard identities)."""
     from instag.config.recipe import load_recipe
     from instag.errors import InputError
+    from instag.train.model_card import card_path
     from instag.train.pretrain import export_umf
     from instag.train.pretrain import pretrain as run_pretrain
     from instag.train.recipe import PretrainRecipe
@@ -34,7 +35,7 @@ def pretrain(
         if limits is not None and not limits.is_file():
             raise InputError(f"{limits}: no such file (--limits)")
         st, js = export_umf(export, out, notes=limits.read_text() if limits else None)
-        Console().print(escape(f"wrote {st}, {js} and {st.with_name('MODEL_CARD.md')}"), highlight=False)
+        Console().print(escape(f"wrote {st}, {js} and {card_path(st)}"), highlight=False)
         return
     if not datasets:
         raise InputError("pretrain: give the dataset dirs to train on")

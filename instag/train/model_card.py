@@ -1,4 +1,4 @@
-"""The model card of an exported UMF: `MODEL_CARD.md` beside the weights and its loss-curve PNG (DESIGN §4).
+"""The model card of an exported UMF: `NAME_MODEL_CARD.md` beside the weights and its loss-curve PNG (DESIGN §4).
 
 Training-loop time comes from losses.csv (instag.train.run.training_seconds), which a run resumed across
 sessions keeps appending to, so it covers every segment of the run.
@@ -15,7 +15,11 @@ import numpy as np
 from instag.atomic import atomic_file
 from instag.plot import line_plot
 
-CARD_NAME = "MODEL_CARD.md"
+
+def card_path(st_path: Path) -> Path:
+    """The model card of the UMF whose weights are `st_path`: NAME_MODEL_CARD.md beside them (one folder holds
+    the UMFs of several audio front ends)."""
+    return st_path.with_name(f"{st_path.stem}_MODEL_CARD.md")
 SMOOTH_ROWS = 25  # losses are logged for one identity at a time; a moving mean shows the trend across them
 
 

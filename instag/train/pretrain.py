@@ -335,7 +335,7 @@ def _min_over_ranks(value: int, world: int, device: torch.device) -> int:
 
 def export_umf(run_dir: str | Path, out: str | Path, notes: str | None = None) -> tuple[Path, Path]:
     """Write the UMF (+ hook) of RUN's latest rank-0 checkpoint as `out`.safetensors + `out`.json, and the model
-    card (MODEL_CARD.md, loss curves) beside them; `notes` are the card's known limits."""
+    card (NAME_MODEL_CARD.md, loss curves) beside them; `notes` are the card's known limits."""
     run_dir = Path(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
     latest = ck.latest_checkpoint(_rank_dir(run_dir, 0))

@@ -20,7 +20,7 @@ from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 from instag.motion.model import MotionModel
-from instag.train.model_card import CARD_NAME, model_card, write_loss_curves
+from instag.train.model_card import card_path, model_card, write_loss_curves
 from instag.train.run import read_losses, training_seconds
 from instag.versioned import read_versioned_json
 
@@ -115,7 +115,7 @@ def with_umf_sizes(cfg: ModelConfig, stem: str | Path) -> ModelConfig:
 def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dict[str, Any],
               losses: Path | None = None, notes: str | None = None) -> tuple[Path, Path]:
     """Write the UMF and hook of `motion` with their sizes and `info` (audio_feature, corpus, iterations, …), and
-    the folder's MODEL_CARD.md with the loss curves of `losses` (a run's losses.csv) and the trainer's `notes`."""
+    its model card (`model_card.card_path`) with the loss curves of `losses` (a run's losses.csv) and the trainer's `notes`."""
     st_path, json_path = umf_paths(stem)
     tensors: dict[str, Tensor] = {f"umf.{k}": v for k, v in motion.umf.state_dict().items()}
     tensors |= {f"hook.{k}": v for k, v in motion.hook.state_dict().items()}
@@ -129,7 +129,7 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
     curves = None
     if rows:
         curves = write_loss_curves(rows, st_path.with_name(f"{st_path.stem}_losses.png")).name
-    write_text_atomic(st_path.with_name(CARD_NAME), model_card(st_path.stem, doc, curves, notes))
+    write_text_atomic(card_path(st_path), model_card(st_path.stem, doc, curves, notes))
     return st_path, json_path
 
 

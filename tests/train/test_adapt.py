@@ -228,7 +228,8 @@ def test_adaptation_on_a_real_clip_lowers_the_photometric_loss(real_data, tmp_pa
 
     root = tmp_path_factory.mktemp("real")
     ds = root / "ds"
-    preprocess_clip(real_data / "OpenTalker_video-retalking_5.mp4", ds, PreprocessConfig(size=128, test_from_s=4.0))
+    preprocess_clip(real_data / "OpenTalker_video-retalking_5.mp4", ds,
+                    PreprocessConfig(size=128, test_from_s=4.0, audio_features=("mel",)))
     recipe = _recipe(
         model={**{k: v for k, v in TINY_MODEL.items() if k != "audio"}, "gaussians": {"init_opacity": 0.5}},
         init={"face_points": 3000, "hair_points": 1500, "mouth_points": 200},

@@ -110,7 +110,7 @@ def test_export_writes_the_umf_asset(run_a):
                            "--limits", str(limits)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file()
-    card = (stem.parent / "MODEL_CARD.md").read_text()
+    card = (stem.parent / f"{stem.name}_MODEL_CARD.md").read_text()
     assert "# UMF `tiny`" in card and "Trained on three synthetic identities." in card
     assert card.count("- `synthetic`") == 3 and f"iterations: {TOTAL}" in card  # the corpus by name, the steps
     curves = cv2.imread(str(stem.parent / "tiny_losses.png"))

@@ -7,15 +7,17 @@ from pathlib import Path
 from instag.config.recipe import load_recipe
 from instag.motion.model import MotionModel
 from instag.train.recipe import AdaptRecipe
-from instag.train.umf import SHIPPED_UMF, choose_umf, load_umf, umf_paths, with_umf_sizes
+from instag.train.model_card import card_path
+from instag.train.umf import SHIPPED_UMFS, UMF_DIR, choose_umf, load_umf, umf_paths, with_umf_sizes
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+SHIPPED_UMF = UMF_DIR / SHIPPED_UMFS["mel"]
 
 
 def test_shipped_umf_is_small_and_has_its_card():
     st_path, json_path = umf_paths(SHIPPED_UMF)
     assert st_path.stat().st_size + json_path.stat().st_size < 50 * 2**20
-    card = (st_path.parent / "MODEL_CARD.md").read_text()
+    card = card_path(st_path).read_text()
     for needle in ("Corpus", "iterations", "device", "training-loop time", "Known limits", "_losses.png"):
         assert needle in card, needle
     assert (st_path.parent / f"{st_path.stem}_losses.png").is_file()
