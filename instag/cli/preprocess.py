@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from instag.config.preprocess import PreprocessConfig
@@ -45,6 +46,6 @@ def preprocess(
 
         result = preprocess_clip(clip, out, cfg, force=force, progress=progress)
     for w in result.warnings:
-        con.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        con.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items())
-    Console().print(f"wrote {result.path} ({result.n_frames} frames; {stages})", highlight=False, soft_wrap=True)
+    Console().print(escape(f"wrote {result.path} ({result.n_frames} frames; {stages})"), highlight=False, soft_wrap=True)
