@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from instag.bench.record import write_json
@@ -289,3 +290,28 @@ def lips(
     _save(doc, json_path, con)
     if json_path:
         write_text_atomic(json_path.with_suffix(".md"), table)
+
+
+@app.command("dub")
+def dub(
+    avatar: Path = typer.Argument(..., help="Avatar dir."),
+    dataset: Path = typer.Argument(..., help="The dataset dir it was adapted on (the person's own opening)."),
+    audios: list[Path] = typer.Option(..., "--audio", help="Speech file to dub (repeatable)."),
+    max_seconds: float | None = typer.Option(None, "--max-seconds", help="Dub at most this much of each file."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Per dub: the rendered mouth opening's spread against the person's own, and how open it stays in the
+    audio's silences."""
+    from instag.bench import dub as bench_dub
+
+    con = Console()
+    doc = bench_dub.run(avatar, dataset, audios, max_seconds,
+                        progress=lambda m: con.print("  " + m, highlight=False))
+    table = Table(title=f"dubs of {avatar.name} (own opening std {doc['own_opening_std']})")
+    cols = ("audio", "seconds", "spread", "silent_frames", "silence_openness", "speech_openness")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "audio" else "right")
+    for row in doc["files"]:
+        table.add_row(*(escape(str(row[c])) for c in cols))
+    con.print(table)
+    _save(doc, json_path, con)
