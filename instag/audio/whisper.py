@@ -7,7 +7,8 @@ downloaded and nothing is unpickled.
 
 Two ways to run it:
 - `encode`: the whole file, in Whisper's 30 s windows; longer audio in windows that overlap by `OVERLAP_S` and
-  are cross-faded there, so no seam shows.
+  are cross-faded there, so no seam shows. Where a window starts gives its states per-channel offsets (absolute
+  positions); each channel's course over time, which the lips are read from, hardly depends on it (tested).
 - `encode_recent`: the encoder over the last few seconds only (positions 0..n, as whisper.cpp's audio context),
   for streaming; its distance to `encode` is measured in `instag bench audio`.
 """

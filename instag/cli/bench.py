@@ -246,10 +246,11 @@ def audio(
     con = Console()
     doc = bench_audio.run(path, runs=runs, progress=lambda m: con.print("  " + m, highlight=False))
     table = Table(title=f"whisper layer {doc['layer']} on {path.name} ({doc['audio_s']:.0f} s, {doc['machine']['cpu']})")
-    for col in ("context_s", "windows", "cosine_median", "cosine_p10", "rel_l2_median"):
+    cols = ("context_s", "steps", "cosine_median", "channel_corr_median", "channel_corr_p10")
+    for col in cols:
         table.add_column(col, justify="right")
     for c in doc["short_context"]:
-        table.add_row(*(str(c[k]) for k in ("context_s", "windows", "cosine_median", "cosine_p10", "rel_l2_median")))
+        table.add_row(*(str(c[k]) for k in cols))
     con.print(table)
     con.print(f"encode: {doc['cpu_s_per_audio_s']:.3f} s of CPU and {doc['wall_s_per_audio_s']:.3f} s of wall time "
               "per second of audio", highlight=False)

@@ -145,10 +145,13 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
     return synthesize(seconds, DUB_VOICE, seed).samples.astype(np.float32)
 
 
-# Measured on real speech (MuseTalk's 60 s English file, stretches starting at 25, 27.3, 30 and 33 s): Whisper's
-# absolute positions make a state depend on where its window starts, so the same stretch encoded alone matches a
-# long file's states to a median cosine of 0.91-0.93; below this bound would mean a seam or a misplaced window.
-LONG_AUDIO_MEDIAN_COSINE = 0.85
+# Whisper's absolute positions give each state a per-channel offset that depends on where its window starts, so
+# the same stretch encoded alone differs from a long file's states by offsets (cosine of whole state vectors only
+# about 0.5 for layer 3), while each channel's course over time, what the lips are read from, agrees. Measured
+# (middle 10 s of 30 s stretches): median per-channel correlation 0.98 on real speech (MuseTalk's English file),
+# 0.94-0.97 on this synthetic speech; a ridge lip predictor fitted on the corpus gives openings that correlate
+# 0.96-0.996 between the two.
+LONG_AUDIO_CHANNEL_CORRELATION = 0.9
 
 
 def test_long_audio_middle_matches_the_stretch_encoded_alone(packaged):
@@ -159,8 +162,9 @@ def test_long_audio_middle_matches_the_stretch_encoded_alone(packaged):
     alone = whisper.encode(packaged, audio[start * whisper.TOKEN_SAMPLES : (start + 1500) * whisper.TOKEN_SAMPLES])
     mid = slice(500, 1000)  # the middle 10 s of the stretch, away from both of its edges
     a, b = full[start:start + 1500][mid], alone[mid]
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert np.median(cos) > LONG_AUDIO_MEDIAN_COSINE
+    a, b = a - a.mean(0), b - b.mean(0)
+    per_channel = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    assert np.median(per_channel) > LONG_AUDIO_CHANNEL_CORRELATION
     # no seam: where windows meet, consecutive states differ no more than they do anywhere
     steps = np.linalg.norm(np.diff(full, axis=0), axis=1)
     for boundary in (1000, 1500, 2000, 2500):
