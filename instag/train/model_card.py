@@ -66,7 +66,8 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
         f"# UMF `{name}`",
         "",
         "Universal Motion Field of instag (InsTaG identity-free pre-training): audio encoder and attention"
-        + (", the articulation head (mouth opening from the audio)" if doc["config"].get("articulation") else "")
+        + (f", the articulation head (lip shape from the audio: {', '.join(doc['config'].get('lip_coeffs') or ['mouth_open'])})"
+           if doc["config"].get("articulation") else "")
         + ", face",
         "and mouth motion branches, and the face-mouth hook. No footage and no per-person Gaussians are in it.",
         "",
@@ -77,6 +78,9 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
         f"tables, resolution {tri['base_resolution']}–{tri['max_resolution']}",
         f"- iterations: {doc.get('iterations')} ({stages}), one frame of one identity per step, "
         f"{doc.get('ranks', 1)} rank(s)",
+        *([f"- lip stage first: {lips['steps']} steps of {lips['batch']} frames across identities (audio nets and "
+           "articulation head from the tracked landmarks; fixed afterwards)"]
+          if (lips := doc.get("lip_stage") or {}).get("steps") else []),
         f"- device: {doc.get('device')}",
         f"- training-loop time: {hours:.2f} h (from the logged rates)",
         f"- exported {doc.get('time')}",

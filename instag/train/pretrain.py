@@ -359,6 +359,7 @@ def export_umf(run_dir: str | Path, out: str | Path, notes: str | None = None) -
         "corpus": corpus,
         "iterations": int(state["step"]),
         "stages": to_dict(recipe.stages),
+        "lip_stage": to_dict(recipe.lips),
         "ranks": int(state["world"]),
         "device": state.get("device", "not recorded"),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
