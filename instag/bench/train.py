@@ -32,7 +32,8 @@ WARMUP_ITERATIONS = 3
 
 
 def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: torch.device) -> dict[str, Any]:
-    ds_path = write_dataset(root / f"ds{size}", size=size, frames=8, mel_dim=recipe.model.audio.feature_dim)
+    ds_path = write_dataset(root / f"ds{size}", size=size, frames=8, mel_dim=recipe.model.audio.feature_dim,
+                            kind=recipe.audio_feature)
     frames = IdentityFrames(load_dataset(ds_path), recipe.audio_feature, recipe.model.expression_dim, device=device,
                             lip_coeffs=recipe.model.lip_coeffs)
     # CUDA runs asynchronously: without a sync the clock would stop before the GPU finished the step.

@@ -37,8 +37,9 @@ def _mesh() -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_dataset(path: Path, size: int = 32, frames: int = 8, colour=(200, 150, 120), seed: int = 0,
-                  test_from: int | None = None, mel_dim: int = MEL_DIM) -> Path:
-    """A dataset dir of `frames` frames at size² with mel-like features of mel_dim × STEPS per frame."""
+                  test_from: int | None = None, mel_dim: int = MEL_DIM, kind: str = "mel") -> Path:
+    """A dataset dir of `frames` frames at size² with mel-like features of mel_dim × STEPS per frame, stored
+    as features of `kind` (random numbers that follow the opening: they stand in for any front end's)."""
     rng = np.random.default_rng(seed)
     for sub in ("frames", "labels", "audio", "geometry/depth", "geometry/normal"):
         (path / sub).mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ def write_dataset(path: Path, size: int = 32, frames: int = 8, colour=(200, 150,
              blink=(np.arange(frames) % 5 == 0).astype(np.float32),
              expression=np.stack([opening] * 8, 1).astype(np.float32), mouth_open=opening.astype(np.float32))
     mel = (rng.normal(-50, 10, (frames, STEPS, mel_dim)) + 30 * opening[:, None, None]).astype(np.float32)
-    np.save(path / "audio" / "mel.npy", mel)
+    np.save(path / "audio" / f"{kind}.npy", mel)
     np.savez(path / "geometry" / "face_mesh.npz", vertices=verts, triangles=tris)
     n_train = frames if test_from is None else test_from
     meta = {
@@ -89,7 +90,7 @@ def write_dataset(path: Path, size: int = 32, frames: int = 8, colour=(200, 150,
         "image_size": [size, size],
         "intrinsics": {"fx": focal, "fy": focal, "cx": c, "cy": c, "width": size, "height": size},
         "split": {"train": [0, n_train], "test": [n_train, frames]},
-        "audio": {"sample_rate": 16000, "features": {"mel": {"shape": list(mel.shape)}}},
+        "audio": {"sample_rate": 16000, "features": {kind: {"shape": list(mel.shape)}}},
         "labels": LABELS,
         "geometry": {"depth_scale": 10000.0},
         "source": {"path": "synthetic", "sha256": f"synthetic-{seed}"},
