@@ -84,3 +84,18 @@ def tiny_model_config() -> ModelConfig:
         ),
         hook=HookConfig(code_dim=4, hidden_dim=8),
     )
+
+
+def post_upload(url: str, data: bytes, name: str = "x.wav", timeout: float = 120) -> tuple[int, dict]:
+    """POST `data` to a preview server's upload endpoint as file `name` → (HTTP status, JSON body)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url + "api/upload", data=data, method="POST",
+                                 headers={"X-Filename": name, "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -160,18 +160,24 @@ def test_lr_adapt_net_sets_the_aligner_and_hook_network_rates_only(tiny_ds, tmp_
     assert rates == expected
 
 
-def test_resume_continues_bit_for_bit(tiny_ds, tmp_path):
-    a = adapt(tiny_ds, tmp_path / "a", _recipe())
+def _resumed_from_step_5(tiny_ds, tmp_path, a):
+    """Run `a` again as "b", resumed from its step-5 checkpoint; both avatars' weights must be equal."""
     run_b = tmp_path / "b.run"
     shutil.copytree(a.run_dir, run_b)
     shutil.rmtree(run_b / "checkpoints" / "step_00000010")
-    # Step 5 lies in the alignment stage: the aligner's optimiser groups are rebuilt on resume.
     b = adapt(tiny_ds, tmp_path / "b", run_dir=run_b, resume=True)
     assert b.steps_done == 10
     ta, tb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert ta.keys() == tb.keys()
     for k in ta:
         assert torch.equal(ta[k], tb[k]), k
+    return run_b
+
+
+def test_resume_continues_bit_for_bit(tiny_ds, tmp_path):
+    a = adapt(tiny_ds, tmp_path / "a", _recipe())
+    # Step 5 lies in the alignment stage: the aligner's optimiser groups are rebuilt on resume.
+    run_b = _resumed_from_step_5(tiny_ds, tmp_path, a)
     rows_a = (a.run_dir / "losses.csv").read_text().splitlines()
     rows_b = (run_b / "losses.csv").read_text().splitlines()
     # Same losses row for row (the last column, it/s, is a timing).
@@ -186,13 +192,7 @@ def test_resume_of_a_run_from_a_fixed_umf_continues_bit_for_bit(tiny_ds, tmp_pat
     torch.manual_seed(3)
     write_umf(tmp_path / "umf", MotionModel(cfg), cfg, {"audio_feature": "mel"})
     a = adapt(tiny_ds, tmp_path / "a", _recipe(model=model), umf=tmp_path / "umf")
-    run_b = tmp_path / "b.run"
-    shutil.copytree(a.run_dir, run_b)
-    shutil.rmtree(run_b / "checkpoints" / "step_00000010")
-    b = adapt(tiny_ds, tmp_path / "b", run_dir=run_b, resume=True)
-    assert b.steps_done == 10
-    ta, tb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
-    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    _resumed_from_step_5(tiny_ds, tmp_path, a)
     assert load_avatar(tmp_path / "a").meta["motion_calibration"] == load_avatar(tmp_path / "b").meta[
         "motion_calibration"]
 

@@ -17,16 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 from hostile import mutate, peak_rss_growth, silent_flac
-
-
-def post(url: str, data: bytes, name: str) -> tuple[int, dict]:
-    req = urllib.request.Request(url + "api/upload", data=data, method="POST",
-                                 headers={"X-Filename": name, "Content-Type": "application/octet-stream"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+from instag_testing import post_upload
 
 
 def listed(server) -> list[str]:
@@ -37,7 +28,7 @@ def listed(server) -> list[str]:
 def test_a_decompression_bomb_is_refused_with_bounded_memory(preview_server, tmp_path, header):
     bomb = silent_flac(tmp_path / "bomb.flac", 3600, header=header).read_bytes()  # 1 h: ~14 kB
     assert len(bomb) < preview_server.cfg.max_upload_bytes
-    (status, doc), grown = peak_rss_growth(lambda: post(preview_server.url, bomb, "bomb.flac"))
+    (status, doc), grown = peak_rss_growth(lambda: post_upload(preview_server.url, bomb, "bomb.flac"))
     assert status == 413 and "600 s" in doc["error"] and "bomb.flac" in doc["error"], doc
     # Decoding the whole hour took ~1 GB; the preview's memory must stay within 200 MB of idle for any upload.
     assert grown < 200 << 20, grown
@@ -49,7 +40,7 @@ def test_non_finite_audio_is_refused_and_not_listed(preview_server):
     x[1000:1100] = np.nan
     buf = io.BytesIO()
     soundfile.write(buf, x, 16000, format="WAV", subtype="FLOAT")
-    status, doc = post(preview_server.url, buf.getvalue(), "nan.wav")
+    status, doc = post_upload(preview_server.url, buf.getvalue(), "nan.wav")
     assert status == 415 and "non-finite" in doc["error"] and "nan.wav" in doc["error"], doc
     assert "nan.wav" not in listed(preview_server)
 
@@ -83,7 +74,7 @@ def test_mutated_uploads_are_accepted_or_refused_never_500(preview_server, speec
     valid = speech_wav.read_bytes()
     # URL-encoded, as the page sends them (header values are Latin-1).
     names = [urllib.parse.quote(n) for n in ("a.wav", "../../x.wav", "[/y].wav", "\u202e.wav", "a" * 500)]
-    statuses = [post(preview_server.url, mutate(valid, rng), rng.choice(names))[0] for _ in range(20)]
+    statuses = [post_upload(preview_server.url, mutate(valid, rng), rng.choice(names))[0] for _ in range(20)]
     assert set(statuses) <= {200, 413, 415}, statuses
     listed = {c.id for c in preview_server.app.clips.list()}
     assert all(preview_server.app.renderer.driver(preview_server.app.clips.get(c)).n_frames > 0 for c in listed)

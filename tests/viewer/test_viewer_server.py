@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import soundfile
+from instag_testing import post_upload
 
 from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.server import AHEAD, LOOPBACK, PreviewConfig, is_loopback, unpack_frame
@@ -34,14 +35,6 @@ def raw_get(url: str, target: str, host: str | None = None) -> tuple[int, bytes]
     return int(head.split()[1]), body
 
 
-def post(url: str, data: bytes, name: str = "x.wav") -> tuple[int, dict]:
-    req = urllib.request.Request(url + "api/upload", data=data, method="POST",
-                                 headers={"X-Filename": name, "Content-Type": "application/octet-stream"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_binds_to_loopback_by_default(preview_server):
@@ -99,7 +92,7 @@ def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
 
 
 def test_oversized_upload_is_refused_with_a_clear_message(preview_server):
-    status, doc = post(preview_server.url, wav_bytes(10.0))  # 320 kB > the 256 KiB limit
+    status, doc = post_upload(preview_server.url, wav_bytes(10.0))  # 320 kB > the 256 KiB limit
     assert status == 413 and "limit" in doc["error"] and "MiB" in doc["error"]
 
 
@@ -110,13 +103,13 @@ def test_oversized_upload_is_refused_with_a_clear_message(preview_server):
     (b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(range(256)) * 4, "not playable audio"),
 ])
 def test_non_audio_upload_is_refused_with_a_clear_message(preview_server, data, expect):
-    status, doc = post(preview_server.url, data, name="../../etc/passwd")
+    status, doc = post_upload(preview_server.url, data, name="../../etc/passwd")
     assert status == 415 and expect in doc["error"], doc
     assert "/tmp" not in doc["error"] and "instag-preview" not in doc["error"]
 
 
 def test_uploaded_audio_becomes_a_playable_clip(preview_server):
-    status, doc = post(preview_server.url, wav_bytes(1.0, 44100), name="../my%20line.wav")
+    status, doc = post_upload(preview_server.url, wav_bytes(1.0, 44100), name="../my%20line.wav")
     assert status == 200, doc
     assert doc["name"] == "my line.wav" and abs(doc["duration"] - 1.0) < 0.01 and doc["frames"] == 25
     with urllib.request.urlopen(preview_server.url + doc["url"].lstrip("/"), timeout=10) as r:
