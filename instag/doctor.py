@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from cuda_ext import build
+from instag.audio import whisper
 from instag.kernels import backend
 
 
@@ -85,6 +86,7 @@ def report() -> dict[str, Any]:
             "tinycudann": _package("tinycudann", "tinycudann", needs_cuda=True),
             "mediapipe": _package("mediapipe", "mediapipe", needs_cuda=False),
             "transformers": _package("transformers", "transformers", needs_cuda=False),
+            **{pkg: _package(pkg.replace("_", "-"), pkg, needs_cuda=False) for pkg in whisper.PACKAGES},
         },
         "media": _media(),
     }
