@@ -66,3 +66,20 @@ def test_pretraining_refuses_personalized_fields_as_large_as_the_umf(tmp_path):
                         f"  personalized: {personalized}\n")
         with pytest.raises(InputError, match=f"personalized must be smaller.*{why}"):
             load_recipe(path, PretrainRecipe)
+
+
+@pytest.mark.parametrize(("adapt", "pre"), [("adapt_quick_cpu", "pretrain_quick_cpu"), ("adapt_5s", "pretrain"),
+                                            ("adapt_quick_cpu_mel", "pretrain_quick_cpu_mel")])
+def test_adaptation_recipes_read_the_audio_their_pretraining_recipe_writes(adapt, pre):
+    """A UMF is the default of an adaptation recipe only with the same audio front end (the lip coefficients,
+    like its motion sizes, it lends)."""
+    a = load_recipe(RECIPES / f"{adapt}.yaml", AdaptRecipe)
+    p = load_recipe(RECIPES / f"{pre}.yaml", PretrainRecipe)
+    assert (a.audio_feature, a.model.audio) == (p.audio_feature, p.model.audio)
+    assert p.lips.steps > 0
+
+
+def test_whisper_is_the_default_front_end():
+    for name in ("adapt_quick_cpu", "adapt_5s"):
+        assert load_recipe(RECIPES / f"{name}.yaml", AdaptRecipe).audio_feature == "whisper"
+    assert load_recipe(RECIPES / "pretrain_quick_cpu.yaml", PretrainRecipe).audio_feature == "whisper"
