@@ -135,7 +135,8 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
     device = means2d.device
-    visible = torch.nonzero(radii > 0).squeeze(1)
+    # A non-finite mean is drawn nowhere (and NaN would pass the clamp), as in the C++ binning.
+    visible = torch.nonzero((radii > 0) & means2d.isfinite().all(-1)).squeeze(1)
     # Front-to-back order: visit Gaussians by depth, then a stable sort by tile keeps that order per tile.
     visible = visible[torch.sort(depths[visible], stable=True).indices]
     r = radii[visible].to(means2d.dtype)

@@ -107,6 +107,18 @@ def test_cpu_binning_matches_reference(width, height):
     assert torch.equal(ours.offsets, ref.offsets) and torch.equal(ours.ids, ref.ids)
 
 
+def test_binning_leaves_out_non_finite_means():
+    """NaN passed the C++ clamp and indexed outside the tile lists (found by test_asan.py); ±inf and NaN means
+    are drawn nowhere, so both backends list them in no tile."""
+    means2d = torch.tensor([[10.0, 10.0], [math.nan, 5.0], [5.0, math.inf], [-math.inf, math.nan], [30.0, 20.0]])
+    radii = torch.tensor([3, 40, 40, 40, 2], dtype=torch.int32)
+    depths = torch.arange(5.0)
+    ours = _bin_tiles_cpu(means2d, radii, depths, 40, 30)
+    ref = bin_tiles(means2d, radii, depths, 40, 30)
+    assert torch.equal(ours.offsets, ref.offsets) and torch.equal(ours.ids, ref.ids)
+    assert set(ours.ids.tolist()) == {0, 4}
+
+
 def test_cpu_is_deterministic_across_thread_counts():
     scene = make_scene(800, 64, 64, seed=5)
     threads = torch.get_num_threads()

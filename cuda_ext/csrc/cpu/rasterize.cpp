@@ -146,6 +146,12 @@ inline TileRange tile_range(float mx, float my, float r, int tiles_x, int tiles_
             clamp(std::floor((my - r) / kTile), tiles_y - 1), clamp(std::floor((my + r) / kTile), tiles_y - 1)};
 }
 
+// Whether a Gaussian goes into the tile lists: a non-finite mean is drawn nowhere (the compositing's range test
+// fails for it), and a NaN one would pass the clamp in tile_range and index far outside the lists.
+inline bool binnable(const float* means2d, int64_t g) {
+    return std::isfinite(means2d[2 * g]) && std::isfinite(means2d[2 * g + 1]);
+}
+
 }  // namespace
 
 extern "C" {
@@ -160,6 +166,7 @@ int64_t instag_rasterize_count_tiles(const float* means2d, const int32_t* radii,
     std::fill(offsets, offsets + tiles_x * tiles_y + 1, 0);
     for (int i = 0; i < n_visible; ++i) {
         const int64_t g = order[i];
+        if (!binnable(means2d, g)) continue;
         const TileRange t = tile_range(means2d[2 * g], means2d[2 * g + 1], static_cast<float>(radii[g]), tiles_x, tiles_y);
         for (int ty = t.y0; ty <= t.y1; ++ty)
             for (int tx = t.x0; tx <= t.x1; ++tx) ++offsets[ty * tiles_x + tx + 1];
@@ -176,6 +183,7 @@ void instag_rasterize_fill_tiles(const float* means2d, const int32_t* radii, con
     std::vector<int32_t> cursor(offsets, offsets + tiles_x * tiles_y);
     for (int i = 0; i < n_visible; ++i) {
         const int64_t g = order[i];
+        if (!binnable(means2d, g)) continue;
         const TileRange t = tile_range(means2d[2 * g], means2d[2 * g + 1], static_cast<float>(radii[g]), tiles_x, tiles_y);
         for (int ty = t.y0; ty <= t.y1; ++ty)
             for (int tx = t.x0; tx <= t.x1; ++tx) ids[cursor[ty * tiles_x + tx]++] = static_cast<int32_t>(g);
