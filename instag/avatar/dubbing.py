@@ -142,6 +142,8 @@ def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[Dub
         where = f"{path}:{n}"
         if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
             raise InputError(f"{where}: expected 'audio,output[,paste_back]', got {row}")
+        if any("\x00" in c for c in cells):  # no path may hold one: the OS refuses it with a ValueError
+            raise InputError(f"{where}: a cell holds a NUL character")
         audio = Path(cells[0]) if Path(cells[0]).is_absolute() else path.parent / cells[0]
         output = _confined_output(cells[1], Path(out_dir), where)
         if output in outputs:

@@ -137,6 +137,17 @@ def parse_state(msg: dict[str, Any], known_clip, now: float) -> StreamState:
                        epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
 
 
+def parse_message(text: str, known_clip, now: float) -> StreamState:
+    """A page's WebSocket text message → StreamState; ValueError with what is wrong, whatever the text."""
+    try:
+        msg = json.loads(text)
+    except RecursionError as exc:  # deep nesting ([[[[...]]]]) exhausts the decoder's stack
+        raise ValueError("malformed message (nested too deeply)") from exc
+    if not isinstance(msg, dict):
+        raise ValueError(f"a message must be a JSON object, got {type(msg).__name__}")
+    return parse_state(msg, known_clip, now)
+
+
 def pack_frame(header: dict[str, Any], jpeg: bytes) -> bytes:
     head = json.dumps(header, separators=(",", ":")).encode()
     return struct.pack("<I", len(head)) + head + jpeg
@@ -298,9 +309,9 @@ class StreamSession:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
-                    self.state = parse_state(json.loads(msg.data), lambda c: self.app.clips.get(c) is not None,
-                                             self.loop.time())
-                except (ValueError, TypeError, AttributeError) as exc:
+                    self.state = parse_message(msg.data, lambda c: self.app.clips.get(c) is not None,
+                                               self.loop.time())
+                except ValueError as exc:
                     await self.ws.send_json({"type": "error", "message": str(exc)})
                     continue
                 self.changed.set()
