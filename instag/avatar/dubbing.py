@@ -116,6 +116,8 @@ def _confined_output(cell: str, out_dir: Path, where: str) -> Path:
     """OUT_DIR/cell (.mp4 added when missing), refused unless it resolves inside OUT_DIR: a manifest must not
     write over files elsewhere (../x.mp4, /etc/cron.d/x, a symlink out of OUT_DIR)."""
     output = out_dir / cell  # an absolute cell stays absolute: refused below unless it lies in OUT_DIR
+    if not output.name:  # "/" and the like: the file system root
+        raise InputError(f"{where}: output {cell!r} names no file")
     if output.suffix.lower() != ".mp4":
         output = output.with_name(output.name + ".mp4")
     if not output.resolve().is_relative_to(out_dir.resolve()):
