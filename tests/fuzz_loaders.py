@@ -17,19 +17,14 @@ import warnings
 from pathlib import Path
 
 import atheris
+from hostile import assert_one_line, check_manifest
 
 with atheris.instrument_imports(include=["instag"]):
     from instag.avatar.bundle import load_avatar
-    from instag.avatar.dubbing import read_manifest
+    from instag.avatar.dubbing import read_manifest  # noqa: F401  (imported here to be instrumented for check_manifest)
     from instag.errors import InputError
 
 FILES = ("avatar.json", "drive.npz", "model.safetensors", "background.png")
-
-
-def _one_line(exc: InputError) -> None:
-    text = str(exc).strip()
-    if not text or "\n" in text:
-        raise AssertionError(f"not one line: {text!r}")
 
 
 def manifest_target(work: Path):
@@ -37,14 +32,7 @@ def manifest_target(work: Path):
 
     def one(data: bytes) -> None:
         path.write_bytes(data)
-        try:
-            jobs = read_manifest(path, out, paste_back=False)
-        except InputError as exc:
-            _one_line(exc)
-            return
-        for job in jobs:
-            if not job.output.resolve().is_relative_to(out.resolve()) or job.output.suffix.lower() != ".mp4":
-                raise AssertionError(f"output {job.output} escapes {out}")
+        check_manifest(path, out)
 
     return one
 
@@ -61,7 +49,7 @@ def avatar_target(work: Path):
         try:
             load_avatar(avatar)
         except InputError as exc:
-            _one_line(exc)
+            assert_one_line(exc)
         finally:
             (avatar / name).write_bytes(originals[name])
 

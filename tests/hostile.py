@@ -71,3 +71,31 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         i = rng.randrange(len(b) + 1)
         b[i:i] = b[i:i + rng.randint(1, 64)] * rng.randint(1, 50)
     return bytes(b)
+
+
+def assert_one_line(exc: Exception) -> None:
+    """The promise for bad input: a non-empty message on one line."""
+    text = str(exc).strip()
+    if not text or "\n" in text:
+        raise AssertionError(f"not one line: {text!r}")
+
+
+def check_manifest(path: Path, out: Path) -> None:
+    """Read a possibly hostile manifest: one `InputError` line, or distinct jobs whose outputs are .mp4 files
+    inside `out`; AssertionError for anything else (another exception escapes as itself)."""
+    from instag.avatar.dubbing import read_manifest
+    from instag.errors import InputError
+
+    try:
+        jobs = read_manifest(path, out, paste_back=False)
+    except InputError as exc:
+        assert_one_line(exc)
+        return
+    outputs = [job.output for job in jobs]
+    if not jobs or len(set(outputs)) != len(outputs):
+        raise AssertionError(f"jobs {outputs}: none, or two to one output")
+    for job in jobs:
+        if not job.output.resolve().is_relative_to(out.resolve()) or job.output.suffix.lower() != ".mp4":
+            raise AssertionError(f"output {job.output} escapes {out} or is no .mp4")
+        if not isinstance(job.paste_back, bool):
+            raise AssertionError(f"paste_back {job.paste_back!r} is not a bool")
