@@ -28,9 +28,11 @@ CUDA_LIBRARY = "instag_cuda_kernels"
 CUDA_SOURCES = ("cuda/hash_encode.cu",)
 
 # -march=native: the cache lives on the machine that built it; OpenMP for the CPU kernels' threads.
-CXX_FLAGS = ["-O3", "-std=c++17", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
-LD_FLAGS = ["-fopenmp"]
-NVCC_FLAGS = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+# Tuples: torch's `cpp_extension.load` appends its own libraries to the lists it is given, which would leak
+# into every later user of these flags (the sanitizer build of tests/kernels/test_asan.py linked libtorch_python).
+CXX_FLAGS = ("-O3", "-std=c++17", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas")
+LD_FLAGS = ("-fopenmp",)
+NVCC_FLAGS = ("-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo")
 
 
 @functools.cache  # the toolchain does not change within a process; the ninja check runs a subprocess (~3 ms)
@@ -87,7 +89,7 @@ def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
             sources=paths,
             extra_cflags=[*CXX_FLAGS, headers],
             extra_cuda_cflags=[*NVCC_FLAGS, headers] if cuda else None,
-            extra_ldflags=LD_FLAGS,
+            extra_ldflags=list(LD_FLAGS),
             extra_include_paths=[str(CSRC)],
             with_cuda=cuda,
             is_python_module=False,
