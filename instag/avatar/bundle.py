@@ -15,7 +15,6 @@ does not validate is refused with an `InputError` naming it; an unknown version 
 from __future__ import annotations
 
 import json
-import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
+from instag.media.image import read_image
 from instag.motion.model import MotionModel, MotionPoints
 from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
 from instag.versioned import read_versioned_json
@@ -79,7 +79,7 @@ class Avatar:
         """RGBA [S, S, 4] uint8 torso layer of the clip's i-th frame (cycled)."""
         idx = int(self.drive["frame_index"][i % self.n_drive_frames])
         path = self.path / "torso" / f"{idx:06d}.png"
-        img = read_png(path, self.size, cv2.IMREAD_UNCHANGED)
+        img = read_image(path, self.size, cv2.IMREAD_UNCHANGED)
         if img is None or img.shape != (self.size, self.size, 4):
             raise InputError(f"{path}: missing or not a {self.size}² RGBA torso layer")
         return img[..., [2, 1, 0, 3]]
@@ -161,39 +161,13 @@ def load_avatar(path: str | Path) -> Avatar:
         raise InputError(f"{path / 'drive.npz'}: replays clip frame {absent[0]}, which has no torso layer in "
                          f"{path / 'torso'}")
     size = int(meta["image_size"][0])
-    plate = read_png(path / "background.png", size, cv2.IMREAD_COLOR)
+    plate = read_image(path / "background.png", size, cv2.IMREAD_COLOR)
     if plate is None or plate.shape != (size, size, 3):
         raise InputError(f"{path / 'background.png'}: missing, undecodable or not {size}² pixels")
     for module in (face, mouth, motion):
         module.eval()
         module.requires_grad_(False)
     return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy())
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def read_png(path: Path, size: int, flags: int) -> np.ndarray | None:
-    """The `size`² PNG at `path` decoded with OpenCV `flags`; None when it is missing, not a regular file, or not
-    a well-formed PNG of that size. The chunk structure is checked before OpenCV sees the bytes: a tampered
-    chunk length (88 bytes claiming a 1.7 GB chunk, found by tests/test_fuzz.py) made it allocate that much."""
-    if not path.is_file():  # a FIFO or a directory would hang or fail the read
-        return None
-    data = path.read_bytes()
-    if data[:8] != PNG_SIGNATURE:
-        return None
-    pos, first = 8, True
-    while pos + 12 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        if pos + 12 + length > len(data):
-            return None
-        if first and (kind != b"IHDR" or length != 13 or struct.unpack(">II", data[pos + 8:pos + 16]) != (size, size)):
-            return None
-        first = False
-        pos += 12 + length
-        if kind == b"IEND":
-            return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    return None
 
 
 def _check_meta(meta: dict[str, Any], where: Path) -> None:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from instag.errors import InputError
+from instag.media.image import read_image
 from instag.versioned import read_versioned_json
 
 FORMAT = "instag-dataset"
@@ -27,10 +28,11 @@ def frame_name(i: int) -> str:
     return f"{i:06d}"
 
 
-def _read_image(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
+def _read_image(path: Path, size: int, flags: int) -> np.ndarray:
+    """The dataset's size² image at `path`, its header checked before decoding (`media.image.read_image`)."""
+    img = read_image(path, size, flags)
     if img is None:
-        raise InputError(f"{path}: missing or undecodable image")
+        raise InputError(f"{path}: missing, undecodable or not a {size}x{size} image")
     return img
 
 
@@ -71,27 +73,27 @@ class Dataset:
 
     def frame(self, i: int) -> np.ndarray:
         """RGB [S, S, 3] uint8."""
-        return _read_image(self.path / "frames" / f"{frame_name(i)}.jpg", cv2.IMREAD_COLOR)[..., ::-1].copy()
+        return _read_image(self.path / "frames" / f"{frame_name(i)}.jpg", self.size, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
     def label(self, i: int) -> np.ndarray:
         """Label map [S, S] uint8 (ids in meta['labels'])."""
-        return _read_image(self.path / "labels" / f"{frame_name(i)}.png", cv2.IMREAD_UNCHANGED)
+        return _read_image(self.path / "labels" / f"{frame_name(i)}.png", self.size, cv2.IMREAD_UNCHANGED)
 
     def depth(self, i: int) -> np.ndarray:
         """Face depth prior [S, S] float32 in world units (camera z), 0 where there is no face."""
-        raw = _read_image(self.path / "geometry" / "depth" / f"{frame_name(i)}.png", cv2.IMREAD_UNCHANGED)
+        raw = _read_image(self.path / "geometry" / "depth" / f"{frame_name(i)}.png", self.size, cv2.IMREAD_UNCHANGED)
         return raw.astype(np.float32) / float(self.meta["geometry"]["depth_scale"])
 
     def normal(self, i: int) -> np.ndarray:
         """Face normal prior [S, S, 3] float32, unit camera-space normals, 0 where there is no face."""
-        raw = _read_image(self.path / "geometry" / "normal" / f"{frame_name(i)}.png", cv2.IMREAD_COLOR)[..., ::-1]
+        raw = _read_image(self.path / "geometry" / "normal" / f"{frame_name(i)}.png", self.size, cv2.IMREAD_COLOR)[..., ::-1]
         n = raw.astype(np.float32) / 127.5 - 1.0
         n[~np.any(raw != 0, axis=-1)] = 0.0
         return n
 
     def background(self) -> np.ndarray:
         """Background plate RGB [S, S, 3] uint8."""
-        return _read_image(self.path / "background.png", cv2.IMREAD_COLOR)[..., ::-1].copy()
+        return _read_image(self.path / "background.png", self.size, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
     @functools.cached_property
     def tracks(self) -> dict[str, np.ndarray]:
