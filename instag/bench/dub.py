@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from instag.bench.record import header
+from instag.media.audio import FEATURE_RATE
 
 SILENCE_DB = 35.0  # below the file's loudest speech-band frame: a pause, not a quiet syllable
 MIN_SILENT_RUN = 5  # frames (0.2 s at 25 fps): a pause, not a stop consonant
@@ -43,15 +44,13 @@ def silent_frames(energy_db: np.ndarray, silence_db: float = SILENCE_DB, min_run
     return out
 
 
-def rendered_openings(avatar, audio: np.ndarray, max_frames: int | None = None) -> tuple[np.ndarray, int]:
+def rendered_openings(avatar, audio: np.ndarray) -> tuple[np.ndarray, int]:
     """The tracked opening [T] of each rendered frame of a dub of 16 kHz `audio` (NaN where no face is found)."""
     from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
     from instag.data import facemesh as fm
-    from instag.eval.runner import _opening
+    from instag.eval.runner import mouth_opening
 
-    n = frame_count(len(audio) / 16000, float(avatar.meta["fps"]))
-    if max_frames is not None:
-        n = min(n, max_frames)
+    n = frame_count(len(audio) / FEATURE_RATE, float(avatar.meta["fps"]))
     driver = Driver(avatar, audio_features(avatar, audio, n))
     tracker = fm.FaceTracker()
     out = np.full(n, np.nan)
@@ -61,7 +60,7 @@ def rendered_openings(avatar, audio: np.ndarray, max_frames: int | None = None) 
                 img = to_uint8(avatar.render(frame.cond).image)
                 lm = tracker.track(img, (img.shape[1] / 2, img.shape[0] / 2))
                 if lm is not None:
-                    out[frame.index] = _opening(lm[:, :2])
+                    out[frame.index] = mouth_opening(lm[:, :2])
     finally:
         tracker.close()
     return out, n
@@ -82,12 +81,12 @@ def run(avatar_path: Path, dataset: Path, audios: list[Path], max_seconds: float
     for path in audios:
         audio = decode_audio(path).mono16k
         if max_seconds is not None:
-            audio = audio[: int(max_seconds * 16000)]
+            audio = audio[: int(max_seconds * FEATURE_RATE)]
         opening, n = rendered_openings(av, audio)
-        energy = energy_envelope(audio, 16000, float(av.meta["fps"]), n)
+        energy = energy_envelope(audio, FEATURE_RATE, float(av.meta["fps"]), n)
         silent = silent_frames(energy) & np.isfinite(opening)
         ok = np.isfinite(opening)
-        row = {"audio": Path(path).name, "seconds": round(len(audio) / 16000, 2), "frames": n,
+        row = {"audio": Path(path).name, "seconds": round(len(audio) / FEATURE_RATE, 2), "frames": n,
                "tracked_frames": int(ok.sum()),
                "spread": round(float(np.nanstd(opening) / own.std()), 3),
                "mean_ratio": round(float(np.nanmean(opening) / own.mean()), 3),

@@ -23,7 +23,7 @@ from instag.audio import features as af
 from instag.audio import whisper
 from instag.bench.record import header
 from instag.data.dataset import load_dataset
-from instag.data.pose import EXPRESSION_NAMES
+from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.eval.metrics import correlation
 
 LIP_COEFFS = ("mouth_open", "mouth_width")
@@ -65,10 +65,9 @@ def load_person(path: Path, variants: list[str], front: whisper.WhisperFrontEnd 
     audio, sr = ds.audio()
     if sr != af.FEATURE_RATE:
         raise ValueError(f"{path}: audio.wav is {sr} Hz, expected {af.FEATURE_RATE}")
-    expr = ds.tracks["expression"]
-    cols = [EXPRESSION_NAMES.index(c) for c in LIP_COEFFS]
-    lips = expr[:, cols].astype(np.float64)
-    lips = (lips - lips.mean(0)) / np.maximum(lips.std(0), 1e-6)
+    lips = lip_coefficients(ds.tracks, LIP_COEFFS)
+    mean, std = lip_standardisation(lips, np.arange(n))
+    lips = ((lips - mean) / std).astype(np.float64)
     feats = {v: with_context(variant_features(v, audio, ds.fps, n, front)).astype(np.float64) for v in variants}
     return Person(path.name, feats, lips)
 

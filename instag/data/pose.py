@@ -178,6 +178,19 @@ def lip_coefficients(tracks: dict[str, np.ndarray], names: tuple[str, ...]) -> n
     return expression[:, [EXPRESSION_NAMES.index(n) for n in names]].astype(np.float32)
 
 
+# Floor of a lip coefficient's spread used to standardise it (1 % of the eye-corner distance): a clip whose
+# mouth barely moves must not have its tracking noise blown up to unit size.
+MIN_LIP_STD = 0.01
+
+
+def lip_standardisation(lips: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [C] and floored standard deviation [C] of lip coefficients `lips` [T, C] over `frames` [F]: people
+    differ in resting shape and range, and a target that kept those would teach audio nets to recognise voices
+    rather than articulation."""
+    sel = lips[frames]
+    return sel.mean(0).astype(np.float32), np.maximum(sel.std(0), MIN_LIP_STD).astype(np.float32)
+
+
 def face_signals(local: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame signals from head-frame landmarks `local` [T, 478, 3]: blink [T] in [0, 1] (1 = closed),
     mouth_open [T] (inner-lip gap over outer-eye-corner distance), expression [T, 8] (EXPRESSION_NAMES)."""

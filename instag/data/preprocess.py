@@ -161,19 +161,22 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         n_train = n
         if cfg.test_from_s is not None:
             n_train = int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
-        sync = None
+        sync, sync_feats = None, {}
         if cfg.audio_offset_frames is not None:
             sync = SyncEstimate(cfg.audio_offset_frames, {}), "given"
         elif cfg.sync_audio:
-            sync = _sync_audio(audio, signals["mouth_open"], n_train, cfg)
+            sync, sync_feats = _sync_audio(audio, signals["mouth_open"], n_train, cfg)
         if sync is not None and sync[0].lag_frames:
             audio = shift_audio(audio, cfg.sample_rate, sync[0].lag_frames, cfg.fps)
+            sync_feats = {}  # of the audio before the shift
         stages.done("sync")
 
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
         feature_meta = {}
         for kind in cfg.audio_features:
-            feats = af.compute_features(kind, models[kind], audio, cfg.fps, n, cfg.mel_bins)
+            feats = sync_feats.get(kind)
+            if feats is None or (kind != "mel" and cfg.audio_model is not None):  # the sync read packaged weights
+                feats = af.compute_features(kind, models[kind], audio, cfg.fps, n, cfg.mel_bins)
             np.save(tmp / "audio" / f"{kind}.npy", feats)
             feature_meta[kind] = {"shape": list(feats.shape), "source": _feature_source(kind, models[kind])}
         stages.done("audio_features")
@@ -229,10 +232,11 @@ def _write_geometry(tmp: Path, pts: np.ndarray, pose, k: np.ndarray, tris: np.nd
 
 
 def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
-                cfg: PreprocessConfig) -> tuple[SyncEstimate, str] | None:
+                cfg: PreprocessConfig) -> tuple[tuple[SyncEstimate, str] | None, dict[str, np.ndarray]]:
     """The sound's offset to the picture over the training frames (mouth_open [T]), read with the shipped UMF's
     mouth-opening head of the first front end in SYNC_KINDS that has one (the packaged weights, whatever model
-    the clip's own features come from), and that front end's kind; None without such a UMF."""
+    the clip's own features come from), and that front end's kind (None without such a UMF); and the features it
+    computed ({kind: [T, K, D]}), which the dataset reuses when the audio stays where it is."""
     from instag.train.umf import (  # the motion model, only when a sync is asked for
         predict_opening,
         shipped_umf,
@@ -240,12 +244,12 @@ def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
 
     kind = next((k for k in SYNC_KINDS if shipped_umf(k) is not None), None)
     if kind is None:
-        return None
+        return None, {}
     feats = af.compute_features(kind, af.load_front_end(kind, None), audio, cfg.fps, len(mouth_open), cfg.mel_bins)
     predicted = predict_opening(feats, kind)
     if predicted is None:
-        return None
-    return estimate_lag(predicted, mouth_open, np.arange(n_train), cfg.fps), kind
+        return None, {kind: feats}
+    return (estimate_lag(predicted, mouth_open, np.arange(n_train), cfg.fps), kind), {kind: feats}
 
 
 def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) -> dict:

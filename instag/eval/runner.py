@@ -31,7 +31,7 @@ EVAL_KEYS = ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_o
              "n_frames")
 
 
-def _opening(lm: np.ndarray) -> float:
+def mouth_opening(lm: np.ndarray) -> float:
     """Inner-lip gap over the outer-eye-corner distance (scale-free), from landmarks [478, 2]."""
     from instag.data import facemesh as fm
 
@@ -68,8 +68,8 @@ def score_frames(
                 lg = trackers[1].track(gt, centre)
                 if lr is not None and lg is not None:
                     lmd.append(M.landmark_distance(lr[mouth, :2], lg[mouth, :2]))
-                    open_r.append(_opening(lr[:, :2]))
-                    open_g.append(_opening(lg[:, :2]))
+                    open_r.append(mouth_opening(lr[:, :2]))
+                    open_g.append(mouth_opening(lg[:, :2]))
     finally:
         if trackers is not None:
             for tr in trackers:

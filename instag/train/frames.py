@@ -17,15 +17,12 @@ from torch import Tensor
 from instag.avatar.drive import expression_matrix, paste_torso
 from instag.data import facemesh as fm
 from instag.data.dataset import Dataset
-from instag.data.pose import lip_coefficients
+from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition
 
 DEFAULT_CACHE_BYTES = 2 << 30
-# Floor of a lip coefficient's spread used to standardise it (1 % of the eye-corner distance): a clip whose
-# mouth barely moves must not have its tracking noise blown up to unit size.
-MIN_LIP_STD = 0.01
 
 
 @dataclass
@@ -60,11 +57,7 @@ class IdentityFrames:
         self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
         self.train_indices = ds.train_indices
         self.lips = lip_coefficients(tracks, lip_coeffs)  # [T, C]
-        # Standardised over the training frames: people differ in resting shape and range, and a target that
-        # keeps those would teach the audio nets to recognise voices rather than articulation.
-        train_lips = self.lips[self.train_indices]
-        self._lip_mean = train_lips.mean(0)
-        self._lip_std = np.maximum(train_lips.std(0), MIN_LIP_STD).astype(np.float32)
+        self._lip_mean, self._lip_std = lip_standardisation(self.lips, self.train_indices)
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
         self.plate = ds.background()
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}

@@ -18,13 +18,11 @@ from torch import Tensor
 
 from instag.config.model import ModelConfig
 from instag.data.dataset import load_dataset
-from instag.data.pose import lip_coefficients
+from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 from instag.motion.fields import UniversalMotionField
 from instag.train.recipe import LipStageConfig
-
-MIN_LIP_STD = 0.01  # as IdentityFrames: a still mouth's tracking noise is not blown up to unit size
 
 
 @dataclass
@@ -47,7 +45,7 @@ def load_lip_clip(path: str | Path, audio_feature: str, cfg: ModelConfig) -> Lip
                          f"model.audio.feature_dim is {cfg.audio.feature_dim}")
     lips = lip_coefficients(ds.tracks, cfg.lip_coeffs)
     train = ds.train_indices
-    mean, std = lips[train].mean(0), np.maximum(lips[train].std(0), MIN_LIP_STD)
+    mean, std = lip_standardisation(lips, train)
     return LipClip(ds.path.name, feats, torch.from_numpy(((lips - mean) / std).astype(np.float32)), train)
 
 
