@@ -23,7 +23,8 @@ from instag_testing import tiny_model_config
 
 from instag.avatar.bundle import load_avatar
 from instag.errors import InputError
-from instag.train.umf import choose_umf, shipped_umf, umf_paths, with_umf_sizes
+from instag.motion.umf_file import shipped_umf, umf_paths
+from instag.train.umf import choose_umf, with_umf_sizes
 from instag.viewer.server import MAX_CLOCK_S, MAX_NUMBER, parse_message
 
 PROPERTY = settings(max_examples=50, deadline=None, derandomize=True, database=None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instag.eval.metrics import correlation
+from instag.stats import correlation
 
 SOUND_LATE_MAX_S = 0.125
 SOUND_EARLY_MAX_S = 0.045

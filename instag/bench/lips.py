@@ -24,7 +24,7 @@ from instag.audio import whisper
 from instag.bench.record import header
 from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
-from instag.eval.metrics import correlation
+from instag.stats import correlation
 
 LIP_COEFFS = ("mouth_open", "mouth_width")
 CONTEXT = 2  # neighbouring frames each side in a ridge input

@@ -28,9 +28,10 @@ from instag.data.dataset import load_dataset
 from instag.data.video import sha256_of
 from instag.errors import InputError
 from instag.eval.runner import EVAL_KEYS, evaluate
+from instag.motion.umf_file import umf_paths
 from instag.train.recipe import AdaptRecipe
 from instag.train.run import read_losses, training_seconds
-from instag.train.umf import umf_paths, with_umf_sizes
+from instag.train.umf import with_umf_sizes
 
 ARMS = ("without_umf", "with_umf")
 Report = Callable[[str], None]

@@ -206,8 +206,8 @@ def umf_ablation(
     from instag.bench import umf_ablation as bench_ablation
     from instag.config.recipe import load_recipe
     from instag.errors import InputError
+    from instag.motion.umf_file import shipped_umf
     from instag.train.recipe import AdaptRecipe
-    from instag.train.umf import shipped_umf
 
     con = Console()
     try:

@@ -237,10 +237,7 @@ def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
     mouth-opening head of the first front end in SYNC_KINDS that has one (the packaged weights, whatever model
     the clip's own features come from), and that front end's kind (None without such a UMF); and the features it
     computed ({kind: [T, K, D]}), which the dataset reuses when the audio stays where it is."""
-    from instag.train.umf import (  # the motion model, only when a sync is asked for
-        predict_opening,
-        shipped_umf,
-    )
+    from instag.motion.umf_file import predict_opening, shipped_umf  # the motion model, only for a sync
 
     kind = next((k for k in SYNC_KINDS if shipped_umf(k) is not None), None)
     if kind is None:

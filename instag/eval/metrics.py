@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from instag.stats import correlation  # noqa: F401  (one of the evaluation's metrics)
+
 PSNR_CAP = 100.0  # dB, reported for identical images (MSE 0)
 SSIM_WINDOW = 11  # the Gaussian window skimage uses for sigma 1.5 (truncate 3.5)
 FACE_CROP_MARGIN = 0.1  # the face crop is the landmarks' box grown by this fraction of its size per side
@@ -52,11 +54,3 @@ def crop(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 def landmark_distance(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean Euclidean distance [px] between corresponding landmarks pred, target [L, 2]."""
     return float(np.linalg.norm(pred - target, axis=-1).mean())
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two series; None when either is constant (undefined)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 2 or a.std() < 1e-12 or b.std() < 1e-12:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])

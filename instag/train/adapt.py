@@ -27,6 +27,7 @@ from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.motion.model import MotionModel
+from instag.motion.umf_file import AUDIO_CODE_CHUNK, load_umf
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames
 from instag.train.init import cancel_mean_motion, init_gaussians
@@ -50,7 +51,7 @@ from instag.train.run import (
 )
 from instag.train.schedules import adapt_stages, densify_due, opacity_reset_due, stage_at
 from instag.train.step import Identity, accumulate_densify, frame_loss
-from instag.train.umf import AUDIO_CODE_CHUNK, load_umf, with_umf_sizes
+from instag.train.umf import with_umf_sizes
 
 
 def default_run_dir(avatar: Path) -> Path:

@@ -19,13 +19,15 @@ from instag.avatar import load_avatar
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
+from instag.motion import umf_file
 from instag.motion.model import MotionModel
+from instag.motion.umf_file import load_umf
 from instag.train import umf as umf_module
 from instag.train.adapt import adapt
 from instag.train.pretrain import export_umf, pretrain
 from instag.train.recipe import AdaptRecipe, PretrainRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
-from instag.train.umf import choose_umf, load_umf
+from instag.train.umf import choose_umf
 
 BIN = Path(sys.executable).parent
 TOTAL = 6
@@ -182,7 +184,7 @@ def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_size
     run, _, root = run_a
     shipped = root / "shipped" / "mel_v3"
     export_umf(run, shipped)
-    monkeypatch.setattr(umf_module, "UMF_DIR", shipped.parent)
+    monkeypatch.setattr(umf_file, "UMF_DIR", shipped.parent)
     cfg = from_dict(ModelConfig, TINY_MODEL)
     path, why = choose_umf(None, True, cfg, "mel")
     assert path == shipped.with_suffix(".safetensors") and "shipped" in why
@@ -216,5 +218,5 @@ def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_size
     shipped.with_suffix(".json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="does not record model.hook"):
         umf_module.with_umf_sizes(cfg, shipped)
-    monkeypatch.setattr(umf_module, "UMF_DIR", root / "nowhere")
+    monkeypatch.setattr(umf_file, "UMF_DIR", root / "nowhere")
     assert choose_umf(None, True, cfg, "mel") == (None, "none (no shipped UMF reads mel features)")

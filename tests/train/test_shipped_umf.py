@@ -9,17 +9,10 @@ import pytest
 
 from instag.config.recipe import load_recipe
 from instag.motion.model import MotionModel
+from instag.motion.umf_file import SHIPPED_UMFS, UMF_DIR, load_umf, shipped_umf, umf_paths
 from instag.train.model_card import card_path
 from instag.train.recipe import AdaptRecipe
-from instag.train.umf import (
-    SHIPPED_UMFS,
-    UMF_DIR,
-    choose_umf,
-    load_umf,
-    shipped_umf,
-    umf_paths,
-    with_umf_sizes,
-)
+from instag.train.umf import choose_umf, with_umf_sizes
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
