@@ -23,7 +23,8 @@ from instag.config.recipe import load_recipe
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.train.adapt import _Adaptation
-from instag.train.frames import IdentityFrames
+from instag.train.frames import training_frames
+from instag.train.loop import optimise
 from instag.train.recipe import AdaptRecipe, resolve_device
 from instag.train.synthetic import write_dataset
 
@@ -34,8 +35,7 @@ WARMUP_ITERATIONS = 3
 def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: torch.device) -> dict[str, Any]:
     ds_path = write_dataset(root / f"ds{size}", size=size, frames=8, mel_dim=recipe.model.audio.feature_dim,
                             kind=recipe.audio_feature)
-    frames = IdentityFrames(load_dataset(ds_path), recipe.audio_feature, recipe.model.expression_dim, device=device,
-                            lip_coeffs=recipe.model.lip_coeffs)
+    frames = training_frames(load_dataset(ds_path), recipe.audio_feature, recipe.model, device)
     # CUDA runs asynchronously: without a sync the clock would stop before the GPU finished the step.
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     run = _Adaptation(recipe, frames, None)
@@ -47,7 +47,7 @@ def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: to
         t = int(frames.train_indices[i % len(frames.train_indices)])
         sync()
         t0 = time.perf_counter()
-        run.optimise(t, stage)
+        optimise(run, ident, t, stage, [])
         sync()
         if i >= WARMUP_ITERATIONS:
             times.append(time.perf_counter() - t0)

@@ -110,44 +110,28 @@ class MotionModel(nn.Module):
         lip_shape: Tensor | None = None,  # [C] tracked (training): fed to the face branch instead of predicted
         points: MotionPoints | None = None,  # `self.points` of these positions (⊕ probes), when already computed
     ) -> AvatarMotion:
-        code = self.umf.audio_code(audio_windows)
-        predicted = None
-        if self.umf.articulation is not None:
-            predicted = self.predicted_lips(code)
-            expression = torch.cat([expression, predicted if lip_shape is None else lip_shape])
-        if self.speaker_code is not None:
-            code = self.speaker_code
+        code, expression, predicted = self.condition(audio_windows, expression, lip_shape)
         n_face = face_xyz.shape[0]
         if probe_xyz is not None:
             # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.
             face_xyz = torch.cat([face_xyz, probe_xyz])
-        n = face_xyz.shape[0]
         if points is None:
             points = self.points(face_xyz, mouth_xyz)
+        face, residual_face = self._face_motion(points, face_xyz, code, expression, personalized)
         offsets, scales = points.aligner_offsets, points.aligner_scales
-
-        face = self.umf.face_motion(points.face, code, expression)
-        if scales is not None:
-            face = FaceMotion(face.d_means * scales[:n], face.d_log_scales, face.d_quats)
-        residual_face = None
-        if personalized is not None:
-            residual = personalized.face_motion(face_xyz, code, expression)
-            residual_face = residual.d_means
-            face = face + residual
         probe = None
         if probe_xyz is not None:
             probe = face.d_means[n_face:]
             face = FaceMotion(face.d_means[:n_face], face.d_log_scales[:n_face], face.d_quats[:n_face])
             if residual_face is not None:
                 residual_face = residual_face[:n_face]
-            offsets = None if offsets is None else torch.cat([offsets[:n_face], offsets[n:]])
-            scales = None if scales is None else torch.cat([scales[:n_face], scales[n:]])
-            n = n_face
+            offsets = None if offsets is None else torch.cat([offsets[:n_face], offsets[face_xyz.shape[0]:]])
+            scales = None if scales is None else torch.cat([scales[:n_face], scales[face_xyz.shape[0]:]])
 
         features, hook_code, mouth_scale = self.hook(face.d_means[lip_mask])
         mouth = self.umf.mouth_motion(points.mouth, code, hook_code)
         if scales is not None:
-            mouth = mouth * scales[n:]
+            mouth = mouth * scales[n_face:]
         residual_mouth = None
         if personalized is not None:
             residual_mouth = personalized.mouth_motion(mouth_xyz, code, hook_code)
@@ -168,6 +152,33 @@ class MotionModel(nn.Module):
             lip_shape=predicted,
             face_condition=expression,
         )
+
+    def condition(self, audio_windows: Tensor, expression: Tensor,
+                  lip_shape: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The frame's audio code [code_dim] (the speaker's mean once calibrated), the face branch's condition
+        (expression [expression_dim] ⊕ lip shape [C] with the articulation head) and the predicted lip shape [C]
+        (None without the head). `lip_shape` (training): the tracked one, fed in place of the prediction."""
+        code = self.umf.audio_code(audio_windows)
+        predicted = None
+        if self.umf.articulation is not None:
+            predicted = self.predicted_lips(code)
+            expression = torch.cat([expression, predicted if lip_shape is None else lip_shape])
+        if self.speaker_code is not None:
+            code = self.speaker_code
+        return code, expression, predicted
+
+    def _face_motion(self, points: MotionPoints, face_xyz: Tensor, code: Tensor, condition: Tensor,
+                     personalized: PersonalizedField | None) -> tuple[FaceMotion, Tensor | None]:
+        """The face branch's motion of `face_xyz` [N, 3] (UMF, scaled by the aligner, ⊕ the identity's residual)
+        and the residual's offsets [N, 3] (None without a personalized field)."""
+        face = self.umf.face_motion(points.face, code, condition)
+        scales = points.aligner_scales
+        if scales is not None:
+            face = FaceMotion(face.d_means * scales[: face_xyz.shape[0]], face.d_log_scales, face.d_quats)
+        if personalized is None:
+            return face, None
+        residual = personalized.face_motion(face_xyz, code, condition)
+        return face + residual, residual.d_means
 
 
 def build_personalized(cfg: ModelConfig) -> PersonalizedField:

@@ -12,7 +12,6 @@ import dataclasses
 import datetime as _dt
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,28 +28,23 @@ from instag.gaussians.field import GaussianField
 from instag.motion.model import MotionModel
 from instag.motion.umf_file import AUDIO_CODE_CHUNK, load_umf
 from instag.train import checkpoint as ck
-from instag.train.frames import IdentityFrames
+from instag.train.frames import IdentityFrames, training_frames
 from instag.train.init import cancel_mean_motion, init_gaussians
+from instag.train.loop import LoopOutputs, start_fresh, train, use_threads
 from instag.train.recipe import AdaptRecipe, resolve_device
 from instag.train.run import (
-    KEEP_CHECKPOINTS,
     Callback,
-    ProgressEvent,
     RunLog,
     RunResult,
     StopFlag,
     add_motion_groups,
     gaussian_optimizer,
     motion_optimizer,
-    preview_steps,
-    save_preview,
-    save_recipe,
     set_field_trainable,
-    set_learning_rates,
     set_trainable,
 )
-from instag.train.schedules import adapt_stages, densify_due, opacity_reset_due, stage_at
-from instag.train.step import Identity, accumulate_densify, frame_loss
+from instag.train.schedules import adapt_stages
+from instag.train.step import Identity
 from instag.train.umf import with_umf_sizes
 
 
@@ -108,7 +102,8 @@ class _Adaptation:
         if not self.umf_fixed:
             add_motion_groups(self.opt_m, self.motion.umf, cfg, "umf")
         self.aligner_in_optimizer = False
-        if self.first_align is not None and step >= self.first_align:
+        # After `step` iterations the aligner is in the optimiser once an iteration of its stage has run.
+        if self.first_align is not None and step > self.first_align:
             self._add_aligner()
 
     def _add_aligner(self) -> None:
@@ -133,18 +128,15 @@ class _Adaptation:
         set_trainable(m.hook, moving and stage.mouth)
         set_trainable(m.aligner, moving and stage.aligner)
 
-    def optimise(self, t: int, stage) -> tuple[torch.Tensor, dict, Any]:
-        """One optimisation step on frame `t`: loss, backward, densification statistics, optimiser steps.
-        → (loss, the logged loss terms, the frame's render). `instag bench train` times exactly this."""
-        loss, logged, out = frame_loss(self.identity, self.motion, t, stage, self.recipe.model, self.recipe.loss, [],
-                                       self.gen)
-        self.opt_g.zero_grad(set_to_none=True)
-        self.opt_m.zero_grad(set_to_none=True)
-        loss.backward()
-        accumulate_densify(self.identity, out, stage)
-        self.opt_g.step()
-        self.opt_m.step()
-        return loss, logged, out
+    @property
+    def identities(self) -> list[Identity]:
+        return [self.identity]
+
+    def pick(self, step: int) -> tuple[Identity, list]:
+        return self.identity, []
+
+    def sync(self, stop: bool) -> bool:
+        return stop
 
     # ----- checkpoints --------------------------------------------------------------------------------------
 
@@ -204,20 +196,11 @@ def adapt(
             raise InputError(f"{run_dir}: holds a run already (pass --resume to continue it or --force to restart)")
         if avatar.exists() and not force:
             raise InputError(f"{avatar}: already exists (pass --force to replace it)")
-        if run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
-        save_recipe(run_dir, recipe)
-    if recipe.run.threads > 0:
-        torch.set_num_threads(recipe.run.threads)
+        start_fresh(run_dir, recipe)
+    use_threads(recipe.run)
     cfg = recipe.model
     ds = load_dataset(dataset)
-    frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=resolve_device(recipe.run.device),
-                            lip_coeffs=cfg.lip_coeffs)
-    if frames.features.shape[2] != cfg.audio.feature_dim:
-        raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} channels, "
-                         f"the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
+    frames = training_frames(ds, recipe.audio_feature, cfg, resolve_device(recipe.run.device))
     run = _Adaptation(recipe, frames, Path(umf) if umf else None, fresh=latest is None)
     start = 0
     log = RunLog(run_dir, recipe.run.log_every)
@@ -231,55 +214,15 @@ def adapt(
         start = int(state["step"])
         run.restore(tensors, state, start)
         log.truncate_after(start)
-    total = run.total
-    previews = preview_steps(total, recipe.run.previews)
-    ident = run.identity
-    train = frames.train_indices
-    stage = None
-    step = start
-    interrupted = False
-    while step < total:
-        if should_stop is not None and should_stop():
-            interrupted = True
-            break
-        s = stage_at(run.stages, step)
-        if s is not stage:
-            stage = s
-            run.apply_stage(stage)
-        set_learning_rates([run.opt_g, run.opt_m], step, total, recipe.lr)
-        t = int(train[int(torch.randint(len(train), (1,), generator=run.gen))])
-        loss, logged, out = run.optimise(t, stage)
-        note = None
-        if densify_due(step, total, stage, recipe.densify):
-            reports = []
-            for train_it, f, extent in ((stage.face, ident.face, ident.face_extent),
-                                        (stage.mouth, ident.mouth, ident.mouth_extent)):
-                if train_it:
-                    reports.append(f.densify_and_prune(run.opt_g, cfg.gaussians, extent))
-            note = "densify: " + ", ".join(f"+{r.cloned}c +{r.split}s -{r.pruned} → {r.total}" for r in reports)
-        if opacity_reset_due(step, total, stage, recipe.densify):
-            ident.face.reset_opacity(run.opt_g, recipe.densify.opacity_reset_ceiling)
-        step += 1
-        rate = log.rate()
-        if step % log.every == 0 or step == total:
-            log.write({"step": step, "stage": stage.name, "identity": ident.name, **logged,
-                       "n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians, "it_per_s": rate})
-        if step in previews:
-            save_preview(run_dir / "previews" / f"step_{step:08d}.png", out.image.cpu(), frames.target(t).image.cpu())
-        if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
-            _checkpoint(run, run_dir, step)
-            note = (note + "; " if note else "") + f"checkpoint {step}"
-        if callback:
-            callback(ProgressEvent(step, total, stage.name, logged, rate, note))
-    _checkpoint(run, run_dir, step)
+    step, interrupted = train(run, start, LoopOutputs(run_dir, log, run_dir / "previews", callback, should_stop))
     if interrupted:
-        return RunResult(run_dir, step, total, True, time.perf_counter() - t0)
+        return RunResult(run_dir, step, run.total, True, time.perf_counter() - t0)
     if cfg.articulation and not run.umf_fixed:
         # No gain: the head has just fitted these very frames, so their spread is no estimate of a new voice's.
         run.motion.set_calibration(None, speaker_calibration(run.motion, frames, cfg)[1])
     _write_avatar(avatar, run, ds, recipe, run_dir, force=True)
-    return RunResult(run_dir, step, total, False, time.perf_counter() - t0,
-                     extra={"n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians})
+    return RunResult(run_dir, step, run.total, False, time.perf_counter() - t0,
+                     extra={"n_face": run.identity.face.num_gaussians, "n_mouth": run.identity.mouth.num_gaussians})
 
 
 def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
@@ -310,12 +253,6 @@ def lip_gain(predicted: torch.Tensor, tracked: torch.Tensor) -> torch.Tensor:
         if is_evidence(r, len(p)):
             gains[c] = float(t.std() / p.std())
     return gains
-
-
-def _checkpoint(run: _Adaptation, run_dir: Path, step: int) -> None:
-    tensors, state = run.tensors()
-    ck.save_checkpoint(ck.checkpoint_dir(run_dir, step), tensors, {"step": step, **state})
-    ck.prune_checkpoints(run_dir, KEEP_CHECKPOINTS)
 
 
 def _write_avatar(path: Path, run: _Adaptation, ds, recipe: AdaptRecipe, run_dir: Path, force: bool) -> None:

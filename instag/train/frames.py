@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from instag.avatar.drive import expression_matrix, paste_torso
+from instag.config.model import ModelConfig
 from instag.data import facemesh as fm
 from instag.data.dataset import Dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
@@ -151,3 +152,13 @@ class IdentityFrames:
             depth=depth_t,
             normal=torch.from_numpy(normal).to(dev).float() / 127.0,
         )
+
+
+def training_frames(ds: Dataset, audio_kind: str, cfg: ModelConfig, device: torch.device) -> IdentityFrames:
+    """`IdentityFrames` of `ds` for a model of `cfg`, whose audio nets must read as many channels as the
+    dataset's `audio_kind` features have."""
+    frames = IdentityFrames(ds, audio_kind, cfg.expression_dim, device=device, lip_coeffs=cfg.lip_coeffs)
+    if frames.features.shape[2] != cfg.audio.feature_dim:
+        raise InputError(f"{ds.path}: '{audio_kind}' features have {frames.features.shape[2]} channels, "
+                         f"the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
+    return frames

@@ -28,14 +28,15 @@ from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.machine import device_description
+from instag.motion.fields import PersonalizedField
 from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
-from instag.train.frames import IdentityFrames
+from instag.train.frames import training_frames
 from instag.train.init import init_gaussians
 from instag.train.lips import fit_lip_predictor, lip_audio_nets, load_lip_clip
+from instag.train.loop import LoopOutputs, save_checkpoint, start_fresh, train, use_threads
 from instag.train.recipe import PretrainRecipe, resolve_device
 from instag.train.run import (
-    KEEP_CHECKPOINTS,
     Callback,
     ProgressEvent,
     RunLog,
@@ -43,15 +44,11 @@ from instag.train.run import (
     StopFlag,
     gaussian_optimizer,
     motion_optimizer,
-    preview_steps,
-    save_preview,
-    save_recipe,
     set_field_trainable,
-    set_learning_rates,
     set_trainable,
 )
-from instag.train.schedules import densify_due, opacity_reset_due, pretrain_stages, stage_at
-from instag.train.step import Identity, accumulate_densify, frame_loss
+from instag.train.schedules import pretrain_stages
+from instag.train.step import Identity
 from instag.train.umf import write_umf
 
 
@@ -83,11 +80,7 @@ class _Pretraining:
         self.owned = [i for i in range(len(datasets)) if i % world == rank]
         for i in self.owned:
             ds = load_dataset(datasets[i])
-            frames = IdentityFrames(ds, recipe.audio_feature, cfg.expression_dim, device=device,
-                                    lip_coeffs=cfg.lip_coeffs)
-            if frames.features.shape[2] != cfg.audio.feature_dim:
-                raise InputError(f"{ds.path}: '{recipe.audio_feature}' features have {frames.features.shape[2]} "
-                                 f"channels, the recipe's model.audio.feature_dim is {cfg.audio.feature_dim}")
+            frames = training_frames(ds, recipe.audio_feature, cfg, device)
             init_gen = torch.Generator().manual_seed(recipe.seed * 7919 + i)  # independent of the sharding
             face, mouth = (f.to(device) for f in init_gaussians(frames, recipe.init, cfg.gaussians, init_gen))
             self.local.append(Identity(f"id{i}", frames, face, mouth, face.extent(), face.extent(),
@@ -95,6 +88,14 @@ class _Pretraining:
         self.stages = pretrain_stages(recipe.stages)
         self.total = recipe.stages.total
         self._build_optimizers()
+
+    @property
+    def identities(self) -> list[Identity]:
+        return self.local
+
+    def pick(self, step: int) -> tuple[Identity, list[PersonalizedField]]:
+        identity = self.local[step % len(self.local)]
+        return identity, [p for p in self.personalized if p is not identity.personalized]
 
     def _shared(self) -> nn.Module:
         return nn.ModuleDict({"umf": self.motion.umf, "hook": self.motion.hook, "personalized": self.personalized})
@@ -205,15 +206,9 @@ def pretrain(
             raise InputError(f"{run_dir}: holds a run already (pass --resume to continue it or --force to restart)")
         _barrier(world)  # every rank has checked before rank 0 writes
         if rank == 0:
-            if run_dir.exists():
-                import shutil
-
-                shutil.rmtree(run_dir)
-            save_recipe(run_dir, recipe)
+            start_fresh(run_dir, recipe)
         _barrier(world)
-    if recipe.run.threads > 0:
-        torch.set_num_threads(recipe.run.threads)
-    cfg = recipe.model
+    use_threads(recipe.run)
     run = _Pretraining(recipe, [Path(d) for d in datasets], rank, world, device)
     rank_dir = _rank_dir(run_dir, rank)
     start = 0
@@ -230,68 +225,16 @@ def pretrain(
         run.restore(tensors, state)
         if log:
             log.truncate_after(start)
-    elif recipe.lips.steps > 0:
-        _lip_stage(run, recipe, datasets, world, callback if rank == 0 else None)
-        _checkpoint(run, rank_dir, 0, trained_on)  # a resumed run never repeats the lip stage
+    io = LoopOutputs(rank_dir, log, run_dir / "previews" if rank == 0 else None,
+                     callback if rank == 0 else None, should_stop, {"device": trained_on})
+    if not resume and recipe.lips.steps > 0:
+        _lip_stage(run, recipe, datasets, world, io.callback)
+        save_checkpoint(run, io, 0)  # a resumed run never repeats the lip stage
     if rank == 0:
         (run_dir / "datasets.txt").write_text("".join(f"{Path(d).resolve()}\n" for d in datasets))
-    total = run.total
-    previews = preview_steps(total, recipe.run.previews)
-    stage = None
-    step = start
-    interrupted = False
-    rate = 0.0
-    while step < total:
-        s = stage_at(run.stages, step)
-        if s is not stage:
-            stage = s
-            run.apply_stage(stage)
-        set_learning_rates([run.opt_g, run.opt_m], step, total, recipe.lr)
-        ident = run.local[step % len(run.local)]
-        train = ident.frames.train_indices
-        t = int(train[int(torch.randint(len(train), (1,), generator=run.gen))])
-        others = [p for p in run.personalized if p is not ident.personalized]
-        loss, logged, out = frame_loss(ident, run.motion, t, stage, cfg, recipe.loss, others, run.gen)
-        run.opt_g.zero_grad(set_to_none=True)
-        run.opt_m.zero_grad(set_to_none=True)
-        loss.backward()
-        accumulate_densify(ident, out, stage)
-        stop = run.sync(should_stop is not None and should_stop())
-        run.opt_g.step()
-        run.opt_m.step()
-        note = None
-        if densify_due(step, total, stage, recipe.densify):
-            for li in run.local:
-                for train_it, f, extent in ((stage.face, li.face, li.face_extent),
-                                            (stage.mouth, li.mouth, li.mouth_extent)):
-                    if train_it:
-                        f.densify_and_prune(run.opt_g, cfg.gaussians, extent)
-            note = "densify: " + ", ".join(f"{li.name} {li.face.num_gaussians}+{li.mouth.num_gaussians}"
-                                           for li in run.local)
-        if opacity_reset_due(step, total, stage, recipe.densify):
-            for li in run.local:
-                li.face.reset_opacity(run.opt_g, recipe.densify.opacity_reset_ceiling)
-        step += 1
-        if log is not None:
-            rate = log.rate()
-            if step % log.every == 0 or step == total:
-                log.write({"step": step, "stage": stage.name, "identity": ident.name, **logged,
-                           "n_face": ident.face.num_gaussians, "n_mouth": ident.mouth.num_gaussians,
-                           "it_per_s": rate})
-            if step in previews:
-                save_preview(run_dir / "previews" / f"step_{step:08d}_{ident.name}.png", out.image.cpu(),
-                             ident.frames.target(t).image.cpu())
-        if recipe.run.checkpoint_every > 0 and step % recipe.run.checkpoint_every == 0 and step < total:
-            _checkpoint(run, rank_dir, step, trained_on)
-            note = (note + "; " if note else "") + f"checkpoint {step}"
-        if callback and rank == 0:
-            callback(ProgressEvent(step, total, stage.name, logged, rate, note))
-        if stop:
-            interrupted = step < total
-            break
-    _checkpoint(run, rank_dir, step, trained_on)
+    step, interrupted = train(run, start, io)
     _barrier(world)
-    return RunResult(run_dir, step, total, interrupted, time.perf_counter() - t0,
+    return RunResult(run_dir, step, run.total, interrupted, time.perf_counter() - t0,
                      extra={"rank": rank, "world": world})
 
 
@@ -312,12 +255,6 @@ def _lip_stage(run: _Pretraining, recipe: PretrainRecipe, datasets: list[str | P
         for net in lip_audio_nets(run.motion.umf):
             for p in net.parameters():
                 dist.broadcast(p.data, src=0)
-
-
-def _checkpoint(run: _Pretraining, rank_dir: Path, step: int, device: str) -> None:
-    tensors, state = run.tensors()
-    ck.save_checkpoint(ck.checkpoint_dir(rank_dir, step), tensors, {"step": step, **state, "device": device})
-    ck.prune_checkpoints(rank_dir, KEEP_CHECKPOINTS)
 
 
 def _barrier(world: int) -> None:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from instag.config.model import ModelConfig
+from instag.config.model import LossConfig, ModelConfig
 from instag.gaussians.field import GaussianField, Region
 from instag.motion.fields import PersonalizedField
 from instag.motion.model import MotionModel
-from instag.render.avatar import AvatarRender, render_avatar
+from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
 from instag.train import losses as L
-from instag.train.frames import IdentityFrames
+from instag.train.frames import FrameTarget, IdentityFrames
 from instag.train.recipe import TrainLossConfig
 from instag.train.schedules import Stage
 
@@ -55,11 +55,22 @@ def frame_loss(
         out.face.raster.means2d.retain_grad()
     if out.mouth.raster.means2d.requires_grad:
         out.mouth.raster.means2d.retain_grad()
-    lc = cfg.loss
-    terms: dict[str, Tensor] = {}
+    terms = photometric_terms(out, gt, stage, cfg.loss, tl)
+    terms |= geometry_terms(out, gt, frames, stage, cfg.loss, tl)
+    terms |= lip_terms(identity, motion, out, cond, t, stage, cfg, tl, gen, lips)
+    terms |= regularisers(identity, out, stage, cfg.loss)
+    terms |= contrast_terms(identity, out, stage, cfg.loss, others)
+    total = sum(terms.values())
+    logged = {k: float(v.detach()) for k, v in terms.items()}
+    logged["loss"] = float(total.detach())
+    return total, logged, out
 
-    # One L1 map and one SSIM map serve every masked photometric term: (1 − λ) L1 + λ D-SSIM, as
-    # `losses.photometric_loss`, without recomputing the SSIM convolutions per mask.
+
+def photometric_terms(out: AvatarRender, gt: FrameTarget, stage: Stage, lc: LossConfig,
+                      tl: TrainLossConfig) -> dict[str, Tensor]:
+    """(1 − λ) L1 + λ D-SSIM over the stage's region (the mouth's own weighted term with it), and the head's
+    silhouette against the face branch's alpha."""
+    # One L1 map and one SSIM map serve every masked term, without recomputing the SSIM convolutions per mask.
     l1_map = (out.image - gt.image).abs()
     dssim = (1.0 - L.ssim_map(out.image, gt.image, lc.ssim_window, lc.ssim_sigma)) / 2.0
     photo_map = (1.0 - lc.lambda_dssim) * l1_map + lc.lambda_dssim * dssim  # [H, W, 3]
@@ -70,6 +81,7 @@ def frame_loss(
         w = mask.expand_as(photo_map)
         return (photo_map * w).sum() / w.sum().clamp_min(L.EPS)
 
+    terms: dict[str, Tensor] = {}
     if stage.region == "full":
         terms["photo"] = photo(None)
         if tl.lambda_mouth > 0 and stage.mouth:
@@ -80,13 +92,29 @@ def frame_loss(
         terms["photo"] = photo(gt.mouth)
     if stage.face and not stage.colors_only and tl.lambda_alpha > 0:
         terms["alpha"] = tl.lambda_alpha * L.l1_loss(out.face.alpha, gt.head)
-    if stage.geometry and out.depth is not None:
-        terms["depth"] = lc.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face)
-        terms["normal"] = lc.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)
-        if tl.lambda_depth_offset > 0:
-            terms["depth_offset"] = tl.lambda_depth_offset * L.depth_offset_loss(
-                out.depth, gt.depth, gt.face, L.lip_width(frames.lip_vertices))
-    m = out.motion
+    return terms
+
+
+def geometry_terms(out: AvatarRender, gt: FrameTarget, frames: IdentityFrames, stage: Stage, lc: LossConfig,
+                   tl: TrainLossConfig) -> dict[str, Tensor]:
+    """The depth and normal priors on the face, and the lips' depth offset, in stages with the geometry prior."""
+    if not (stage.geometry and out.depth is not None):
+        return {}
+    terms = {"depth": lc.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face),
+             "normal": lc.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)}
+    if tl.lambda_depth_offset > 0:
+        terms["depth_offset"] = tl.lambda_depth_offset * L.depth_offset_loss(
+            out.depth, gt.depth, gt.face, L.lip_width(frames.lip_vertices))
+    return terms
+
+
+def lip_terms(identity: Identity, motion: MotionModel, out: AvatarRender, cond: FrameCondition, t: int, stage: Stage,
+              cfg: ModelConfig, tl: TrainLossConfig, gen: torch.Generator | None, lips: bool) -> dict[str, Tensor]:
+    """The moved lip vertices against the tracked landmarks (`lips`: the render probed them), the lip Gaussians'
+    depth against the mesh's, and the articulation head's lip shape against the tracked one."""
+    frames, m = identity.frames, out.motion
+    shaping = stage.face and not stage.colors_only
+    terms: dict[str, Tensor] = {}
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
             frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
@@ -97,26 +125,37 @@ def frame_loss(
     if m.lip_shape is not None and m.lip_shape.requires_grad and tl.lambda_articulation > 0:
         terms["articulation"] = tl.lambda_articulation * articulation_loss(
             m.lip_shape, motion, frames, t, cfg, tl, gen)
-    if not stage.colors_only:
-        terms["reg_motion"] = lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means)
-        terms["reg_aniso"] = lc.lambda_anisotropy * L.anisotropy_regulariser(
-            torch.cat([identity.face.log_scales, identity.mouth.log_scales]), lc.max_anisotropy)
-        if stage.aligner and m.aligner_offsets is not None:
-            terms["reg_aligner"] = lc.lambda_aligner * L.aligner_regulariser(m.aligner_offsets, m.aligner_scales)
-    if stage.contrast and identity.personalized is not None and others and m.residual_face_d_means is not None:
-        with torch.no_grad():
-            code, expr, hook = m.audio_code.detach(), m.face_condition.detach(), m.hook_code.detach()
-            face_xyz, mouth_xyz = identity.face.means.detach(), identity.mouth.means.detach()
-            other_face = torch.stack([p.face_motion(face_xyz, code, expr).d_means for p in others])
-            other_mouth = torch.stack([p.mouth_motion(mouth_xyz, code, hook) for p in others])
-        terms["contrast"] = lc.lambda_contrast * (
-            L.negative_contrast_loss(m.residual_face_d_means, other_face)
-            + L.negative_contrast_loss(m.residual_mouth_d_means, other_mouth)
-        )
-    total = sum(terms.values())
-    logged = {k: float(v.detach()) for k, v in terms.items()}
-    logged["loss"] = float(total.detach())
-    return total, logged, out
+    return terms
+
+
+def regularisers(identity: Identity, out: AvatarRender, stage: Stage, lc: LossConfig) -> dict[str, Tensor]:
+    """Small motion, bounded anisotropy and (with the aligner training) a near-identity aligner."""
+    if stage.colors_only:
+        return {}
+    m = out.motion
+    terms = {"reg_motion": lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means),
+             "reg_aniso": lc.lambda_anisotropy * L.anisotropy_regulariser(
+                 torch.cat([identity.face.log_scales, identity.mouth.log_scales]), lc.max_anisotropy)}
+    if stage.aligner and m.aligner_offsets is not None:
+        terms["reg_aligner"] = lc.lambda_aligner * L.aligner_regulariser(m.aligner_offsets, m.aligner_scales)
+    return terms
+
+
+def contrast_terms(identity: Identity, out: AvatarRender, stage: Stage, lc: LossConfig,
+                   others: list[PersonalizedField]) -> dict[str, Tensor]:
+    """Pre-training's negative contrast: this identity's residual motion pushed away from the other identities'
+    residual fields at the same points and conditions."""
+    m = out.motion
+    if not (stage.contrast and identity.personalized is not None and others and m.residual_face_d_means is not None):
+        return {}
+    with torch.no_grad():
+        code, expr, hook = m.audio_code.detach(), m.face_condition.detach(), m.hook_code.detach()
+        face_xyz, mouth_xyz = identity.face.means.detach(), identity.mouth.means.detach()
+        other_face = torch.stack([p.face_motion(face_xyz, code, expr).d_means for p in others])
+        other_mouth = torch.stack([p.mouth_motion(mouth_xyz, code, hook) for p in others])
+    return {"contrast": lc.lambda_contrast * (
+        L.negative_contrast_loss(m.residual_face_d_means, other_face)
+        + L.negative_contrast_loss(m.residual_mouth_d_means, other_mouth))}
 
 
 def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFrames, t: int, cfg: ModelConfig,
