@@ -3,18 +3,27 @@
 Layout: meta.json, frames/NNNNNN.jpg, labels/NNNNNN.png, background.png, tracks.npz, audio.wav,
 audio/<kind>.npy, geometry/depth/NNNNNN.png (uint16, metres × depth_scale, 0 = no face),
 geometry/normal/NNNNNN.png (RGB = camera-space normal mapped to [0, 255], 0 = no face),
-geometry/face_mesh.npz (the subject's rigid face shape in world units and its triangles).
+geometry/face_mesh.ply (the subject's rigid face shape in world units, its triangles and vertex normals; datasets
+written before it carry geometry/face_mesh.npz, which is still read).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import trimesh
 
+import instag
+from instag.data.facemesh import N_LANDMARKS
+from instag.data.geometry import DEPTH_SCALE
+from instag.data.labels import LABELS
+from instag.data.pose import EXPRESSION_NAMES
 from instag.errors import InputError
 from instag.media.image import read_image
 from instag.versioned import read_versioned_json
@@ -22,6 +31,8 @@ from instag.versioned import read_versioned_json
 FORMAT = "instag-dataset"
 FORMAT_VERSION = 1
 TRACK_KEYS = ("viewmats", "landmarks", "blink", "expression", "mouth_open")
+MESH_PLY = "geometry/face_mesh.ply"
+MESH_NPZ = "geometry/face_mesh.npz"  # the mesh of datasets written before the PLY (and of ones whose meta names none)
 
 
 def frame_name(i: int) -> str:
@@ -125,8 +136,64 @@ class Dataset:
 
     def face_mesh(self) -> tuple[np.ndarray, np.ndarray]:
         """The subject's rigid face shape: vertices [478, 3] float32 (world) and triangles [F, 3] int64."""
-        with np.load(self.path / "geometry" / "face_mesh.npz", allow_pickle=False) as z:
-            return z["vertices"], z["triangles"]
+        rel = self.meta.get("geometry", {}).get("mesh", MESH_NPZ)
+        if rel not in (MESH_PLY, MESH_NPZ):  # meta.json is input: it names one of the layout's files, no other
+            raise InputError(f"{self.path / 'meta.json'}: geometry.mesh {rel!r} is not {MESH_PLY} or {MESH_NPZ}")
+        path = self.path / rel
+        try:
+            if rel == MESH_PLY:
+                with open(path, "rb") as f:
+                    mesh = trimesh.load(f, file_type="ply", process=False, force="mesh")
+                verts, tris = np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64)
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    verts, tris = z["vertices"], z["triangles"].astype(np.int64)
+        except Exception as exc:  # a damaged file fails inside the parser, in whatever way its bytes lead it
+            raise InputError(f"{path}: unreadable face mesh ({type(exc).__name__}: {exc})") from exc
+        if (verts.shape != (N_LANDMARKS, 3) or not np.isfinite(verts).all() or tris.ndim != 2
+                or tris.shape[1] != 3 or len(tris) == 0 or tris.min() < 0 or tris.max() >= N_LANDMARKS):
+            raise InputError(f"{path}: face mesh has vertices {verts.shape} and triangles {tris.shape}, expected "
+                             f"[{N_LANDMARKS}, 3] finite vertices and [F, 3] indices below {N_LANDMARKS}")
+        return verts, tris
+
+
+def write_face_mesh(root: Path, verts: np.ndarray, tris: np.ndarray) -> None:
+    """Write the subject's rigid face shape `verts` [478, 3] (world, metres) with triangles `tris` [F, 3] as a
+    binary PLY with vertex normals (MESH_PLY under the dataset dir `root`), which mesh viewers open."""
+    mesh = trimesh.Trimesh(verts, tris, process=False)  # process=False keeps the iris points, which no triangle uses
+    (root / MESH_PLY).write_bytes(trimesh.exchange.ply.export_ply(mesh, vertex_normal=True))
+
+
+def write_meta(root: Path, *, n_frames: int, fps: float, size: int, focal: float, focal_fitted: bool,
+               n_train: int, source: dict[str, Any], crop_box: dict[str, Any], audio: dict[str, Any],
+               tracking: dict[str, Any], preprocess: dict[str, Any]) -> None:
+    """Write `root`/meta.json, the fields `Dataset` reads: the version stamp, frame count and rate, the square
+    image side `size` and its pinhole camera (focal in pixels, principal point at the centre, pixel centres at
+    +0.5), the train split (frames [0, n_train), the rest tests) and the layout's fixed names; then what was
+    measured (`source` clip, `crop_box` in it, `audio`, `tracking`) and the `preprocess` settings."""
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "instag_version": instag.__version__,
+        "source": source,
+        "fps": fps,
+        "frame_count": n_frames,
+        "image_size": [size, size],
+        "intrinsics": {"fx": focal, "fy": focal, "cx": size / 2, "cy": size / 2, "width": size, "height": size,
+                       "pixel_centre_offset": 0.5, "focal_fitted": focal_fitted},
+        "camera": "viewmats map world to camera, OpenCV axes (x right, y down, z forward); world is the "
+                  "subject's head frame in metres",
+        "crop_box": crop_box,
+        "split": {"train": [0, n_train], "test": [n_train, n_frames]},
+        "audio": audio,
+        "labels": LABELS,
+        "expression_names": list(EXPRESSION_NAMES),
+        "geometry": {"depth_scale": DEPTH_SCALE, "depth": "geometry/depth", "normal": "geometry/normal",
+                     "mesh": MESH_PLY},
+        "tracking": tracking,
+        "preprocess": preprocess,
+    }
+    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -152,6 +219,7 @@ def validate_dataset(ds: Dataset) -> None:
         names = sorted(p.name for p in (ds.path / sub).glob(f"*.{ext}"))
         if names != [f"{frame_name(i)}.{ext}" for i in range(t)]:
             raise InputError(f"{ds.path / sub}: expected {t} files {frame_name(0)}.{ext}…, found {len(names)}")
+    ds.face_mesh()
     for img in (ds.frame(0), ds.label(t - 1), ds.depth(0), ds.background()):
         if img.shape[:2] != (s, s):
             raise InputError(f"{ds.path}: an image is {img.shape[:2]}, expected {s}×{s}")

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import trimesh
 
 DEPTH_SCALE = 10000.0  # depth PNGs store metres × this as uint16 (0.1 mm steps, 0 = no face)
+
+
+def camera_facing_vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Unit vertex normals [V, 3] of the mesh `verts` [V, 3] (camera space), `tris` [F, 3]: the mean of the unit
+    normals of the triangles around each vertex, each triangle's turned to face the camera first (0 for a vertex
+    no triangle uses)."""
+    mesh = trimesh.Trimesh(verts, tris, process=False)  # process=False keeps the unused iris vertices
+    fn = mesh.face_normals * np.sign((mesh.face_normals * -mesh.triangles_center).sum(1, keepdims=True) + 1e-12)
+    return trimesh.geometry.mean_vertex_normals(len(verts), tris, fn)
 
 
 def render_depth_normal(verts: np.ndarray, tris: np.ndarray, k: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -18,15 +28,7 @@ def render_depth_normal(verts: np.ndarray, tris: np.ndarray, k: np.ndarray, size
     """
     z = verts[:, 2]
     uv = (verts @ k.T)[:, :2] / z[:, None]
-    a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
-    fn = np.cross(b - a, c - a)
-    fn /= np.linalg.norm(fn, axis=1, keepdims=True) + 1e-12
-    to_cam = -(a + b + c) / 3
-    fn *= np.sign((fn * to_cam).sum(1, keepdims=True) + 1e-12)  # face the camera
-    vn = np.zeros_like(verts)
-    for j in range(3):
-        np.add.at(vn, tris[:, j], fn)
-    vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
+    vn = camera_facing_vertex_normals(verts, tris)
 
     # 1/z and n/z are affine in screen space: fit each triangle's plane coefficients once.
     # Closed-form 3×3 inverses (adjugate columns are cross products of the rows): no LAPACK call per frame.

@@ -6,9 +6,8 @@ crops, tracks, segments and writes each frame. Memory grows with clip length onl
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,18 @@ import cv2
 import numpy as np
 import soundfile
 
-import instag
 from instag.atomic import atomic_dir
 from instag.audio import features as af
 from instag.audio.sync import SyncEstimate, estimate_lag, shift_audio
 from instag.config import to_dict
 from instag.config.preprocess import PreprocessConfig
 from instag.data import facemesh as fm
-from instag.data.crop import crop_square, frame_ranges, missing_face_error, plan_crop
-from instag.data.dataset import FORMAT, FORMAT_VERSION, frame_name
-from instag.data.geometry import DEPTH_SCALE, encode_depth, encode_normal, render_depth_normal
-from instag.data.labels import LABELS, background_plate, label_map
-from instag.data.pose import EXPRESSION_NAMES, face_signals, fit_pose, interpolate_missing, intrinsics
-from instag.data.video import frame_count, iter_frames, probe, read_audio, sha256_of
+from instag.data.crop import CropPlan, crop_square, frame_ranges, missing_face_error, plan_crop
+from instag.data.dataset import frame_name, write_face_mesh, write_meta
+from instag.data.geometry import encode_depth, encode_normal, render_depth_normal
+from instag.data.labels import background_plate, label_map
+from instag.data.pose import PoseFit, face_signals, fit_pose, interpolate_missing, intrinsics
+from instag.data.video import ClipInfo, cfr_frame_count, iter_frames, probe, read_audio, sha256_of
 from instag.errors import InputError
 
 Progress = Callable[[str, int, int], None]
@@ -76,21 +74,97 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
     clip, out = Path(clip), Path(out)
     result = PreprocessResult(out, 0)
     stages = _Stages(result)
-    if out.exists() and not force:
-        raise InputError(f"{out}: already exists (pass --force to replace it)")
-    if cfg.size < 64 or cfg.fps <= 0:
-        raise InputError(f"--size {cfg.size} / --fps {cfg.fps}: size must be ≥ 64 and fps positive")
+    _check_request(out, cfg, force)
     models = _check_features(cfg)
-    info = probe(clip, cfg.min_duration_s)
-    n = frame_count(info, cfg.fps)
-    n_samples = int(round(n / cfg.fps * cfg.sample_rate))
-    audio = read_audio(info, cfg.sample_rate, n_samples)
+    info, n, audio = read_clip(clip, cfg)
     stages.done("probe_audio")
 
     plan = plan_crop(info, cfg, n, progress)
     result.warnings.extend(plan.warnings)
     stages.done("detect")
 
+    with atomic_dir(out, force=force) as tmp:
+        for sub in ("frames", "labels", "audio", "geometry/depth", "geometry/normal"):
+            (tmp / sub).mkdir(parents=True)
+        tracked = track_frames(tmp, info, plan, cfg, n, progress)
+        if tracked.missing.size:
+            result.warnings.append(f"{clip}: no face tracked in frames {frame_ranges(tracked.missing)}; interpolated")
+        stages.done("track")
+        result.timings_s["track"] = round(result.timings_s["track"] - tracked.label_s, 3)
+        result.timings_s["labels"] = round(tracked.label_s, 3)
+
+        pose = fit_pose(tracked.pts, cfg.size, cfg.fps, cfg.pose_cutoff_hz, cfg.default_fov_deg, cfg.eye_distance_m)
+        signals = face_signals(pose.local_shapes)
+        np.savez(tmp / "tracks.npz", viewmats=pose.viewmats, landmarks=tracked.pts[..., :2].astype(np.float32),
+                 blink=signals["blink"], expression=signals["expression"], mouth_open=signals["mouth_open"])
+        stages.done("pose")
+
+        plate = background_plate(np.stack([f for f, _ in tracked.background]),
+                                 np.stack([m for _, m in tracked.background]))
+        cv2.imwrite(str(tmp / "background.png"), plate[..., ::-1])
+        tracked.background.clear()  # the sampled frames are held no longer than the plate needs them
+        stages.done("background")
+
+        tris = fm.orient_triangles(fm.mesh_triangles(), pose.shape)
+        _write_geometry(tmp, tracked.pts, pose, tris, cfg.size, progress)
+        write_face_mesh(tmp, pose.shape, tris)
+        stages.done("geometry")
+
+        n_train = n if cfg.test_from_s is None else int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
+        sync, sync_feats = _find_offset(audio, signals["mouth_open"], n_train, cfg)
+        if sync is not None and sync[0].lag_frames:
+            audio = shift_audio(audio, cfg.sample_rate, sync[0].lag_frames, cfg.fps)
+            sync_feats = {}  # of the audio before the shift
+        stages.done("sync")
+
+        soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
+        feature_meta = _write_features(tmp, audio, models, sync_feats, cfg, n)
+        stages.done("audio_features")
+
+        write_meta(
+            tmp, n_frames=n, fps=cfg.fps, size=cfg.size, focal=pose.focal, focal_fitted=pose.focal_fitted,
+            n_train=n_train, source=_source_meta(clip, info),
+            crop_box={"x0": plan.x0, "y0": plan.y0, "side": plan.side, "padding": "edge"},
+            audio={"sample_rate": cfg.sample_rate, "features": feature_meta, "sync": _sync_meta(sync, cfg)},
+            tracking={"face_found_fraction": round((n - tracked.missing.size) / n, 4),
+                      "missing_frames": _ranges_list(tracked.missing), "face_px": round(plan.face_px, 1),
+                      "reprojection_px": round(pose.reprojection_px, 3)},
+            preprocess=to_dict(cfg))
+        stages.done("write")
+    result.n_frames = n
+    return result
+
+
+def _check_request(out: Path, cfg: PreprocessConfig, force: bool) -> None:
+    """Refuse an existing `out` without `force`, and sizes or rates no dataset can have."""
+    if out.exists() and not force:
+        raise InputError(f"{out}: already exists (pass --force to replace it)")
+    if cfg.size < 64 or cfg.fps <= 0:
+        raise InputError(f"--size {cfg.size} / --fps {cfg.fps}: size must be ≥ 64 and fps positive")
+
+
+def read_clip(clip: Path, cfg: PreprocessConfig) -> tuple[ClipInfo, int, np.ndarray]:
+    """The clip probed (InputError if unusable), its frame count at cfg.fps, and its audio [N] float32 mono at
+    cfg.sample_rate spanning exactly those frames."""
+    info = probe(clip, cfg.min_duration_s)
+    n = cfr_frame_count(info, cfg.fps)
+    return info, n, read_audio(info, cfg.sample_rate, int(round(n / cfg.fps * cfg.sample_rate)))
+
+
+@dataclass
+class Tracked:
+    """What the full-resolution pass found in the clip's frames."""
+
+    pts: np.ndarray  # [T, 478, 3] landmarks in output pixels (x, y; z on the x scale), missing frames interpolated
+    missing: np.ndarray  # [M] frames in which no face was tracked
+    background: list[tuple[np.ndarray, np.ndarray]]  # sampled (frame [S, S, 3] uint8, person mask [S, S] uint8)
+    label_s: float  # seconds of the pass spent on label maps
+
+
+def track_frames(root: Path, info: ClipInfo, plan: CropPlan, cfg: PreprocessConfig, n: int,
+                 progress: Progress | None) -> Tracked:
+    """Crop, track and segment each of the `n` frames, writing frames/ and labels/ under `root`. InputError when
+    no face is tracked in more than cfg.max_missing_face_fraction of them."""
     s = cfg.size
     zoom = s / plan.side
     pts = np.zeros((n, fm.N_LANDMARKS, 3), np.float32)
@@ -98,137 +172,95 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
     pending: dict[int, np.ndarray] = {}  # person masks [S, S] of frames still waiting for landmarks
     label_s = 0.0
     bg_every = max(1, n // cfg.background_samples)
-    bg_frames = []
-    with atomic_dir(out, force=force) as tmp:
-        for sub in ("frames", "labels", "audio", "geometry/depth", "geometry/normal"):
-            (tmp / sub).mkdir(parents=True)
-        tracker, segmenter = fm.FaceTracker(), fm.PersonSegmenter()
-        try:
-            last = np.array([s / 2, s / 2])
-            for i, img in enumerate(iter_frames(info, cfg.fps, n)):
-                crop = crop_square(img, plan.x0, plan.y0, plan.side, s)
-                del img
-                if not np.isnan(plan.centres[i, 0]):
-                    last = (plan.centres[i] - (plan.x0, plan.y0)) * zoom
-                lm = tracker.track(crop, (float(last[0]), float(last[1])))
-                person = np.round(segmenter.segment(crop) * 255).astype(np.uint8)
-                t0 = time.perf_counter()
-                if lm is not None:
-                    pts[i], found[i] = lm, True
-                    cv2.imwrite(str(tmp / "labels" / f"{frame_name(i)}.png"), label_map(lm[:, :2], person))
-                elif len(pending) <= cfg.max_missing_face_fraction * n:  # beyond that the clip is refused below
-                    pending[i] = person
-                label_s += time.perf_counter() - t0
-                if i % bg_every == 0 and len(bg_frames) < cfg.background_samples:
-                    bg_frames.append((crop, person, i))
-                cv2.imwrite(str(tmp / "frames" / f"{frame_name(i)}.jpg"), crop[..., ::-1],
-                            [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
-                if progress:
-                    progress("track", i + 1, n)
-        finally:
-            tracker.close()
-            segmenter.close()
-        missing = np.flatnonzero(~found)
-        if len(missing) > cfg.max_missing_face_fraction * n:
-            raise missing_face_error(info, missing, n)
-        if missing.size:
-            result.warnings.append(f"{clip}: no face tracked in frames {frame_ranges(missing)}; interpolated")
-        pts = interpolate_missing(pts, found)
-        for i, person in pending.items():
-            cv2.imwrite(str(tmp / "labels" / f"{frame_name(i)}.png"), label_map(pts[i, :, :2], person))
-        del pending
-        stages.done("track")
-        result.timings_s["track"] = round(result.timings_s["track"] - label_s, 3)
-        result.timings_s["labels"] = round(label_s, 3)
-
-        pose = fit_pose(pts, s, cfg.fps, cfg.pose_cutoff_hz, cfg.default_fov_deg, cfg.eye_distance_m)
-        signals = face_signals(pose.local_shapes)
-        k = intrinsics(pose.focal, s)
-        np.savez(tmp / "tracks.npz", viewmats=pose.viewmats, landmarks=pts[..., :2].astype(np.float32),
-                 blink=signals["blink"], expression=signals["expression"], mouth_open=signals["mouth_open"])
-        stages.done("pose")
-
-        plate = background_plate(np.stack([f for f, _, _ in bg_frames]), np.stack([m for _, m, _ in bg_frames]))
-        cv2.imwrite(str(tmp / "background.png"), plate[..., ::-1])
-        del bg_frames
-        stages.done("background")
-
-        tris = fm.orient_triangles(fm.mesh_triangles(), pose.shape)
-        _write_geometry(tmp, pts, pose, k, tris, s, progress)
-        np.savez(tmp / "geometry" / "face_mesh.npz", vertices=pose.shape, triangles=tris)
-        stages.done("geometry")
-
-        n_train = n
-        if cfg.test_from_s is not None:
-            n_train = int(np.clip(round(cfg.test_from_s * cfg.fps), 1, n))
-        sync, sync_feats = None, {}
-        if cfg.audio_offset_frames is not None:
-            sync = SyncEstimate(cfg.audio_offset_frames, {}), "given"
-        elif cfg.sync_audio:
-            sync, sync_feats = _sync_audio(audio, signals["mouth_open"], n_train, cfg)
-        if sync is not None and sync[0].lag_frames:
-            audio = shift_audio(audio, cfg.sample_rate, sync[0].lag_frames, cfg.fps)
-            sync_feats = {}  # of the audio before the shift
-        stages.done("sync")
-
-        soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
-        feature_meta = {}
-        for kind in cfg.audio_features:
-            feats = sync_feats.get(kind)
-            if feats is None or (kind != "mel" and cfg.audio_model is not None):  # the sync read packaged weights
-                feats = af.compute_features(kind, models[kind], audio, cfg.fps, n, cfg.mel_bins)
-            np.save(tmp / "audio" / f"{kind}.npy", feats)
-            feature_meta[kind] = {"shape": list(feats.shape), "source": _feature_source(kind, models[kind])}
-        stages.done("audio_features")
-
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "instag_version": instag.__version__,
-            "source": {"path": str(clip.resolve()), "sha256": sha256_of(clip), "width": info.width,
-                       "height": info.height, "rotation_deg": info.rotation_k * 90, "video_codec": info.codec,
-                       "audio_codec": info.audio_codec, "duration_s": round(info.duration_s, 4)},
-            "fps": cfg.fps,
-            "frame_count": n,
-            "image_size": [s, s],
-            "intrinsics": {"fx": pose.focal, "fy": pose.focal, "cx": s / 2, "cy": s / 2, "width": s, "height": s,
-                           "pixel_centre_offset": 0.5, "focal_fitted": pose.focal_fitted},
-            "camera": "viewmats map world to camera, OpenCV axes (x right, y down, z forward); world is the "
-                      "subject's head frame in metres",
-            "crop_box": {"x0": plan.x0, "y0": plan.y0, "side": plan.side, "padding": "edge"},
-            "split": {"train": [0, n_train], "test": [n_train, n]},
-            "audio": {"sample_rate": cfg.sample_rate, "features": feature_meta, "sync": _sync_meta(sync, cfg)},
-            "labels": LABELS,
-            "expression_names": list(EXPRESSION_NAMES),
-            "geometry": {"depth_scale": DEPTH_SCALE, "depth": "geometry/depth", "normal": "geometry/normal",
-                         "mesh": "geometry/face_mesh.npz"},
-            "tracking": {"face_found_fraction": round(float(found.mean()), 4),
-                         "missing_frames": _ranges_list(missing), "face_px": round(plan.face_px, 1),
-                         "reprojection_px": round(pose.reprojection_px, 3)},
-            "preprocess": to_dict(cfg),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        stages.done("write")
-    result.n_frames = n
-    return result
+    background = []
+    tracker, segmenter = fm.FaceTracker(), fm.PersonSegmenter()
+    try:
+        last = np.array([s / 2, s / 2])
+        for i, img in enumerate(iter_frames(info, cfg.fps, n)):
+            crop = crop_square(img, plan.x0, plan.y0, plan.side, s)
+            del img
+            if not np.isnan(plan.centres[i, 0]):
+                last = (plan.centres[i] - (plan.x0, plan.y0)) * zoom
+            lm = tracker.track(crop, (float(last[0]), float(last[1])))
+            person = np.round(segmenter.segment(crop) * 255).astype(np.uint8)
+            t0 = time.perf_counter()
+            if lm is not None:
+                pts[i], found[i] = lm, True
+                cv2.imwrite(str(root / "labels" / f"{frame_name(i)}.png"), label_map(lm[:, :2], person))
+            elif len(pending) <= cfg.max_missing_face_fraction * n:  # beyond that the clip is refused below
+                pending[i] = person
+            label_s += time.perf_counter() - t0
+            if i % bg_every == 0 and len(background) < cfg.background_samples:
+                background.append((crop, person))
+            cv2.imwrite(str(root / "frames" / f"{frame_name(i)}.jpg"), crop[..., ::-1],
+                        [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+            if progress:
+                progress("track", i + 1, n)
+    finally:
+        tracker.close()
+        segmenter.close()
+    missing = np.flatnonzero(~found)
+    if len(missing) > cfg.max_missing_face_fraction * n:
+        raise missing_face_error(info, missing, n)
+    pts = interpolate_missing(pts, found)
+    for i, person in pending.items():
+        cv2.imwrite(str(root / "labels" / f"{frame_name(i)}.png"), label_map(pts[i, :, :2], person))
+    return Tracked(pts, missing, background, label_s)
 
 
-def _write_geometry(tmp: Path, pts: np.ndarray, pose, k: np.ndarray, tris: np.ndarray, size: int,
-                    progress: Progress | None) -> None:
-    """Depth and normal priors per frame: the frame's landmarks lifted to the depth of the fitted face."""
+def frame_mesh_vertices(pts: np.ndarray, pose: PoseFit, k: np.ndarray) -> Iterator[np.ndarray]:
+    """Each frame's face mesh vertices [468, 3] in camera space (float64): the frame's landmarks `pts`
+    [T, 478, ≥2] (output pixels) lifted along their rays to the depth of the fitted face; `k` [3, 3]."""
     kinv = np.linalg.inv(k)
     nv = fm.N_MESH_VERTICES
     for i in range(len(pts)):
         r, t = pose.viewmats[i, :3, :3].astype(np.float64), pose.viewmats[i, :3, 3].astype(np.float64)
         cam = pose.local_shapes[i, :nv].astype(np.float64) @ r.T + t
         rays = np.concatenate([pts[i, :nv, :2], np.ones((nv, 1))], 1) @ kinv.T
-        verts = rays * cam[:, 2:3]
+        yield rays * cam[:, 2:3]
+
+
+def _write_geometry(root: Path, pts: np.ndarray, pose: PoseFit, tris: np.ndarray, size: int,
+                    progress: Progress | None) -> None:
+    """Depth and normal priors per frame of the face mesh (triangles `tris` [F, 3]) in each frame."""
+    k = intrinsics(pose.focal, size)
+    fast = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    for i, verts in enumerate(frame_mesh_vertices(pts, pose, k)):
         depth, normal = render_depth_normal(verts, tris, k, size)
-        fast = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-        cv2.imwrite(str(tmp / "geometry" / "depth" / f"{frame_name(i)}.png"), encode_depth(depth), fast)
-        cv2.imwrite(str(tmp / "geometry" / "normal" / f"{frame_name(i)}.png"), encode_normal(normal, depth)[..., ::-1], fast)
+        cv2.imwrite(str(root / "geometry" / "depth" / f"{frame_name(i)}.png"), encode_depth(depth), fast)
+        cv2.imwrite(str(root / "geometry" / "normal" / f"{frame_name(i)}.png"), encode_normal(normal, depth)[..., ::-1], fast)
         if progress:
             progress("geometry", i + 1, len(pts))
+
+
+def _find_offset(audio: np.ndarray, mouth_open: np.ndarray, n_train: int, cfg: PreprocessConfig
+                 ) -> tuple[tuple[SyncEstimate, str] | None, dict[str, np.ndarray]]:
+    """The audio's offset as cfg asks: given, estimated (`_sync_audio`) or none; and any features computed."""
+    if cfg.audio_offset_frames is not None:
+        return (SyncEstimate(cfg.audio_offset_frames, {}), "given"), {}
+    if cfg.sync_audio:
+        return _sync_audio(audio, mouth_open, n_train, cfg)
+    return None, {}
+
+
+def _write_features(root: Path, audio: np.ndarray, models: dict[str, Any], sync_feats: dict[str, np.ndarray],
+                    cfg: PreprocessConfig, n: int) -> dict[str, dict[str, Any]]:
+    """audio/<kind>.npy for each requested kind of the final `audio` [N] (reusing the sync's features [T, K, D]
+    where they are of it); returns their meta entries (shape, source)."""
+    feature_meta = {}
+    for kind in cfg.audio_features:
+        feats = sync_feats.get(kind)
+        if feats is None or (kind != "mel" and cfg.audio_model is not None):  # the sync read packaged weights
+            feats = af.compute_features(kind, models[kind], audio, cfg.fps, n, cfg.mel_bins)
+        np.save(root / "audio" / f"{kind}.npy", feats)
+        feature_meta[kind] = {"shape": list(feats.shape), "source": _feature_source(kind, models[kind])}
+    return feature_meta
+
+
+def _source_meta(clip: Path, info: ClipInfo) -> dict[str, Any]:
+    return {"path": str(clip.resolve()), "sha256": sha256_of(clip), "width": info.width, "height": info.height,
+            "rotation_deg": info.rotation_k * 90, "video_codec": info.codec, "audio_codec": info.audio_codec,
+            "duration_s": round(info.duration_s, 4)}
 
 
 def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,

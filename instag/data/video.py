@@ -98,8 +98,8 @@ def _count_duration(path: Path) -> float:
     return times[-1] - times[0] + (times[-1] - times[0]) / (len(times) - 1)
 
 
-def frame_count(info: ClipInfo, fps: float) -> int:
-    """Number of constant-rate output frames the clip yields."""
+def cfr_frame_count(info: ClipInfo, fps: float) -> int:
+    """Number of frames the clip yields at the constant rate `fps` (whole frames within its duration)."""
     return int(math.floor(info.duration_s * fps + 1e-6))
 
 

@@ -12,10 +12,10 @@ from scipy.spatial.transform import Rotation
 
 from instag.data import facemesh as fm
 from instag.data.crop import crop_square, frame_ranges
-from instag.data.geometry import render_depth_normal
+from instag.data.geometry import camera_facing_vertex_normals, render_depth_normal
 from instag.data.labels import background_plate
 from instag.data.pose import face_signals, fit_pose, intrinsics
-from instag.data.video import frame_count, iter_frames, probe, read_audio
+from instag.data.video import cfr_frame_count, iter_frames, probe, read_audio
 
 
 def _write_vfr(path, times_s, rotation=0):
@@ -55,7 +55,7 @@ def test_variable_frame_rate_becomes_constant(tmp_path):
     clip = tmp_path / "vfr.mp4"
     _write_vfr(clip, times)
     info = probe(clip, min_duration_s=1.0)
-    n = frame_count(info, 25)
+    n = cfr_frame_count(info, 25)
     assert abs(n - (times[-1] + 0.05) * 25) <= 2.5
     got = [int(round(img[:, 16:].mean() / 4)) for img in iter_frames(info, 25, n)]
     for i, g in enumerate(got):
@@ -117,6 +117,18 @@ def test_rasteriser_depth_and_normals_of_a_tilted_plane():
     assert depth[i, j] == pytest.approx(z, rel=1e-5)
     expect = np.array([0.5, 0, -1]) / np.linalg.norm([0.5, 0, -1])  # facing the camera (negative z)
     assert np.allclose(normal[i, j], expect, atol=1e-5)
+
+
+def test_vertex_normals_face_the_camera_whatever_the_winding():
+    # Two triangles of the plane z = 2 wound opposite ways, a vertex no triangle uses, a fold at x = 1.
+    verts = np.array([[-1, -1, 2], [1, -1, 2], [-1, 1, 2], [1, 1, 2], [9, 9, 9], [2, -1, 1], [2, 1, 1]], np.float64)
+    tris = np.array([[0, 1, 2], [1, 2, 3], [1, 5, 6]])
+    vn = camera_facing_vertex_normals(verts, tris)
+    assert np.allclose(vn[[0, 2, 3]], [0, 0, -1])
+    assert np.allclose(vn[4], 0)
+    fold = np.array([1, 0, 1]) / np.sqrt(2) * [-1, 0, -1]  # the folded triangle's normal, turned to the camera
+    mean = fold + [0, 0, -2]  # vertex 1 is in both plane triangles and the fold: an unweighted mean
+    assert np.allclose(vn[5], fold) and np.allclose(vn[1], mean / np.linalg.norm(mean))
 
 
 def test_face_mesh_topology():
@@ -184,7 +196,7 @@ def test_containers_and_codecs(tmp_path, ext, vcodec, acodec):
         for p in aus.encode():
             c.mux(p)
     info = probe(clip, min_duration_s=2.5)
-    n = frame_count(info, 25)
+    n = cfr_frame_count(info, 25)
     assert 73 <= n <= 75  # 3 s at 25 fps
     frames = list(iter_frames(info, 25, n))
     assert len(frames) == n and frames[0].shape == (64, 96, 3)
