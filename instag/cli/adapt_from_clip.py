@@ -36,7 +36,7 @@ def adapt_from_clip(
     force: bool = typer.Option(False, "--force", help="Replace an existing avatar."),
 ) -> None:
     """Preprocess the clip and adapt an avatar to it, with one progress display."""
-    from instag.avatar.from_clip import adapt_from_clip as run
+    from instag.train.from_clip import adapt_from_clip as run
 
     con = Console(stderr=True)
     with stop_on_interrupt() as stop, Progress(

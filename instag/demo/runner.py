@@ -126,7 +126,7 @@ def _avatar_umf(avatar: Path) -> Path | None:
 
 
 def _adapt(res: DemoResult, force: bool, report: DemoProgress, should_stop) -> None:
-    from instag.avatar.from_clip import adapt_from_clip, default_run_dir
+    from instag.train.from_clip import adapt_from_clip, default_run_dir
 
     def pre(stage: str, done: int, total: int) -> None:
         report("adapt", done, total, f"preprocess {stage}")
