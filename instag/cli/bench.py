@@ -72,6 +72,35 @@ def preprocess(
     _save(doc, json_path, con)
 
 
+@app.command("geometry")
+def geometry(
+    clip: Path = typer.Argument(..., help="Clip whose tracked face meshes are rasterised."),
+    size: int = typer.Option(512, "--size", help="Prior side in pixels."),
+    every: int = typer.Option(10, "--every", min=1, help="Compare with the exact float64 ray cast every N frames."),
+    threads: int = typer.Option(1, "--threads", min=0, help="Open3D ray-cast threads (0: all); ours uses one."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Depth/normal prior rasteriser: ms per frame and exactness against a float64 ray cast, with Open3D's
+    RaycastingScene beside it where open3d is importable."""
+    from instag.bench import geometry as bench_geometry
+    from instag.config.preprocess import PreprocessConfig
+
+    con = Console()
+    doc = bench_geometry.run(clip, PreprocessConfig(size=size), every, threads, progress=lambda m: con.print(f"  {m}"))
+    table = Table(title=f"depth/normal priors of {clip.name} at {size}² ({doc['frames']} frames, "
+                        f"{doc['triangles']} triangles; exactness on {len(doc['exact_frames'])} frames)")
+    cols = ("rasteriser", "ms/frame", "face px", "extra px", "missed px", "depth mean/max mm", "px >1 mm",
+            "normal mean/max °")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "rasteriser" else "right")
+    for name, c in doc["against_exact"].items():
+        table.add_row(name, f"{doc['ms_per_frame'][name]:.2f}", f"{c['face_px']:.0f}", f"{c['px_only_got']:.1f}",
+                      f"{c['px_only_want']:.1f}", f"{c['depth_mean_abs_mm']:.4f} / {c['depth_max_abs_mm']:.3f}",
+                      f"{c['px_depth_over_1mm']:.1f}", f"{c['normal_mean_deg']:.3f} / {c['normal_max_deg']:.1f}")
+    con.print(table)
+    _save(doc, json_path, con)
+
+
 @app.command("train")
 def train(
     recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe to time."),

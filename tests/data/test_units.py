@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from instag.bench.geometry import compare_maps, exact_depth_normal
 from instag.data import facemesh as fm
 from instag.data.crop import crop_square, frame_ranges
 from instag.data.geometry import camera_facing_vertex_normals, render_depth_normal
@@ -117,6 +118,25 @@ def test_rasteriser_depth_and_normals_of_a_tilted_plane():
     assert depth[i, j] == pytest.approx(z, rel=1e-5)
     expect = np.array([0.5, 0, -1]) / np.linalg.norm([0.5, 0, -1])  # facing the camera (negative z)
     assert np.allclose(normal[i, j], expect, atol=1e-5)
+
+
+def test_exact_reference_ray_cast_and_painter_on_a_tilted_plane():
+    size, f = 64, 80.0
+    k = intrinsics(f, size)
+    xy = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]], np.float64)  # inside the view: edges
+    verts = np.c_[xy, 2 + 0.5 * xy[:, 0]]
+    tris = np.array([[0, 1, 2], [0, 2, 3]])
+    exact = exact_depth_normal(verts, tris, k, size)
+    ray = np.linalg.inv(k) @ np.array([40.5, 20.5, 1.0])
+    assert exact[0][20, 40] == pytest.approx(2 / (1 - 0.5 * ray[0]), rel=1e-12)
+    # Pixel centres inside the quad's projection (convex: on the inner side of all four edges), and no others.
+    uv = (verts @ k.T)[:, :2] / verts[:, 2:]
+    jj, ii = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    e = [(uv[(a + 1) % 4] - uv[a]) for a in range(4)]
+    signs = [np.sign(e[a][0] * (ii - uv[a][1]) - e[a][1] * (jj - uv[a][0])) for a in range(4)]
+    assert np.array_equal(exact[0] > 0, np.all(np.array(signs) == signs[0][32, 32], axis=0))
+    c = compare_maps(render_depth_normal(verts, tris, k, size), exact)
+    assert c["px_only_want"] == 0 and c["depth_max_abs_mm"] < 0.01 and c["normal_max_deg"] < 0.1  # float32
 
 
 def test_vertex_normals_face_the_camera_whatever_the_winding():
