@@ -1,9 +1,10 @@
-"""Frames for the preview: an avatar driven by a clip's audio (or by silence for the idle loop), seen through the
-orbit camera, rendered on the server's device and encoded as JPEG.
+"""Frames for the preview: an avatar driven by a clip's audio, by a live microphone stream, or by silence for the
+idle loop, seen through the orbit camera, rendered on the server's device and encoded as JPEG.
 
 The driving (features → conditions, ping-pong replay of the clip's poses, blinks and torso) is
 `instag.avatar.driving.Driver`'s; the idle loop is a Driver fed silence, one whole ping-pong period long, so the
-loop point joins without a jump and the mouth stays closed.
+loop point joins without a jump and the mouth stays closed. A live frame k replays the idle loop's pose, blink and
+torso at k and takes its audio windows from `instag.viewer.live`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,8 +21,10 @@ import torch
 
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_features, to_uint8
-from instag.viewer.camera import Orbit, orbit_viewmat
+from instag.render.avatar import FrameCondition
+from instag.viewer.camera import Orbit, orbit_viewmat, view_range
 from instag.viewer.clips import Clip
+from instag.viewer.live import LiveFeatures, LiveStream
 
 CPU_SIZE = 256  # default side on CPU; on CUDA the avatar's own
 JPEG_QUALITY = 85
@@ -39,7 +43,8 @@ def idle_length(avatar: Avatar) -> int:
 class Frame:
     jpeg: bytes
     index: int
-    render_ms: float  # motion + rasterization + composite + JPEG, wall time
+    render_ms: float  # (live: features +) motion + rasterization + composite + JPEG, wall time
+    header: dict[str, Any] = field(default_factory=dict)  # what else the stream header says about it
 
 
 class PreviewRenderer:
@@ -54,9 +59,11 @@ class PreviewRenderer:
         self.audio_model = audio_model
         # Head centre: the mean of the face branch's Gaussians (world coordinates), what the orbit turns about.
         self.centre = avatar.face.means.detach().mean(dim=0).to(device)
+        self.view = view_range(avatar.drive["viewmats"])  # drive.npz replays the training frames
         n_idle = idle_length(avatar)
         silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
         self.idle = Driver(avatar, audio_features(avatar, silence, n_idle, audio_model), self.size, device=device)
+        self.live = LiveFeatures(avatar, self.idle.features, audio_model)
         self._drivers: dict[str, Driver] = {}
         self._lock = threading.Lock()
 
@@ -82,7 +89,9 @@ class PreviewRenderer:
         """Frame `index` of `driver` (clamped to its length) seen from `orbit`, as JPEG."""
         t0 = time.perf_counter()
         index = min(max(index, 0), driver.n_frames - 1)
-        cond = driver.condition(index).cond
+        return self._frame(driver.condition(index).cond, index, orbit, t0)
+
+    def _frame(self, cond: FrameCondition, index: int, orbit: Orbit, t0: float) -> Frame:
         cond = dataclasses.replace(cond, viewmat=orbit_viewmat(cond.viewmat, self.centre, orbit))
         image = self.avatar.render(cond).image
         rgb = to_uint8(image)
@@ -93,3 +102,13 @@ class PreviewRenderer:
 
     def render_idle(self, k: int, orbit: Orbit) -> Frame:
         return self.render(self.idle, k % self.idle.n_frames, orbit)
+
+    @torch.inference_mode()
+    def render_live(self, stream: LiveStream, k: int, orbit: Orbit) -> Frame:
+        """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG."""
+        t0 = time.perf_counter()
+        windows, live = self.live.windows(stream, k)
+        cond = dataclasses.replace(self.idle.condition(k % self.idle.n_frames).cond, audio_windows=windows)
+        frame = self._frame(cond, k, orbit, t0)
+        frame.header = {"end": live.end, "voiced": live.voiced, "feature_ms": round(live.feature_ms, 2)}
+        return frame

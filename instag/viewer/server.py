@@ -17,6 +17,15 @@ before they are due (frame i is due at i / fps) and up to AHEAD frames beyond th
 idle loop at the frame rate. Each frame is one binary message: uint32 (little endian) header length, the JSON
 header {"mode": "play" | "idle", "clip", "i", "rev", "epoch", "ms": render ms}, then the JPEG. The page shows
 the play frame whose index is floor(audio.currentTime · fps).
+
+Live microphone. A state with "live": true asks for the microphone slot; one page at a time holds it (another
+gets an error message and stays as it was). The server answers {"type": "live", "on": true, "rate": 16000}; from
+then on each binary message from the page is 16-bit little-endian mono PCM at 16 kHz (at most
+live.MAX_CHUNK_SAMPLES samples), kept in memory only (instag.viewer.live). The server renders the newest live frame
+whose audio has all arrived, skipping older ones when it falls behind: header {"mode": "live", "i": k, "end":
+stream samples it heard, "voiced", "feature_ms", …}. A malformed or oversized audio message, audio while the
+microphone is off, or audio faster than real time ends that page's stream with an error message (the server
+goes on serving the others).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import math
@@ -38,13 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from instag.avatar.bundle import load_avatar
 from instag.avatar.dubbing import avatar_device
 from instag.errors import InputError
-from instag.viewer.camera import Orbit
+from instag.viewer.camera import ANY_VIEW, Orbit, ViewRange
 from instag.viewer.clips import MAX_UPLOAD_BYTES, ClipStore, UploadRefused
+from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, LiveRefused, LiveStream
 from instag.viewer.renderer import Frame, PreviewRenderer
 
 LOOPBACK = "127.0.0.1"
@@ -110,9 +121,10 @@ class StreamState:
     epoch: int = 0
     orbit: Orbit = field(default_factory=Orbit)
     rev: int = 0
+    live: bool = False  # the page asks to drive the avatar with its microphone
 
 
-def parse_state(msg: dict[str, Any], known_clip, now: float) -> StreamState:
+def parse_state(msg: dict[str, Any], known_clip, now: float, view: ViewRange = ANY_VIEW) -> StreamState:
     """A page's `state` message → StreamState; ValueError with what is wrong."""
     if msg.get("type") != "state":
         raise ValueError(f"unknown message type {msg.get('type')!r}")
@@ -130,14 +142,14 @@ def parse_state(msg: dict[str, Any], known_clip, now: float) -> StreamState:
             raise ValueError(f"{key} must be a finite number in [{lo:g}, {hi:g}]")
         return f
 
-    orbit = Orbit(num("yaw", 0.0), num("pitch", 0.0), num("zoom", 1.0)).clamped()
+    orbit = Orbit(num("yaw", 0.0), num("pitch", 0.0), num("zoom", 1.0)).clamped(view)
     playing = bool(msg.get("playing")) and clip is not None
     return StreamState(clip=clip, playing=playing, t=max(num("t", 0.0, hi=MAX_CLOCK_S), 0.0),
                        running=playing and bool(msg.get("running", True)), received=now,
-                       epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)))
+                       epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)), live=msg.get("live") is True)
 
 
-def parse_message(text: str, known_clip, now: float) -> StreamState:
+def parse_message(text: str, known_clip, now: float, view: ViewRange = ANY_VIEW) -> StreamState:
     """A page's WebSocket text message → StreamState; ValueError with what is wrong, whatever the text."""
     try:
         msg = json.loads(text)
@@ -145,7 +157,7 @@ def parse_message(text: str, known_clip, now: float) -> StreamState:
         raise ValueError("malformed message (nested too deeply)") from exc
     if not isinstance(msg, dict):
         raise ValueError(f"a message must be a JSON object, got {type(msg).__name__}")
-    return parse_state(msg, known_clip, now)
+    return parse_state(msg, known_clip, now, view)
 
 
 def pack_frame(header: dict[str, Any], jpeg: bytes) -> bytes:
@@ -179,6 +191,7 @@ class PreviewApp:
         self.workers = max(1, cfg.workers)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="instag-render")
         self.sockets: set[web.WebSocketResponse] = set()
+        self.live_owner: StreamSession | None = None  # the one page whose microphone drives the avatar
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -186,7 +199,8 @@ class PreviewApp:
 
     def info(self) -> dict[str, Any]:
         return {"fps": self.renderer.fps, "size": self.renderer.size, "device": str(self.device),
-                "ahead": AHEAD, "max_upload_bytes": self.cfg.max_upload_bytes,
+                "ahead": AHEAD, "max_upload_bytes": self.cfg.max_upload_bytes, "view": self.renderer.view.describe(),
+                "live": {"rate": RATE, "max_chunk_samples": MAX_CHUNK_SAMPLES},
                 "clips": [c.describe() for c in self.clips.list()]}
 
     def application(self) -> web.Application:
@@ -287,7 +301,8 @@ class PreviewApp:
 
 
 class StreamSession:
-    """One page's stream: a reader task keeps the latest state; the writer renders and sends frames."""
+    """One page's stream: a reader task keeps the latest state and the microphone's audio; the writer renders and
+    sends frames."""
 
     def __init__(self, app: PreviewApp, ws: web.WebSocketResponse) -> None:
         self.app = app
@@ -300,34 +315,74 @@ class StreamSession:
         self.key: tuple | None = None  # what the play position was planned for: (clip, epoch, rev)
         self.next_i = 0  # next play frame to render
         self.last_idle: tuple[int, int] | None = None  # (idle frame, rev) last rendered
+        self.live: LiveStream | None = None  # this page's microphone, while it holds the slot
+        self.last_live = -1  # newest live frame rendered
 
     async def run(self) -> None:
         await self.ws.send_json({"type": "hello", **self.app.info()})
         writer = asyncio.create_task(self._write())
         try:
             async for msg in self.ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    self.state = parse_message(msg.data, lambda c: self.app.clips.get(c) is not None,
-                                               self.loop.time())
-                except ValueError as exc:
-                    await self.ws.send_json({"type": "error", "message": str(exc)})
-                    continue
+                if msg.type == WSMsgType.BINARY:
+                    try:
+                        self._hear(msg.data)
+                    except LiveRefused as exc:
+                        await self._cut_off(str(exc))
+                        break
+                elif msg.type == WSMsgType.TEXT:
+                    try:
+                        state = parse_message(msg.data, lambda c: self.app.clips.get(c) is not None,
+                                              self.loop.time(), self.app.renderer.view)
+                    except ValueError as exc:
+                        await self.ws.send_json({"type": "error", "message": str(exc)})
+                        continue
+                    self.state = await self._switch_live(state)
                 self.changed.set()
         finally:
+            self._release_live()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
+    def _hear(self, data: bytes) -> None:
+        if self.live is None:
+            raise LiveRefused("audio arrived while the microphone is off")
+        self.live.push(data, self.loop.time())
+
+    async def _cut_off(self, reason: str) -> None:
+        """End this page's stream over its audio, with the reason as an error message and in the close frame."""
+        message = f"microphone stream refused: {reason}"
+        await self.ws.send_json({"type": "error", "message": message})
+        await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=message.encode()[:123])
+
+    async def _switch_live(self, state: StreamState) -> StreamState:
+        """Take or give back the microphone slot as `state` asks; a page refused the slot stays as it was."""
+        app = self.app
+        if state.live and self.live is None:
+            if app.live_owner is not None:
+                await self.ws.send_json({"type": "error", "live": False, "message":
+                                         "the microphone drives the avatar in another tab of this preview; "
+                                         "stop it there first"})
+                return dataclasses.replace(state, live=False)
+            app.live_owner, self.live, self.last_live = self, LiveStream(app.renderer.fps, self.loop.time()), -1
+            await self.ws.send_json({"type": "live", "on": True, "rate": RATE})
+        elif not state.live and self.live is not None:
+            self._release_live()
+            await self.ws.send_json({"type": "live", "on": False})
+        return state
+
+    def _release_live(self) -> None:
+        if self.live is not None and self.app.live_owner is self:
+            self.app.live_owner = None
+        self.live = None
+
     async def _wait(self, seconds: float) -> None:
-        self.changed.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.changed.wait(), timeout=max(seconds, 0.001))
 
     async def _send(self, frame: Frame, header: dict[str, Any], t0: float) -> None:
-        await self.ws.send_bytes(pack_frame({**header, "i": frame.index, "ms": round(frame.render_ms, 2)},
-                                            frame.jpeg))
+        await self.ws.send_bytes(pack_frame({**header, **frame.header, "i": frame.index,
+                                             "ms": round(frame.render_ms, 2)}, frame.jpeg))
         self.render_s = 0.8 * self.render_s + 0.2 * (self.loop.time() - t0)
 
     async def _write(self) -> None:
@@ -337,9 +392,21 @@ class StreamSession:
             if not self.ws.closed:
                 await self.ws.send_json({"type": "error", "message": f"rendering stopped: {exc}"})
 
+    def _plan_live(self, live: LiveStream) -> tuple[dict[str, Any], Any, tuple] | float:
+        """The newest live frame whose audio has arrived, or how long until the next one can have."""
+        k = live.newest_frame()
+        if k <= self.last_live:
+            return (live.frame_end(self.last_live + 1) - live.buffer.total) / RATE
+        self.last_live = k
+        st = self.state
+        header = {"mode": "live", "clip": None, "rev": st.rev, "epoch": st.epoch}
+        return header, self.app.renderer.render_live, (live, k, st.orbit)
+
     def _plan(self) -> tuple[dict[str, Any], Any, tuple] | float:
         """The next frame to render → (header, function, arguments), or how long to wait for one."""
         fps, renderer, st = self.app.renderer.fps, self.app.renderer, self.state
+        if self.live is not None:
+            return self._plan_live(self.live)
         clip = self.app.clips.get(st.clip) if st.clip else None
         now = self.loop.time()
         if st.playing and clip is not None:
@@ -370,6 +437,8 @@ class StreamSession:
         pending: collections.deque[tuple[dict[str, Any], asyncio.Future, float]] = collections.deque()
         try:
             while not self.ws.closed:
+                # Cleared before planning, so a message arriving while the plan is made wakes the wait after it.
+                self.changed.clear()
                 job = self._plan() if len(pending) < self.app.workers else None
                 if isinstance(job, tuple):
                     header, fn, args = job

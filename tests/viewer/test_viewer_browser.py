@@ -12,29 +12,17 @@ import cv2
 import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "viewer"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
-    "--autoplay-policy=no-user-gesture-required", "--mute-audio",
-]
+from instag.bench.browser import CHROMIUM, chromium_page
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "viewer"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make setup installs it)")
 
 
 @pytest.fixture
 def page(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=str(CHROMIUM),
-                                                   headless=True, args=CHROMIUM_ARGS,
-                                                   viewport={"width": 1000, "height": 700},
-                                                   bypass_csp=True)  # the page's CSP forbids eval(); Playwright polls with it
-        try:
-            yield ctx.new_page()
-        finally:
-            ctx.close()
+    pytest.importorskip("playwright.sync_api")
+    with chromium_page(tmp_path / "profile") as page:
+        yield page
 
 
 def canvas_pixels(page) -> np.ndarray:

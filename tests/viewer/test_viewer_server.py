@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from instag_testing import post_upload
 
-from instag.viewer.camera import Orbit, orbit_viewmat
+from instag.viewer.camera import Orbit, ViewRange, orbit_viewmat
 from instag.viewer.server import AHEAD, LOOPBACK, PreviewConfig, is_loopback, unpack_frame
 
 
@@ -171,9 +171,18 @@ def test_orbit_changes_the_rendered_view(preview_server):
         jpeg = next(j for h, j in frames if h["rev"] == rev)
         return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(float)
 
+    renderer = preview_server.app.renderer
+    trained = renderer.view
+    assert trained.yaw == trained.pitch == (0.0, 0.0)  # the tiny avatar's clip never turns its head
     base = idle_image(0)
-    turned = idle_image(1, yaw=0.6, pitch=0.2)
+    assert np.abs(idle_image(1, yaw=0.6, pitch=0.2) - base).max() == 0  # so it cannot be turned
     zoomed = idle_image(2, zoom=2.0)
+    try:  # as if its clip had turned ±0.3 rad, +0.1 rad
+        renderer.view = ViewRange((-0.3, 0.3), (0.0, 0.1))
+        turned = idle_image(3, yaw=0.6, pitch=0.2)
+        assert np.abs(idle_image(4, yaw=0.3, pitch=0.1) - turned).max() == 0  # the turn stops at the bounds
+    finally:
+        renderer.view = trained
     assert np.abs(turned - base).mean() > 3 and np.abs(zoomed - base).mean() > 3
 
 

@@ -1,5 +1,7 @@
 // instag preview page: plays a clip's audio and shows the frame the server rendered for the audio clock's
 // position (frame index = floor(audio.currentTime * fps)); frames arrive ahead of the clock over a WebSocket.
+// Live: the microphone's 16 kHz PCM goes to the server, which sends back the newest frame it could make of it;
+// each is shown as soon as it arrives.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -9,6 +11,8 @@
   const clipSelect = $("clip");
   const playButton = $("play");
   const MAX_BUFFER = 64;
+  const MIC_CHUNK = 160; // samples per message: 10 ms at 16 kHz
+  const EASE_MS = 180; // time constant of the view's return to the front after a drag
 
   // Everything worth reading from outside (read-outs, tests).
   const S = (window.instagPreview = {
@@ -16,8 +20,12 @@
     received: 0, receivedPlay: 0, receivedIdle: 0, drawn: 0,
     shownIndex: -1, shownMode: null, shownRev: -1, clockIndex: -1, audioTime: 0,
     renderFps: 0, renderMs: null, latencyMs: null, maxSyncError: 0, lastError: null,
+    view: null, cam: null, live: false, liveFrames: 0, liveVoiced: null, heardSamples: 0,
+    // The bench sets record = true: every captured chunk [samples after it, capture ms, PCM] and every live
+    // frame drawn {i, end, voiced, drawn ms, jpeg} are kept in memory for it to read.
+    record: false, recChunks: [], recFrames: [],
   });
-  const cam = { yaw: 0, pitch: 0, zoom: 1 };
+  const cam = (S.cam = { yaw: 0, pitch: 0, zoom: 1 });
   let rev = 0;
   let epoch = 0;
   let clip = null;
@@ -35,7 +43,7 @@
   }
 
   function state() {
-    return { type: "state", clip, playing, running, t: audio.currentTime || 0, epoch, rev, ...cam };
+    return { type: "state", clip, playing, running, t: audio.currentTime || 0, epoch, rev, live: mic !== null, ...cam };
   }
   function send() {
     sendPending = false;
@@ -79,10 +87,28 @@
   async function onFrame(data) {
     const n = new DataView(data).getUint32(0, true);
     const h = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, n)));
-    const bitmap = await createImageBitmap(new Blob([new Uint8Array(data, 4 + n)], { type: "image/jpeg" }));
+    const jpeg = new Uint8Array(data, 4 + n);
+    const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
     S.received++;
     arrivals.push(performance.now());
     S.renderMs = h.ms;
+    if (h.mode === "live") {
+      if (S.live && h.i > S.shownIndex) {
+        draw(bitmap, "live", h.i, h.rev);
+        const now = performance.now();
+        S.liveFrames++; S.liveVoiced = h.voiced;
+        // Voice to lips: from the frame's middle sample entering the page to the frame on screen.
+        const heard = captureTime(h.end - 8000 / S.fps);
+        if (heard !== null) {
+          const lag = now - heard;
+          S.latencyMs = S.latencyMs === null ? lag : 0.8 * S.latencyMs + 0.2 * lag;
+          if (mic && mic.delay) mic.delay.delayTime.setTargetAtTime(Math.min(S.latencyMs, 900) / 1000, mic.ctx.currentTime, 0.5);
+        }
+        if (S.record) S.recFrames.push({ i: h.i, end: h.end, voiced: h.voiced, drawn: now, ms: h.ms, feature_ms: h.feature_ms, jpeg: jpeg.slice() });
+      }
+      bitmap.close();
+      return;
+    }
     if (h.mode === "play") {
       const old = buffer.get(h.i);
       if (!playing || h.clip !== clip || (old && old.rev > h.rev)) { bitmap.close(); return; }
@@ -96,7 +122,7 @@
       }
     } else {
       S.receivedIdle++;
-      if (!playing) draw(bitmap, "idle", h.i, h.rev);
+      if (!playing && !S.live) draw(bitmap, "idle", h.i, h.rev);
       bitmap.close();
     }
   }
@@ -128,7 +154,8 @@
       $("fps").textContent = String(S.renderFps);
       $("latency").textContent = S.latencyMs === null ? "–" : S.latencyMs.toFixed(0);
       $("frame").textContent = S.shownIndex < 0 ? "–" : String(S.shownIndex);
-      $("mode").textContent = !S.connected ? "disconnected" : playing ? "playing" : "idle";
+      $("mode").textContent = !S.connected ? "disconnected" : S.live ? (S.liveVoiced ? "live: hearing you" : "live: silence")
+        : playing ? "playing" : "idle";
     }
   }
 
@@ -137,19 +164,26 @@
     ws = new WebSocket(`${proto}//${location.host}/ws`);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => { S.connected = true; };
-    ws.onclose = () => { S.connected = false; message("disconnected from the preview server"); };
+    ws.onclose = (ev) => {
+      S.connected = false;
+      stopMic(false);
+      if (!S.lastError || !ev.reason) message(ev.reason || "disconnected from the preview server");
+    };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== "string") { onFrame(ev.data).catch((e) => message(String(e))); return; }
       const m = JSON.parse(ev.data);
       if (m.type === "hello") {
-        S.fps = m.fps; S.size = m.size; S.device = m.device; maxUpload = m.max_upload_bytes;
+        S.fps = m.fps; S.size = m.size; S.device = m.device; maxUpload = m.max_upload_bytes; S.view = m.view;
         canvas.width = canvas.height = m.size;
         $("details").textContent = `${m.size}² on ${m.device}, ${m.fps} fps`;
         for (const c of m.clips) addClip(c, false);
         if (!m.clips.length) { playButton.disabled = true; message("no audio yet: upload a file"); }
         send();
+      } else if (m.type === "live") {
+        if (m.on && mic) { S.live = true; S.heardSamples = 0; S.shownIndex = -1; chunkLog.length = 0; message(""); }
       } else if (m.type === "error") {
         message(m.message);
+        if (m.live === false) stopMic(false);
       }
     };
   }
@@ -165,6 +199,7 @@
   }
   setInterval(() => { if (playing) send(); }, 250);
   playButton.addEventListener("click", () => {
+    if (mic) stopMic(true);
     if (audio.paused) audio.play().catch((e) => message(`cannot play: ${e.message}`));
     else audio.pause();
   });
@@ -177,15 +212,34 @@
     canvas.setPointerCapture(e.pointerId);
     canvas.classList.add("dragging");
   });
+  // The avatar's view range (degrees, from its training views) bounds the drag; the server clamps the same way.
+  const bound = (v, range) => Math.max(range[0] * Math.PI / 180, Math.min(range[1] * Math.PI / 180, v));
   canvas.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    cam.yaw += (e.clientX - drag.x) * 0.01;
-    cam.pitch = Math.max(-1.39, Math.min(1.39, cam.pitch + (e.clientY - drag.y) * 0.01));
+    if (!drag || !S.view) return;
+    cam.yaw = bound(cam.yaw + (e.clientX - drag.x) * 0.01, S.view.yaw_deg);
+    cam.pitch = bound(cam.pitch + (e.clientY - drag.y) * 0.01, S.view.pitch_deg);
     drag = { x: e.clientX, y: e.clientY };
     rev++;
     sendSoon();
   });
-  const endDrag = () => { drag = null; canvas.classList.remove("dragging"); };
+  // Released, the view eases back to the front.
+  let easing = false;
+  function easeBack(last) {
+    requestAnimationFrame((now) => {
+      if (drag) { easing = false; return; }
+      const k = Math.exp(-(now - last) / EASE_MS);
+      cam.yaw *= k; cam.pitch *= k;
+      if (Math.abs(cam.yaw) < 0.002 && Math.abs(cam.pitch) < 0.002) { cam.yaw = 0; cam.pitch = 0; easing = false; }
+      rev++;
+      send();
+      if (easing) easeBack(now);
+    });
+  }
+  const endDrag = () => {
+    drag = null;
+    canvas.classList.remove("dragging");
+    if (!easing && (cam.yaw || cam.pitch)) { easing = true; easeBack(performance.now()); }
+  };
   canvas.addEventListener("pointerup", endDrag);
   canvas.addEventListener("pointercancel", endDrag);
   canvas.addEventListener("wheel", (e) => {
@@ -195,6 +249,60 @@
     sendSoon();
   }, { passive: false });
   $("reset").addEventListener("click", () => { cam.yaw = 0; cam.pitch = 0; cam.zoom = 1; rev++; send(); });
+
+  // Microphone: getUserMedia → a 16 kHz AudioContext → the worklet's 10 ms PCM chunks → the WebSocket, once the
+  // server has given this page the live slot. Optionally the page plays what it heard, delayed by the measured
+  // latency so the sound meets the lips.
+  let mic = null; // { stream, ctx, node, delay, gain }
+  const chunkLog = []; // [samples sent after the chunk, when it was captured (ms)]
+  function captureTime(sample) {
+    for (let k = chunkLog.length - 1; k >= 0; k--) {
+      const [after, t] = chunkLog[k];
+      if (after - MIC_CHUNK <= sample) return t - Math.max(after - sample, 0) * 1000 / 16000;
+    }
+    return null;
+  }
+  async function startMic() {
+    if (!navigator.mediaDevices) { message("no microphone access here (the page needs http://127.0.0.1 or localhost)"); return; }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true,
+        noiseSuppression: false, autoGainControl: false } });
+    } catch (e) { message(`no microphone: ${e.message}`); return; }
+    const ctx = new AudioContext({ sampleRate: 16000, latencyHint: "interactive" });
+    await ctx.audioWorklet.addModule("/static/mic-worklet.js");
+    const source = ctx.createMediaStreamSource(stream);
+    const node = new AudioWorkletNode(ctx, "mic-chunks", { numberOfOutputs: 0, processorOptions: { chunk: MIC_CHUNK } });
+    const delay = ctx.createDelay(1.0);
+    const gain = ctx.createGain();
+    gain.gain.value = $("hear").checked ? 1 : 0;
+    source.connect(node);
+    source.connect(delay).connect(gain).connect(ctx.destination);
+    node.port.onmessage = (e) => {
+      if (!S.live || !ws || ws.readyState !== WebSocket.OPEN) return;
+      const t = performance.now();
+      ws.send(e.data);
+      S.heardSamples += MIC_CHUNK;
+      chunkLog.push([S.heardSamples, t]);
+      if (chunkLog.length > 400) chunkLog.shift();
+      if (S.record) S.recChunks.push([S.heardSamples, t, new Int16Array(e.data)]);
+    };
+    mic = { stream, ctx, node, delay, gain };
+    audio.pause();
+    $("mic").textContent = "stop microphone";
+    S.latencyMs = null;
+    send();
+  }
+  function stopMic(tell) {
+    if (!mic) return;
+    mic.stream.getTracks().forEach((t) => t.stop());
+    mic.ctx.close();
+    mic = null; S.live = false;
+    $("mic").textContent = "microphone";
+    if (tell) send();
+  }
+  $("mic").addEventListener("click", () => { if (mic) stopMic(true); else startMic().catch((e) => message(`microphone: ${e.message}`)); });
+  $("hear").addEventListener("change", () => { if (mic) mic.gain.gain.value = $("hear").checked ? 1 : 0; });
 
   // Upload: checked here for size, and again (size, type, decoding) by the server.
   $("upload").addEventListener("change", async (e) => {

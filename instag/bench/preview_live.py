@@ -1,0 +1,233 @@
+"""`instag bench preview --live`: voice-to-lips latency and frame rate of the preview's microphone mode, in a real
+headless Chromium whose microphone is a known speech file (Chromium's fake capture device).
+
+The page keeps what it captured (16 kHz PCM with the time each 10 ms chunk reached it) and every live frame it
+drew (the JPEG and when it was drawn). Afterwards:
+- the microphone file: the speech cut into pieces, each after a pause (`with_pauses`), so there are onsets to time;
+- sound onsets: 10 ms steps of the captured sound rising above (loudest − QUIET_DB) after at least QUIET_S below it
+  and reaching speech level (loudest − SPEECH_DB) within 0.1 s; each onset's time is when that sample reached the
+  page;
+- the mouth opening of every drawn frame is read by the face tracker (inner-lip gap over the eye-corner distance,
+  as `instag eval`) and put on a scale where 0 is the idle loop's (silence features: the closed mouth) and 1 the
+  90th percentile of the frames drawn while the microphone heard speech;
+- latency of an onset: from it to the first drawn frame that heard it (its audio reaches past the onset) and shows
+  the mouth opened beyond OPEN_LEVELS of that scale, within MAX_LATENCY_S;
+- fps: live frames drawn per second; silence: the scaled opening of the frames drawn for silence.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import soundfile
+
+from instag.bench.browser import chromium_page
+from instag.bench.record import header
+from instag.bench.render import speech_like
+from instag.media.audio import decode_audio
+from instag.viewer.camera import Orbit
+from instag.viewer.live import RATE
+from instag.viewer.server import PreviewConfig, PreviewServer
+
+HOP = RATE // 100  # 10 ms steps of the onset detector
+QUIET_DB = 40.0
+SPEECH_DB = 25.0
+QUIET_S = 0.2
+PIECE_S = 1.5  # the microphone file: pieces of speech this long …
+PAUSE_S = 0.5  # … each after a pause this long
+OPEN_LEVELS = (0.25, 0.5)
+MAX_LATENCY_S = 1.0
+IDLE_SAMPLES = 40  # idle-loop frames tracked for the closed level
+
+# Reads what the page recorded, base64 for the binary parts.
+RECORDED_JS = """() => {
+  const S = window.instagPreview;
+  const b64 = (u8) => { let s = ""; for (let i = 0; i < u8.length; i += 0x8000)
+    s += String.fromCharCode(...u8.subarray(i, i + 0x8000)); return btoa(s); };
+  const pcm = new Int16Array(S.recChunks.reduce((n, c) => n + c[2].length, 0));
+  let o = 0;
+  for (const c of S.recChunks) { pcm.set(c[2], o); o += c[2].length; }
+  return { chunks: S.recChunks.map((c) => [c[0], c[1]]), pcm: b64(new Uint8Array(pcm.buffer)),
+           frames: S.recFrames.map((f) => ({ i: f.i, end: f.end, voiced: f.voiced, drawn: f.drawn, ms: f.ms,
+                                             feature_ms: f.feature_ms, jpeg: b64(f.jpeg) })) };
+}"""
+
+
+def with_pauses(speech: np.ndarray, seconds: float) -> np.ndarray:
+    """`seconds` [N] of 16 kHz `speech` [M] cut into pieces of about PIECE_S, each after PAUSE_S of silence, so
+    the file has an onset every PIECE_S + PAUSE_S. Each cut is at the quietest 10 ms step within 0.3 s of its
+    place, so it falls in a gap between words where there is one."""
+    db = level_db(speech)
+    pieces, start = [], 0
+    total = 0
+    while total < seconds * RATE and start < len(speech) - RATE // 4:
+        near = int((start + PIECE_S * RATE) / HOP)
+        lo, hi = max(near - 30, start // HOP + 1), min(near + 30, len(db))
+        cut = (lo + int(np.argmin(db[lo:hi]))) * HOP if hi > lo else len(speech)
+        pieces += [np.zeros(int(PAUSE_S * RATE), np.float32), speech[start:cut]]
+        total += int(PAUSE_S * RATE) + cut - start
+        start = cut
+    return np.concatenate(pieces)[: int(seconds * RATE)]
+
+
+def level_db(pcm: np.ndarray) -> np.ndarray:
+    """RMS in dBFS [N // HOP] of 10 ms steps of `pcm` [N]."""
+    steps = pcm[: len(pcm) // HOP * HOP].reshape(-1, HOP).astype(np.float64)
+    return 10 * np.log10(np.mean(steps ** 2, axis=1) + 1e-12)
+
+
+def sound_onsets(pcm: np.ndarray) -> list[int]:
+    """Samples where sound starts after a pause, in `pcm` [N] (see the module's description)."""
+    db = level_db(pcm)
+    if db.size == 0:
+        return []
+    top = np.percentile(db, 99)
+    quiet_steps = int(QUIET_S * RATE / HOP)
+    out = []
+    for h in range(quiet_steps, len(db)):
+        if (db[h] >= top - QUIET_DB and np.all(db[h - quiet_steps:h] < top - QUIET_DB)
+                and db[h:h + 10].max() >= top - SPEECH_DB):
+            out.append(h * HOP)
+    return out
+
+
+def capture_ms(chunks: np.ndarray, sample: float) -> float:
+    """When stream sample `sample` reached the page (ms), from chunks [C, 2] (samples after the chunk, time)."""
+    k = min(int(np.searchsorted(chunks[:, 0], sample, side="right")), len(chunks) - 1)
+    return float(chunks[k, 1] - (chunks[k, 0] - sample) * 1e3 / RATE)
+
+
+def _openings(jpegs: list[bytes]) -> np.ndarray:
+    """Tracked mouth opening [F] of each JPEG frame (NaN where no face is found)."""
+    from instag.data import facemesh as fm
+    from instag.eval.runner import mouth_opening
+
+    tracker = fm.FaceTracker()
+    out = np.full(len(jpegs), np.nan)
+    try:
+        for n, data in enumerate(jpegs):
+            rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            lm = tracker.track(rgb, (rgb.shape[1] / 2, rgb.shape[0] / 2))
+            if lm is not None:
+                out[n] = mouth_opening(lm[:, :2])
+    finally:
+        tracker.close()
+    return out
+
+
+def _percentile(values, q: float) -> float | None:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.percentile(values, q)) if values else None
+
+
+def _record(url: str, microphone: Path, seconds: float, profile: Path) -> dict[str, Any]:
+    """Open the page with `microphone` as its microphone, drive the avatar live for `seconds`, return what the page
+    recorded."""
+    with chromium_page(profile, microphone) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_function("window.instagPreview && window.instagPreview.connected", timeout=60_000)
+        page.evaluate("window.instagPreview.record = true")
+        page.click("#mic")
+        page.wait_for_function("window.instagPreview.live", timeout=30_000)
+        time.sleep(seconds)
+        page.click("#mic")
+        doc = page.evaluate(RECORDED_JS)
+        if errors:
+            raise RuntimeError(f"the preview page failed: {errors[0]}")
+        doc["last_error"] = page.evaluate("window.instagPreview.lastError")
+    return doc
+
+
+def measure(recorded: dict[str, Any], closed: float) -> dict[str, Any]:
+    """Latency, fps and silence figures from what the page recorded; `closed`: the idle loop's opening."""
+    chunks = np.array(recorded["chunks"], np.float64).reshape(-1, 2)
+    pcm = np.frombuffer(base64.b64decode(recorded["pcm"]), "<i2").astype(np.float32) / 32768.0
+    frames = recorded["frames"]
+    if len(frames) < 2 or len(chunks) == 0:
+        raise RuntimeError(f"the page drew {len(frames)} live frame(s) (last message: {recorded['last_error']})")
+    opening = _openings([base64.b64decode(f["jpeg"]) for f in frames])
+    voiced = np.array([f["voiced"] for f in frames])
+    drawn = np.array([f["drawn"] for f in frames])
+    end = np.array([f["end"] for f in frames])
+    wide = np.nanpercentile(opening[voiced], 90) if np.any(voiced & np.isfinite(opening)) else np.nan
+    scale = (opening - closed) / (wide - closed) if wide > closed else np.full_like(opening, np.nan)
+
+    onsets = sound_onsets(pcm)
+    latency: dict[str, list[float]] = {str(q): [] for q in OPEN_LEVELS}
+    missed = {str(q): 0 for q in OPEN_LEVELS}
+    for s in onsets:
+        t_on = capture_ms(chunks, s)
+        for q in OPEN_LEVELS:
+            hit = np.nonzero((end > s) & (drawn >= t_on) & (drawn <= t_on + MAX_LATENCY_S * 1e3) & (scale >= q))[0]
+            if hit.size:
+                latency[str(q)].append(float(drawn[hit[0]] - t_on))
+            else:
+                missed[str(q)] += 1
+    span_s = (drawn[-1] - drawn[0]) / 1e3
+    silent = scale[~voiced & np.isfinite(scale)]
+    return {
+        "captured_s": len(pcm) / RATE, "frames_drawn": len(frames), "fps_drawn": (len(frames) - 1) / span_s,
+        "frames_skipped": int(frames[-1]["i"] - frames[0]["i"] + 1 - len(frames)),
+        "render_ms_median": _percentile([f["ms"] for f in frames], 50),
+        "feature_ms_median": _percentile([f["feature_ms"] for f in frames if f["voiced"]], 50),
+        "onsets": len(onsets),
+        "latency_ms": {q: {"median": _percentile(v, 50), "p95": _percentile(v, 95), "n": len(v),
+                           "missed": missed[q]} for q, v in latency.items()},
+        "opening": {"closed_idle": closed, "open_p90_voiced": float(wide), "tracked_share":
+                    float(np.isfinite(opening).mean())},
+        "silence": {"frames": int((~voiced).sum()), "scaled_opening_median": _percentile(silent, 50),
+                    "scaled_opening_p95": _percentile(silent, 95),
+                    "share_shut": float(np.mean(silent < OPEN_LEVELS[0])) if silent.size else None},
+        "speech": {"frames": int(voiced.sum()),
+                   "scaled_opening_median": _percentile(scale[voiced & np.isfinite(scale)], 50)},
+    }
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: int | None = None,
+        device: str = "auto", threads: int = 1, workers: int = 2) -> dict[str, Any]:
+    """Serve `avatar`, let Chromium hear `audio` (default: a speech-like signal) with pauses put in (`with_pauses`)
+    for `seconds` through the page's microphone mode, and measure."""
+    with tempfile.TemporaryDirectory(prefix="instag-bench-live-") as tmp:
+        speech = decode_audio(audio).mono16k if audio else speech_like(seconds, RATE)
+        sound = with_pauses(speech, seconds)
+        wav = Path(tmp) / "microphone.wav"
+        soundfile.write(wav, sound, RATE, subtype="PCM_16")
+        cfg = PreviewConfig(avatar=Path(avatar), port=0, size=size, device=device, threads=threads, workers=workers)
+        with PreviewServer(cfg) as server:
+            renderer = server.app.renderer
+            idle = [renderer.render_idle(k, Orbit()).jpeg
+                    for k in np.linspace(0, renderer.idle.n_frames - 1, IDLE_SAMPLES).astype(int)]
+            closed = float(np.nanmedian(_openings(idle)))
+            doc = header("preview-live")
+            doc |= {"avatar": str(avatar), "audio": str(audio) if audio else "synthetic speech-like signal",
+                    "microphone": f"the audio's first {len(sound) / RATE:.1f} s in pieces of about {PIECE_S:g} s, "
+                                  f"each after {PAUSE_S:g} s of silence",
+                    "size": f"{renderer.size}x{renderer.size}", "device": str(server.app.device),
+                    "fps_target": renderer.fps, "workers": server.app.workers, "torch_threads": threads,
+                    "n_gaussians": renderer.avatar.face.num_gaussians + renderer.avatar.mouth.num_gaussians,
+                    "uptime_before": _uptime(), "load_average_1m_before": os.getloadavg()[0]}
+            cpu0 = os.times()
+            recorded = _record(server.url, wav, len(sound) / RATE, Path(tmp) / "profile")
+            cpu1 = os.times()
+        doc["uptime_after"] = _uptime()
+        # this process (server, renderers) only: Chromium's own share shows in the load average
+        doc["server_cpu_s"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        doc["live"] = measure(recorded, closed)
+    return doc

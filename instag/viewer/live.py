@@ -1,0 +1,174 @@
+"""Live microphone drive: the page's 16 kHz PCM stream kept in a bounded ring buffer, and the speech features of
+its last few seconds computed in short context, so a frame can be rendered as soon as its audio has arrived.
+
+Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
+features come from the CONTEXT_S seconds that end with it: the avatar's own feature kind, Whisper in its
+short-context mode (`encode_recent`). The audio nets also look at frames after k (`frame_audio_windows`); those
+have not been heard yet, so they repeat frame k, as at the end of a clip. A frame whose audio, and the audio of the
+frames its smoothing window looks back on, stays below GATE_DBFS is silence: it takes the idle loop's audio
+windows, so the mouth closes exactly as when nothing plays. Nothing is ever written to disk.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from instag.audio import features as af
+from instag.audio import whisper
+from instag.avatar.bundle import Avatar
+from instag.errors import InputError
+from instag.motion.audio import frame_audio_windows
+
+RATE = whisper.SAMPLE_RATE  # what the page sends: 16 kHz mono int16
+CONTEXT_S = 1.0  # seconds of audio the features of a frame are computed from
+BUFFER_S = 4.0  # ring buffer length: the context plus room for frames still being rendered
+MAX_CHUNK_SAMPLES = RATE // 4  # one message carries at most 0.25 s (the page sends 10 ms)
+# How far a client may run ahead of real time, counted from its first chunk: room for network and scheduling
+# jitter, none for a stream faster than a microphone.
+BURST_S = 1.0
+# Silence: RMS below this (dBFS) over a frame and the frames its smoothing looks back on. A quiet room through a
+# laptop microphone reads about -60 dBFS, speech -35 to -15.
+GATE_DBFS = -50.0
+
+
+class LiveRefused(ValueError):
+    """A live audio message that ends the session (malformed, oversized, faster than real time)."""
+
+
+def parse_chunk(data: bytes) -> np.ndarray:
+    """A binary live message → samples [N] float32 in [-1, 1]; LiveRefused with what is wrong."""
+    if not data:
+        raise LiveRefused("an empty audio message")
+    if len(data) % 2:
+        raise LiveRefused(f"an audio message of {len(data)} bytes is not 16-bit PCM (odd length)")
+    if len(data) // 2 > MAX_CHUNK_SAMPLES:
+        raise LiveRefused(f"an audio message of {len(data) // 2} samples is over the limit of {MAX_CHUNK_SAMPLES} "
+                          f"({MAX_CHUNK_SAMPLES / RATE:g} s)")
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+class RingBuffer:
+    """The newest `capacity` samples of a stream and how many have arrived in all; thread-safe."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.zeros(capacity, np.float32)
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def push(self, samples: np.ndarray) -> None:
+        """Append samples [N] (N ≤ capacity)."""
+        cap = len(self._data)
+        with self._lock:
+            pos = self.total % cap
+            first = min(len(samples), cap - pos)
+            self._data[pos:pos + first] = samples[:first]
+            self._data[:len(samples) - first] = samples[first:]
+            self.total += len(samples)
+
+    def read(self, end: int, n: int) -> np.ndarray:
+        """Samples [n] of the stream's [end − n, end); zeros for what is before the stream or already dropped."""
+        cap = len(self._data)
+        out = np.zeros(n, np.float32)
+        with self._lock:
+            lo = max(end - n, self.total - cap, 0)
+            hi = min(end, self.total)
+            if hi > lo:
+                out[lo - (end - n):hi - (end - n)] = self._data[np.arange(lo, hi) % cap]
+        return out
+
+
+@dataclass
+class LiveFrame:
+    index: int  # live frame k
+    end: int  # stream samples the frame was computed from: [0, end)
+    voiced: bool  # false: silence, the idle loop's audio windows were used
+    feature_ms: float
+
+
+class LiveStream:
+    """One page's microphone: its ring buffer and the rate check (`push`), and which frames can be made."""
+
+    def __init__(self, fps: float, now: float) -> None:
+        self.fps = fps
+        self.buffer = RingBuffer(int(BUFFER_S * RATE))
+        self.started = now
+        self.first: float | None = None  # when the first chunk arrived
+
+    def push(self, data: bytes, now: float) -> None:
+        """Append one binary message arrived at `now` (seconds); LiveRefused when it is malformed or the stream
+        runs ahead of real time."""
+        samples = parse_chunk(data)
+        if self.first is None:
+            self.first = now
+        allowed = (now - self.first + BURST_S) * RATE
+        if self.buffer.total + len(samples) > allowed:
+            raise LiveRefused(f"audio arrives faster than real time ({(self.buffer.total + len(samples)) / RATE:.1f} s "
+                              f"of audio in {now - self.first:.1f} s)")
+        self.buffer.push(samples)
+
+    def frame_end(self, k: int) -> int:
+        """The stream sample where live frame k ends."""
+        return int(round((k + 1) * RATE / self.fps))
+
+    def newest_frame(self) -> int:
+        """The newest frame whose audio has all arrived (−1: none yet)."""
+        return int(math.floor(self.buffer.total * self.fps / RATE + 1e-9)) - 1
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(samples, dtype=np.float64)) + 1e-12))
+
+
+class LiveFeatures:
+    """Audio windows for live frames, of the avatar's feature kind, from the last CONTEXT_S seconds."""
+
+    def __init__(self, avatar: Avatar, idle_features: Tensor, audio_model: str | None = None) -> None:
+        """`idle_features` [T, K, D]: the idle loop's (silence), whose windows silent frames take."""
+        self.avatar = avatar
+        self.kind = avatar.meta["audio_feature"]
+        self.shape = tuple(int(v) for v in avatar.meta["audio_feature_shape"])  # (K, D)
+        self.fps = float(avatar.meta["fps"])
+        self.front = af.load_front_end(self.kind, audio_model)
+        self.idle = idle_features
+        self.n_frames = max(int(round(CONTEXT_S * self.fps)), avatar.cfg.audio.smooth_window)
+
+    def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
+        """Features [n_frames, K, D] of the context `audio` [N]; context frame 0 starts `start_s` after the audio."""
+        if self.kind == "whisper":
+            states = whisper.encode_recent(self.front, audio)  # [N // 320, D], row j centred at j · 20 ms
+            return af._sample(states, RATE / whisper.TOKEN_SAMPLES, self.fps, self.n_frames, af.MODEL_SUBFRAMES,
+                              -start_s)
+        return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
+
+    def windows(self, stream: LiveStream, k: int) -> tuple[Tensor, LiveFrame]:
+        """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of frame k."""
+        t0 = time.perf_counter()
+        end = stream.frame_end(k)
+        first = k - self.n_frames + 1  # context frame 0
+        frame_start = int(round(first * RATE / self.fps))
+        # Whisper makes one state per 320 samples from the start of what it is given: a whole number of them,
+        # ending where frame k ends.
+        n = end - frame_start
+        if self.kind == "whisper":
+            n = math.ceil(n / whisper.TOKEN_SAMPLES) * whisper.TOKEN_SAMPLES
+        audio = stream.buffer.read(end, n)
+        look_back = self.avatar.cfg.audio.smooth_window // 2
+        heard = audio[len(audio) - (end - int(round((k - look_back) * RATE / self.fps))):]
+        voiced = rms_dbfs(heard) > GATE_DBFS
+        if voiced:
+            feats = self._features(audio, (frame_start - (end - n)) / RATE)
+            if feats.shape[1:] != self.shape:
+                raise InputError(f"{self.avatar.path}: live '{self.kind}' features come out {list(feats.shape[1:])} "
+                                 f"per frame, the avatar was trained on {list(self.shape)}")
+            windows = frame_audio_windows(torch.from_numpy(feats).to(self.idle.device), self.n_frames - 1,
+                                          self.avatar.cfg.audio)
+        else:
+            windows = frame_audio_windows(self.idle, k % self.idle.shape[0], self.avatar.cfg.audio)
+        return windows, LiveFrame(k, end, voiced, (time.perf_counter() - t0) * 1e3)

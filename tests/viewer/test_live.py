@@ -1,0 +1,288 @@
+"""The preview's live microphone mode over its WebSocket: silence renders the idle loop's closed mouth with the
+head still moving, speech drives the mouth, and a page that sends malformed, oversized or faster-than-real-time
+audio is cut off with a message while the server goes on; one page holds the microphone at a time; nothing heard
+reaches the disk. Plus the ring buffer, the chunk parser and the orbit's bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+from pathlib import Path
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+from e2e.conftest import speech_like
+
+from instag.viewer.camera import Orbit, ViewRange, view_range
+from instag.viewer.live import (
+    BURST_S,
+    MAX_CHUNK_SAMPLES,
+    RATE,
+    LiveRefused,
+    LiveStream,
+    RingBuffer,
+    parse_chunk,
+)
+from instag.viewer.server import unpack_frame
+
+CHUNK = RATE // 100  # what the page sends: 10 ms
+
+
+def pcm(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
+
+
+async def _hello(ws) -> dict:
+    hello = await ws.receive_json(timeout=30)
+    assert hello["type"] == "hello"
+    return hello
+
+
+async def _take_mic(ws) -> None:
+    await ws.send_json({"type": "state", "clip": None, "playing": False, "live": True})
+    while (msg := await ws.receive(timeout=30)).type != aiohttp.WSMsgType.TEXT:
+        pass
+    assert json.loads(msg.data) == {"type": "live", "on": True, "rate": RATE}, msg.data
+
+
+async def _speak(url: str, audio: np.ndarray) -> list[tuple[dict, bytes]]:
+    """Send `audio` [N] over /ws in 10 ms chunks at real-time pace; → the live frames received."""
+    frames: list[tuple[dict, bytes]] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url + "ws") as ws:
+        await _hello(ws)
+        await _take_mic(ws)
+
+        async def receive() -> None:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    head, jpeg = unpack_frame(msg.data)
+                    if head["mode"] == "live":
+                        frames.append((head, jpeg))
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    assert json.loads(msg.data)["type"] != "error", msg.data
+
+        reader = asyncio.create_task(receive())
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for start in range(0, len(audio), CHUNK):
+            await asyncio.sleep(max(t0 + start / RATE - loop.time(), 0))
+            await ws.send_bytes(pcm(audio[start:start + CHUNK]))
+        await asyncio.sleep(1.0)  # the last frames
+        reader.cancel()
+    return frames
+
+
+def test_silence_closes_the_mouth_and_speech_moves_it(preview_server):
+    app = preview_server.app
+    fps = app.renderer.fps
+    quiet, talk = 0.8, 1.6  # s
+    audio = np.concatenate([np.zeros(int(quiet * RATE)), speech_like(talk, RATE, 1)[:, 0] * 2,
+                            np.zeros(int(1.2 * RATE))]).astype(np.float32)
+    frames = asyncio.run(asyncio.wait_for(_speak(preview_server.url, audio), 60))
+    idx = [h["i"] for h, _ in frames]
+    assert idx == sorted(set(idx)) and len(frames) >= 0.5 * len(audio) / RATE * fps, idx
+    look_back = app.renderer.avatar.cfg.audio.smooth_window // 2
+    in_speech = [(h, j) for h, j in frames if (quiet + 0.1) * fps < h["i"] < (quiet + talk - 0.1) * fps]
+    after = [(h, j) for h, j in frames if h["i"] > (quiet + talk) * fps + look_back + 1]
+    before = [(h, j) for h, j in frames if h["i"] < quiet * fps - 1]
+    assert in_speech and after and before
+    assert all(h["voiced"] for h, _ in in_speech)
+    assert not any(h["voiced"] for h, _ in before + after)
+
+    def idle(k: int) -> np.ndarray:
+        return decode(app.renderer.render_idle(k, Orbit()).jpeg)
+
+    # Silence: exactly the idle loop's frame (mouth closed) at the same step, so the head goes on moving.
+    for h, jpeg in before + after:
+        assert np.abs(decode(jpeg) - idle(h["i"])).max() == 0, h
+    poses = {app.renderer.idle.drive_index(h["i"]) for h, _ in after}
+    assert len(poses) > 1, "the head stood still in the silence"
+    # Speech: every frame leaves the closed-mouth one (how far the lips open on a real avatar: `instag bench
+    # preview --live`, and the browser test below).
+    moved = [np.abs(decode(jpeg) - idle(h["i"])).max() for h, jpeg in in_speech]
+    assert min(moved) > 0, moved
+    # Every frame was made from the audio heard up to its own end.
+    assert all(h["end"] == round((h["i"] + 1) * RATE / fps) for h, _ in frames)
+
+
+async def _misbehave(url: str, send) -> tuple[str | None, int | None]:
+    """Take the microphone, `send(ws)`, → (the error message, the close code)."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(url + "ws", max_msg_size=1 << 22) as ws:
+        await _hello(ws)
+        await _take_mic(ws)
+        await send(ws)
+        error = None
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "error":
+                error = json.loads(msg.data)["message"]
+        return error, ws.close_code
+
+
+async def _send_all(ws, chunks: list[bytes]) -> None:
+    for c in chunks:
+        await ws.send_bytes(c)
+
+
+@pytest.mark.parametrize("chunks, expect", [
+    ([b"\x00"], "odd length"),
+    ([b""], "empty"),
+    ([bytes(2 * (MAX_CHUNK_SAMPLES + 1))], "over the limit"),
+    ([pcm(np.zeros(MAX_CHUNK_SAMPLES))] * int((BURST_S + 1) * RATE / MAX_CHUNK_SAMPLES + 2), "faster than real time"),
+])
+def test_bad_audio_cuts_the_page_off_with_a_message_and_the_server_goes_on(preview_server, chunks, expect):
+    async def go():
+        async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as other:
+            await _hello(other)
+            error, code = await _misbehave(preview_server.url, lambda ws: _send_all(ws, chunks))
+            # The other page still gets frames, and the microphone is free again.
+            await other.send_json({"type": "state", "clip": None, "playing": False, "rev": 5})
+            while not ((m := await other.receive(timeout=30)).type == aiohttp.WSMsgType.BINARY
+                       and unpack_frame(m.data)[0]["rev"] == 5):
+                pass
+            await _take_mic(other)
+            return error, code
+
+    error, code = asyncio.run(asyncio.wait_for(go(), 60))
+    assert error is not None and expect in error and error.startswith("microphone stream refused"), error
+    assert code == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
+def test_an_audio_message_over_the_socket_limit_is_cut_off(preview_server):
+    async def go():
+        return await _misbehave(preview_server.url, lambda ws: ws.send_bytes(bytes(1 << 20)))
+
+    _, code = asyncio.run(asyncio.wait_for(go(), 60))
+    assert code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    assert preview_server.app.live_owner is None
+
+
+def test_audio_without_the_microphone_is_refused(preview_server):
+    async def go():
+        async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as ws:
+            await _hello(ws)
+            await ws.send_bytes(pcm(np.zeros(CHUNK)))
+            error = None
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "error":
+                    error = json.loads(msg.data)["message"]
+            return error, ws.close_code
+
+    message, code = asyncio.run(asyncio.wait_for(go(), 60))
+    assert "microphone is off" in message and code == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
+def test_a_second_tab_is_refused_the_microphone_until_the_first_lets_go(preview_server):
+    async def go():
+        async with aiohttp.ClientSession() as http:
+            first = await http.ws_connect(preview_server.url + "ws")
+            await _hello(first)
+            await _take_mic(first)
+            async with http.ws_connect(preview_server.url + "ws") as second:
+                await _hello(second)
+                await second.send_json({"type": "state", "clip": None, "playing": False, "live": True})
+                while (msg := await second.receive(timeout=30)).type != aiohttp.WSMsgType.TEXT:
+                    pass
+                refusal = json.loads(msg.data)
+                await first.close()
+                await asyncio.sleep(0.2)
+                await _take_mic(second)
+            return refusal
+
+    refusal = asyncio.run(asyncio.wait_for(go(), 60))
+    assert refusal["type"] == "error" and refusal["live"] is False and "another tab" in refusal["message"]
+
+
+def open_files() -> set[str]:
+    """Regular files this process has open (Linux /proc)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/") and Path(target).is_file():
+            out.add(target)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_nothing_heard_is_written_to_disk(preview_server):
+    before = open_files()
+    tmp = Path(preview_server.app.clips._tmp.name)
+
+    async def go():
+        seen = set()
+        async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as ws:
+            await _hello(ws)
+            await _take_mic(ws)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            audio = speech_like(1.0, RATE, 1)[:, 0]
+            for start in range(0, len(audio), CHUNK):
+                await asyncio.sleep(max(t0 + start / RATE - loop.time(), 0))
+                await ws.send_bytes(pcm(audio[start:start + CHUNK]))
+                seen |= open_files() | {str(p) for p in tmp.iterdir()}
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(go(), 60))
+    assert seen <= before, seen - before
+
+
+def test_parse_chunk_and_ring_buffer():
+    assert np.allclose(parse_chunk(np.array([0, 16384, -32768], "<i2").tobytes()), [0, 0.5, -1])
+    for bad in (b"", b"\x01", bytes(2 * MAX_CHUNK_SAMPLES + 2)):
+        with pytest.raises(LiveRefused):
+            parse_chunk(bad)
+    ring = RingBuffer(10)
+    ring.push(np.arange(1, 8, dtype=np.float32))  # 1..7
+    assert ring.read(7, 9).tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 7]
+    ring.push(np.arange(8, 14, dtype=np.float32))  # 8..13: 1..3 dropped
+    assert ring.total == 13 and ring.read(13, 12).tolist() == [0, 0] + list(range(4, 14))
+    assert ring.read(10, 3).tolist() == [8, 9, 10]
+
+
+def test_a_stream_may_not_run_ahead_of_real_time():
+    stream = LiveStream(fps=25.0, now=0.0)
+    chunk = pcm(np.zeros(MAX_CHUNK_SAMPLES))
+    t = 10.0
+    for _ in range(int(BURST_S * RATE / MAX_CHUNK_SAMPLES)):  # a burst of BURST_S is allowed at once
+        stream.push(chunk, t)
+    with pytest.raises(LiveRefused, match="faster than real time"):
+        stream.push(chunk, t)
+    stream = LiveStream(fps=25.0, now=0.0)
+    for k in range(40):  # 10 s in real time
+        stream.push(chunk, t + k * MAX_CHUNK_SAMPLES / RATE)
+    assert stream.newest_frame() == 40 * MAX_CHUNK_SAMPLES * 25 // RATE - 1
+
+
+def _turned(yaw: float, pitch: float) -> np.ndarray:
+    """A world → camera matrix [4, 4] turned as the orbit turns a frontal one."""
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    m = np.eye(4)
+    m[:3, :3] = rx @ ry
+    m[2, 3] = 0.5
+    return m
+
+
+def test_the_orbit_is_bounded_by_the_training_views():
+    yaws = np.radians(np.linspace(-4.0, 12.0, 41))  # median 4°
+    pitches = np.radians(np.linspace(-3.0, 3.0, 41))[::-1]
+    view = view_range(np.stack([_turned(y, p) for y, p in zip(yaws, pitches, strict=True)]))
+    assert np.allclose(np.degrees(view.yaw), [-7.2, 7.2], atol=0.05)
+    assert np.allclose(np.degrees(view.pitch), [-2.7, 2.7], atol=0.1)  # turns compose: yaw moves pitch a little
+    # A few frames where the tracker slipped do not widen it.
+    slipped = np.stack([_turned(y, 0.0) for y in yaws] + [_turned(math.radians(60), 0.0)])
+    assert math.degrees(view_range(slipped).yaw[1]) < 8
+    bounded = Orbit(1.0, -1.0, 2.0).clamped(view)
+    assert bounded == Orbit(view.yaw[1], view.pitch[0], 2.0)
+    assert Orbit(1.0, -1.0).clamped(ViewRange()) == Orbit(1.0, -1.0)
