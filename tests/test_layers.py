@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "instag"
 # Lowest first. A top-level module (instag/x.py) is its own unit, like a package.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"atomic", "versioned", "stats", "machine", "plot"},
+    {"atomic", "versioned", "stats", "machine", "plot", "package_data"},
     {"config", "media", "kernels"},
     {"audio", "gaussians"},
     {"motion"},

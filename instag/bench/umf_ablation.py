@@ -28,7 +28,7 @@ from instag.data.dataset import load_dataset
 from instag.data.video import sha256_of
 from instag.errors import InputError
 from instag.eval.runner import EVAL_KEYS, evaluate
-from instag.motion.umf_file import umf_paths
+from instag.motion.umf_file import find_umf
 from instag.train.recipe import AdaptRecipe
 from instag.train.run import read_losses, training_seconds
 from instag.train.umf import with_umf_sizes
@@ -152,9 +152,7 @@ def run(cases: list[str], umf: Path, recipe_path: Path, work: Path, size: int = 
     parsed = [parse_case(c) for c in cases]
     if not seeds:
         raise InputError("--seeds: at least one seed")
-    st_path, json_path = umf_paths(umf)
-    if not st_path.is_file() or not json_path.is_file():
-        raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
+    st_path, _ = find_umf(umf)
     recipe = recipe_with_threads(recipe_path, threads)
     # Both arms get the motion sizes the UMF arm takes over from the UMF, so the arms differ in the prior alone.
     recipe = dataclasses.replace(recipe, model=with_umf_sizes(recipe.model, st_path))

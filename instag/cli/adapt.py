@@ -21,8 +21,8 @@ from rich.progress import (
 )
 
 # The UMF choice (instag.train.umf.choose_umf), shared by `adapt` and `adapt-from-clip`.
-UMF_OPTION = typer.Option(None, "--umf", help="Pre-trained UMF (assets/umf/NAME[.safetensors]; default: the "
-                          "UMF shipped in assets/umf when the recipe's audio features match). Its motion sizes "
+UMF_OPTION = typer.Option(None, "--umf", help="Pre-trained UMF (DIR/NAME[.safetensors], or a shipped NAME; default: the "
+                          "UMF shipped for the recipe's audio features, when its front end matches). Its motion sizes "
                           "replace the recipe's.")
 NO_UMF_OPTION = typer.Option(False, "--no-umf", help="Start the UMF from scratch even if one is shipped.")
 
@@ -69,8 +69,8 @@ def training_progress(title: str, console: Console):
 def adapt(
     dataset: Path = typer.Argument(..., help="Dataset dir of the person (from `instag preprocess`)."),
     out: Path = typer.Option(..., "-o", "--out", help="Avatar dir to write."),
-    recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe (recipes/adapt_5s.yaml, "
-                                       "recipes/adapt_quick_cpu.yaml); not needed with --resume."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe: a YAML path or a shipped name (adapt_5s, "
+                                       "adapt_quick_cpu, …); not needed with --resume."),
     umf: Path | None = UMF_OPTION,
     no_umf: bool = NO_UMF_OPTION,
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Checkpoints, losses and previews "

@@ -22,8 +22,8 @@ from instag.cli.adapt import NO_UMF_OPTION, UMF_OPTION, stop_on_interrupt
 def adapt_from_clip(
     clip: Path = typer.Argument(..., help="Video of one person talking (a few seconds are enough)."),
     out: Path = typer.Option(..., "-o", "--out", help="Avatar dir to write."),
-    recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe (default: recipes/adapt_5s.yaml "
-                                       "on CUDA, recipes/adapt_quick_cpu.yaml otherwise)."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="Adaptation recipe, a path or a shipped name (default: adapt_5s "
+                                       "on CUDA, adapt_quick_cpu otherwise)."),
     umf: Path | None = UMF_OPTION,
     no_umf: bool = NO_UMF_OPTION,
     size: int | None = typer.Option(None, "--size", help="Frame side (default: 512 on CUDA, 256 otherwise)."),

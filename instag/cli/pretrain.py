@@ -1,4 +1,4 @@
-"""`instag pretrain DATASET... -o RUN --recipe R [--resume]` and `instag pretrain --export RUN -o assets/umf/NAME`."""
+"""`instag pretrain DATASET... -o RUN --recipe R [--resume]` and `instag pretrain --export RUN -o DIR/NAME`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from instag.cli.adapt import stop_on_interrupt, training_progress
 def pretrain(
     datasets: list[Path] = typer.Argument(None, help="Dataset dirs, one per identity (at least two)."),
     out: Path = typer.Option(..., "-o", "--out", help="Run dir (or, with --export, the UMF path stem)."),
-    recipe: Path | None = typer.Option(None, "--recipe", help="Pre-training recipe (recipes/pretrain.yaml)."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="Pre-training recipe, a path or a shipped name (pretrain, pretrain_quick_cpu)."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN from its latest checkpoint (same rank count)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run."),
     export: Path | None = typer.Option(None, "--export", help="Write the UMF of this RUN as OUT.safetensors + OUT.json "

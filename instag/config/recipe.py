@@ -1,4 +1,5 @@
-"""Strict conversion between nested frozen dataclasses and plain YAML/JSON data."""
+"""Strict conversion between nested frozen dataclasses and plain YAML/JSON data, and the recipes shipped in the
+package (`instag/recipes`), which a recipe argument may name instead of giving a path."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any, TypeVar
 import yaml
 
 from instag.errors import InputError
+from instag.package_data import package_dir
 
 T = TypeVar("T")
+RECIPE_DIR = package_dir("recipes")
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -91,9 +94,28 @@ def to_dict(obj: Any) -> dict:
     return plain(dataclasses.asdict(obj))
 
 
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped in the package (`adapt_quick_cpu`, …)."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """A recipe file: `recipe` itself when it exists, else the shipped recipe it names: `adapt_quick_cpu`,
+    `adapt_quick_cpu.yaml` or `recipes/adapt_quick_cpu.yaml` (the checkout's layout before recipes moved into the
+    package). A missing path in any other directory is an error, never silently a shipped recipe."""
+    p = Path(recipe)
+    if p.exists():
+        return p
+    shipped = RECIPE_DIR / (p.stem + ".yaml")
+    if p.parent in (Path("."), Path("recipes")) and p.suffix in ("", ".yaml") and shipped.is_file():
+        return shipped
+    raise InputError(f"{p}: no such recipe file, nor a shipped recipe ({', '.join(shipped_recipes())})")
+
+
 def load_recipe(path: str | Path, cls: type[T]) -> T:
-    """Read a YAML recipe into `cls`; a missing file, bad YAML or an unknown key is an `InputError`."""
-    p = Path(path)
+    """Read a YAML recipe (a path or a shipped recipe's name, `recipe_path`) into `cls`; a missing file, bad YAML
+    or an unknown key is an `InputError`."""
+    p = recipe_path(path)
     try:
         data = yaml.safe_load(p.read_text())
     except OSError as exc:

@@ -19,9 +19,10 @@ from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 from instag.motion.model import MotionModel
+from instag.package_data import package_dir
 from instag.versioned import read_versioned_json
 
-UMF_DIR = Path(__file__).resolve().parents[2] / "assets" / "umf"
+UMF_DIR = package_dir("assets/umf")
 # The shipped UMF each audio front end starts from by default (stems in UMF_DIR).
 SHIPPED_UMFS = {"whisper": "whisper_v1", "mel": "mel_v3"}
 UMF_FORMAT = "instag-umf"
@@ -34,11 +35,25 @@ def saved_sizes(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def umf_paths(stem: str | Path) -> tuple[Path, Path]:
-    """`assets/umf/NAME` or `NAME.safetensors` or `NAME.json` → (safetensors path, json path)."""
+    """`DIR/NAME`, `NAME.safetensors` or `NAME.json` → (safetensors path, json path)."""
     stem = Path(stem)
     if stem.suffix in (".safetensors", ".json"):
         stem = stem.with_suffix("")
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def find_umf(umf: str | Path) -> tuple[Path, Path]:
+    """The (safetensors, json) paths of an existing UMF the user named: files at `umf`, else the shipped UMF of
+    that bare name (`whisper_v1`, or `assets/umf/whisper_v1` from the checkout's layout before the UMFs moved
+    into the package). Never for writing: a new UMF goes where it is told."""
+    st_path, json_path = umf_paths(umf)
+    if not st_path.is_file() and st_path.parent in (Path("."), Path("assets/umf")):
+        shipped_st, shipped_json = umf_paths(UMF_DIR / st_path.stem)
+        if shipped_st.is_file():
+            return shipped_st, shipped_json
+    if not st_path.is_file() or not json_path.is_file():
+        raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
+    return st_path, json_path
 
 
 def shipped_umf(audio_feature: str) -> Path | None:

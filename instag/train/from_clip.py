@@ -1,6 +1,6 @@
 """`instag adapt-from-clip`: preprocess + adapt in one go, from a raw clip to an avatar dir.
 
-Defaults: the recipe is recipes/adapt_5s.yaml on CUDA and recipes/adapt_quick_cpu.yaml otherwise; the frame size
+Defaults: the recipe is the shipped adapt_5s on CUDA and adapt_quick_cpu otherwise; the frame size
 512 on CUDA and 256 otherwise; the UMF is the one shipped for the recipe's audio features (`umf.SHIPPED_UMFS`)
 when its audio front end matches the recipe's (else the UMF starts from scratch), and its motion sizes replace the recipe's (`umf.with_umf_sizes`). The mel
 bins follow the recipe's model.audio.feature_dim.
@@ -23,7 +23,7 @@ import torch
 
 from instag.atomic import write_text_atomic
 from instag.config.preprocess import PreprocessConfig
-from instag.config.recipe import load_recipe
+from instag.config.recipe import RECIPE_DIR, load_recipe
 from instag.data.dataset import load_dataset
 from instag.data.video import sha256_of
 from instag.errors import InputError
@@ -32,9 +32,8 @@ from instag.train.recipe import AdaptRecipe
 from instag.train.run import Callback, StopFlag
 from instag.train.umf import choose_umf
 
-REPO = Path(__file__).resolve().parents[2]
-GPU_RECIPE = REPO / "recipes" / "adapt_5s.yaml"
-CPU_RECIPE = REPO / "recipes" / "adapt_quick_cpu.yaml"
+GPU_RECIPE = RECIPE_DIR / "adapt_5s.yaml"
+CPU_RECIPE = RECIPE_DIR / "adapt_quick_cpu.yaml"
 Progress = Callable[[str, int, int], None]
 
 

@@ -19,6 +19,7 @@ from instag.motion.umf_file import (
     SHARED_SIZES,
     UMF_FORMAT,
     UMF_VERSION,
+    find_umf,
     saved_sizes,
     shipped_umf,
     umf_doc,
@@ -39,9 +40,7 @@ def choose_umf(umf: str | Path | None, use_umf: bool, cfg: ModelConfig, audio_fe
     if not use_umf:
         return None, "none (--no-umf)"
     if umf is not None:
-        st_path, json_path = umf_paths(umf)
-        if not st_path.is_file() or not json_path.is_file():
-            raise InputError(f"{umf}: no such UMF ({st_path.name} and {json_path.name} are both needed)")
+        st_path, json_path = find_umf(umf)
         return st_path, str(st_path) + _adoption_note(cfg, umf_doc(json_path))
     stem = shipped_umf(audio_feature)
     if stem is None:

@@ -6,6 +6,7 @@ from typing import Literal
 import pytest
 
 from instag.config import dump_recipe, from_dict, load_recipe
+from instag.config.recipe import RECIPE_DIR, recipe_path
 from instag.errors import InputError
 
 
@@ -52,7 +53,7 @@ def test_bad_values_are_refused_with_their_place(data, message):
 
 
 def test_unreadable_and_invalid_yaml(tmp_path):
-    with pytest.raises(InputError, match="cannot read recipe"):
+    with pytest.raises(InputError, match="no such recipe file"):
         load_recipe(tmp_path / "missing.yaml", Outer)
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [unclosed\n")
@@ -62,3 +63,16 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     code.write_text("!!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(InputError):
         load_recipe(code, Outer)
+
+
+def test_a_recipe_argument_names_a_shipped_recipe_or_a_file(tmp_path):
+    shipped = RECIPE_DIR / "adapt_quick_cpu.yaml"
+    for name in ("adapt_quick_cpu", "adapt_quick_cpu.yaml", "recipes/adapt_quick_cpu.yaml"):
+        assert recipe_path(name) == shipped
+    mine = tmp_path / "adapt_quick_cpu.yaml"
+    mine.write_text("seed: 3\n")
+    assert recipe_path(mine) == mine
+    with pytest.raises(InputError, match="no such recipe file"):
+        recipe_path(tmp_path / "elsewhere" / "adapt_quick_cpu.yaml")  # a typo in a dir is not the shipped one
+    with pytest.raises(InputError, match="adapt_5s, adapt_quick_cpu"):
+        recipe_path("adapt_quick")

@@ -187,7 +187,7 @@ def test_the_shipped_umf_is_chosen_when_its_audio_fits_and_lends_its_motion_size
     monkeypatch.setattr(umf_file, "UMF_DIR", shipped.parent)
     cfg = from_dict(ModelConfig, TINY_MODEL)
     path, why = choose_umf(None, True, cfg, "mel")
-    assert path == shipped.with_suffix(".safetensors") and "shipped" in why
+    assert path == shipped.with_suffix(".safetensors") and "shipped" in why, why
     assert choose_umf(None, False, cfg, "mel")[0] is None
     path, why = choose_umf(None, True, cfg, "hubert")
     assert path is None and "no shipped UMF reads hubert features" in why

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from instag.config.recipe import load_recipe
+from instag.config.recipe import RECIPE_DIR, load_recipe
 from instag.errors import InputError
 from instag.train.recipe import AdaptRecipe, PretrainRecipe
 from instag.train.schedules import adapt_stages, pretrain_stages
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = RECIPE_DIR
 
 
 def test_shipped_recipes_load():

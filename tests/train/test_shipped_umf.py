@@ -1,4 +1,4 @@
-"""The UMFs shipped in assets/umf: small, described, and the default of the adaptation recipes of their audio
+"""The UMFs shipped in instag/assets/umf: small, described, and the default of the adaptation recipes of their audio
 front end."""
 
 from __future__ import annotations
@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from instag.config.recipe import load_recipe
+from instag.config.recipe import RECIPE_DIR, load_recipe
+from instag.errors import InputError
 from instag.motion.model import MotionModel
-from instag.motion.umf_file import SHIPPED_UMFS, UMF_DIR, load_umf, shipped_umf, umf_paths
+from instag.motion.umf_file import SHIPPED_UMFS, UMF_DIR, find_umf, load_umf, shipped_umf, umf_paths
 from instag.train.model_card import card_path
 from instag.train.recipe import AdaptRecipe
 from instag.train.umf import choose_umf, with_umf_sizes
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = RECIPE_DIR
 
 
 @pytest.mark.parametrize("kind", sorted(SHIPPED_UMFS))
@@ -47,3 +48,12 @@ def test_paper_sized_recipe_takes_the_whisper_umf_motion_sizes():
     assert adopted.umf == quick.model.umf and adopted != quick.model
     assert (adopted.gaussians, adopted.aligner) == (paper.model.gaussians, paper.model.aligner)
     load_umf(path, MotionModel(adopted, with_aligner=True), adopted)
+
+
+def test_a_bare_name_finds_a_shipped_umf_and_writing_never_goes_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shipped = umf_paths(UMF_DIR / "whisper_v1")
+    assert find_umf("whisper_v1") == find_umf("assets/umf/whisper_v1.safetensors") == shipped
+    with pytest.raises(InputError, match="no such UMF"):
+        find_umf(tmp_path / "runs" / "whisper_v1")  # a path elsewhere is that path, not the shipped one
+    assert umf_paths("whisper_v1")[0] == Path("whisper_v1.safetensors")  # where a new UMF of that name goes
