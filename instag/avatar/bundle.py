@@ -28,7 +28,6 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from instag.atomic import atomic_dir
-from instag.avatar.drive import over_plate
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict
 from instag.errors import InputError
@@ -36,6 +35,7 @@ from instag.gaussians.field import GaussianField
 from instag.media.image import read_image
 from instag.motion.model import MotionModel, MotionPoints
 from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
+from instag.render.plate import over_plate
 from instag.versioned import read_versioned_json
 
 AVATAR_FORMAT = "instag-avatar"

@@ -14,10 +14,9 @@ from torch import Tensor
 
 from instag.audio import features as af
 from instag.avatar.bundle import Avatar
-from instag.avatar.drive import expression_matrix
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
-from instag.render.avatar import FrameCondition
+from instag.render.avatar import FrameCondition, expression_matrix
 
 BACKGROUND_CACHE_BYTES = 256 << 20
 

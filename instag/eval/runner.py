@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import Avatar, load_avatar
-from instag.avatar.drive import expression_matrix, paste_torso
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.eval import metrics as M
 from instag.motion.audio import frame_audio_windows
-from instag.render.avatar import FrameCondition
+from instag.render.avatar import FrameCondition, expression_matrix
+from instag.render.plate import paste_torso
 
 Progress = Callable[[int, int], None]
 # mouth_open_spread: the rendered opening's standard deviation over the tracked one's (1: the avatar opens its

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from instag.errors import InputError
 from instag.gaussians.field import GaussianField, Region, quat_to_rotmat
 from instag.kernels.rasterize import RasterOutput, rasterize
 from instag.motion.fields import PersonalizedField
@@ -36,6 +38,16 @@ class FrameCondition:
     # [C] the tracked lip shape, standardised per person (training frames): the face branch's articulation input in
     # place of the UMF's prediction from the audio, and the prediction's target. None when driven by audio alone.
     lip_shape: Tensor | None = None
+
+
+def expression_matrix(tracks: dict[str, np.ndarray], dim: int) -> np.ndarray:
+    """Per-frame expression condition [T, dim]: blink, then the tracked expression signals, as many as fit."""
+    blink = np.asarray(tracks["blink"], dtype=np.float32)[:, None]
+    expr = np.asarray(tracks["expression"], dtype=np.float32)
+    out = np.concatenate([blink, expr], axis=1)
+    if out.shape[1] < dim:
+        raise InputError(f"model.expression_dim {dim}: the tracks have only {out.shape[1]} expression signals")
+    return out[:, :dim]
 
 
 @dataclass

@@ -19,7 +19,6 @@ import torch
 import instag
 from instag.audio.sync import is_evidence
 from instag.avatar.bundle import save_avatar
-from instag.avatar.drive import torso_layer
 from instag.config.model import ModelConfig
 from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
@@ -27,6 +26,7 @@ from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.motion.model import MotionModel
 from instag.motion.umf_file import AUDIO_CODE_CHUNK, load_umf
+from instag.render.plate import torso_layer
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames, training_frames
 from instag.train.init import cancel_mean_motion, init_gaussians

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from instag.avatar.drive import expression_matrix, paste_torso
 from instag.config.model import ModelConfig
 from instag.data import facemesh as fm
 from instag.data.dataset import Dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
-from instag.render.avatar import FrameCondition
+from instag.render.avatar import FrameCondition, expression_matrix
+from instag.render.plate import paste_torso
 
 DEFAULT_CACHE_BYTES = 2 << 30
 

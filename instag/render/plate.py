@@ -1,21 +1,9 @@
-"""Driving signals shared by training, rendering and evaluation: the expression condition of a frame and the
-background plate with the clip's torso replayed."""
+"""The background plate of a frame: the clip's neck and torso pasted over the empty background, in training,
+rendering and evaluation alike."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from instag.errors import InputError
-
-
-def expression_matrix(tracks: dict[str, np.ndarray], dim: int) -> np.ndarray:
-    """Per-frame expression condition [T, dim]: blink, then the tracked expression signals, as many as fit."""
-    blink = np.asarray(tracks["blink"], dtype=np.float32)[:, None]
-    expr = np.asarray(tracks["expression"], dtype=np.float32)
-    out = np.concatenate([blink, expr], axis=1)
-    if out.shape[1] < dim:
-        raise InputError(f"model.expression_dim {dim}: the tracks have only {out.shape[1]} expression signals")
-    return out[:, :dim]
 
 
 def paste_torso(plate: np.ndarray, frame: np.ndarray, label: np.ndarray, torso_id: int) -> np.ndarray:
