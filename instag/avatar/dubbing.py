@@ -1,7 +1,8 @@
 """Batch rendering of dubbed videos (`instag render`): one MP4 (H.264 + AAC, the audio muxed in) per audio.
 
 Each frame is rendered and handed to the streaming encoder at once (instag.media.mp4), so memory does not grow
-with the audio's length. Outputs are written under a temporary name and renamed when whole; a finished output
+with the audio's length. With paste-back the head's layers go to the encoder's thread, which composites them
+into the source frame (instag.avatar.paste_back) while the next frame renders. Outputs are written under a temporary name and renamed when whole; a finished output
 is skipped on a re-run (resume). A job that fails is reported with its reason and the others still run.
 
 Manifest (`--manifest jobs.csv`): rows `audio,output[,paste_back]`, an optional header row naming those columns;
@@ -23,7 +24,8 @@ import torch
 from instag.atomic import atomic_file
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
-from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, SourceFrames, find_source_clip
+from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, find_source_clip, head_layers
+from instag.avatar.source_video import SourceVideo
 from instag.errors import InputError, InstagError
 from instag.media.audio import decode_audio
 from instag.media.mp4 import Mp4Writer, is_finished_mp4
@@ -41,7 +43,7 @@ class RenderOptions:
     crf: int = 18  # x264 constant rate factor (0 = lossless … 51)
     preset: str = "veryfast"  # x264 speed/size trade-off
     source: Path | None = None  # source clip for paste-back (default: found from the avatar)
-    feather: float = DEFAULT_FEATHER  # paste-back seam width as a fraction of the crop side
+    feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
     force: bool = False  # re-render outputs that exist
     # torch threads for rendering on CPU (0: torch's default, all cores). On the idle 2-core machine 2 threads dubbed
@@ -176,15 +178,14 @@ class Dubber:
         self.options = options
         self.device = device or next(avatar.face.parameters()).device
         self._paste: PasteBack | None = None
-        self._source: SourceFrames | None = None
+        self._source: SourceVideo | None = None
 
-    def paste_back(self) -> PasteBack:
-        if self._paste is None:
-            av = self.avatar
-            clip = find_source_clip(av, self.options.source)
-            n = int(max(av.drive["frame_index"])) + 1
-            self._source = SourceFrames(clip, float(av.meta["fps"]), n)
-            self._paste = PasteBack(av, self._source, self.options.feather)
+    def paste_back(self, render_size: int) -> PasteBack:
+        if self._source is None:
+            clip = find_source_clip(self.avatar, self.options.source)
+            self._source = SourceVideo(clip, float(self.avatar.meta["fps"]))
+        if self._paste is None or self._paste.size != render_size:
+            self._paste = PasteBack(self.avatar, self._source, render_size, self.options.feather)
         return self._paste
 
     def close(self) -> None:
@@ -202,17 +203,23 @@ class Dubber:
         n = frame_count(audio.duration_s, fps)
         feats = audio_features(av, audio.mono16k, n, opt.audio_model)
         driver = Driver(av, feats, opt.size, device=self.device)
-        paste = self.paste_back() if job.paste_back else None
+        paste = self.paste_back(driver.size) if job.paste_back else None
         t2 = time.perf_counter()
-        width, height = (paste.width, paste.height) if paste else (driver.size, driver.size)
+        if paste is None:
+            video = {"width": driver.size, "height": driver.size}
+        else:
+            src = paste.source
+            video = {"width": src.coded_width, "height": src.coded_height, "prepare": paste.compose,
+                     "rotation_deg": src.rotation_deg, "colour": src.colour}
         with atomic_file(job.output, suffix=".mp4") as tmp:
-            with Mp4Writer(tmp, width, height, fps, audio.samples, audio.sample_rate, crf=opt.crf,
-                           preset=opt.preset) as writer:
+            with Mp4Writer(tmp, fps=fps, audio=audio.samples, sample_rate=audio.sample_rate, crf=opt.crf,
+                           preset=opt.preset, **video) as writer:
                 for frame in driver:
-                    img = to_uint8(av.render(frame.cond).image)
-                    if paste is not None:
-                        img = paste.compose(img, frame.clip_frame)
-                    writer.write(img)
+                    render = av.render(frame.cond)
+                    if paste is None:
+                        writer.write(to_uint8(render.image))
+                    else:
+                        writer.write(head_layers(render, frame.clip_frame))
                     if progress:
                         progress(frame.index + 1, n)
             _readable(tmp)

@@ -1,35 +1,46 @@
-"""Paste-back: the rendered head crop composited into the clip's original full-size frames.
+"""Paste-back: the rendered head composited into the clip's original full-size frames.
 
 Where the source frames come from: the avatar dir does not hold full-size frames (only the crop's torso layers),
-so they are re-decoded from the source clip, the same way preprocessing decoded them (constant frame rate,
-display orientation; dataset frame i = source frame i). The clip is looked for, in order: the path given by the
-caller (`--source`), `AVATAR/source/<clip>` (where `instag adapt-from-clip` keeps a copy), and the path recorded
-in avatar.json provenance. Its sha256 must match the recorded one.
+so they are re-decoded from the source clip (instag.avatar.source_video: constant frame rate, dataset frame i =
+source frame i). The clip is looked for, in order: the path given by the caller (`--source`), `AVATAR/source/<clip>`
+(where `instag adapt-from-clip` keeps a copy), and the path recorded in avatar.json provenance. Its sha256 must
+match the recorded one.
 
-The frames replayed (the clip's training frames) are decoded once into an unlinked temporary file and read
-back by offset, so memory holds one full-size frame at a time however long the output is, and ping-pong
-replay needs no seeking in the compressed clip.
+Only the head is pasted, not the whole crop: everything else the avatar replays from the clip (background, torso)
+is the source's own picture at full resolution already. The crop box (x0, y0, side) in displayed source pixels
+may reach outside the frame (preprocessing padded it by edge replication); the render covers it at S² pixels.
+The head is the face and mouth branches (alpha α = 1 − (1 − α_face)(1 − α_mouth), premultiplied colour h), laid
+over the source frame s as s·(1 − w) + p with w = e·α and p = e·h, e a smoothstep ramp from 0 at the crop's edges
+to 1 `feather`·S inside (a head cut by the crop fades into the source instead of ending in a line). So the seam is
+the head's own soft outline, with the source's pixels on its far side: their colour and sharpness are the source's.
+Where the dub's jaw is higher than the clip's, the clip's chin shows below it (as a longer chin); the avatar's
+plate there (a background inpainted behind the head, edged by the torso layer) looked worse on demo2.
 
-The crop box (x0, y0, side) in source pixels may reach outside the frame (preprocessing padded it by edge
-replication); the render is scaled to side² and blended in with a feathered border (a smoothstep ramp
-`feather` × side wide inside the box edges); pixels outside the box stay the source's own.
+w and p are resampled (cubic) from render pixels onto the source pixels of the head's bounding box only,
+premultiplied so that no colour spreads where its weight is 0, converted to the source's YUV with its own colour
+matrix and blended into a copy of the decoded frame: pixels outside the head are the decoder's, bit for bit.
+Rotated sources are worked on in the coded orientation and the output carries the same rotation.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
+import torch
 
 from instag.avatar.bundle import Avatar
-from instag.data.video import iter_frames, probe, sha256_of
+from instag.avatar.source_video import SourceVideo
+from instag.data.video import sha256_of
 from instag.errors import InputError
+from instag.media.mp4 import PIXEL_FORMAT
+from instag.render.avatar import AvatarRender
 
-DEFAULT_FEATHER = 0.06
-
+DEFAULT_FEATHER = 0.06  # the ramp at the crop's edges, as a fraction of the render side
+HEAD_ALPHA = 1.0 / 255.0  # render alpha below which nothing is pasted
 
 def _recorded_source(avatar: Avatar) -> dict:
     return dict(avatar.meta.get("provenance", {}).get("source", {}) or {})
@@ -59,48 +70,52 @@ def find_source_clip(avatar: Avatar, override: str | Path | None = None) -> Path
                      f"at {recorded.get('path', '(not recorded)')}; pass --source CLIP")
 
 
-def feather_mask(side: int, feather: float) -> np.ndarray:
-    """[side, side, 1] float32 weights: 1 inside, a smoothstep ramp to 0 over `feather`·side at the edges."""
-    width = max(1.0, feather * side)
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def edge_ramp(side: int, width: float) -> np.ndarray:
+    """[side, side] float32 weights: 1 inside, a smoothstep ramp to 0 over `width` pixels at the edges."""
     d = np.minimum(np.arange(side), np.arange(side)[::-1]).astype(np.float32) + 0.5
-    ramp = np.clip(d / width, 0.0, 1.0)
-    ramp = ramp * ramp * (3.0 - 2.0 * ramp)
-    return (ramp[:, None] * ramp[None, :])[..., None]
+    ramp = _smoothstep(d / max(1.0, width))
+    return ramp[:, None] * ramp[None, :]
 
 
-class SourceFrames:
-    """The clip frames an avatar replays, decoded once at source resolution into an unlinked temporary file."""
+@dataclass
+class HeadLayers:
+    """One rendered frame as paste-back needs it."""
 
-    def __init__(self, clip: Path, fps: float, n_frames: int, tmp_dir: str | Path | None = None) -> None:
-        info = probe(clip, 0.0)
-        self.clip = clip
-        self.width, self.height = info.width, info.height
-        self._frame_bytes = self.width * self.height * 3
-        self._file = tempfile.TemporaryFile(dir=tmp_dir, prefix="instag-source-")
-        count = 0
-        for img in iter_frames(info, fps, n_frames):
-            self._file.write(np.ascontiguousarray(img).tobytes())
-            count += 1
-        self._file.flush()
-        if count < n_frames:
-            raise InputError(f"{clip}: yields {count} frames at {fps:g} fps, the avatar replays {n_frames}")
-        self.n_frames = count
+    head: np.ndarray  # [S, S, 4] float32 face ∪ mouth: premultiplied RGB and alpha, in [0, 1]
+    clip_frame: int  # source frame to paste into
 
-    def frame(self, i: int) -> np.ndarray:
-        """Source frame i, RGB [H, W, 3] uint8."""
-        if not 0 <= i < self.n_frames:
-            raise IndexError(f"source frame {i} of {self.n_frames}")
-        raw = os.pread(self._file.fileno(), self._frame_bytes, i * self._frame_bytes)
-        return np.frombuffer(raw, np.uint8).reshape(self.height, self.width, 3)
 
-    def close(self) -> None:
-        self._file.close()
+def head_layers(render: AvatarRender, clip_frame: int) -> HeadLayers:
+    """The head of a render, as `PasteBack.compose` takes it."""
+    face, mouth = render.face, render.mouth
+    rgb = face.image + (1.0 - face.alpha) * mouth.image
+    alpha = 1.0 - (1.0 - face.alpha) * (1.0 - mouth.alpha)
+    head = torch.cat([rgb, alpha], dim=-1).float().cpu().numpy()
+    return HeadLayers(np.ascontiguousarray(head), clip_frame)
+
+
+def coded_rect(rect: tuple[int, int, int, int], k: int, coded_w: int, coded_h: int) -> tuple[int, int, int, int]:
+    """Displayed (x0, y0, x1, y1) → the same pixels' rect in the coded frame, where displayed = rot90(coded, k)."""
+    x0, y0, x1, y1 = rect
+    if k == 1:
+        return coded_w - y1, x0, coded_w - y0, x1
+    if k == 2:
+        return coded_w - x1, coded_h - y1, coded_w - x0, coded_h - y0
+    if k == 3:
+        return y0, coded_h - x1, y1, coded_h - x0
+    return rect
 
 
 class PasteBack:
-    """Composite rendered crops into the avatar's source frames."""
+    """Composite rendered heads into the avatar's source frames (see the module doc)."""
 
-    def __init__(self, avatar: Avatar, source: SourceFrames, feather: float = DEFAULT_FEATHER) -> None:
+    def __init__(self, avatar: Avatar, source: SourceVideo, render_size: int,
+                 feather: float = DEFAULT_FEATHER) -> None:
         x0, y0, side = (int(v) for v in np.asarray(avatar.drive["crop_box"]).reshape(-1)[:3])
         if side <= 0:
             raise InputError(f"{avatar.path / 'drive.npz'}: crop box {[x0, y0, side]} is empty")
@@ -108,17 +123,13 @@ class PasteBack:
         if recorded.get("width") and (recorded["width"], recorded["height"]) != (source.width, source.height):
             raise InputError(f"{source.clip}: frames are {source.width}×{source.height}, the avatar was made from "
                              f"{recorded['width']}×{recorded['height']}")
-        self.source = source
-        self.x0, self.y0, self.side = x0, y0, side
-        self.mask = feather_mask(side, feather)
-        # The part of the box inside the frame, in frame and in box coordinates.
-        fx0, fy0 = max(0, x0), max(0, y0)
-        fx1, fy1 = min(source.width, x0 + side), min(source.height, y0 + side)
-        if fx1 <= fx0 or fy1 <= fy0:
+        if not (x0 < source.width and y0 < source.height and x0 + side > 0 and y0 + side > 0):
             raise InputError(f"{avatar.path}: crop box {[x0, y0, side]} lies outside the {source.width}×"
                              f"{source.height} source frames")
-        self.frame_box = (slice(fy0, fy1), slice(fx0, fx1))
-        self.crop_box = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
+        self.source = source
+        self.x0, self.y0, self.side = x0, y0, side
+        self.size = render_size
+        self.edges = edge_ramp(render_size, feather * render_size)[..., None]  # [S, S, 1]
 
     @property
     def width(self) -> int:
@@ -128,12 +139,77 @@ class PasteBack:
     def height(self) -> int:
         return self.source.height
 
-    def compose(self, render: np.ndarray, clip_frame: int) -> np.ndarray:
-        """render: RGB [S, S, 3] uint8 crop → source frame `clip_frame` with it pasted in, [H, W, 3] uint8."""
-        out = self.source.frame(clip_frame).copy()
-        interp = cv2.INTER_CUBIC if self.side > render.shape[0] else cv2.INTER_AREA
-        crop = cv2.resize(render, (self.side, self.side), interpolation=interp)[self.crop_box]
-        m = self.mask[self.crop_box]
-        region = out[self.frame_box].astype(np.float32)
-        out[self.frame_box] = np.clip(region + m * (crop.astype(np.float32) - region) + 0.5, 0, 255).astype(np.uint8)
-        return out
+    def _window(self, weight: np.ndarray) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
+        """Where weight [S, S] > HEAD_ALPHA: (render window (u0, v0, u1, v1) in render pixels, displayed source rect (x0, y0, x1, y1)
+        covering it, even-aligned and inside the frame); None if the mask is empty or off the frame."""
+        vs, us = np.nonzero(weight > HEAD_ALPHA)
+        if us.size == 0:
+            return None
+        pad = 2  # the cubic warp's support
+        u0, v0 = max(0, int(us.min()) - pad), max(0, int(vs.min()) - pad)
+        u1, v1 = min(self.size, int(us.max()) + 1 + pad), min(self.size, int(vs.max()) + 1 + pad)
+        scale = self.side / self.size
+        rx0, ry0 = int(np.floor(self.x0 + u0 * scale)), int(np.floor(self.y0 + v0 * scale))
+        rx1, ry1 = int(np.ceil(self.x0 + u1 * scale)), int(np.ceil(self.y0 + v1 * scale))
+        rx0, ry0 = max(0, rx0 - rx0 % 2), max(0, ry0 - ry0 % 2)
+        rx1, ry1 = min(self.width, rx1 + rx1 % 2), min(self.height, ry1 + ry1 % 2)
+        if rx1 <= rx0 or ry1 <= ry0:
+            return None
+        return (u0, v0, u1, v1), (rx0, ry0, rx1, ry1)
+
+    def compose(self, layers: HeadLayers) -> np.ndarray:
+        """The source frame `layers.clip_frame` with the head pasted in: YUV 4:2:0 planes [H·3/2, W] uint8 of
+        the coded frame (what `SourceVideo.frame` gives and `Mp4Writer` takes)."""
+        src = self.source
+        planes = src.frame(layers.clip_frame).copy()
+        weighted = layers.head * self.edges  # p and w
+        found = self._window(weighted[..., 3])
+        if found is None:
+            return planes
+        (u0, v0, u1, v1), rect = found
+        wp = self._warp(weighted[v0:v1, u0:u1], (u0, v0), rect)
+        weight = np.clip(wp[..., 3], 0.0, 1.0)
+        layer = wp[..., :3] / np.maximum(weight, HEAD_ALPHA)[..., None]
+        self._blend(planes, rect, (np.clip(layer, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), weight)
+        return planes
+
+    def _warp(self, layer: np.ndarray, origin: tuple[int, int], rect: tuple[int, int, int, int]) -> np.ndarray:
+        """Render-window layer [h, w, C] (its pixel (0, 0) at render pixel `origin`) resampled onto the displayed
+        source pixels of `rect`: [H, W, C], 0 outside the window."""
+        rx0, ry0, rx1, ry1 = rect
+        s = self.size / self.side
+        # source pixel centre (x + rx0 + ½) lies at render coordinate (x + rx0 − x0 + ½)·s − ½
+        to_window = np.array([[s, 0, (rx0 - self.x0 + 0.5) * s - 0.5 - origin[0]],
+                              [0, s, (ry0 - self.y0 + 0.5) * s - 0.5 - origin[1]]])
+        return cv2.warpAffine(layer, to_window, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def _blend(self, planes: np.ndarray, rect: tuple[int, int, int, int], layer: np.ndarray,
+               weight: np.ndarray) -> None:
+        """planes ← planes + weight·(layer − planes) over the displayed `rect`: layer RGB [h, w, 3] uint8, weight
+        [h, w] float32 in [0, 1]."""
+        src = self.source
+        k = src.rotation_deg // 90
+        rgb = np.ascontiguousarray(np.rot90(layer, -k))  # to the coded orientation
+        weight = np.ascontiguousarray(np.rot90(weight, -k))
+        h, w = rgb.shape[:2]
+        new = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format=PIXEL_FORMAT, dst_colorspace=src.colour.colorspace,
+            dst_color_range=src.colour.color_range).to_ndarray().ravel()
+        half = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        cx0, cy0, cx1, cy1 = coded_rect(rect, k, src.coded_width, src.coded_height)
+        y, u, v = yuv_planes(planes, src.coded_width, src.coded_height)
+        luma, chroma = (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
+        n_y, n_c = h * w, h * w // 4
+        for plane, sl, values, wt in ((y, luma, new[:n_y].reshape(h, w), weight),
+                                      (u, chroma, new[n_y: n_y + n_c].reshape(h // 2, w // 2), half),
+                                      (v, chroma, new[n_y + n_c:].reshape(h // 2, w // 2), half)):
+            plane[sl] = cv2.blendLinear(values, plane[sl], wt, 1.0 - wt)
+
+
+def yuv_planes(planes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of Y [H, W], U and V [H/2, W/2] in YUV 4:2:0 planes [H·3/2, W]."""
+    y = planes[:height]
+    u = planes[height: height + height // 4].reshape(height // 2, width // 2)
+    v = planes[height + height // 4:].reshape(height // 2, width // 2)
+    return y, u, v

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -73,17 +74,18 @@ def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, dev
             "device": str(dev), "torch_threads": torch.get_num_threads()}
 
 
-def _dub_in_child(avatar: Path, audio: Path, out: Path, threads: int, device: str) -> dict[str, Any]:
+def _dub_in_child(avatar: Path, audio: Path, out: Path, threads: int, device: str,
+                  paste_back: bool) -> dict[str, Any]:
     code = ("import json, sys; from instag.bench.render import dub_once; "
             "print(json.dumps(dub_once(*sys.argv[1:])))")
-    proc = subprocess.run([sys.executable, "-c", code, str(avatar), str(audio), str(out), str(threads), device],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, str(avatar), str(audio), str(out), str(threads), device,
+                           "1" if paste_back else "0"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"bench render: the dubbing job failed:\n{proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def dub_once(avatar: str, audio: str, out: str, threads: str, device: str) -> dict[str, Any]:
+def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste_back: str = "0") -> dict[str, Any]:
     """One dubbing job in this process; its wall time, stage times and this process's peak RSS."""
     from instag.avatar.bundle import load_avatar
     from instag.avatar.dubbing import DubJob, RenderOptions, avatar_device, run_jobs
@@ -92,7 +94,7 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str) -> di
     av = load_avatar(avatar)
     dev = avatar_device(av, device)
     load_s = time.perf_counter() - t0
-    [r] = run_jobs(av, [DubJob(Path(audio), Path(out))], RenderOptions(threads=int(threads), force=True), dev)
+    [r] = run_jobs(av, [DubJob(Path(audio), Path(out), paste_back == "1")], RenderOptions(threads=int(threads), force=True), dev)
     if r.status != "done":
         raise RuntimeError(r.reason)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -103,7 +105,7 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str) -> di
 
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s: float = 10.0, runs: int = 50,
-        threads: int = 0, device: str = "auto",
+        threads: int = 0, device: str = "auto", paste_back: bool = False,
         progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from instag.media.audio import FEATURE_RATE, decode_audio
 
@@ -115,6 +117,8 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
         mono = speech_like(seconds)
     doc = header("render")
     doc["avatar"] = str(avatar)
+    doc["paste_back"] = paste_back
+    doc["load_average_1_5_15"] = list(os.getloadavg())  # other work on the machine during the run
     doc["audio"] = str(audio) if audio else f"synthetic speech-like {seconds:g} s"
     doc["model"] = model_fps(avatar, mono, runs, threads, device)
     if progress:
@@ -124,7 +128,7 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
         for name, secs in (("short", short_s), ("long", seconds)):
             wav = Path(tmp) / f"{name}.wav"
             soundfile.write(wav, mono[: int(secs * FEATURE_RATE)], FEATURE_RATE, subtype="PCM_16")
-            cases[name] = _dub_in_child(avatar, wav, Path(tmp) / f"{name}.mp4", threads, device)
+            cases[name] = _dub_in_child(avatar, wav, Path(tmp) / f"{name}.mp4", threads, device, paste_back)
             if progress:
                 progress(name, cases[name])
     doc["end_to_end"] = cases

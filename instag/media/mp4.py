@@ -2,7 +2,9 @@
 
 Frames are handed to a background thread that converts, encodes and muxes them while the caller renders the
 next one (PyAV releases the GIL while encoding). The queue between them is short, so memory does not grow with
-the video's length. Audio is encoded alongside, up to the time of each video frame, so the two streams stay
+the video's length. A caller whose frames need more work than a colour conversion (paste-back's compositing)
+passes `prepare`: it turns each queued item into YUV 4:2:0 planes in that thread, beside the encoder, so the
+three stages (render, prepare, encode) overlap. Audio is encoded alongside, up to the time of each video frame, so the two streams stay
 interleaved in the file. The caller writes to a temporary path (instag.atomic) and renames when `close` returns.
 """
 
@@ -10,8 +12,11 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -19,6 +24,7 @@ import numpy as np
 from instag.errors import InstagError
 
 QUEUE_FRAMES = 4
+PIXEL_FORMAT = "yuv420p"
 AUDIO_CHUNK = 4096  # samples per AAC input frame we hand to PyAV (it re-chunks to the codec's frame size)
 
 
@@ -34,28 +40,52 @@ def is_finished_mp4(path: Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Colour:
+    """How a video's YUV maps to RGB (ffmpeg's enum values): a source's, carried into the output's stream tags."""
+
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+
+
 class EncodeError(InstagError):
     """The encoder or muxer failed (disk full, codec refused the parameters)."""
+
+
+Prepare = Callable[[Any], np.ndarray]  # queued item → YUV 4:2:0 planes [H·3/2, W] uint8
 
 
 class Mp4Writer:
     """`write(frame)` RGB frames [H, W, 3] uint8 in order, then `close()`; `audio` [C, N] float32 is muxed in.
 
     Odd frame sizes are padded by one edge row/column (yuv420p needs even sizes); `width`/`height` are the
-    sizes actually encoded.
+    sizes actually encoded. With `prepare`, `write` takes whatever `prepare` turns into planes of that size.
+    `rotation_deg` (counter-clockwise) and `colour` are written as the video stream's display matrix and colour
+    tags, so a player shows the frames as it shows the source they came from.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, audio: np.ndarray | None,
-                 sample_rate: int, crf: int = 18, preset: str = "veryfast", threads: int = 0) -> None:
+                 sample_rate: int, crf: int = 18, preset: str = "veryfast", threads: int = 0,
+                 prepare: Prepare | None = None, rotation_deg: int = 0, colour: Colour | None = None) -> None:
         self.path = Path(path)
         self.width, self.height = width + width % 2, height + height % 2
         self.fps = Fraction(fps).limit_denominator(1001)
+        self._prepare = prepare
+        self._colour = colour
         self._container = av.open(str(self.path), mode="w", format="mp4",
                                   options={"movflags": "+faststart"})
         vs = self._container.add_stream("libx264", rate=self.fps)
-        vs.width, vs.height, vs.pix_fmt = self.width, self.height, "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = self.width, self.height, PIXEL_FORMAT
         vs.options = {"crf": str(int(crf)), "preset": preset}
         vs.codec_context.time_base = 1 / self.fps
+        if colour is not None:
+            cc = vs.codec_context
+            cc.colorspace, cc.color_range = colour.colorspace, colour.color_range
+            cc.color_primaries, cc.color_trc = colour.color_primaries, colour.color_trc
+        if rotation_deg % 360:
+            vs.set_display_rotation(rotation_deg)
         if threads:
             vs.codec_context.thread_count = threads
         self._video = vs
@@ -69,7 +99,7 @@ class Mp4Writer:
             self._audio = self._container.add_stream("aac", rate=sample_rate,
                                                      layout="mono" if audio.shape[0] == 1 else "stereo")
         self._n = 0
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUE_FRAMES)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mp4-writer", daemon=True)
         self._thread.start()
@@ -78,10 +108,14 @@ class Mp4Writer:
     def frames_written(self) -> int:
         return self._n
 
-    def write(self, frame: np.ndarray) -> None:
-        """Queue one RGB frame [H, W, 3] uint8 (blocks while the encoder is behind)."""
+    def write(self, frame: Any) -> None:
+        """Queue one RGB frame [H, W, 3] uint8, or one item for `prepare` (blocks while the encoder is behind)."""
         if self._error is not None:
             raise EncodeError(f"{self.path}: encoding failed ({self._error})") from self._error
+        if self._prepare is not None:
+            self._queue.put(frame)
+            self._n += 1
+            return
         h, w = frame.shape[:2]
         if (h + h % 2, w + w % 2) != (self.height, self.width) or frame.dtype != np.uint8:
             raise ValueError(f"frame is {frame.shape} {frame.dtype}, the video is {self.height}×{self.width} uint8")
@@ -109,10 +143,10 @@ class Mp4Writer:
         i = 0
         try:
             while True:
-                img = self._queue.get()
-                if img is None:
+                item = self._queue.get()
+                if item is None:
                     break
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame = self._frame(item)
                 frame.pts = i
                 frame.time_base = 1 / self.fps
                 self._container.mux(self._video.encode(frame))
@@ -130,6 +164,18 @@ class Mp4Writer:
                         break
                 except queue.Empty:
                     break
+
+    def _frame(self, item: Any) -> av.VideoFrame:
+        if self._prepare is None:
+            return av.VideoFrame.from_ndarray(item, format="rgb24")
+        planes = self._prepare(item)
+        if planes.shape != (self.height * 3 // 2, self.width) or planes.dtype != np.uint8:
+            raise ValueError(f"prepared planes are {planes.shape} {planes.dtype}, the video needs "
+                             f"{(self.height * 3 // 2, self.width)} uint8")
+        frame = av.VideoFrame.from_ndarray(planes, format=PIXEL_FORMAT)
+        if self._colour is not None:
+            frame.colorspace, frame.color_range = self._colour.colorspace, self._colour.color_range
+        return frame
 
     def close(self) -> None:
         """Flush the encoders and finish the file; `EncodeError` if anything failed."""

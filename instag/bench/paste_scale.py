@@ -1,0 +1,91 @@
+"""At which scale to render the head for paste-back: the face crop of held-out frames, rendered at the avatar's
+size and upscaled to the size its crop has in the source, against rendered at the source's scale directly (and any
+sizes between), scored against the source's own full-resolution pixels.
+
+Every arm draws the head over the same background (the avatar's plate with the frame's own torso, upscaled to
+the source's scale), so the figures differ only by the head; the face crop is the tracked landmarks' box (as
+`instag eval`), at the source's scale. Sharpness is the face crop's mean absolute Laplacian over the source's: 1
+is as sharp as the video around it, below 1 softer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from instag.avatar.bundle import load_avatar
+from instag.data.dataset import load_dataset
+from instag.data.video import iter_frames, probe
+from instag.errors import InputError
+from instag.eval import metrics as M
+from instag.motion.audio import frame_audio_windows
+from instag.render.avatar import FrameCondition, expression_matrix
+from instag.render.plate import paste_torso
+
+
+def _sharpness(img: np.ndarray) -> float:
+    """Mean absolute Laplacian of the grey image [H, W, 3] uint8."""
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+
+def source_crop(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The side² crop at (x0, y0) of frame [H, W, 3], edge-padded where it reaches outside (as preprocessing)."""
+    h, w = frame.shape[:2]
+    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
+    padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else frame
+    return padded[y0 + pad: y0 + pad + side, x0 + pad: x0 + pad + side]
+
+
+def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
+                   sizes: tuple[int, ...] | None = None, split: str = "test") -> dict[str, Any]:
+    """PSNR / SSIM / sharpness of the face crop per render size (default: the avatar's and the crop's side in
+    the source), means over `n_frames` frames spread evenly over the dataset's split (held-out: test)."""
+    av = load_avatar(avatar)
+    ds = load_dataset(dataset)
+    box = ds.meta["crop_box"]
+    x0, y0, side = int(box["x0"]), int(box["y0"]), int(box["side"])
+    sizes = tuple(sizes or sorted({av.size, side}))
+    test = np.asarray(ds.test_indices if split == "test" else ds.train_indices)
+    if test.size == 0:
+        raise InputError(f"{ds.path}: no {split} frames (preprocess with --test-from to hold frames out)")
+    picks = sorted({int(v) for v in test[np.linspace(0, test.size - 1, min(n_frames, test.size)).round().astype(int)]})
+    kind = av.meta["audio_feature"]
+    features = torch.from_numpy(np.array(ds.audio_features(kind), dtype=np.float32))
+    tracks = ds.tracks
+    expr = torch.from_numpy(expression_matrix(tracks, av.cfg.expression_dim))
+    viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))
+    K = torch.from_numpy(ds.intrinsics.astype(np.float32))
+    torso_id = int(ds.meta["labels"]["neck_torso"])
+    clip = probe(ds.meta["source"]["path"], 0.0)
+    sums = {s: {"psnr": 0.0, "ssim": 0.0, "sharpness": 0.0} for s in sizes}
+    wanted = set(picks)
+    for t, frame in enumerate(iter_frames(clip, ds.fps, picks[-1] + 1)):
+        if t not in wanted:
+            continue
+        gt = source_crop(frame, x0, y0, side)
+        face = M.face_box(tracks["landmarks"][t] * (side / ds.size), side)
+        gt_face = M.crop(gt, face)
+        plate = cv2.resize(paste_torso(av.plate, ds.frame(t), ds.label(t), torso_id), (side, side),
+                           interpolation=cv2.INTER_CUBIC)
+        for s in sizes:
+            k = K.clone()
+            k[:2] *= s / ds.size
+            background = cv2.resize(plate, (s, s), interpolation=cv2.INTER_AREA) if s != side else plate
+            cond = FrameCondition(audio_windows=frame_audio_windows(features, t, av.cfg.audio), expression=expr[t],
+                                  viewmat=viewmats[t], K=k, width=s, height=s,
+                                  background=torch.from_numpy(background).float() / 255.0)
+            img = (av.render(cond).image.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+            if s != side:
+                img = cv2.resize(img, (side, side), interpolation=cv2.INTER_CUBIC)
+            pred = M.crop(img, face)
+            sums[s]["psnr"] += M.psnr(pred, gt_face)
+            sums[s]["ssim"] += M.ssim(pred, gt_face)
+            sums[s]["sharpness"] += _sharpness(pred) / max(_sharpness(gt_face), 1e-6)
+    n = len(picks)
+    return {"avatar": str(avatar), "dataset": str(dataset), "split": split, "crop_side_px": side, "avatar_size": av.size,
+            "frames": picks, "per_render_size": {str(s): {k: v / n for k, v in m.items()} for s, m in sums.items()}}
