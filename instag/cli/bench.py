@@ -103,7 +103,7 @@ def geometry(
 
 @app.command("train")
 def train(
-    recipe: Path = typer.Option(Path("adapt_quick_cpu"), "--recipe", help="Adaptation recipe to time (a path or a shipped name)."),
+    recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe to time."),
     runs: int = typer.Option(10, "--runs", help="Timed iterations per size (medians)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
@@ -173,54 +173,24 @@ def render(
 @app.command("preview")
 def preview(
     avatar: Path = typer.Argument(..., help="Avatar dir to serve."),
-    audio: Path | None = typer.Option(None, "--audio", help="Audio to play, or with --live the speech the "
-                                      "microphone hears (default: a synthetic speech-like signal)."),
-    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of playback (--live: of microphone) measured."),
-    live: bool = typer.Option(False, "--live", help="Measure the microphone mode in a headless Chromium whose "
-                              "microphone plays the audio, with pauses put in: voice-to-lips latency, frames/s, "
-                              "the mouth in silence."),
+    audio: Path | None = typer.Option(None, "--audio", help="Audio to play (default: a synthetic speech-like signal)."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of playback measured."),
     size: int | None = typer.Option(None, "--size", help="Frame side (default: 256 on CPU, the avatar's on a GPU)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Frames rendered at once."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
-    """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response; with
-    --live, voice-to-lips latency of the microphone mode."""
+    """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response."""
+    from instag.bench import preview as bench_preview
+
     con = Console()
+    doc = bench_preview.run(avatar, audio, seconds, size, device, threads, workers)
+    p = doc["play"]
 
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.0f}"
 
-    if live:
-        from instag.bench import preview_live
-
-        doc = preview_live.run(avatar, audio, seconds, size, device, threads, workers)
-        lv = doc["live"]
-        table = Table(title=f"preview --live {avatar} ({doc['size']}, {doc['device']}, {doc['workers']} worker(s) × "
-                            f"{doc['torch_threads']} thread(s), {lv['captured_s']:.1f} s heard, {lv['onsets']} "
-                            f"onsets; {doc['uptime_before']})")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        rows = [("live frames/s drawn", f"{lv['fps_drawn']:.1f}"), ("frames skipped", str(lv["frames_skipped"])),
-                ("features + render ms/frame (median)", f"{ms(lv['feature_ms_median'])} + "
-                 f"{ms(lv['render_ms_median'] - (lv['feature_ms_median'] or 0))}")]
-        for q, lat in lv["latency_ms"].items():
-            rows.append((f"voice → lips {float(q):.0%} open, ms (median / p95; missed)",
-                         f"{ms(lat['median'])} / {ms(lat['p95'])}; {lat['missed']}"))
-        rows.append(("silence: opening on the 0–1 scale (median / p95)",
-                     f"{lv['silence']['scaled_opening_median']:.2f} / {lv['silence']['scaled_opening_p95']:.2f}"
-                     if lv["silence"]["frames"] else "–"))
-        for name, value in rows:
-            table.add_row(name, value)
-        con.print(table)
-        _save(doc, json_path, con)
-        return
-
-    from instag.bench import preview as bench_preview
-
-    doc = bench_preview.run(avatar, audio, seconds, size, device, threads, workers)
-    p = doc["play"]
     table = Table(title=f"preview {avatar} ({doc['size']}, {doc['device']}, {doc['n_gaussians']} Gaussians, "
                         f"{doc['workers']} worker(s) × {doc['torch_threads']} thread(s), "
                         f"{p['audio_s']:.1f} s of audio)")
@@ -249,7 +219,7 @@ def umf_ablation(
     cases: list[str] = typer.Argument(..., help="CLIP@SECONDS: a clip of a person outside the UMF's corpus; frames "
                                       "from SECONDS on are the test split."),
     umf: Path | None = typer.Option(None, "--umf", help="The pre-trained UMF to test (default: the shipped one)."),
-    recipe: Path = typer.Option(Path("adapt_quick_cpu"), "--recipe", help="Adaptation recipe of both arms (a path or a shipped name)."),
+    recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe of both arms."),
     work: Path = typer.Option(..., "--work", help="Datasets and avatars (reused when they match, so a stopped "
                               "ablation continues)."),
     size: int = typer.Option(256, "--size", help="Frame side."),
