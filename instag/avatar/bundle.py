@@ -146,9 +146,11 @@ def load_avatar(path: str | Path) -> Avatar:
     where = path / "avatar.json"
     _check_meta(meta, where)
     try:
-        cfg = from_dict(ModelConfig, meta["recipe"]["model"], where=f"{where}: recipe.model")
-    except (KeyError, TypeError) as exc:
+        # Avatars written before the loss weights moved to the recipe's own `loss` carry them in the model.
+        model = {k: v for k, v in meta["recipe"]["model"].items() if k != "loss"}
+    except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{where}: no recipe.model") from exc
+    cfg = from_dict(ModelConfig, model, where=f"{where}: recipe.model")
     model_path = path / "model.safetensors"
     tensors = _load_tensors(model_path)
     face = _gaussians(tensors, "face", model_path)

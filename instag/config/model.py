@@ -105,20 +105,6 @@ class HookConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    lambda_dssim: float = 0.2
-    ssim_window: int = 11
-    ssim_sigma: float = 1.5
-    lambda_depth: float = 1e-2
-    lambda_normal: float = 1e-3
-    lambda_contrast: float = 1.0
-    lambda_motion: float = 1e-4  # keeps deformations small where no pixel asks for them
-    lambda_aligner: float = 1e-3  # keeps the aligner near the identity it starts from
-    lambda_anisotropy: float = 1e-3
-    max_anisotropy: float = 10.0  # largest / smallest axis allowed before the regulariser bites
-
-
-@dataclass(frozen=True)
 class GaussianLRConfig:
     """Adam learning rates of the Gaussian parameters (3DGS values; means are scaled by the scene extent)."""
 
@@ -158,7 +144,6 @@ class ModelConfig:
     personalized: MotionFieldConfig = field(default_factory=_personalized_default)
     aligner: AlignerConfig = field(default_factory=AlignerConfig)
     hook: HookConfig = field(default_factory=HookConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     backend: str = "auto"  # kernel backend for the hash grids and the rasterizer
 

@@ -39,9 +39,19 @@ class DensifyConfig:
 
 
 @dataclass(frozen=True)
-class TrainLossConfig:
-    """Loss weights the trainer adds on top of `ModelConfig.loss`."""
+class LossConfig:
+    """Every loss weight of training (`instag.train.step`), in the recipe's `loss` section."""
 
+    lambda_dssim: float = 0.2  # photometric: (1 − λ) L1 + λ D-SSIM
+    ssim_window: int = 11
+    ssim_sigma: float = 1.5
+    lambda_depth: float = 1e-2  # geometry prior: scale-invariant depth
+    lambda_normal: float = 1e-3  # geometry prior: normal cosine
+    lambda_contrast: float = 1.0  # pre-training's negative contrast between identities' residual motion
+    lambda_motion: float = 1e-4  # keeps deformations small where no pixel asks for them
+    lambda_aligner: float = 1e-3  # keeps the aligner near the identity it starts from
+    lambda_anisotropy: float = 1e-3
+    max_anisotropy: float = 10.0  # largest / smallest axis allowed before the regulariser bites
     lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
     lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
     # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`), a direct
@@ -141,7 +151,7 @@ class AdaptRecipe:
     init: InitConfig = field(default_factory=InitConfig)
     stages: AdaptStages = field(default_factory=AdaptStages)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
-    loss: TrainLossConfig = field(default_factory=TrainLossConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     lr: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -160,7 +170,7 @@ class PretrainRecipe:
     stages: PretrainStages = field(default_factory=PretrainStages)
     lips: LipStageConfig = field(default_factory=LipStageConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
-    loss: TrainLossConfig = field(default_factory=TrainLossConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     lr: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

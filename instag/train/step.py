@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from instag.config.model import LossConfig, ModelConfig
+from instag.config.model import ModelConfig
 from instag.gaussians.field import GaussianField, Region
 from instag.motion.fields import PersonalizedField
 from instag.motion.model import MotionModel
 from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
 from instag.train import losses as L
 from instag.train.frames import FrameTarget, IdentityFrames
-from instag.train.recipe import TrainLossConfig
+from instag.train.recipe import LossConfig
 from instag.train.schedules import Stage
 
 
@@ -37,7 +37,7 @@ def frame_loss(
     t: int,
     stage: Stage,
     cfg: ModelConfig,
-    tl: TrainLossConfig,
+    tl: LossConfig,
     others: list[PersonalizedField],
     gen: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float], AvatarRender]:
@@ -55,25 +55,24 @@ def frame_loss(
         out.face.raster.means2d.retain_grad()
     if out.mouth.raster.means2d.requires_grad:
         out.mouth.raster.means2d.retain_grad()
-    terms = photometric_terms(out, gt, stage, cfg.loss, tl)
-    terms |= geometry_terms(out, gt, frames, stage, cfg.loss, tl)
+    terms = photometric_terms(out, gt, stage, tl)
+    terms |= geometry_terms(out, gt, frames, stage, tl)
     terms |= lip_terms(identity, motion, out, cond, t, stage, cfg, tl, gen, lips)
-    terms |= regularisers(identity, out, stage, cfg.loss)
-    terms |= contrast_terms(identity, out, stage, cfg.loss, others)
+    terms |= regularisers(identity, out, stage, tl)
+    terms |= contrast_terms(identity, out, stage, tl, others)
     total = sum(terms.values())
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["loss"] = float(total.detach())
     return total, logged, out
 
 
-def photometric_terms(out: AvatarRender, gt: FrameTarget, stage: Stage, lc: LossConfig,
-                      tl: TrainLossConfig) -> dict[str, Tensor]:
+def photometric_terms(out: AvatarRender, gt: FrameTarget, stage: Stage, tl: LossConfig) -> dict[str, Tensor]:
     """(1 − λ) L1 + λ D-SSIM over the stage's region (the mouth's own weighted term with it), and the head's
     silhouette against the face branch's alpha."""
     # One L1 map and one SSIM map serve every masked term, without recomputing the SSIM convolutions per mask.
     l1_map = (out.image - gt.image).abs()
-    dssim = (1.0 - L.ssim_map(out.image, gt.image, lc.ssim_window, lc.ssim_sigma)) / 2.0
-    photo_map = (1.0 - lc.lambda_dssim) * l1_map + lc.lambda_dssim * dssim  # [H, W, 3]
+    dssim = (1.0 - L.ssim_map(out.image, gt.image, tl.ssim_window, tl.ssim_sigma)) / 2.0
+    photo_map = (1.0 - tl.lambda_dssim) * l1_map + tl.lambda_dssim * dssim  # [H, W, 3]
 
     def photo(mask: Tensor | None) -> Tensor:
         if mask is None:
@@ -95,13 +94,13 @@ def photometric_terms(out: AvatarRender, gt: FrameTarget, stage: Stage, lc: Loss
     return terms
 
 
-def geometry_terms(out: AvatarRender, gt: FrameTarget, frames: IdentityFrames, stage: Stage, lc: LossConfig,
-                   tl: TrainLossConfig) -> dict[str, Tensor]:
+def geometry_terms(out: AvatarRender, gt: FrameTarget, frames: IdentityFrames, stage: Stage,
+                   tl: LossConfig) -> dict[str, Tensor]:
     """The depth and normal priors on the face, and the lips' depth offset, in stages with the geometry prior."""
     if not (stage.geometry and out.depth is not None):
         return {}
-    terms = {"depth": lc.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face),
-             "normal": lc.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)}
+    terms = {"depth": tl.lambda_depth * L.scale_invariant_depth_loss(out.depth, gt.depth, gt.face),
+             "normal": tl.lambda_normal * L.normal_cosine_loss(out.normal, gt.normal, gt.face)}
     if tl.lambda_depth_offset > 0:
         terms["depth_offset"] = tl.lambda_depth_offset * L.depth_offset_loss(
             out.depth, gt.depth, gt.face, L.lip_width(frames.lip_vertices))
@@ -109,7 +108,7 @@ def geometry_terms(out: AvatarRender, gt: FrameTarget, frames: IdentityFrames, s
 
 
 def lip_terms(identity: Identity, motion: MotionModel, out: AvatarRender, cond: FrameCondition, t: int, stage: Stage,
-              cfg: ModelConfig, tl: TrainLossConfig, gen: torch.Generator | None, lips: bool) -> dict[str, Tensor]:
+              cfg: ModelConfig, tl: LossConfig, gen: torch.Generator | None, lips: bool) -> dict[str, Tensor]:
     """The moved lip vertices against the tracked landmarks (`lips`: the render probed them), the lip Gaussians'
     depth against the mesh's, and the articulation head's lip shape against the tracked one."""
     frames, m = identity.frames, out.motion
@@ -128,20 +127,20 @@ def lip_terms(identity: Identity, motion: MotionModel, out: AvatarRender, cond: 
     return terms
 
 
-def regularisers(identity: Identity, out: AvatarRender, stage: Stage, lc: LossConfig) -> dict[str, Tensor]:
+def regularisers(identity: Identity, out: AvatarRender, stage: Stage, tl: LossConfig) -> dict[str, Tensor]:
     """Small motion, bounded anisotropy and (with the aligner training) a near-identity aligner."""
     if stage.colors_only:
         return {}
     m = out.motion
-    terms = {"reg_motion": lc.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means),
-             "reg_aniso": lc.lambda_anisotropy * L.anisotropy_regulariser(
-                 torch.cat([identity.face.log_scales, identity.mouth.log_scales]), lc.max_anisotropy)}
+    terms = {"reg_motion": tl.lambda_motion * L.motion_regulariser(m.face.d_means, m.mouth_d_means),
+             "reg_aniso": tl.lambda_anisotropy * L.anisotropy_regulariser(
+                 torch.cat([identity.face.log_scales, identity.mouth.log_scales]), tl.max_anisotropy)}
     if stage.aligner and m.aligner_offsets is not None:
-        terms["reg_aligner"] = lc.lambda_aligner * L.aligner_regulariser(m.aligner_offsets, m.aligner_scales)
+        terms["reg_aligner"] = tl.lambda_aligner * L.aligner_regulariser(m.aligner_offsets, m.aligner_scales)
     return terms
 
 
-def contrast_terms(identity: Identity, out: AvatarRender, stage: Stage, lc: LossConfig,
+def contrast_terms(identity: Identity, out: AvatarRender, stage: Stage, tl: LossConfig,
                    others: list[PersonalizedField]) -> dict[str, Tensor]:
     """Pre-training's negative contrast: this identity's residual motion pushed away from the other identities'
     residual fields at the same points and conditions."""
@@ -153,13 +152,13 @@ def contrast_terms(identity: Identity, out: AvatarRender, stage: Stage, lc: Loss
         face_xyz, mouth_xyz = identity.face.means.detach(), identity.mouth.means.detach()
         other_face = torch.stack([p.face_motion(face_xyz, code, expr).d_means for p in others])
         other_mouth = torch.stack([p.mouth_motion(mouth_xyz, code, hook) for p in others])
-    return {"contrast": lc.lambda_contrast * (
+    return {"contrast": tl.lambda_contrast * (
         L.negative_contrast_loss(m.residual_face_d_means, other_face)
         + L.negative_contrast_loss(m.residual_mouth_d_means, other_mouth))}
 
 
 def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFrames, t: int, cfg: ModelConfig,
-                      tl: TrainLossConfig, gen: torch.Generator | None) -> Tensor:
+                      tl: LossConfig, gen: torch.Generator | None) -> Tensor:
     """Mean squared error of the UMF's predicted lip shape (`predicted` [C]: frame `t`'s, from the render's
     motion) on frame `t` and `tl.articulation_batch` training frames drawn with `gen`, against the tracked one."""
     ts = [t]

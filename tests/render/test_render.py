@@ -5,6 +5,7 @@ from instag.config.model import GaussianConfig
 from instag.gaussians import GaussianField, Region
 from instag.motion import MotionModel, build_personalized
 from instag.render import FrameCondition, gaussian_normals, render_avatar
+from instag.train.recipe import LossConfig
 
 SIZE = 32
 
@@ -132,7 +133,7 @@ def test_a_few_steps_fit_the_target_better(cfg):
     losses = []
     for _ in range(15):
         out = render_avatar(face, mouth, motion, cond, backend=cfg.backend)
-        loss = photometric_loss(out.image, target, None, cfg.loss.lambda_dssim)
+        loss = photometric_loss(out.image, target, None, LossConfig().lambda_dssim)
         gaussians.zero_grad()
         nets.zero_grad()
         loss.backward()

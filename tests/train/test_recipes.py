@@ -20,7 +20,7 @@ def test_shipped_recipes_load():
     assert quick.model.umf.triplane.log2_table_size < 17 and quick.stages.total < paper.stages.total
     assert [s.name for s in adapt_stages(paper.stages)] == ["warmup", "align", "fuse"]
     assert [s.name for s in pretrain_stages(pre.stages)] == ["face", "mouth", "joint"]
-    assert pre.model.loss.lambda_contrast == 1.0
+    assert pre.loss.lambda_contrast == 1.0 and pre.loss.lambda_depth == 1e-2
 
 
 def test_stage_flags():
