@@ -20,13 +20,14 @@
     received: 0, receivedPlay: 0, receivedIdle: 0, drawn: 0,
     shownIndex: -1, shownMode: null, shownRev: -1, clockIndex: -1, audioTime: 0,
     renderFps: 0, renderMs: null, latencyMs: null, maxSyncError: 0, lastError: null,
-    view: null, cam: null, live: false, liveFrames: 0, liveVoiced: null, heardSamples: 0,
+    view: null, cam: null, rev: 0, live: false, liveFrames: 0, liveVoiced: null, heardSamples: 0,
     // The bench sets record = true: every captured chunk [samples after it, capture ms, PCM] and every live
     // frame drawn {i, end, voiced, drawn ms, jpeg} are kept in memory for it to read.
     record: false, recChunks: [], recFrames: [],
   });
   const cam = (S.cam = { yaw: 0, pitch: 0, zoom: 1 });
-  let rev = 0;
+  let rev = 0; // bumped on every camera change
+  const bump = () => { S.rev = ++rev; };
   let epoch = 0;
   let clip = null;
   let playing = false;
@@ -219,7 +220,7 @@
     cam.yaw = bound(cam.yaw + (e.clientX - drag.x) * 0.01, S.view.yaw_deg);
     cam.pitch = bound(cam.pitch + (e.clientY - drag.y) * 0.01, S.view.pitch_deg);
     drag = { x: e.clientX, y: e.clientY };
-    rev++;
+    bump();
     sendSoon();
   });
   // Released, the view eases back to the front.
@@ -230,7 +231,7 @@
       const k = Math.exp(-(now - last) / EASE_MS);
       cam.yaw *= k; cam.pitch *= k;
       if (Math.abs(cam.yaw) < 0.002 && Math.abs(cam.pitch) < 0.002) { cam.yaw = 0; cam.pitch = 0; easing = false; }
-      rev++;
+      bump();
       send();
       if (easing) easeBack(now);
     });
@@ -245,10 +246,10 @@
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
     cam.zoom = Math.max(0.5, Math.min(4, cam.zoom * Math.exp(-e.deltaY * 0.0015)));
-    rev++;
+    bump();
     sendSoon();
   }, { passive: false });
-  $("reset").addEventListener("click", () => { cam.yaw = 0; cam.pitch = 0; cam.zoom = 1; rev++; send(); });
+  $("reset").addEventListener("click", () => { cam.yaw = 0; cam.pitch = 0; cam.zoom = 1; bump(); send(); });
 
   // Microphone: getUserMedia → a 16 kHz AudioContext → the worklet's 10 ms PCM chunks → the WebSocket, once the
   // server has given this page the live slot. Optionally the page plays what it heard, delayed by the measured
