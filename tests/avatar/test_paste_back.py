@@ -1,0 +1,124 @@
+"""Paste-back's parts without an avatar: rects in rotated frames, the source's frames in YUV at a constant rate
+(the same pictures as the data module's RGB decoding, decoded only as far as asked), and the head laid over them
+(untouched pixels outside it, the head's colour inside, rotated sources handled in the coded orientation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+
+from instag.avatar.paste_back import HeadLayers, PasteBack, coded_rect
+from instag.avatar.source_video import SourceVideo
+from instag.data.video import iter_frames, probe
+from instag.errors import InputError
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, rotation: int = 0,
+               pix_fmt: str = "yuv420p") -> Path:
+    """H.264 (crf 0) + AAC clip of RGB frames [H, W, 3] uint8 (coded orientation) with a display rotation."""
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        vs.options = {"crf": "0"}
+        if rotation:
+            vs.set_display_rotation(rotation)
+        aus = c.add_stream("aac", rate=16000, layout="mono")
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            c.mux(vs.encode(f))
+        c.mux(vs.encode(None))
+        tone = np.sin(np.arange(16000 * len(frames) // fps) / 5.0).astype(np.float32)[None] * 0.1
+        af = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+        af.sample_rate, af.pts = 16000, 0
+        c.mux(aus.encode(af))
+        c.mux(aus.encode(None))
+    return path
+
+
+def moving_frames(n: int, h: int = 72, w: int = 96) -> list[np.ndarray]:
+    y, x = np.mgrid[:h, :w].astype(np.float32)
+    return [np.stack([128 + 90 * np.sin(x / 9.0 + i), 128 + 90 * np.cos(y / 7.0 - i * 0.5),
+                      128 + 60 * np.sin((x + y) / 11.0)], -1).clip(0, 255).astype(np.uint8) for i in range(n)]
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_coded_rect_names_the_same_pixels_as_the_displayed_rect(k):
+    coded = np.arange(6 * 10).reshape(6, 10)
+    shown = np.rot90(coded, k)
+    x0, y0, x1, y1 = 1, 2, 4, 5
+    if shown.shape[1] < x1 or shown.shape[0] < y1:
+        x0, y0, x1, y1 = 1, 0, 3, 4
+    cx0, cy0, cx1, cy1 = coded_rect((x0, y0, x1, y1), k, coded.shape[1], coded.shape[0])
+    assert np.array_equal(np.rot90(coded[cy0:cy1, cx0:cx1], k), shown[y0:y1, x0:x1])
+
+
+def test_source_video_gives_iter_frames_pictures_at_a_constant_rate_and_decodes_only_what_is_asked(tmp_path):
+    # 30 fps source read at 25 fps: frames are picked as the data module picks them
+    clip = write_clip(tmp_path / "src.mp4", moving_frames(15), fps=30)
+    want = list(iter_frames(probe(clip, 0.0), 25.0, 12))
+    src = SourceVideo(clip, 25.0)
+    try:
+        assert src.n_frames == 12
+        planes = src.frame(3)
+        assert src.decoded == 4 and planes.shape == (72 * 3 // 2, 96)
+        for i in (3, 0, 7, 11):  # backwards too (ping-pong replay reads what is already decoded)
+            rgb = av.VideoFrame.from_ndarray(np.array(src.frame(i)), format="yuv420p").to_ndarray(format="rgb24")
+            assert np.array_equal(rgb, want[i]), i
+        with pytest.raises(InputError, match="yields 12 frames"):
+            src.frame(12)
+    finally:
+        src.close()
+
+
+def test_odd_sized_sources_are_refused_with_one_line(tmp_path):
+    clip = write_clip(tmp_path / "odd.mp4", [f[:, :95] for f in moving_frames(3)], pix_fmt="yuv444p")
+    with pytest.raises(InputError, match="even frame sizes"):
+        src = SourceVideo(clip, 25.0)
+        src.close()
+
+
+def _avatar(tmp_path: Path, crop: tuple[int, int, int], width: int, height: int) -> SimpleNamespace:
+    return SimpleNamespace(path=tmp_path, drive={"crop_box": np.array(crop)},
+                           meta=json.loads(json.dumps({"provenance": {"source": {"width": width, "height": height}}})))
+
+
+def _head(size: int) -> np.ndarray:
+    """[S, S, 4]: an opaque red disc (premultiplied) in the middle, nothing elsewhere."""
+    yy, xx = np.mgrid[:size, :size]
+    alpha = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 4) ** 2).astype(np.float32)
+    return np.dstack([alpha, 0 * alpha, 0 * alpha, alpha])
+
+
+@pytest.mark.parametrize("rotation", [0, 90, -90, 180])
+def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_path, rotation):
+    frames = moving_frames(2)
+    clip = write_clip(tmp_path / "src.mp4", frames, rotation=rotation)
+    src = SourceVideo(clip, 25.0)
+    try:
+        shown = np.rot90(frames[1], src.rotation_deg // 90)
+        h, w = shown.shape[:2]
+        crop = (8, 4, 48)  # x0, y0, side in displayed pixels
+        paste = PasteBack(_avatar(tmp_path, crop, w, h), src, render_size=32)
+        planes = paste.compose(HeadLayers(_head(32), clip_frame=1))
+        out = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24")
+        out = np.rot90(out, src.rotation_deg // 90)
+        before = av.VideoFrame.from_ndarray(np.array(src.frame(1)), format="yuv420p").to_ndarray(format="rgb24")
+        before = np.rot90(before, src.rotation_deg // 90)
+        x0, y0, side = crop
+        disc = np.zeros((h, w), bool)
+        yy, xx = np.mgrid[:h, :w]
+        centre_x, centre_y = x0 + side / 2, y0 + side / 2
+        disc = (yy + 0.5 - centre_y) ** 2 + (xx + 0.5 - centre_x) ** 2 < (side / 4 - 4) ** 2
+        # beyond the cubic resampling's reach (2 render pixels) and a chroma sample: the decoded frame
+        ring = (yy + 0.5 - centre_y) ** 2 + (xx + 0.5 - centre_x) ** 2 > (side / 4 + 6) ** 2
+        assert np.array_equal(out[ring], before[ring])  # bit for bit: the decoder's pixels
+        red = out[disc].astype(int)
+        assert red[:, 0].min() > 220 and red[:, 1:].max() < 40
+    finally:
+        src.close()
