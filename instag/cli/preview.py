@@ -1,4 +1,5 @@
-"""`instag preview AVATAR [--audio FILE ...] [--port P] [--size N]`: the avatar driven by audio in a local page."""
+"""`instag preview AVATAR [--audio FILE ...] [--port P] [--size N]`: the avatar driven by audio files or a
+microphone in a local page."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def preview(
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
 ) -> None:
-    """Serve a page that plays audio and shows the avatar speaking it in sync (orbit: drag; zoom: wheel)."""
+    """Serve a page that plays audio and shows the avatar speaking it in sync, or speaking what your microphone
+    hears (orbit: drag; zoom: wheel)."""
     with stopped_by_signals():  # from the start: loading the avatar takes a while, Ctrl-C must work there too
         from instag.viewer.server import PreviewConfig, PreviewServer, is_loopback, wait_forever
 
