@@ -170,47 +170,77 @@ def render(
     _save(doc, json_path, con)
 
 
+def _print_measures(title: str, rows: list[tuple[str, str]], con: Console) -> None:
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    con.print(table)
+
+
 @app.command("preview")
 def preview(
     avatar: Path = typer.Argument(..., help="Avatar dir to serve."),
-    audio: Path | None = typer.Option(None, "--audio", help="Audio to play (default: a synthetic speech-like signal)."),
-    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of playback measured."),
+    audio: Path | None = typer.Option(None, "--audio", help="Audio to play, or with --live the speech the "
+                                      "microphone hears (default: a synthetic speech-like signal)."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of playback (--live: of microphone) measured."),
+    live: bool = typer.Option(False, "--live", help="Measure the microphone mode in a headless Chromium whose "
+                              "microphone plays the audio, with pauses put in: voice-to-lips latency, frames/s, "
+                              "the mouth in silence."),
     size: int | None = typer.Option(None, "--size", help="Frame side (default: 256 on CPU, the avatar's on a GPU)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Frames rendered at once."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
-    """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response."""
-    from instag.bench import preview as bench_preview
-
+    """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response; with
+    --live, voice-to-lips latency of the microphone mode."""
     con = Console()
-    doc = bench_preview.run(avatar, audio, seconds, size, device, threads, workers)
-    p = doc["play"]
 
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.0f}"
 
-    table = Table(title=f"preview {avatar} ({doc['size']}, {doc['device']}, {doc['n_gaussians']} Gaussians, "
-                        f"{doc['workers']} worker(s) × {doc['torch_threads']} thread(s), "
-                        f"{p['audio_s']:.1f} s of audio)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for name, value in (("frames/s received", f"{p['fps_received']:.1f}"),
-                        ("frames/s shown in time", f"{p['fps_shown']:.1f}"),
-                        ("render ms/frame (median)", ms(p["render_ms_median"])),
-                        ("process CPU ms/frame", ms(p["cpu_ms_per_frame"])),
-                        ("cores used / load average", f"{p['cpu_load_share']:.2f} / {doc['load_average_1m']:.1f}"),
-                        ("audio-to-frame latency ms (median / p95)",
-                         f"{ms(p['latency_ms_median'])} / {ms(p['latency_ms_p95'])}"),
-                        ("arrival ahead of the clock ms (median)", ms(p["arrival_margin_ms_median"])),
-                        ("max sync error (frames)", str(p["max_sync_error_frames"])),
-                        ("time within one frame of the clock", f"{100 * p['share_in_sync']:.0f} %"),
-                        ("seek → first frame ms (median)", ms(p["seek_ms_median"])),
-                        ("orbit → first frame ms (median)", ms(p["orbit_ms_median"])),
-                        ("idle loop frames/s", f"{p['idle_fps']:.1f}")):
-        table.add_row(name, value)
-    con.print(table)
+    if live:
+        from instag.bench import preview_live
+
+        doc = preview_live.run(avatar, audio, seconds, size, device, threads, workers)
+        lv = doc["live"]
+        rows = [("live frames/s drawn", f"{lv['fps_drawn']:.1f}"), ("frames skipped", str(lv["frames_skipped"])),
+                ("features + render ms/frame (median)", f"{ms(lv['feature_ms_median'])} + "
+                 f"{ms(lv['render_ms_median'] - (lv['feature_ms_median'] or 0))}")]
+        for q, lat in lv["latency_ms"].items():
+            rows.append((f"voice → lips {float(q):.0%} open, ms (median / p95; missed)",
+                         f"{ms(lat['median'])} / {ms(lat['p95'])}; {lat['missed']}"))
+        rows.append(("silence: opening on the 0–1 scale (median / p95)",
+                     f"{lv['silence']['scaled_opening_median']:.2f} / {lv['silence']['scaled_opening_p95']:.2f}"
+                     if lv["silence"]["frames"] else "–"))
+        _print_measures(f"preview --live {avatar} ({doc['size']}, {doc['device']}, {doc['workers']} worker(s) × "
+                        f"{doc['torch_threads']} thread(s), {lv['captured_s']:.1f} s heard, {lv['onsets']} onsets; "
+                        f"{doc['uptime_before']})", rows, con)
+        _save(doc, json_path, con)
+        return
+
+    from instag.bench import preview as bench_preview
+
+    doc = bench_preview.run(avatar, audio, seconds, size, device, threads, workers)
+    p = doc["play"]
+    rows = [("frames/s received", f"{p['fps_received']:.1f}"),
+            ("frames/s shown in time", f"{p['fps_shown']:.1f}"),
+            ("render ms/frame (median)", ms(p["render_ms_median"])),
+            ("process CPU ms/frame", ms(p["cpu_ms_per_frame"])),
+            ("cores used / load average", f"{p['cpu_load_share']:.2f} / {doc['load_average_1m']:.1f}"),
+            ("audio-to-frame latency ms (median / p95)",
+             f"{ms(p['latency_ms_median'])} / {ms(p['latency_ms_p95'])}"),
+            ("arrival ahead of the clock ms (median)", ms(p["arrival_margin_ms_median"])),
+            ("max sync error (frames)", str(p["max_sync_error_frames"])),
+            ("time within one frame of the clock", f"{100 * p['share_in_sync']:.0f} %"),
+            ("seek → first frame ms (median)", ms(p["seek_ms_median"])),
+            ("orbit → first frame ms (median)", ms(p["orbit_ms_median"])),
+            ("idle loop frames/s", f"{p['idle_fps']:.1f}")]
+    _print_measures(f"preview {avatar} ({doc['size']}, {doc['device']}, {doc['n_gaussians']} Gaussians, "
+                    f"{doc['workers']} worker(s) × {doc['torch_threads']} thread(s), {p['audio_s']:.1f} s of audio)",
+                    rows, con)
     _save(doc, json_path, con)
 
 
