@@ -74,9 +74,12 @@ def tiny_model_config() -> ModelConfig:
     )
     return ModelConfig(
         audio=AudioConfig(
-            feature_dim=8, window=4, hidden_dim=16, code_dim=8, smooth_window=8, attention_hidden=8
+            feature_dim=8, window=4, hidden_dim=16, code_dim=8, smooth_window=8, attention_hidden=8,
+            feature_shift=-50.0, feature_scale=25.0,
         ),
         expression_dim=2,
+        articulation=False,  # tests that need the head turn it on
+        lip_coeffs=("mouth_open",),
         umf=MotionFieldConfig(triplane=plane, hidden_dim=16, n_layers=2),
         personalized=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1),
         aligner=AlignerConfig(

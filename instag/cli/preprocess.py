@@ -11,19 +11,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from instag.config.preprocess import PreprocessConfig
 
+DEFAULTS = PreprocessConfig()  # the options' defaults are the library's
+
 
 def preprocess(
     clip: Path = typer.Argument(..., help="Video of one person talking (mp4/mov/mkv/webm/avi, any size, fps, orientation)."),
     out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
-    size: int = typer.Option(512, "--size", help="Output frame side in pixels (square crop)."),
-    fps: float = typer.Option(25.0, "--fps", help="Constant output frame rate."),
-    audio_features: list[str] = typer.Option(list(PreprocessConfig.audio_features), "--audio-features",
+    size: int = typer.Option(DEFAULTS.size, "--size", help="Output frame side in pixels (square crop)."),
+    fps: float = typer.Option(DEFAULTS.fps, "--fps", help="Constant output frame rate."),
+    audio_features: list[str] = typer.Option(list(DEFAULTS.audio_features), "--audio-features",
                                              help="whisper | mel | hubert | wav2vec2 (repeatable)."),
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local transformers model dir: Whisper (instead "
                                             "of the packaged weights), hubert or wav2vec2."),
     test_from: float | None = typer.Option(None, "--test-from", help="Hold out frames from this many seconds on as the test split."),
-    min_duration: float = typer.Option(3.0, "--min-duration", help="Refuse clips shorter than this (seconds)."),
-    sync_audio: bool = typer.Option(True, "--sync/--no-sync", help="Shift the audio by its offset to the picture, estimated with the shipped UMF (at most 125 ms late / 45 ms early)."),
+    min_duration: float = typer.Option(DEFAULTS.min_duration_s, "--min-duration", help="Refuse clips shorter than this (seconds)."),
+    sync_audio: bool = typer.Option(DEFAULTS.sync_audio, "--sync/--no-sync", help="Shift the audio by its offset to the picture, estimated with the shipped UMF (at most 125 ms late / 45 ms early)."),
     audio_offset: int | None = typer.Option(None, "--audio-offset-frames", help="The sound is this many frames late "
                                             "(negative: early): shift it by that, instead of estimating the offset."),
     force: bool = typer.Option(False, "--force", help="Replace an existing DATASET."),

@@ -16,8 +16,8 @@ class GaussianConfig:
 
     # Colour's view dependence, 0..3. 0 (view-independent) for pre-training's per-identity fields; the adaptation
     # recipes use 2, which follows the shading of a turning head (benchmarks/sh_degree_cpu.md).
-    sh_degree: int = 0
-    init_opacity: float = 0.1
+    sh_degree: int = 2  # view-dependent colour: the light stays put while the head turns
+    init_opacity: float = 0.3
     init_knn: int = 3  # initial scale = mean distance to this many nearest neighbours
     densify_grad_threshold: float = 2e-4  # mean screen-space gradient of the means, NDC units (3DGS)
     dense_fraction: float = (
@@ -59,12 +59,12 @@ class HashGridConfig:
 class AudioConfig:
     """Audio features → per-frame code → code smoothed over neighbouring frames."""
 
-    feature_dim: int = 80  # channels of one feature step (mel bins by default)
-    window: int = 16  # feature steps seen by the encoder for one video frame (4 frames of 4 mel steps)
-    feature_shift: float = (
-        -50.0
-    )  # inputs become (x - shift) / scale: log-mel dB (about -100..+20) to near unit
-    feature_scale: float = 25.0  # range; use 0 and 1 for hubert / wav2vec2 hidden states
+    # Defaults: Whisper-base encoder states (instag.audio.whisper), 512 channels, two 20 ms steps a video frame.
+    # Log-mel takes 80 / 16 / -50 / 25 (the *_mel recipes); hubert / wav2vec2 hidden states a shift of 0, scale 1.
+    feature_dim: int = 512  # channels of one feature step
+    window: int = 8  # feature steps seen by the encoder for one video frame (4 frames)
+    feature_shift: float = 0.0  # inputs become (x - shift) / scale, near unit size
+    feature_scale: float = 2.0  # layer-normalised states: mean about 0, standard deviation about 1.7
     hidden_dim: int = 64
     code_dim: int = 32
     smooth_window: int = 8  # neighbouring video frames the attention smooths over
@@ -136,10 +136,10 @@ class ModelConfig:
     )
     # Articulation bottleneck: the UMF reads lip-shape coefficients off the audio code (supervised by the tracked
     # ones) and conditions the face branch on them beside the expression; training feeds the tracked values.
-    articulation: bool = False
+    articulation: bool = True
     # Those coefficients (names from instag.data.pose.EXPRESSION_NAMES), each standardised per person. The mouth
     # opening comes first: the audio sync and the evaluation read it.
-    lip_coeffs: tuple[str, ...] = ("mouth_open",)
+    lip_coeffs: tuple[str, ...] = ("mouth_open", "mouth_width")
     umf: MotionFieldConfig = field(default_factory=MotionFieldConfig)
     personalized: MotionFieldConfig = field(default_factory=_personalized_default)
     aligner: AlignerConfig = field(default_factory=AlignerConfig)

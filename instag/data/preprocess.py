@@ -269,9 +269,9 @@ def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
     mouth-opening head of the first front end in SYNC_KINDS that has one (the packaged weights, whatever model
     the clip's own features come from), and that front end's kind (None without such a UMF); and the features it
     computed ({kind: [T, K, D]}), which the dataset reuses when the audio stays where it is."""
-    from instag.motion.umf_file import predict_opening, shipped_umf  # the motion model, only for a sync
+    from instag.motion.umf_file import predict_opening  # the motion model, only for a sync
 
-    kind = next((k for k in SYNC_KINDS if shipped_umf(k) is not None), None)
+    kind = sync_kind()
     if kind is None:
         return None, {}
     feats = af.compute_features(kind, af.load_front_end(kind, None), audio, cfg.fps, len(mouth_open), cfg.mel_bins)
@@ -279,6 +279,22 @@ def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
     if predicted is None:
         return None, {kind: feats}
     return (estimate_lag(predicted, mouth_open, np.arange(n_train), cfg.fps), kind), {kind: feats}
+
+
+def sync_kind() -> str | None:
+    """The front end whose shipped UMF the sync reads: the first in SYNC_KINDS that has one (None: none has)."""
+    from instag.motion.umf_file import shipped_umf
+
+    return next((k for k in SYNC_KINDS if shipped_umf(k) is not None), None)
+
+
+def sync_umf_sha256() -> str | None:
+    """sha256 of the UMF file the sync reads now, None when there is none: a dataset's recorded one says
+    whether its audio was placed by the same model."""
+    from instag.motion.umf_file import shipped_umf, umf_paths
+
+    kind = sync_kind()
+    return None if kind is None else sha256_of(umf_paths(shipped_umf(kind))[0])
 
 
 def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) -> dict:
@@ -289,6 +305,7 @@ def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) ->
     if kind == "given":
         return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "given (--audio-offset-frames)"}
     return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": f"shipped {kind} UMF mouth-opening head",
+            "umf_sha256": sync_umf_sha256(),
             "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 
 

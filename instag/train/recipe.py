@@ -54,21 +54,18 @@ class LossConfig:
     max_anisotropy: float = 10.0  # largest / smallest axis allowed before the regulariser bites
     lambda_mouth: float = 1.0  # photometric term restricted to the mouth-interior pixels (the mouth branch)
     lambda_alpha: float = 0.05  # face-branch alpha ≈ head mask (face, lips, hair): keeps splats off the torso
-    # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`), a direct
-    # lip-shape signal beside the photometric one. All shipped recipes turn it on: with the articulation head the
-    # tracked opening drives the face branch in training, and the landmarks say where that should put the lips.
-    # (Before the head, a UMF pre-trained with it moved the lips no more on unseen audio.)
-    lambda_lips: float = 0.0
-    # The lip Gaussians' mean depth (after motion) held at the face mesh lips' (`losses.lip_depth_loss`). On in the
-    # adaptation recipes: with a fixed UMF nothing else tells the new person's lips how deep to sit.
-    lambda_lip_depth: float = 0.0
+    # Tracked lip landmarks vs the face motion at the mesh's lip vertices (`losses.lip_landmark_loss`): where the
+    # tracked lip shape fed to the face branch should put the lips.
+    lambda_lips: float = 1.0
+    # The lip Gaussians' mean depth (after motion) held at the face mesh lips' (`losses.lip_depth_loss`): with a
+    # fixed UMF nothing else tells a new person's lips how deep to sit.
+    lambda_lip_depth: float = 1.0
     # The face render's mean depth held at the mesh prior's over the face mask (`losses.depth_offset_loss`), with
-    # the geometry prior. On in the adaptation recipes, for the same reason as the lips' term.
-    lambda_depth_offset: float = 0.0
-    # Squared error of the UMF's mouth opening predicted from the audio against the tracked one (model.articulation),
-    # over the step's frame and this many more drawn from the identity's training frames. One frame a step taught
-    # the audio nets the opening slowly; 16 more over-fitted the pre-training corpus (r 0.95 on its people by step
-    # 5000, 30 epochs, while falling on held-out speakers), so a few: about 25 epochs over a 14000-step run.
+    # the geometry prior, for the same reason.
+    lambda_depth_offset: float = 1.0
+    # Squared error of the UMF's lip shape predicted from the audio against the tracked one (model.articulation),
+    # over the step's frame and `articulation_batch` more of the identity's: a few, as many over-fit the corpus
+    # voices (benchmarks/umf_ablation_notes.md).
     lambda_articulation: float = 1.0
     articulation_batch: int = 2
 
@@ -112,7 +109,7 @@ class LipStageConfig:
     landmarks of every identity before the photometric stages, which then keep them fixed. 0 steps: off (the
     audio nets learn inside the photometric stages, through the articulation loss, as `mel_v3` did)."""
 
-    steps: int = 0
+    steps: int = 200
     batch: int = 64  # frames a step, drawn across identities
     lr: float = 1e-3  # AdamW, cosine to 0 over the steps
     weight_decay: float = 1e-2
@@ -132,21 +129,18 @@ class RunConfig:
 @dataclass(frozen=True)
 class AdaptRecipe:
     model: ModelConfig = field(default_factory=ModelConfig)
-    audio_feature: str = "mel"
+    audio_feature: str = "whisper"
     seed: int = 0
-    # A loaded pre-trained UMF stays as it is; the aligner, the hook and the Gaussians fit the person around it.
-    # Fine-tuning it on a 5 s clip lets it memorise the clip's mouth shapes by their audio: held-out lip sync fell
-    # to the level of training from scratch (benchmarks/umf_ablation_notes.md). Without a UMF its fields learn.
+    # A loaded UMF stays fixed while the aligner, hook and Gaussians fit the person: fine-tuned on 5 s it memorises
+    # the clip's mouth shapes by their audio (benchmarks/umf_ablation_notes.md). Without a UMF its fields learn.
     fix_umf: bool = True
-    # With a fixed UMF that has the articulation head: its branches read the person's mean audio code over the
-    # training frames, so each frame's audio moves the face only through the predicted mouth opening. The frame's
-    # own code carries what the corpus voices had besides the opening, which a new voice does not share
+    # With a fixed UMF that has the articulation head: its branches read the person's mean audio code, so a frame's
+    # audio moves the face only through the predicted lip shape, not through what only the corpus voices had
     # (benchmarks/umf_ablation_notes.md). Ignored without a fixed UMF or without articulation.
     audio_through_opening: bool = True
-    # With a fixed UMF that has the articulation head: its predicted opening is scaled by the least-squares gain
-    # onto the tracked one over the training frames, which the UMF never saw. Unscaled, its prediction for a new
-    # voice swings as widely as the tracked opening while following it with r ≈ 0.2-0.35, and the tracker reads
-    # every wrong swing as lip error (benchmarks/umf_ablation_notes.md). Ignored as audio_through_opening is.
+    # With a fixed UMF that has the articulation head: the predicted lip shape is scaled to the tracked one's spread
+    # over the training frames (`adapt.lip_gain`), so a dub opens the mouth as wide as the person does. Ignored as
+    # audio_through_opening is.
     opening_gain: bool = True
     init: InitConfig = field(default_factory=InitConfig)
     stages: AdaptStages = field(default_factory=AdaptStages)
@@ -164,7 +158,7 @@ class AdaptRecipe:
 @dataclass(frozen=True)
 class PretrainRecipe:
     model: ModelConfig = field(default_factory=ModelConfig)
-    audio_feature: str = "mel"
+    audio_feature: str = "whisper"
     seed: int = 0
     init: InitConfig = field(default_factory=InitConfig)
     stages: PretrainStages = field(default_factory=PretrainStages)

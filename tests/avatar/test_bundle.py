@@ -25,7 +25,8 @@ def _cfg() -> ModelConfig:
     plane = TriplaneConfig(n_levels=2, log2_table_size=8, base_resolution=4, max_resolution=16)
     return ModelConfig(audio=AudioConfig(feature_dim=8, window=4, hidden_dim=8, code_dim=4, smooth_window=4),
                        umf=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1),
-                       personalized=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1))
+                       personalized=MotionFieldConfig(triplane=plane, hidden_dim=8, n_layers=1),
+                       lip_coeffs=("mouth_open",))
 
 
 @pytest.fixture

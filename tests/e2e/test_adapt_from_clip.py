@@ -9,9 +9,9 @@ import torch
 import yaml
 from instag_testing import run_instag
 
-from instag.train import from_clip
 from instag.avatar.bundle import load_avatar
 from instag.data.video import probe
+from instag.train import from_clip
 from instag.train.synthetic import tiny_adapt_recipe
 
 

@@ -8,13 +8,13 @@ import yaml
 from instag_testing import run_instag
 
 from instag.eval import EVAL_KEYS
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import TINY_RECIPE, write_dataset
 
 
 def test_adapt_then_eval_cli(tmp_path):
     ds = write_dataset(tmp_path / "ds", frames=10, test_from=7)
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "init": TINY_INIT,
+    recipe.write_text(yaml.safe_dump({**TINY_RECIPE,
                                       "stages": {"warmup": 2, "align": 2, "fuse": 1},
                                       "run": {"checkpoint_every": 0, "threads": 1}}))
     av = tmp_path / "av"

@@ -23,12 +23,11 @@ from instag.train import checkpoint as ck
 from instag.train.adapt import adapt, lip_gain
 from instag.train.frames import IdentityFrames
 from instag.train.recipe import AdaptRecipe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import TINY_MODEL, TINY_RECIPE, write_dataset
 from instag.train.umf import write_umf
 
 TINY = {
-    "model": TINY_MODEL,
-    "init": TINY_INIT,
+    **TINY_RECIPE,
     "stages": {"warmup": 4, "align": 4, "fuse": 2},
     "densify": {"every": 3, "start": 1, "stop_before_end": 1},
     "run": {"checkpoint_every": 5, "log_every": 1, "previews": 2, "threads": 1},
@@ -59,7 +58,7 @@ def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp
     assert (run / "recipe.yaml").is_file() and len(list((run / "previews").glob("*.png"))) == 2
     with (run / "losses.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 10 and all(r["lips"] == "" for r in rows)  # the lip landmark loss is opt-in
+    assert len(rows) == 10 and all(r["lips"] != "" for r in rows if r["stage"] != "fuse")  # on by default
 
     av = load_avatar(out)
     assert av.meta["audio_feature"] == "mel" and av.meta["image_size"] == [32, 32]
@@ -233,7 +232,8 @@ def test_adaptation_on_a_real_clip_lowers_the_photometric_loss(real_data, tmp_pa
     preprocess_clip(real_data / "OpenTalker_video-retalking_5.mp4", ds,
                     PreprocessConfig(size=128, test_from_s=4.0, audio_features=("mel",)))
     recipe = _recipe(
-        model={**{k: v for k, v in TINY_MODEL.items() if k != "audio"}, "gaussians": {"init_opacity": 0.5}},
+        model={**{k: v for k, v in TINY_MODEL.items() if k != "audio"}, "gaussians": {"init_opacity": 0.5},
+               "audio": {"feature_dim": 80, "window": 16, "feature_shift": -50.0, "feature_scale": 25.0}},
         init={"face_points": 3000, "hair_points": 1500, "mouth_points": 200},
         stages={"warmup": 60, "align": 50, "fuse": 10},
         densify={"every": 50, "start": 50, "stop_before_end": 20},

@@ -7,12 +7,12 @@ import torch
 import yaml
 
 from instag.bench import train as bench_train
-from instag.train.synthetic import TINY_INIT, TINY_MODEL
+from instag.train.synthetic import TINY_RECIPE
 
 
 def _tiny_recipe(tmp_path, device: str):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "init": TINY_INIT, "stages": {"warmup": 1, "align": 1,
+    recipe.write_text(yaml.safe_dump({**TINY_RECIPE, "stages": {"warmup": 1, "align": 1,
                                       "fuse": 1}, "run": {"threads": 1, "device": device}}))
     return recipe
 

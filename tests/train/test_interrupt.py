@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from instag.train import checkpoint as ck
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import TINY_RECIPE, write_dataset
 
 BIN = Path(sys.executable).parent
 
@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     ds = write_dataset(tmp_path / "ds")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "init": TINY_INIT,
+    recipe.write_text(yaml.safe_dump({**TINY_RECIPE,
                                       "stages": {"warmup": 10**7, "align": 0, "fuse": 1},
                                       "run": {"checkpoint_every": 0, "log_every": 1, "threads": 1}}))
     av = tmp_path / "av"

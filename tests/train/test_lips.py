@@ -26,7 +26,7 @@ def datasets(tmp_path_factory) -> list[Path]:
 
 
 def _recipe(**over) -> PretrainRecipe:
-    return from_dict(PretrainRecipe, {"model": MODEL, "init": TINY_INIT, "seed": 1,
+    return from_dict(PretrainRecipe, {"audio_feature": "mel", "model": MODEL, "init": TINY_INIT, "seed": 1,
                                       "stages": {"face": 2, "mouth": 1, "joint": 1}, "densify": {"every": 0},
                                       "run": {"checkpoint_every": 0, "log_every": 1, "previews": 0, "threads": 1},
                                       **over})

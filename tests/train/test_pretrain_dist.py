@@ -26,7 +26,7 @@ from instag.train import umf as umf_module
 from instag.train.adapt import adapt
 from instag.train.pretrain import export_umf, pretrain
 from instag.train.recipe import AdaptRecipe, PretrainRecipe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.synthetic import TINY_MODEL, TINY_RECIPE, write_dataset
 from instag.train.umf import choose_umf
 
 BIN = Path(sys.executable).parent
@@ -35,8 +35,8 @@ TOTAL = 6
 
 def _recipe(path: Path) -> Path:
     recipe = {
-        "model": TINY_MODEL,
-        "init": TINY_INIT,
+        **TINY_RECIPE,
+        "lips": {"steps": 0},
         "seed": 3,
         "stages": {"face": 2, "mouth": 2, "joint": 2},
         "densify": {"every": 2, "start": 1, "stop_before_end": 0},
@@ -130,7 +130,7 @@ def test_export_writes_the_umf_asset(run_a):
 
 def test_single_process_pretraining_and_refusals(tmp_path):
     datasets = [write_dataset(tmp_path / f"ds{i}", seed=i) for i in range(2)]
-    recipe = from_dict(PretrainRecipe, {"model": TINY_MODEL, "init": TINY_INIT,
+    recipe = from_dict(PretrainRecipe, {**TINY_RECIPE, "lips": {"steps": 0},
                                         "stages": {"face": 1, "mouth": 1, "joint": 1},
                                         "run": {"checkpoint_every": 0, "threads": 1}})
     result = pretrain(datasets, tmp_path / "run", recipe)
@@ -146,7 +146,7 @@ def test_adaptation_starts_from_an_exported_umf(run_a):
     run, datasets, root = run_a
     stem = root / "umf_for_adapt"
     export_umf(run, stem)
-    recipe = from_dict(AdaptRecipe, {"model": TINY_MODEL, "init": TINY_INIT,
+    recipe = from_dict(AdaptRecipe, {**TINY_RECIPE,
                                      "stages": {"warmup": 1, "align": 1, "fuse": 0},
                                      "run": {"checkpoint_every": 0, "threads": 1}})
     adapt(datasets[0], root / "av_umf", recipe, umf=stem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instag.config.recipe import RECIPE_DIR, load_recipe
+from instag.config.recipe import RECIPE_DIR, load_recipe, to_dict
 from instag.errors import InputError
 from instag.train.recipe import AdaptRecipe, PretrainRecipe
 from instag.train.schedules import adapt_stages, pretrain_stages
@@ -81,3 +81,21 @@ def test_whisper_is_the_default_front_end():
     for name in ("adapt_quick_cpu", "adapt_5s"):
         assert load_recipe(RECIPES / f"{name}.yaml", AdaptRecipe).audio_feature == "whisper"
     assert load_recipe(RECIPES / "pretrain_quick_cpu.yaml", PretrainRecipe).audio_feature == "whisper"
+
+
+def _leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
+    return out
+
+
+def test_a_setting_every_shipped_recipe_agrees_on_is_its_default():
+    """One source per setting: what all shipped recipes use is what the dataclasses default to, so a recipe that
+    leaves it out gets what ships."""
+    shipped = [_leaves(to_dict(load_recipe(p, AdaptRecipe if p.name.startswith("adapt") else PretrainRecipe)))
+               for p in sorted(RECIPES.glob("*.yaml"))]
+    defaults = _leaves(to_dict(AdaptRecipe())) | _leaves(to_dict(PretrainRecipe()))
+    agreed = {k: shipped[0][k] for k in shipped[0] if all(k in r and r[k] == shipped[0][k] for r in shipped)}
+    assert len(shipped) >= 6 and "model.articulation" in agreed
+    assert {k: (defaults[k], v) for k, v in agreed.items() if defaults[k] != v} == {}

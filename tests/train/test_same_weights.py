@@ -26,11 +26,11 @@ from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 RECORD = Path(__file__).with_name("same_weights.json")
 MODEL = {**TINY_MODEL, "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
 LOSS = {"lambda_lips": 1.0, "lambda_lip_depth": 1.0, "lambda_depth_offset": 1.0}
-PRETRAIN = {"model": MODEL, "init": TINY_INIT, "seed": 5, "loss": LOSS, "lips": {"steps": 3, "batch": 4},
+PRETRAIN = {"audio_feature": "mel", "model": MODEL, "init": TINY_INIT, "seed": 5, "loss": LOSS, "lips": {"steps": 3, "batch": 4},
             "stages": {"face": 3, "mouth": 3, "joint": 3},
             "densify": {"every": 2, "start": 1, "stop_before_end": 1, "opacity_reset_every": 4},
             "run": {"checkpoint_every": 4, "log_every": 1, "previews": 1, "threads": 1}}
-ADAPT = {"model": MODEL, "init": TINY_INIT, "seed": 2, "loss": LOSS,
+ADAPT = {"audio_feature": "mel", "model": MODEL, "init": TINY_INIT, "seed": 2, "loss": LOSS,
          "stages": {"warmup": 4, "align": 4, "fuse": 2},
          "densify": {"every": 3, "start": 1, "stop_before_end": 1},
          "run": {"checkpoint_every": 5, "log_every": 1, "previews": 1, "threads": 1}}
