@@ -22,10 +22,11 @@ from instag.bench.record import header
 from instag.config.recipe import load_recipe
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
+from instag.machine import resolve_device
 from instag.train.adapt import _Adaptation
 from instag.train.frames import training_frames
 from instag.train.loop import optimise
-from instag.train.recipe import AdaptRecipe, resolve_device
+from instag.train.recipe import AdaptRecipe
 from instag.train.synthetic import write_dataset
 
 SIZES = (256, 512)
@@ -71,7 +72,7 @@ def run(recipe_path: Path, runs: int = 10, threads: int | None = None,
     if runs < 3:
         raise InputError(f"--runs {runs}: medians need at least 3 runs")
     recipe = recipe_with_threads(recipe_path, threads)
-    device = resolve_device(recipe.run.device)
+    device = resolve_device(recipe.run.device, "run.device")
     doc = header("train") | {"recipe": str(recipe_path), "device": str(device), "threads": torch.get_num_threads(),
                              "cases": []}
     with tempfile.TemporaryDirectory(prefix="instag-bench-train-") as tmp:

@@ -24,6 +24,7 @@ from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
+from instag.machine import resolve_device
 from instag.motion.model import MotionModel
 from instag.motion.umf_file import AUDIO_CODE_CHUNK, load_umf
 from instag.render.plate import torso_layer
@@ -31,7 +32,7 @@ from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames, training_frames
 from instag.train.init import cancel_mean_motion, init_gaussians
 from instag.train.loop import LoopOutputs, start_fresh, train, use_threads
-from instag.train.recipe import AdaptRecipe, resolve_device
+from instag.train.recipe import AdaptRecipe
 from instag.train.run import (
     Callback,
     RunLog,
@@ -200,7 +201,7 @@ def adapt(
     use_threads(recipe.run)
     cfg = recipe.model
     ds = load_dataset(dataset)
-    frames = training_frames(ds, recipe.audio_feature, cfg, resolve_device(recipe.run.device))
+    frames = training_frames(ds, recipe.audio_feature, cfg, resolve_device(recipe.run.device, "run.device"))
     run = _Adaptation(recipe, frames, Path(umf) if umf else None, fresh=latest is None)
     start = 0
     log = RunLog(run_dir, recipe.run.log_every)

@@ -27,7 +27,7 @@ from instag.config.recipe import load_recipe, to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
-from instag.machine import device_description
+from instag.machine import device_description, resolve_device
 from instag.motion.fields import PersonalizedField
 from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
@@ -35,7 +35,7 @@ from instag.train.frames import training_frames
 from instag.train.init import init_gaussians
 from instag.train.lips import fit_lip_predictor, lip_audio_nets, load_lip_clip
 from instag.train.loop import LoopOutputs, save_checkpoint, start_fresh, train, use_threads
-from instag.train.recipe import PretrainRecipe, resolve_device
+from instag.train.recipe import PretrainRecipe
 from instag.train.run import (
     Callback,
     ProgressEvent,
@@ -195,7 +195,7 @@ def pretrain(
         recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
     elif recipe is None:
         raise InputError("pretrain: a recipe is needed (--recipe)")
-    device = resolve_device(recipe.run.device)
+    device = resolve_device(recipe.run.device, "run.device")
     rank, world = _world(device)
     if len(datasets) < 2:
         raise InputError("pretrain: the negative contrast loss needs at least two identities (datasets)")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from instag.config.model import ModelConfig
 from instag.errors import InputError
 
@@ -193,17 +191,6 @@ def _check_personalized_smaller(cfg: ModelConfig) -> None:
         why = ", ".join(larger) if larger else "the sizes are equal"
         raise InputError(f"model.personalized must be smaller than model.umf ({why}): the residual fields would "
                          "take over the motion the UMF should learn")
-
-
-def resolve_device(name: str) -> torch.device:
-    """The training device of `RunConfig.device`; an explicit cuda without CUDA is an error."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise InputError(f"run.device: {name!r} is not one of auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("run.device: cuda requested, but torch sees no CUDA device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _check_counts(where: str, counts: dict[str, int]) -> None:
