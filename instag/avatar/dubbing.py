@@ -28,6 +28,7 @@ from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, find_source_cli
 from instag.avatar.source_video import SourceVideo
 from instag.errors import InputError, InstagError
 from instag.media.audio import decode_audio
+from instag.media.encoding import PRESETS, Encoding
 from instag.media.mp4 import Mp4Writer, is_finished_mp4
 
 Progress = Callable[[int, int], None]  # (frames done, frames total) of the current job
@@ -40,8 +41,8 @@ FALSE = ("0", "false", "no", "n")
 @dataclass(frozen=True)
 class RenderOptions:
     size: int | None = None  # render side (the avatar's own size by default)
-    crf: int = 18  # x264 constant rate factor (0 = lossless … 51)
-    preset: str = "veryfast"  # x264 speed/size trade-off
+    crf: int = Encoding.crf  # x264 constant rate factor (0 = lossless … 51)
+    preset: str = Encoding.preset  # x264 speed/size trade-off (one of instag.media.encoding.PRESETS)
     source: Path | None = None  # source clip for paste-back (default: found from the avatar)
     feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
@@ -54,6 +55,10 @@ class RenderOptions:
     def __post_init__(self) -> None:
         if self.size is not None and not MIN_SIZE <= self.size <= MAX_SIZE:
             raise InputError(f"--size {self.size}: must be in {MIN_SIZE}..{MAX_SIZE}")
+        if self.preset not in PRESETS:
+            raise InputError(f"--preset {self.preset}: must be one of {', '.join(PRESETS)}")
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"--crf {self.crf}: must be in 0..51")
 
 
 @dataclass(frozen=True)

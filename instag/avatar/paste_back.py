@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from instag.avatar.bundle import Avatar
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import sha256_of
 from instag.errors import InputError
-from instag.media.mp4 import PIXEL_FORMAT
+from instag.media.mp4 import Colour
 from instag.render.avatar import AvatarRender
 
 DEFAULT_FEATHER = 0.06  # the ramp at the crop's edges, as a fraction of the render side
@@ -167,44 +166,77 @@ class PasteBack:
         if found is None:
             return planes
         (u0, v0, u1, v1), rect = found
-        wp = self._warp(weighted[v0:v1, u0:u1], (u0, v0), rect)
-        weight = np.clip(wp[..., 3], 0.0, 1.0)
-        layer = wp[..., :3] / np.maximum(weight, HEAD_ALPHA)[..., None]
-        self._blend(planes, rect, (np.clip(layer, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), weight)
-        return planes
-
-    def _warp(self, layer: np.ndarray, origin: tuple[int, int], rect: tuple[int, int, int, int]) -> np.ndarray:
-        """Render-window layer [h, w, C] (its pixel (0, 0) at render pixel `origin`) resampled onto the displayed
-        source pixels of `rect`: [H, W, C], 0 outside the window."""
-        rx0, ry0, rx1, ry1 = rect
-        s = self.size / self.side
-        # source pixel centre (x + rx0 + ½) lies at render coordinate (x + rx0 − x0 + ½)·s − ½
-        to_window = np.array([[s, 0, (rx0 - self.x0 + 0.5) * s - 0.5 - origin[0]],
-                              [0, s, (ry0 - self.y0 + 0.5) * s - 0.5 - origin[1]]])
-        return cv2.warpAffine(layer, to_window, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-    def _blend(self, planes: np.ndarray, rect: tuple[int, int, int, int], layer: np.ndarray,
-               weight: np.ndarray) -> None:
-        """planes ← planes + weight·(layer − planes) over the displayed `rect`: layer RGB [h, w, 3] uint8, weight
-        [h, w] float32 in [0, 1]."""
-        src = self.source
         k = src.rotation_deg // 90
-        rgb = np.ascontiguousarray(np.rot90(layer, -k))  # to the coded orientation
-        weight = np.ascontiguousarray(np.rot90(weight, -k))
-        h, w = rgb.shape[:2]
-        new = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format=PIXEL_FORMAT, dst_colorspace=src.colour.colorspace,
-            dst_color_range=src.colour.color_range).to_ndarray().ravel()
-        half = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        window = np.ascontiguousarray(np.rot90(weighted[v0:v1, u0:u1], -k))  # coded orientation
+        # YUV is affine in RGB, so the premultiplied p converts as M·p + w·offset and is resampled in YUV: luma
+        # at the source's pixels, chroma at its half-resolution samples, the source's own planes never in RGB
+        matrix, offset = yuv_matrix(src.colour)
+        p, w = window[..., :3], window[..., 3:]
+        yuv_w = np.dstack([p @ matrix.T + w * offset, w]).astype(np.float32)  # [h, w, 4]: Y, U, V, w
+        to_window = self._coded_to_window(rect, (u0, v0, u1, v1), k)
+        luma = self._warp(np.ascontiguousarray(yuv_w[..., [0, 3]]), to_window, rect, k, 1)
+        chroma = self._warp(np.ascontiguousarray(yuv_w[..., 1:]), to_window, rect, k, 2)
         cx0, cy0, cx1, cy1 = coded_rect(rect, k, src.coded_width, src.coded_height)
         y, u, v = yuv_planes(planes, src.coded_width, src.coded_height)
-        luma, chroma = (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
-        n_y, n_c = h * w, h * w // 4
-        for plane, sl, values, wt in ((y, luma, new[:n_y].reshape(h, w), weight),
-                                      (u, chroma, new[n_y: n_y + n_c].reshape(h // 2, w // 2), half),
-                                      (v, chroma, new[n_y + n_c:].reshape(h // 2, w // 2), half)):
-            plane[sl] = cv2.blendLinear(values, plane[sl], wt, 1.0 - wt)
+        luma_at, chroma_at = (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
+        for plane, at, value, weight in ((y, luma_at, luma[..., 0], luma[..., 1]),
+                                         (u, chroma_at, chroma[..., 0], chroma[..., 2]),
+                                         (v, chroma_at, chroma[..., 1], chroma[..., 2])):
+            keep = 1.0 - np.clip(weight, 0.0, 1.0)
+            plane[at] = np.clip(plane[at] * keep + value + 0.5, 0.0, 255.0).astype(np.uint8)
+        return planes
+
+    def _coded_to_window(self, rect: tuple[int, int, int, int], window: tuple[int, int, int, int],
+                         k: int) -> np.ndarray:
+        """[3, 3] affine: a pixel of the coded frame's `rect` (relative to its corner) → the same point in the
+        render window turned to the coded orientation (np.rot90(window, -k)), in that window's pixels."""
+        rx0, ry0, rx1, ry1 = rect
+        u0, v0, u1, v1 = window
+        s = self.size / self.side
+        # displayed pixel centre (x + rx0 + ½) lies at render coordinate (x + rx0 − x0 + ½)·s − ½
+        shown_to_window = np.array([[s, 0, (rx0 - self.x0 + 0.5) * s - 0.5 - u0],
+                                    [0, s, (ry0 - self.y0 + 0.5) * s - 0.5 - v0], [0, 0, 1]])
+        coded_w, coded_h = (rx1 - rx0, ry1 - ry0) if k % 2 == 0 else (ry1 - ry0, rx1 - rx0)
+        turned_w, turned_h = (u1 - u0, v1 - v0) if k % 2 == 0 else (v1 - v0, u1 - u0)
+        return (np.linalg.inv(_turn(k, turned_w, turned_h)) @ shown_to_window @ _turn(k, coded_w, coded_h))
+
+    def _warp(self, layer: np.ndarray, coded_to_window: np.ndarray, rect: tuple[int, int, int, int], k: int,
+              step: int) -> np.ndarray:
+        """The turned window's layer [h, w, C] resampled (cubic) onto the coded frame's samples over `rect`, one
+        every `step` pixels (2: the 4:2:0 chroma samples, centred on their 2×2 luma pixels); 0 outside it."""
+        rx0, ry0, rx1, ry1 = rect
+        w, h = (rx1 - rx0, ry1 - ry0) if k % 2 == 0 else (ry1 - ry0, rx1 - rx0)
+        sample = np.array([[step, 0, (step - 1) / 2], [0, step, (step - 1) / 2], [0, 0, 1]])
+        to_layer = (coded_to_window @ sample)[:2]
+        return cv2.warpAffine(layer, to_layer, (w // step, h // step), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _turn(k: int, width: int, height: int) -> np.ndarray:
+    """[3, 3] affine: pixel (x, y) of a width × height array → the same pixel in np.rot90(array, k)."""
+    return {0: np.eye(3),
+            1: np.array([[0, 1, 0], [-1, 0, width - 1], [0, 0, 1]]),
+            2: np.array([[-1, 0, width - 1], [0, -1, height - 1], [0, 0, 1]]),
+            3: np.array([[0, -1, height - 1], [1, 0, 0], [0, 0, 1]])}[k]
+
+
+# (Kr, Kb) of the YCbCr matrices by ffmpeg colour space; others (unspecified included) get BT.601, as swscale does
+LUMA_WEIGHTS = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 7: (0.212, 0.087), 9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
+BT601 = (0.299, 0.114)
+FULL_RANGE = 2  # ffmpeg's AVCOL_RANGE_JPEG
+
+
+def yuv_matrix(colour: Colour) -> tuple[np.ndarray, np.ndarray]:
+    """(M [3, 3], offset [3]): Y, U, V in 0–255 levels = M · (R, G, B in [0, 1]) + offset, for the source's colour
+    space and range."""
+    kr, kb = LUMA_WEIGHTS.get(colour.colorspace, BT601)
+    kg = 1.0 - kr - kb
+    luma = np.array([kr, kg, kb])
+    blue = (np.array([0.0, 0.0, 1.0]) - luma) / (2 * (1 - kb))  # Pb in [-½, ½]
+    red = (np.array([1.0, 0.0, 0.0]) - luma) / (2 * (1 - kr))  # Pr
+    if colour.color_range == FULL_RANGE:
+        return np.stack([255 * luma, 255 * blue, 255 * red]), np.array([0.0, 128.0, 128.0])
+    return np.stack([219 * luma, 224 * blue, 224 * red]), np.array([16.0, 128.0, 128.0])
 
 
 def yuv_planes(planes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

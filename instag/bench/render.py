@@ -4,7 +4,11 @@
   rasterize → composite) at the avatar's size, conditions prepared beforehand: no decoding, no encoding, no I/O.
 - end to end: a whole dubbing job (decode audio, features, render, H.264 + AAC encode, write) for a `seconds`-long
   audio and for a `short_s`-long one, each in a fresh process, so each one's peak RSS is its own: frames are
-  encoded as they are rendered, so the long job's peak should be within 10 % of the short one's.
+  encoded as they are rendered, so the long job's peak should be within 10 % of the short one's. With
+  `paste_back` the jobs dub into the avatar's full-size source frames (the JSON says which clip, its size, rate
+  and rotation), the output at the source's resolution.
+- render scale (with `dataset`, the avatar's dataset): the face on held-out frames rendered at the avatar's size
+  and upscaled against rendered at the source's scale (instag.bench.paste_scale).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 from instag.bench.record import header
 from instag.errors import InputError
+from instag.media.encoding import Encoding
 
 WARMUP_FRAMES = 3
 
@@ -74,18 +79,36 @@ def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, dev
             "device": str(dev), "torch_threads": torch.get_num_threads()}
 
 
-def _dub_in_child(avatar: Path, audio: Path, out: Path, threads: int, device: str,
-                  paste_back: bool) -> dict[str, Any]:
+def _dub_in_child(avatar: Path, audio: Path, out: Path, threads: int, device: str, paste_back: bool,
+                  encoding: Encoding) -> dict[str, Any]:
     code = ("import json, sys; from instag.bench.render import dub_once; "
             "print(json.dumps(dub_once(*sys.argv[1:])))")
     proc = subprocess.run([sys.executable, "-c", code, str(avatar), str(audio), str(out), str(threads), device,
-                           "1" if paste_back else "0"], capture_output=True, text=True)
+                           "1" if paste_back else "0", str(encoding.crf), encoding.preset],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"bench render: the dubbing job failed:\n{proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste_back: str = "0") -> dict[str, Any]:
+def _source_info(avatar: Path) -> dict[str, Any]:
+    """The clip a paste-back dub of `avatar` is pasted into: path, displayed size, rate, rotation, codec."""
+    import av
+
+    from instag.avatar.bundle import load_avatar
+    from instag.avatar.paste_back import find_source_clip
+    from instag.data.video import probe
+
+    clip = find_source_clip(load_avatar(avatar))
+    info = probe(clip, 0.0)
+    with av.open(str(clip)) as c:
+        rate = float(c.streams.video[0].average_rate or 0)
+    return {"path": str(clip), "width": info.width, "height": info.height, "fps": rate,
+            "rotation_deg": 90 * info.rotation_k, "codec": info.codec, "duration_s": info.duration_s}
+
+
+def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste_back: str = "0",
+             crf: str = str(Encoding.crf), preset: str = Encoding.preset) -> dict[str, Any]:
     """One dubbing job in this process; its wall time, stage times and this process's peak RSS."""
     from instag.avatar.bundle import load_avatar
     from instag.avatar.dubbing import DubJob, RenderOptions, avatar_device, run_jobs
@@ -94,20 +117,24 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste
     av = load_avatar(avatar)
     dev = avatar_device(av, device)
     load_s = time.perf_counter() - t0
-    [r] = run_jobs(av, [DubJob(Path(audio), Path(out), paste_back == "1")], RenderOptions(threads=int(threads), force=True), dev)
+    options = RenderOptions(threads=int(threads), force=True, crf=int(crf), preset=preset)
+    [r] = run_jobs(av, [DubJob(Path(audio), Path(out), paste_back == "1")], options, dev)
     if r.status != "done":
         raise RuntimeError(r.reason)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"audio_s": r.audio_s, "frames": r.frames, "wall_s": r.wall_s, "load_s": load_s,
             "x_real_time": r.speed, "stages_s": r.timings_s,
             # CPU seconds of the whole process (render + encoder threads, start-up included)
-            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "output_mb": Path(out).stat().st_size / 2**20}
 
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s: float = 10.0, runs: int = 50,
-        threads: int = 0, device: str = "auto", paste_back: bool = False,
-        progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        threads: int = 0, device: str = "auto", paste_back: bool = False, encoding: Encoding | None = None,
+        dataset: Path | None = None, progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from instag.media.audio import FEATURE_RATE, decode_audio
+
+    encoding = encoding or Encoding()
 
     if audio is not None:
         mono = decode_audio(audio).mono16k
@@ -118,7 +145,10 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
     doc = header("render")
     doc["avatar"] = str(avatar)
     doc["paste_back"] = paste_back
+    doc["encoding"] = {"crf": encoding.crf, "preset": encoding.preset}
     doc["load_average_1_5_15"] = list(os.getloadavg())  # other work on the machine during the run
+    if paste_back:
+        doc["source"] = _source_info(avatar)
     doc["audio"] = str(audio) if audio else f"synthetic speech-like {seconds:g} s"
     doc["model"] = model_fps(avatar, mono, runs, threads, device)
     if progress:
@@ -128,10 +158,17 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
         for name, secs in (("short", short_s), ("long", seconds)):
             wav = Path(tmp) / f"{name}.wav"
             soundfile.write(wav, mono[: int(secs * FEATURE_RATE)], FEATURE_RATE, subtype="PCM_16")
-            cases[name] = _dub_in_child(avatar, wav, Path(tmp) / f"{name}.mp4", threads, device, paste_back)
+            cases[name] = _dub_in_child(avatar, wav, Path(tmp) / f"{name}.mp4", threads, device, paste_back,
+                                        encoding)
             if progress:
                 progress(name, cases[name])
     doc["end_to_end"] = cases
+    if dataset is not None:
+        from instag.bench.paste_scale import compare_scales
+
+        doc["render_scale"] = compare_scales(avatar, dataset)
+        if progress:
+            progress("render_scale", doc["render_scale"])
     doc["x_real_time"] = cases["long"]["x_real_time"]
     doc["peak_rss_ratio_long_short"] = cases["long"]["peak_rss_mb"] / cases["short"]["peak_rss_mb"]
     return doc

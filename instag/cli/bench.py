@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from instag.bench.record import write_json
+from instag.media.encoding import Encoding
 
 
 def _save(doc: dict[str, Any], json_path: Path | None, con: Console) -> None:
@@ -139,15 +140,24 @@ def render(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Dub into the avatar's full-size source frames "
                                     "(the source clip must be findable, as for `instag render --paste-back`)."),
+    crf: int = typer.Option(Encoding.crf, "--crf", min=0, max=51, help="x264 quality of the dubs."),
+    preset: str = typer.Option(Encoding.preset, "--preset", help="x264 preset of the dubs."),
+    dataset: Path | None = typer.Option(None, "--dataset", help="The avatar's dataset: also score its face on "
+                                        "held-out frames rendered at its size and upscaled vs at the source's scale."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
-    """Model + rasterization frames/s (no I/O) and end-to-end dubbing speed (× real time) and peak RSS."""
+    """Model + rasterization frames/s (no I/O) and end-to-end dubbing speed (× real time) and peak RSS; with
+    --paste-back, dubbing into the full-size source frames."""
     from instag.bench import render as bench_render
 
     con = Console()
 
     def show(name: str, c: dict[str, Any]) -> None:
-        if name == "model":
+        if name == "render_scale":
+            for size, f in c["per_render_size"].items():
+                con.print(f"  face rendered at {size}² → {c['crop_side_px']}²: PSNR {f['psnr']:.2f} dB, SSIM "
+                          f"{f['ssim']:.3f}, sharpness {f['sharpness']:.2f} of the source's")
+        elif name == "model":
             con.print(f"  model+raster {c['size']} ({c['n_face']}+{c['n_mouth']} Gaussians, {c['device']}): "
                       f"{c['ms_per_frame']:.1f} ms/frame = {c['fps']:.1f} frames/s "
                       f"(CPU {c['cpu_ms_per_frame']:.1f} ms/frame)")
@@ -155,9 +165,12 @@ def render(
             con.print(f"  dub {c['audio_s']:.0f} s: {c['wall_s']:.1f} s = {c['x_real_time']:.2f}× real time "
                       f"(process CPU {c['cpu_s']:.1f} s), peak RSS {c['peak_rss_mb']:.0f} MiB")
 
-    doc = bench_render.run(avatar, audio, seconds, short, runs, threads, device, paste_back, progress=show)
+    doc = bench_render.run(avatar, audio, seconds, short, runs, threads, device, paste_back, Encoding(crf, preset),
+                           dataset, progress=show)
+    pasted = doc.get("source")
+    into = f"; pasted into {pasted['width']}×{pasted['height']} at {pasted['fps']:g} fps" if pasted else ""
     table = Table(title=f"render {avatar} ({doc['model']['size']}, {doc['model']['device']}, "
-                        f"{doc['model']['torch_threads']} thread(s))")
+                        f"{doc['model']['torch_threads']} thread(s); x264 {preset} crf {crf}{into})")
     for col in ("case", "frames/s", "× real time", "wall s", "peak RSS MiB"):
         table.add_column(col, justify="left" if col == "case" else "right")
     m = doc["model"]

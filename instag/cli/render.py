@@ -20,6 +20,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from instag.media.encoding import Encoding
+
+ENCODING = Encoding()  # the options' defaults are the library's
 STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "bold red"}
 
 
@@ -48,9 +51,12 @@ def render(
                                     "frames (output at the source clip's resolution)."),
     source: Path | None = typer.Option(None, "--source", help="Source clip for --paste-back (default: the copy in "
                                        "the avatar dir or the recorded path)."),
-    size: int | None = typer.Option(None, "--size", help="Render side in pixels (default: the avatar's)."),
-    crf: int = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (0 lossless … 51; 18 ≈ visually lossless)."),
-    preset: str = typer.Option("veryfast", "--preset", help="x264 preset (ultrafast … veryslow)."),
+    size: int | None = typer.Option(None, "--size", help="Render side in pixels (default: the avatar's; with "
+                                    "--paste-back the head is then scaled to its size in the source)."),
+    crf: int = typer.Option(ENCODING.crf, "--crf", min=0, max=51, help="x264 quality (0 lossless … 51; 18 ≈ "
+                            "visually lossless)."),
+    preset: str = typer.Option(ENCODING.preset, "--preset", help="x264 speed/size trade-off (ultrafast … veryslow): "
+                               "faster presets encode faster into bigger files."),
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),

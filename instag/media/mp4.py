@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from instag.errors import InstagError
+from instag.media.encoding import Encoding
 
 QUEUE_FRAMES = 4
 PIXEL_FORMAT = "yuv420p"
@@ -67,7 +68,7 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, audio: np.ndarray | None,
-                 sample_rate: int, crf: int = 18, preset: str = "veryfast", threads: int = 0,
+                 sample_rate: int, crf: int = Encoding.crf, preset: str = Encoding.preset, threads: int = 0,
                  prepare: Prepare | None = None, rotation_deg: int = 0, colour: Colour | None = None) -> None:
         self.path = Path(path)
         self.width, self.height = width + width % 2, height + height % 2
