@@ -222,9 +222,13 @@ def preview(
         rows = [("live frames/s drawn", f"{lv['fps_drawn']:.1f}"), ("frames skipped", str(lv["frames_skipped"])),
                 ("features + render ms/frame (median)", f"{ms(lv['feature_ms_median'])} + "
                  f"{ms(lv['render_ms_median'] - (lv['feature_ms_median'] or 0))}")]
+        rows.append(("onset → first frame that heard it, ms (median / p95)",
+                     f"{ms(lv['first_frame_ms']['median'])} / {ms(lv['first_frame_ms']['p95'])}"))
         for q, lat in lv["latency_ms"].items():
             rows.append((f"voice → lips {float(q):.0%} open, ms (median / p95; missed)",
                          f"{ms(lat['median'])} / {ms(lat['p95'])}; {lat['missed']}"))
+        rows.append(("capture before the page hears it, ms (Chromium's figure)",
+                     ms(lv["capture_latency_ms_reported"])))
         rows.append(("silence: opening on the 0–1 scale (median / p95)",
                      f"{lv['silence']['scaled_opening_median']:.2f} / {lv['silence']['scaled_opening_p95']:.2f}"
                      if lv["silence"]["frames"] else "–"))
