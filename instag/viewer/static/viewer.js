@@ -21,6 +21,7 @@
     shownIndex: -1, shownMode: null, shownRev: -1, clockIndex: -1, audioTime: 0,
     renderFps: 0, renderMs: null, latencyMs: null, maxSyncError: 0, lastError: null,
     view: null, cam: null, rev: 0, live: false, liveFrames: 0, liveVoiced: null, heardSamples: 0,
+    inputLatencyMs: null, // what the browser says the microphone's own capture takes, before the page hears it
     // The bench sets record = true: every captured chunk [samples after it, capture ms, PCM] and every live
     // frame drawn {i, end, voiced, drawn ms, jpeg} are kept in memory for it to read.
     record: false, recChunks: [], recFrames: [],
@@ -100,10 +101,12 @@
         S.liveFrames++; S.liveVoiced = h.voiced;
         // Voice to lips: from the frame's middle sample entering the page to the frame on screen.
         const heard = captureTime(h.end - 8000 / S.fps);
-        if (heard !== null) {
+        if (heard !== null && mic) {
           const lag = now - heard;
           S.latencyMs = S.latencyMs === null ? lag : 0.8 * S.latencyMs + 0.2 * lag;
-          if (mic && mic.delay) mic.delay.delayTime.setTargetAtTime(Math.min(S.latencyMs, 900) / 1000, mic.ctx.currentTime, 0.5);
+          // What it heard, played back late by as much, less the time the output itself takes.
+          const out = (mic.ctx.baseLatency || 0) + (mic.ctx.outputLatency || 0);
+          mic.delay.delayTime.setTargetAtTime(Math.max(Math.min(S.latencyMs / 1000, 0.9) - out, 0), mic.ctx.currentTime, 0.5);
         }
         if (S.record) S.recFrames.push({ i: h.i, end: h.end, voiced: h.voiced, drawn: now, ms: h.ms, feature_ms: h.feature_ms, jpeg: jpeg.slice() });
       }
@@ -289,6 +292,8 @@
       if (S.record) S.recChunks.push([S.heardSamples, t, new Int16Array(e.data)]);
     };
     mic = { stream, ctx, node, delay, gain };
+    const settings = stream.getAudioTracks()[0].getSettings();
+    S.inputLatencyMs = typeof settings.latency === "number" ? settings.latency * 1000 : null;
     audio.pause();
     $("mic").textContent = "stop microphone";
     S.latencyMs = null;
