@@ -130,6 +130,22 @@ def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def _cpu_s_of_processes_with(marker: str) -> float | None:
+    """CPU seconds (user + system) of the running processes whose command line holds `marker` (Linux /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    total = 0.0
+    for d in proc.iterdir():
+        try:
+            if d.name.isdigit() and marker in (d / "cmdline").read_text():
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def _record(url: str, microphone: Path, seconds: float, profile: Path) -> dict[str, Any]:
     """Open the page with `microphone` as its microphone, drive the avatar live for `seconds`, return what the page
     recorded."""
@@ -141,18 +157,23 @@ def _record(url: str, microphone: Path, seconds: float, profile: Path) -> dict[s
         page.evaluate("window.instagPreview.record = true")
         page.click("#mic")
         page.wait_for_function("window.instagPreview.live", timeout=30_000)
+        server0, browser0 = time.process_time(), _cpu_s_of_processes_with(str(profile))
         time.sleep(seconds)
         page.click("#mic")
+        server1, browser1 = time.process_time(), _cpu_s_of_processes_with(str(profile))
         doc = page.evaluate(RECORDED_JS)
         if errors:
             raise RuntimeError(f"the preview page failed: {errors[0]}")
         doc["last_error"] = page.evaluate("window.instagPreview.lastError")
         doc["input_latency_ms"] = page.evaluate("window.instagPreview.inputLatencyMs")
+        # CPU time while the microphone ran: this process (the server and its renderers) and Chromium's
+        doc["cpu_s"] = {"server": server1 - server0, "browser": None if browser0 is None else browser1 - browser0}
     return doc
 
 
-def measure(recorded: dict[str, Any], closed: float) -> dict[str, Any]:
-    """Latency, fps and silence figures from what the page recorded; `closed`: the idle loop's opening."""
+def measure(recorded: dict[str, Any], idle: np.ndarray) -> dict[str, Any]:
+    """Latency, fps and silence figures from what the page recorded; `idle` [F]: the idle loop's openings."""
+    closed = float(np.nanmedian(idle))
     chunks = np.array(recorded["chunks"], np.float64).reshape(-1, 2)
     pcm = np.frombuffer(base64.b64decode(recorded["pcm"]), "<i2").astype(np.float32) / 32768.0
     frames = recorded["frames"]
@@ -197,6 +218,7 @@ def measure(recorded: dict[str, Any], closed: float) -> dict[str, Any]:
         "capture_latency_ms_reported": capture,
         "opening": {"closed_idle": closed, "open_p90_voiced": float(wide), "tracked_share":
                     float(np.isfinite(opening).mean())},
+        "idle_loop": {"scaled_opening_p95": _percentile((idle - closed) / (wide - closed), 95)},
         "silence": {"frames": int((~voiced).sum()), "scaled_opening_median": _percentile(silent, 50),
                     "scaled_opening_p95": _percentile(silent, 95),
                     "share_shut": float(np.mean(silent < OPEN_LEVELS[0])) if silent.size else None},
@@ -226,7 +248,7 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: in
             renderer = server.app.renderer
             idle = [renderer.render_idle(k, Orbit()).jpeg
                     for k in np.linspace(0, renderer.idle.n_frames - 1, IDLE_SAMPLES).astype(int)]
-            closed = float(np.nanmedian(_openings(idle)))
+            idle = _openings(idle)
             doc = header("preview-live")
             doc |= {"avatar": str(avatar), "audio": str(audio) if audio else "synthetic speech-like signal",
                     "microphone": f"the audio's first {len(sound) / RATE:.1f} s in pieces of about {PIECE_S:g} s, "
@@ -235,11 +257,10 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: in
                     "fps_target": renderer.fps, "workers": server.app.workers, "torch_threads": threads,
                     "n_gaussians": renderer.avatar.face.num_gaussians + renderer.avatar.mouth.num_gaussians,
                     "uptime_before": _uptime(), "load_average_1m_before": os.getloadavg()[0]}
-            cpu0 = os.times()
             recorded = _record(server.url, wav, len(sound) / RATE, Path(tmp) / "profile")
-            cpu1 = os.times()
         doc["uptime_after"] = _uptime()
-        # this process (server, renderers) only: Chromium's own share shows in the load average
-        doc["server_cpu_s"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-        doc["live"] = measure(recorded, closed)
+        doc["live"] = measure(recorded, idle)
+        # On a machine shared with other work the frame rate depends on the CPU left: what a frame cost
+        cpu = recorded["cpu_s"]
+        doc["cpu"] = cpu | {"server_ms_per_frame_drawn": cpu["server"] * 1e3 / doc["live"]["frames_drawn"]}
     return doc
