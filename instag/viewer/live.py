@@ -95,10 +95,9 @@ class LiveFrame:
 class LiveStream:
     """One page's microphone: its ring buffer and the rate check (`push`), and which frames can be made."""
 
-    def __init__(self, fps: float, now: float) -> None:
+    def __init__(self, fps: float) -> None:
         self.fps = fps
         self.buffer = RingBuffer(int(BUFFER_S * RATE))
-        self.started = now
         self.first: float | None = None  # when the first chunk arrived
 
     def push(self, data: bytes, now: float) -> None:

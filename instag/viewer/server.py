@@ -364,7 +364,7 @@ class StreamSession:
                                          "the microphone drives the avatar in another tab of this preview; "
                                          "stop it there first"})
                 return dataclasses.replace(state, live=False)
-            app.live_owner, self.live, self.last_live = self, LiveStream(app.renderer.fps, self.loop.time()), -1
+            app.live_owner, self.live, self.last_live = self, LiveStream(app.renderer.fps), -1
             await self.ws.send_json({"type": "live", "on": True, "rate": RATE})
         elif not state.live and self.live is not None:
             self._release_live()
@@ -388,7 +388,7 @@ class StreamSession:
     async def _write(self) -> None:
         try:
             await self._stream()
-        except (RuntimeError, ValueError, OSError) as exc:
+        except (RuntimeError, ValueError, OSError, InputError) as exc:
             if not self.ws.closed:
                 await self.ws.send_json({"type": "error", "message": f"rendering stopped: {exc}"})
 

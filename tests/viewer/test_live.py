@@ -250,14 +250,14 @@ def test_parse_chunk_and_ring_buffer():
 
 
 def test_a_stream_may_not_run_ahead_of_real_time():
-    stream = LiveStream(fps=25.0, now=0.0)
+    stream = LiveStream(fps=25.0)
     chunk = pcm(np.zeros(MAX_CHUNK_SAMPLES))
     t = 10.0
     for _ in range(int(BURST_S * RATE / MAX_CHUNK_SAMPLES)):  # a burst of BURST_S is allowed at once
         stream.push(chunk, t)
     with pytest.raises(LiveRefused, match="faster than real time"):
         stream.push(chunk, t)
-    stream = LiveStream(fps=25.0, now=0.0)
+    stream = LiveStream(fps=25.0)
     for k in range(40):  # 10 s in real time
         stream.push(chunk, t + k * MAX_CHUNK_SAMPLES / RATE)
     assert stream.newest_frame() == 40 * MAX_CHUNK_SAMPLES * 25 // RATE - 1
