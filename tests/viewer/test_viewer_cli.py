@@ -1,6 +1,6 @@
 """`instag preview` as a user runs it: prints the URL (loopback unless --host says otherwise, with a warning),
 stops cleanly and at once on Ctrl-C or SIGTERM (also when started with SIGINT ignored), refuses a bad avatar in
-one line; `instag bench preview`'s figures."""
+one line; `instag bench preview`'s figures, with --live too."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from instag.bench.browser import CHROMIUM
 from instag.bench.preview import run as bench_preview
+from instag.bench.preview_live import HOP, capture_ms, sound_onsets, with_pauses
+from instag.bench.preview_live import run as bench_preview_live
+from instag.bench.render import speech_like
+from instag.viewer.live import RATE
 
 REPO = Path(__file__).resolve().parents[2]
 CODE = "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()"
@@ -96,3 +102,29 @@ def test_bench_preview_reports_fps_latency_and_sync(tiny_avatar):
     assert p["latency_ms_median"] is not None and p["latency_ms_median"] >= 0
     assert p["seek_ms_median"] > 0 and p["orbit_ms_median"] > 0
     assert 0 <= p["share_in_sync"] <= 1
+
+
+def test_the_live_bench_finds_the_onsets_it_made():
+    speech = speech_like(20.0, RATE)
+    mic = with_pauses(speech, 12.0)
+    assert len(mic) == 12 * RATE
+    starts = np.nonzero(np.diff((np.abs(mic) > 0).astype(int)) == 1)[0] + 1  # where each piece begins
+    onsets = sound_onsets(mic)
+    assert len(onsets) == len(starts) >= 5
+    assert np.all(np.abs(np.array(onsets) - starts) <= HOP), (onsets, starts)
+    # Chunks of 160 samples that reached the page at 10 ms steps from t = 1000 ms.
+    chunks = np.array([[160 * (k + 1), 1000.0 + 10 * k] for k in range(10)])
+    assert capture_ms(chunks, 160) == pytest.approx(1000.0)
+    assert capture_ms(chunks, 560) == pytest.approx(1030.0 - 80 / 16)  # in the chunk [480, 640) of 1030 ms
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make setup installs it)")
+def test_bench_preview_live_runs_in_chromium(tiny_avatar):
+    pytest.importorskip("playwright.sync_api")
+    doc = bench_preview_live(tiny_avatar, seconds=6.0)
+    assert doc["benchmark"] == "preview-live" and doc["uptime_before"] and doc["cpu"]["server"] > 0
+    lv = doc["live"]
+    assert lv["onsets"] >= 2 and lv["frames_drawn"] > 10 and lv["first_frame_ms"]["median"] > 0
+    # The tiny avatar is not a face the tracker finds: no opening, so no lips latency, and it says so.
+    assert lv["opening"]["tracked_share"] == 0
+    assert all(v["n"] == 0 and v["missed"] == lv["onsets"] for v in lv["latency_ms"].values())
