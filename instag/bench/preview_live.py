@@ -14,6 +14,7 @@ drew (the JPEG and when it was drawn). Afterwards:
   the mouth opened beyond OPEN_LEVELS of that scale, within MAX_LATENCY_S;
 - first_frame_ms: from an onset to the first drawn frame that heard it, however open (the pipeline's share of
   the latency; the rest is how fast the avatar's mouth opens);
+- versus_file_mode: the live openings against those of the same sound dubbed as a file (`versus_file_mode`);
 - fps: live frames drawn per second; silence: the scaled opening of the frames drawn for silence.
 """
 
@@ -171,15 +172,22 @@ def _record(url: str, microphone: Path, seconds: float, profile: Path) -> dict[s
     return doc
 
 
-def measure(recorded: dict[str, Any], idle: np.ndarray) -> dict[str, Any]:
-    """Latency, fps and silence figures from what the page recorded; `idle` [F]: the idle loop's openings."""
-    closed = float(np.nanmedian(idle))
+def decode_recording(recorded: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the page recorded → chunks [C, 2] (samples after each, when it reached the page, ms), the PCM heard
+    [N] and the tracked opening [F] of each live frame drawn."""
     chunks = np.array(recorded["chunks"], np.float64).reshape(-1, 2)
     pcm = np.frombuffer(base64.b64decode(recorded["pcm"]), "<i2").astype(np.float32) / 32768.0
     frames = recorded["frames"]
     if len(frames) < 2 or len(chunks) == 0:
         raise RuntimeError(f"the page drew {len(frames)} live frame(s) (last message: {recorded['last_error']})")
-    opening = _openings([base64.b64decode(f["jpeg"]) for f in frames])
+    return chunks, pcm, _openings([base64.b64decode(f["jpeg"]) for f in frames])
+
+
+def measure(chunks: np.ndarray, pcm: np.ndarray, frames: list[dict], opening: np.ndarray,
+            idle: np.ndarray) -> dict[str, Any]:
+    """Latency, fps and silence figures from what the page recorded (`decode_recording`, and the frames' headers
+    and times); `idle` [F]: the idle loop's openings."""
+    closed = float(np.nanmedian(idle))
     voiced = np.array([f["voiced"] for f in frames])
     drawn = np.array([f["drawn"] for f in frames])
     end = np.array([f["end"] for f in frames])
@@ -190,19 +198,22 @@ def measure(recorded: dict[str, Any], idle: np.ndarray) -> dict[str, Any]:
     latency: dict[str, list[float]] = {str(q): [] for q in OPEN_LEVELS}
     missed = {str(q): 0 for q in OPEN_LEVELS}
     first_frame = []  # from an onset to the first frame drawn that heard it, open or not
+    per_onset = []
     for s in onsets:
         t_on = capture_ms(chunks, s)
         heard = np.nonzero((end > s) & (drawn >= t_on))[0]
         if heard.size:
             first_frame.append(float(drawn[heard[0]] - t_on))
+        row = {"at_s": s / RATE, "first_frame_ms": first_frame[-1] if heard.size else None}
         for q in OPEN_LEVELS:
             hit = np.nonzero((end > s) & (drawn >= t_on) & (drawn <= t_on + MAX_LATENCY_S * 1e3) & (scale >= q))[0]
+            row[str(q)] = float(drawn[hit[0]] - t_on) if hit.size else None
             if hit.size:
-                latency[str(q)].append(float(drawn[hit[0]] - t_on))
+                latency[str(q)].append(row[str(q)])
             else:
                 missed[str(q)] += 1
+        per_onset.append(row)
     span_s = (drawn[-1] - drawn[0]) / 1e3
-    capture = recorded["input_latency_ms"]
     silent = scale[~voiced & np.isfinite(scale)]
     return {
         "captured_s": len(pcm) / RATE, "frames_drawn": len(frames), "fps_drawn": (len(frames) - 1) / span_s,
@@ -213,9 +224,6 @@ def measure(recorded: dict[str, Any], idle: np.ndarray) -> dict[str, Any]:
         "latency_ms": {q: {"median": _percentile(v, 50), "p95": _percentile(v, 95), "n": len(v),
                            "missed": missed[q]} for q, v in latency.items()},
         "first_frame_ms": {"median": _percentile(first_frame, 50), "p95": _percentile(first_frame, 95)},
-        # Chromium's own figure for the capture before the page hears a sound (None: it gives none); the
-        # microphone-to-screen latency is latency_ms plus this.
-        "capture_latency_ms_reported": capture,
         "opening": {"closed_idle": closed, "open_p90_voiced": float(wide), "tracked_share":
                     float(np.isfinite(opening).mean())},
         "idle_loop": {"scaled_opening_p95": _percentile((idle - closed) / (wide - closed), 95)},
@@ -224,7 +232,40 @@ def measure(recorded: dict[str, Any], idle: np.ndarray) -> dict[str, Any]:
                     "share_shut": float(np.mean(silent < OPEN_LEVELS[0])) if silent.size else None},
         "speech": {"frames": int(voiced.sum()),
                    "scaled_opening_median": _percentile(scale[voiced & np.isfinite(scale)], 50)},
+        "per_onset": per_onset,
     }
+
+
+def file_offset(heard: np.ndarray, sound: np.ndarray) -> int:
+    """Where in `sound` [M] (which the fake microphone loops) the captured stream `heard` [N] starts, in samples, to
+    10 ms: the best match of their loudness over the first 10 s heard."""
+    h = level_db(heard[: 10 * RATE])
+    f = level_db(np.concatenate([sound, sound]))
+    h, f = h - h.mean(), f - f.mean()
+    scores = np.correlate(f, h, mode="valid")[: len(sound) // HOP]
+    return int(np.argmax(scores)) * HOP
+
+
+def versus_file_mode(avatar, sound: np.ndarray, heard: np.ndarray, recorded_frames: list[dict],
+                     opening: np.ndarray) -> dict[str, Any]:
+    """The live lips against the same sound dubbed as `instag render` dubs a file (the whole of it in view, its
+    future included), both read by the face tracker: the correlation of the openings frame by frame, with the live
+    frames shifted by 0 … 5 frames (the best shift: how far the live mouth runs behind)."""
+    from instag.bench.dub import rendered_openings
+
+    fps = float(avatar.meta["fps"])
+    file_open, n = rendered_openings(avatar, sound)
+    offset = file_offset(heard, sound)
+    # the file's frame playing in the middle of each live frame
+    at = np.array([(f["end"] - RATE / (2 * fps) + offset) % len(sound) for f in recorded_frames]) / RATE * fps
+    idx = np.minimum(at.astype(int), n - 1)
+    r = {}
+    for shift in range(6):
+        a, b = opening, file_open[np.maximum(idx - shift, 0)]
+        ok = np.isfinite(a) & np.isfinite(b)
+        r[shift] = float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 else None
+    best = max((k for k in r if r[k] is not None), key=lambda k: r[k], default=None)
+    return {"r_by_shift_frames": r, "best_shift_frames": best, "offset_in_file_s": offset / RATE}
 
 
 def _uptime() -> str:
@@ -259,7 +300,13 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: in
                     "uptime_before": _uptime(), "load_average_1m_before": os.getloadavg()[0]}
             recorded = _record(server.url, wav, len(sound) / RATE, Path(tmp) / "profile")
         doc["uptime_after"] = _uptime()
-        doc["live"] = measure(recorded, idle)
+        chunks, heard, opening = decode_recording(recorded)
+        doc["live"] = measure(chunks, heard, recorded["frames"], opening, idle)
+        # Chromium's own figure for the capture before the page hears a sound (None: it gives none); the
+        # microphone-to-screen latency is latency_ms plus this.
+        doc["live"]["capture_latency_ms_reported"] = recorded["input_latency_ms"]
+        if doc["live"]["opening"]["tracked_share"] > 0:
+            doc["versus_file_mode"] = versus_file_mode(renderer.avatar, sound, heard, recorded["frames"], opening)
         # On a machine shared with other work the frame rate depends on the CPU left: what a frame cost
         cpu = recorded["cpu_s"]
         doc["cpu"] = cpu | {"server_ms_per_frame_drawn": cpu["server"] * 1e3 / doc["live"]["frames_drawn"]}
