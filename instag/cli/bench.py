@@ -227,6 +227,11 @@ def preview(
         for q, lat in lv["latency_ms"].items():
             rows.append((f"voice → lips {float(q):.0%} open, ms (median / p95; missed)",
                          f"{ms(lat['median'])} / {ms(lat['p95'])}; {lat['missed']}"))
+        vs = doc.get("versus_file_mode")
+        if vs and vs["best_shift_frames"] is not None:
+            rows.append(("lips vs the same sound dubbed as a file: r (at the best shift, frames)",
+                         f"{vs['r_by_shift_frames'][0]:.2f} ({vs['r_by_shift_frames'][vs['best_shift_frames']]:.2f}"
+                         f" at {vs['best_shift_frames']})"))
         rows.append(("capture before the page hears it, ms (Chromium's figure)",
                      ms(lv["capture_latency_ms_reported"])))
         rows.append(("silence: opening on the 0–1 scale (median / p95)",
