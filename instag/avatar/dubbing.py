@@ -36,26 +36,30 @@ TRUE = ("1", "true", "yes", "y")
 # Render sides: below 16 px nothing is recognisable; an 8192² frame already takes ~1 GB of float buffers.
 MIN_SIZE, MAX_SIZE = 16, 8192
 FALSE = ("0", "false", "no", "n")
+ENCODING = Encoding()
+# A paste-back job's compositing and encoding keep another core busy: torch threads on all cores spin-wait against
+# them (benchmarks/render_paste_back_cpu.md).
+PASTE_BACK_THREADS = 1
 
 
 @dataclass(frozen=True)
 class RenderOptions:
     size: int | None = None  # render side (the avatar's own size by default)
     crf: int = Encoding.crf  # x264 constant rate factor (0 = lossless … 51)
-    preset: str = Encoding.preset  # x264 speed/size trade-off (one of instag.media.encoding.PRESETS)
+    preset: str | None = None  # x264 speed/size trade-off, one of PRESETS (None: Encoding's for the job's kind)
     source: Path | None = None  # source clip for paste-back (default: found from the avatar)
     feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
     force: bool = False  # re-render outputs that exist
-    # torch threads for rendering on CPU (0: torch's default, all cores). On the idle 2-core machine 2 threads dubbed
-    # 60 s of audio at 1.21x real time against 0.83x for 1 (2026-11-21); on a machine busy with other work, 1 avoids OpenMP
-    # spin-waiting.
+    # torch threads for rendering on CPU (0: torch's default, all cores, or PASTE_BACK_THREADS for a paste-back job).
+    # On the idle 2-core machine 2 threads dubbed 60 s of audio at 1.21x real time against 0.83x for 1 (2026-11-21);
+    # on a machine busy with other work, 1 avoids OpenMP spin-waiting.
     threads: int = 0
 
     def __post_init__(self) -> None:
         if self.size is not None and not MIN_SIZE <= self.size <= MAX_SIZE:
             raise InputError(f"--size {self.size}: must be in {MIN_SIZE}..{MAX_SIZE}")
-        if self.preset not in PRESETS:
+        if self.preset is not None and self.preset not in PRESETS:
             raise InputError(f"--preset {self.preset}: must be one of {', '.join(PRESETS)}")
         if not 0 <= self.crf <= 51:
             raise InputError(f"--crf {self.crf}: must be in 0..51")
@@ -218,7 +222,7 @@ class Dubber:
                      "rotation_deg": src.rotation_deg, "colour": src.colour}
         with atomic_file(job.output, suffix=".mp4") as tmp:
             with Mp4Writer(tmp, fps=fps, audio=audio.samples, sample_rate=audio.sample_rate, crf=opt.crf,
-                           preset=opt.preset, **video) as writer:
+                           preset=opt.preset or ENCODING.preset_for(paste is not None), **video) as writer:
                 for frame in driver:
                     render = av.render(frame.cond)
                     if paste is None:
@@ -247,13 +251,13 @@ def run_jobs(avatar: Avatar, jobs: list[DubJob], options: RenderOptions, device:
     options.force; a failing job (its reason recorded) does not stop the others."""
     dubber = Dubber(avatar, options, device)
     threads = torch.get_num_threads()
-    if options.threads > 0 and dubber.device.type == "cpu":
-        torch.set_num_threads(options.threads)
     results = []
     try:
         for k, job in enumerate(jobs):
             if on_start:
                 on_start(k, job)
+            if dubber.device.type == "cpu":
+                torch.set_num_threads(options.threads or (PASTE_BACK_THREADS if job.paste_back else threads))
             if not options.force and is_finished_mp4(job.output):
                 result = JobResult(job, "skipped", "output exists")
             else:

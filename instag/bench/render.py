@@ -80,11 +80,11 @@ def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, dev
 
 
 def _dub_in_child(avatar: Path, audio: Path, out: Path, threads: int, device: str, paste_back: bool,
-                  encoding: Encoding) -> dict[str, Any]:
+                  crf: int, preset: str) -> dict[str, Any]:
     code = ("import json, sys; from instag.bench.render import dub_once; "
             "print(json.dumps(dub_once(*sys.argv[1:])))")
     proc = subprocess.run([sys.executable, "-c", code, str(avatar), str(audio), str(out), str(threads), device,
-                           "1" if paste_back else "0", str(encoding.crf), encoding.preset],
+                           "1" if paste_back else "0", str(crf), preset],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"bench render: the dubbing job failed:\n{proc.stderr.strip()[-2000:]}")
@@ -130,11 +130,12 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste
 
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s: float = 10.0, runs: int = 50,
-        threads: int = 0, device: str = "auto", paste_back: bool = False, encoding: Encoding | None = None,
+        threads: int = 0, device: str = "auto", paste_back: bool = False, crf: int = Encoding.crf,
+        preset: str | None = None,
         dataset: Path | None = None, progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from instag.media.audio import FEATURE_RATE, decode_audio
 
-    encoding = encoding or Encoding()
+    preset = preset or Encoding().preset_for(paste_back)
 
     if audio is not None:
         mono = decode_audio(audio).mono16k
@@ -145,7 +146,7 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
     doc = header("render")
     doc["avatar"] = str(avatar)
     doc["paste_back"] = paste_back
-    doc["encoding"] = {"crf": encoding.crf, "preset": encoding.preset}
+    doc["encoding"] = {"crf": crf, "preset": preset}
     doc["load_average_1_5_15"] = list(os.getloadavg())  # other work on the machine during the run
     if paste_back:
         doc["source"] = _source_info(avatar)
@@ -159,7 +160,7 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
             wav = Path(tmp) / f"{name}.wav"
             soundfile.write(wav, mono[: int(secs * FEATURE_RATE)], FEATURE_RATE, subtype="PCM_16")
             cases[name] = _dub_in_child(avatar, wav, Path(tmp) / f"{name}.mp4", threads, device, paste_back,
-                                        encoding)
+                                        crf, preset)
             if progress:
                 progress(name, cases[name])
     doc["end_to_end"] = cases

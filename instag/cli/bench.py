@@ -141,7 +141,7 @@ def render(
     paste_back: bool = typer.Option(False, "--paste-back", help="Dub into the avatar's full-size source frames "
                                     "(the source clip must be findable, as for `instag render --paste-back`)."),
     crf: int = typer.Option(Encoding.crf, "--crf", min=0, max=51, help="x264 quality of the dubs."),
-    preset: str = typer.Option(Encoding.preset, "--preset", help="x264 preset of the dubs."),
+    preset: str | None = typer.Option(None, "--preset", help="x264 preset of the dubs (default: `instag render`'s)."),
     dataset: Path | None = typer.Option(None, "--dataset", help="The avatar's dataset: also score its face on "
                                         "held-out frames rendered at its size and upscaled vs at the source's scale."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
@@ -165,12 +165,12 @@ def render(
             con.print(f"  dub {c['audio_s']:.0f} s: {c['wall_s']:.1f} s = {c['x_real_time']:.2f}× real time "
                       f"(process CPU {c['cpu_s']:.1f} s), peak RSS {c['peak_rss_mb']:.0f} MiB")
 
-    doc = bench_render.run(avatar, audio, seconds, short, runs, threads, device, paste_back, Encoding(crf, preset),
-                           dataset, progress=show)
+    doc = bench_render.run(avatar, audio, seconds, short, runs, threads, device, paste_back, crf, preset, dataset,
+                           progress=show)
     pasted = doc.get("source")
     into = f"; pasted into {pasted['width']}×{pasted['height']} at {pasted['fps']:g} fps" if pasted else ""
     table = Table(title=f"render {avatar} ({doc['model']['size']}, {doc['model']['device']}, "
-                        f"{doc['model']['torch_threads']} thread(s); x264 {preset} crf {crf}{into})")
+                        f"{doc['model']['torch_threads']} thread(s); x264 {doc['encoding']['preset']} crf {crf}{into})")
     for col in ("case", "frames/s", "× real time", "wall s", "peak RSS MiB"):
         table.add_column(col, justify="left" if col == "case" else "right")
     m = doc["model"]

@@ -55,13 +55,14 @@ def render(
                                     "--paste-back the head is then scaled to its size in the source)."),
     crf: int = typer.Option(ENCODING.crf, "--crf", min=0, max=51, help="x264 quality (0 lossless … 51; 18 ≈ "
                             "visually lossless)."),
-    preset: str = typer.Option(ENCODING.preset, "--preset", help="x264 speed/size trade-off (ultrafast … veryslow): "
-                               "faster presets encode faster into bigger files."),
+    preset: str | None = typer.Option(None, "--preset", help=f"x264 speed/size trade-off (ultrafast … veryslow; "
+                                      f"default {ENCODING.preset}, with --paste-back {ENCODING.paste_back_preset}): "
+                                      f"faster presets encode faster into bigger files."),
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads on CPU (0: torch's default); the "
-                                "encoder runs in its own thread beside them."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads on CPU (0: torch's default, 1 for "
+                                "--paste-back jobs); the encoder runs in its own thread beside them."),
     force: bool = typer.Option(False, "--force", help="Re-render outputs that already exist."),
 ) -> None:
     """Render one MP4 (H.264 + AAC) per audio; finished outputs are skipped; exit 1 if any job failed."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
 
 @dataclass(frozen=True)
 class Encoding:
     crf: int = 18  # constant rate factor: 0 lossless … 51; 18 is about visually lossless
-    # speed/size trade-off: `veryfast` keeps a 1080×1920 paste-back dub at or above real time on the 2-core CPU
-    # (benchmarks/render_paste_back_cpu.md)
-    preset: str = "veryfast"
+    preset: str = "veryfast"  # speed/size trade-off of a 256² dub (its encoding costs little beside rendering)
+    # of a paste-back dub, whose full-size frames make the encoder the second cost after rendering: the preset that
+    # came nearest real time on the busy 2-core CPU (benchmarks/render_paste_back_cpu.md)
+    paste_back_preset: str = "ultrafast"
 
-
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+    def preset_for(self, paste_back: bool) -> str:
+        return self.paste_back_preset if paste_back else self.preset

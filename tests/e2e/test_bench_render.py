@@ -23,7 +23,7 @@ def test_bench_render_reports_model_fps_end_to_end_speed_and_peak_rss(tiny_avata
 @pytest.mark.slow
 def test_bench_render_paste_back_dubs_into_the_source_frames(pasteable_avatar):
     doc = run(pasteable_avatar, seconds=1.0, short_s=0.5, runs=2, paste_back=True)
-    assert doc["paste_back"] is True and doc["encoding"] == {"crf": Encoding.crf, "preset": Encoding.preset}
+    assert doc["paste_back"] is True and doc["encoding"] == {"crf": Encoding.crf, "preset": Encoding.paste_back_preset}
     src = doc["source"]
     assert (src["width"], src["height"], src["fps"], src["rotation_deg"]) == (176, 120, 25.0, 0)
     long, short = doc["end_to_end"]["long"], doc["end_to_end"]["short"]

@@ -17,9 +17,9 @@ from instag_testing import run_instag
 from e2e.conftest import CROP, SIZE, speech_like
 from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import pingpong_index
-from instag.avatar.dubbing import RenderOptions
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import probe, sha256_of
+from instag.media.encoding import Encoding
 from instag.media.mp4 import Mp4Writer
 
 FPS = 25.0
@@ -109,15 +109,15 @@ TEST_CRF = 12
 
 
 def _reencoded_source(avatar_dir: Path, n_frames: int, path: Path) -> Path:
-    """The source frames the dub replays (ping-pong), encoded as the dub is (TEST_CRF, the default preset,
+    """The source frames the dub replays (ping-pong), encoded as the dub is (TEST_CRF, the paste-back preset,
     rotation, colour): what the dub's pixels outside the head should equal up to codec loss."""
     av_ = load_avatar(avatar_dir)
-    opt = RenderOptions(crf=TEST_CRF)
+    preset = Encoding().preset_for(paste_back=True)
     src = SourceVideo(Path(av_.meta["provenance"]["source"]["path"]), FPS)
     drive = av_.drive["frame_index"]
     try:
         silence = np.zeros((1, int(16000 * n_frames / FPS)), np.float32)  # a clip has audio
-        with Mp4Writer(path, src.coded_width, src.coded_height, FPS, silence, 16000, crf=opt.crf, preset=opt.preset,
+        with Mp4Writer(path, src.coded_width, src.coded_height, FPS, silence, 16000, crf=TEST_CRF, preset=preset,
                        prepare=src.frame, rotation_deg=src.rotation_deg, colour=src.colour) as writer:
             for i in range(n_frames):
                 writer.write(int(drive[pingpong_index(i, len(drive))]))
