@@ -19,7 +19,8 @@ header {"mode": "play" | "idle", "clip", "i", "rev", "epoch", "ms": render ms}, 
 the play frame whose index is floor(audio.currentTime · fps).
 
 Live microphone. A state with "live": true asks for the microphone slot; one page at a time holds it (another
-gets an error message and stays as it was). The server answers {"type": "live", "on": true, "rate": 16000}; from
+gets an error message and stays as it was), and only over a loopback connection (a server given another --host
+refuses it to other machines). The server answers {"type": "live", "on": true, "rate": 16000}; from
 then on each binary message from the page is 16-bit little-endian mono PCM at 16 kHz (at most
 live.MAX_CHUNK_SAMPLES samples), kept in memory only (instag.viewer.live). The server renders the newest live frame
 whose audio has all arrived, skipping older ones when it falls behind: header {"mode": "live", "i": k, "end":
@@ -288,7 +289,7 @@ class PreviewApp:
         ws = web.WebSocketResponse(max_msg_size=64 << 10, heartbeat=30)
         await ws.prepare(request)
         self.sockets.add(ws)
-        session = StreamSession(self, ws)
+        session = StreamSession(self, ws, is_loopback(request.remote or ""))
         try:
             await session.run()
         finally:
@@ -304,9 +305,11 @@ class StreamSession:
     """One page's stream: a reader task keeps the latest state and the microphone's audio; the writer renders and
     sends frames."""
 
-    def __init__(self, app: PreviewApp, ws: web.WebSocketResponse) -> None:
+    def __init__(self, app: PreviewApp, ws: web.WebSocketResponse, local: bool) -> None:
+        """`local`: the page is on this machine (a loopback peer), the only place a microphone is taken from."""
         self.app = app
         self.ws = ws
+        self.local = local
         self.loop = asyncio.get_running_loop()
         self.state = StreamState(received=self.loop.time())
         self.changed = asyncio.Event()
@@ -359,6 +362,10 @@ class StreamSession:
         """Take or give back the microphone slot as `state` asks; a page refused the slot stays as it was."""
         app = self.app
         if state.live and self.live is None:
+            if not self.local:
+                await self.ws.send_json({"type": "error", "live": False, "message":
+                                         "the microphone is only taken from a page on this machine (127.0.0.1)"})
+                return dataclasses.replace(state, live=False)
             if app.live_owner is not None:
                 await self.ws.send_json({"type": "error", "live": False, "message":
                                          "the microphone drives the avatar in another tab of this preview; "

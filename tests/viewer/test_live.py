@@ -286,3 +286,21 @@ def test_the_orbit_is_bounded_by_the_training_views():
     bounded = Orbit(1.0, -1.0, 2.0).clamped(view)
     assert bounded == Orbit(view.yaw[1], view.pitch[0], 2.0)
     assert Orbit(1.0, -1.0).clamped(ViewRange()) == Orbit(1.0, -1.0)
+
+
+def test_the_microphone_is_refused_to_another_machine(preview_server, monkeypatch):
+    from instag.viewer import server as server_module
+
+    monkeypatch.setattr(server_module, "is_loopback", lambda host: False)  # as if the page were elsewhere
+
+    async def go():
+        async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as ws:
+            await _hello(ws)
+            await ws.send_json({"type": "state", "clip": None, "playing": False, "live": True})
+            while (msg := await ws.receive(timeout=30)).type != aiohttp.WSMsgType.TEXT:
+                pass
+            return json.loads(msg.data)
+
+    refusal = asyncio.run(asyncio.wait_for(go(), 60))
+    assert refusal["type"] == "error" and refusal["live"] is False and "this machine" in refusal["message"]
+    assert preview_server.app.live_owner is None
