@@ -25,6 +25,7 @@ from instag.atomic import atomic_file
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
 from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, find_source_clip, head_layers
+from instag.avatar.source_timing import SourceTimedFrames
 from instag.avatar.source_video import SourceVideo
 from instag.errors import InputError, InstagError
 from instag.media.audio import decode_audio
@@ -192,7 +193,7 @@ class Dubber:
     def paste_back(self, render_size: int) -> PasteBack:
         if self._source is None:
             clip = find_source_clip(self.avatar, self.options.source)
-            self._source = SourceVideo(clip, float(self.avatar.meta["fps"]))
+            self._source = SourceVideo(clip)
         if self._paste is None or self._paste.size != render_size:
             self._paste = PasteBack(self.avatar, self._source, render_size, self.options.feather)
         return self._paste
@@ -213,6 +214,11 @@ class Dubber:
         feats = audio_features(av, audio.mono16k, n, opt.audio_model)
         driver = Driver(av, feats, opt.size, device=self.device)
         paste = self.paste_back(driver.size) if job.paste_back else None
+        frames: Driver | SourceTimedFrames = driver
+        if paste is not None:  # at the source's own frame rate
+            fps = paste.source.fps
+            n = frame_count(audio.duration_s, fps)
+            frames = SourceTimedFrames(driver, fps, n)
         t2 = time.perf_counter()
         if paste is None:
             video = {"width": driver.size, "height": driver.size}
@@ -223,7 +229,7 @@ class Dubber:
         with atomic_file(job.output, suffix=".mp4") as tmp:
             with Mp4Writer(tmp, fps=fps, audio=audio.samples, sample_rate=audio.sample_rate, crf=opt.crf,
                            preset=opt.preset or ENCODING.preset_for(paste is not None), **video) as writer:
-                for frame in driver:
+                for frame in frames:
                     render = av.render(frame.cond)
                     if paste is None:
                         writer.write(to_uint8(render.image))

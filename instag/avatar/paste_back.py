@@ -1,8 +1,8 @@
 """Paste-back: the rendered head composited into the clip's original full-size frames.
 
 Where the source frames come from: the avatar dir does not hold full-size frames (only the crop's torso layers),
-so they are re-decoded from the source clip (instag.avatar.source_video: constant frame rate, dataset frame i =
-source frame i). The clip is looked for, in order: the path given by the caller (`--source`), `AVATAR/source/<clip>`
+so they are re-decoded from the source clip (instag.avatar.source_video: constant frame rate, the clip's own; which
+frame each output frame shows: instag.avatar.source_timing). The clip is looked for, in order: the path given by the caller (`--source`), `AVATAR/source/<clip>`
 (where `instag adapt-from-clip` keeps a copy), and the path recorded in avatar.json provenance. Its sha256 must
 match the recorded one.
 

@@ -47,14 +47,18 @@ def _cfr_frames(container: av.container.InputContainer, info: ClipInfo, fps: flo
 
 
 class SourceVideo:
-    """Constant-rate YUV 4:2:0 frames [H·3/2, W] uint8 (coded orientation) of `clip`, decoded on demand."""
+    """Constant-rate YUV 4:2:0 frames [H·3/2, W] uint8 (coded orientation) of `clip`, decoded on demand, at `fps`
+    (default: the clip's own average rate)."""
 
-    def __init__(self, clip: Path, fps: float, tmp_dir: str | Path | None = None) -> None:
+    def __init__(self, clip: Path, fps: float | None = None, tmp_dir: str | Path | None = None) -> None:
         self.info = probe(clip, 0.0)
         self.clip = Path(clip)
-        self.fps = fps
         self._container = av.open(str(clip))
         stream = self._container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        if fps is None and not rate:
+            raise InputError(f"{clip}: the video stream states no frame rate")
+        self.fps = float(fps or rate)
         cc = stream.codec_context
         self.coded_width, self.coded_height = cc.width, cc.height
         if self.coded_width % 2 or self.coded_height % 2:
@@ -62,11 +66,11 @@ class SourceVideo:
                              f"{self.coded_width}×{self.coded_height}")
         self.rotation_deg = 90 * self.info.rotation_k  # counter-clockwise, decoded → displayed
         self.colour = Colour(int(cc.colorspace), int(cc.color_range), int(cc.color_primaries), int(cc.color_trc))
-        self._frames = _cfr_frames(self._container, self.info, fps)
+        self._frames = _cfr_frames(self._container, self.info, self.fps)
         self._bytes = self.coded_width * self.coded_height * 3 // 2
         self._file = tempfile.TemporaryFile(dir=tmp_dir, prefix="instag-source-")
         self.decoded = 0
-        self.n_frames = cfr_frame_count(self.info, fps)
+        self.n_frames = cfr_frame_count(self.info, self.fps)
 
     @property
     def width(self) -> int:

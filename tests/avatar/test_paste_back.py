@@ -11,8 +11,10 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
+import torch
 
 from instag.avatar.paste_back import HeadLayers, PasteBack, coded_rect
+from instag.avatar.source_timing import interpolate_viewmat
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import iter_frames, probe
 from instag.errors import InputError
@@ -122,3 +124,19 @@ def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_pa
         assert red[:, 0].min() > 220 and red[:, 1:].max() < 40
     finally:
         src.close()
+
+
+def test_viewmat_interpolation_turns_halfway_and_stays_a_rotation():
+    def pose(angle: float, x: float) -> torch.Tensor:
+        c, s = np.cos(angle), np.sin(angle)
+        m = torch.eye(4)
+        m[:3, :3] = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        m[0, 3] = x
+        return m
+
+    a, b = pose(0.0, 0.0), pose(0.2, 1.0)
+    assert interpolate_viewmat(a, b, 0.0) is a
+    mid = interpolate_viewmat(a, b, 0.5)
+    assert torch.allclose(mid, pose(0.1, 0.5), atol=1e-3)  # a chord's midpoint, projected: the half turn
+    assert torch.allclose(mid[:3, :3] @ mid[:3, :3].T, torch.eye(3), atol=1e-5)
+    assert torch.allclose(interpolate_viewmat(a, b, 1.0), b, atol=1e-5)

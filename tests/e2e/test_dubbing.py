@@ -14,7 +14,7 @@ import pytest
 import soundfile
 from instag_testing import run_instag
 
-from e2e.conftest import CROP, SIZE, speech_like
+from e2e.conftest import CROP, SIZE, source_frame, speech_like
 from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import pingpong_index
 from instag.avatar.source_video import SourceVideo
@@ -81,22 +81,56 @@ def with_rotation(src: Path, dst: Path, degrees: int) -> Path:
     return dst
 
 
+def clip_at_30fps(path: Path, n_frames: int) -> Path:
+    """H.264 (crf 0) + AAC clip of `source_frame`s at 30 fps."""
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt, vs.options = 176, 120, "yuv420p", {"crf": "0"}
+        aus = c.add_stream("aac", rate=16000, layout="mono")
+        for i in range(n_frames):
+            c.mux(vs.encode(av.VideoFrame.from_ndarray(source_frame(i), format="rgb24")))
+        c.mux(vs.encode(None))
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 16000 * n_frames // 30), np.float32), format="flt", layout="mono")
+        f.sample_rate, f.pts = 16000, 0
+        c.mux(aus.encode(f))
+        c.mux(aus.encode(None))
+    return path
+
+
+def _pasteable_copy(pasteable_avatar: Path, root: Path, clip: Path, width: int, height: int,
+                    crop: tuple[int, int, int]) -> Path:
+    """The pasteable avatar made from `clip` (shown width × height) with crop box `crop`."""
+    out = root / "avatar"
+    shutil.copytree(pasteable_avatar, out)
+    meta = json.loads((out / "avatar.json").read_text())
+    meta["provenance"]["source"] = {"path": str(clip), "sha256": sha256_of(clip), "width": width, "height": height}
+    (out / "avatar.json").write_text(json.dumps(meta))
+    with np.load(out / "drive.npz") as z:
+        drive = {k: z[k] for k in z.files}
+    drive["crop_box"] = np.array(crop, np.int64)
+    np.savez(out / "drive.npz", **drive)
+    return out
+
+
+def _source_of(avatar_dir: Path) -> Path:
+    return Path(load_avatar(avatar_dir).meta["provenance"]["source"]["path"])
+
+
 @pytest.fixture(scope="module")
 def rotated_avatar(pasteable_avatar, tmp_path_factory) -> Path:
     """The pasteable avatar, its source clip stored as a phone stores portrait video: coded 176×120, shown rotated
     90° (120×176); the crop box is in shown pixels."""
     root = tmp_path_factory.mktemp("rotated")
-    out = root / "avatar"
-    shutil.copytree(pasteable_avatar, out)
-    meta = json.loads((out / "avatar.json").read_text())
-    clip = with_rotation(Path(meta["provenance"]["source"]["path"]), root / "portrait.mp4", 90)
-    meta["provenance"]["source"] = {"path": str(clip), "sha256": sha256_of(clip), "width": 120, "height": 176}
-    (out / "avatar.json").write_text(json.dumps(meta))
-    with np.load(out / "drive.npz") as z:
-        drive = {k: z[k] for k in z.files}
-    drive["crop_box"] = np.array(ROTATED_CROP, np.int64)
-    np.savez(out / "drive.npz", **drive)
-    return out
+    clip = with_rotation(_source_of(pasteable_avatar), root / "portrait.mp4", 90)
+    return _pasteable_copy(pasteable_avatar, root, clip, 120, 176, ROTATED_CROP)
+
+
+@pytest.fixture(scope="module")
+def fast_avatar(pasteable_avatar, tmp_path_factory) -> Path:
+    """The pasteable avatar (25 fps) whose source clip runs at 30 fps: its 10 clip frames span 12 of the source."""
+    root = tmp_path_factory.mktemp("fast")
+    clip = clip_at_30fps(root / "fast.mp4", 12)
+    return _pasteable_copy(pasteable_avatar, root, clip, 176, 120, CROP)
 
 
 ROTATED_CROP = (20, 50, 96)  # x0, y0, side in the shown 120×176 frame (reaching past its right edge)
@@ -108,19 +142,19 @@ ROTATED_CROP = (20, 50, 96)  # x0, y0, side in the shown 120×176 frame (reachin
 TEST_CRF = 12
 
 
-def _reencoded_source(avatar_dir: Path, n_frames: int, path: Path) -> Path:
-    """The source frames the dub replays (ping-pong), encoded as the dub is (TEST_CRF, the paste-back preset,
-    rotation, colour): what the dub's pixels outside the head should equal up to codec loss."""
-    av_ = load_avatar(avatar_dir)
+def _reencoded_source(avatar_dir: Path, n_frames: int, rate: float, path: Path) -> Path:
+    """The source frames the dub replays (ping-pong at the source's `rate` over the source frames the clip's
+    training frames span), encoded as the dub is (TEST_CRF, the paste-back preset, rotation, colour): what the
+    dub's pixels outside the head should equal up to codec loss."""
     preset = Encoding().preset_for(paste_back=True)
-    src = SourceVideo(Path(av_.meta["provenance"]["source"]["path"]), FPS)
-    drive = av_.drive["frame_index"]
+    src = SourceVideo(_source_of(avatar_dir), rate)
+    span = int(len(load_avatar(avatar_dir).drive["frame_index"]) * rate / FPS + 1e-6)
     try:
-        silence = np.zeros((1, int(16000 * n_frames / FPS)), np.float32)  # a clip has audio
-        with Mp4Writer(path, src.coded_width, src.coded_height, FPS, silence, 16000, crf=TEST_CRF, preset=preset,
+        silence = np.zeros((1, int(16000 * n_frames / rate)), np.float32)  # a clip has audio
+        with Mp4Writer(path, src.coded_width, src.coded_height, rate, silence, 16000, crf=TEST_CRF, preset=preset,
                        prepare=src.frame, rotation_deg=src.rotation_deg, colour=src.colour) as writer:
             for i in range(n_frames):
-                writer.write(int(drive[pingpong_index(i, len(drive))]))
+                writer.write(pingpong_index(i, span))
     finally:
         src.close()
     return path
@@ -139,28 +173,29 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("which", "seconds"), [("plain", 0.9), ("rotated", 0.2)])
+@pytest.mark.parametrize(("which", "seconds", "rate"), [("plain", 0.9, 25), ("rotated", 0.2, 25), ("fast", 0.9, 30)])
 def test_paste_back_keeps_the_source_outside_the_head_its_size_rotation_and_rate(
-        which, seconds, pasteable_avatar, rotated_avatar, tmp_path):
-    # plain: a dub longer than the 10-frame clip (replayed back and forth); rotated: shorter than the clip
-    avatar_dir = pasteable_avatar if which == "plain" else rotated_avatar
+        which, seconds, rate, pasteable_avatar, rotated_avatar, fast_avatar, tmp_path):
+    # plain: a dub longer than the 10-frame clip (replayed back and forth); rotated: shorter than the clip; fast: a
+    # 30 fps source of the 25 fps avatar, dubbed at 30 fps
+    avatar_dir = {"plain": pasteable_avatar, "rotated": rotated_avatar, "fast": fast_avatar}[which]
     audio = tmp_path / "line.wav"
     soundfile.write(audio, speech_like(seconds, 22050, 1, seed=3), 22050)
     r = run_instag("render", avatar_dir, "--audio", audio, "-o", tmp_path / "out", "--paste-back",
                    "--crf", str(TEST_CRF))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out" / "line.mp4"
-    source = probe(load_avatar(avatar_dir).meta["provenance"]["source"]["path"], 0.0)
+    source = probe(_source_of(avatar_dir), 0.0)
     dub = probe(out, 0.0)
     assert (dub.width, dub.height, dub.rotation_k) == (source.width, source.height, source.rotation_k)
-    frames, video_s, audio_s, counts, rate = _read_mp4(out)
-    assert rate == FPS and counts == (1, 1)
-    assert len(frames) == round(seconds * FPS)
-    assert abs(audio_s - seconds) <= 1 / FPS and abs(video_s - seconds) <= 1 / FPS
+    frames, video_s, audio_s, counts, video_rate = _read_mp4(out)
+    assert (video_rate, counts) == (rate, (1, 1))
+    assert len(frames) == round(seconds * rate)
+    assert abs(audio_s - seconds) <= 1 / rate and abs(video_s - seconds) <= 1 / rate
 
-    reference = _reencoded_source(avatar_dir, len(frames), tmp_path / "reference.mp4")
+    reference = _reencoded_source(avatar_dir, len(frames), rate, tmp_path / "reference.mp4")
     shown, expected = _shown_frames(out), _shown_frames(reference)
-    x0, y0, side = CROP if which == "plain" else ROTATED_CROP
+    x0, y0, side = ROTATED_CROP if which == "rotated" else CROP
     outside = np.ones((source.height, source.width), bool)
     outside[max(0, y0 - 2): y0 + side + 2, max(0, x0 - 2): x0 + side + 2] = False  # ±2 px: a chroma sample
     for i, (img, ref) in enumerate(zip(shown, expected, strict=True)):
