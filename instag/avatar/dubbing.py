@@ -2,8 +2,9 @@
 
 Each frame is rendered and handed to the streaming encoder at once (instag.media.mp4), so memory does not grow
 with the audio's length. With paste-back the head's layers go to the encoder's thread, which composites them
-into the source frame (instag.avatar.paste_back) while the next frame renders. Outputs are written under a temporary name and renamed when whole; a finished output
-is skipped on a re-run (resume). A job that fails is reported with its reason and the others still run.
+into the source frame (instag.avatar.paste_back) while the next frame renders. Outputs are written under a
+temporary name and renamed when whole; a finished output is skipped on a re-run (resume). A job that fails is
+reported with its reason and the others still run.
 
 Manifest (`--manifest jobs.csv`): rows `audio,output[,paste_back]`, an optional header row naming those columns;
 a relative audio path is read relative to the manifest's folder, a relative output path relative to the output

@@ -1,10 +1,10 @@
 """Paste-back: the rendered head composited into the clip's original full-size frames.
 
 Where the source frames come from: the avatar dir does not hold full-size frames (only the crop's torso layers),
-so they are re-decoded from the source clip (instag.avatar.source_video: constant frame rate, the clip's own; which
-frame each output frame shows: instag.avatar.source_timing). The clip is looked for, in order: the path given by the caller (`--source`), `AVATAR/source/<clip>`
-(where `instag adapt-from-clip` keeps a copy), and the path recorded in avatar.json provenance. Its sha256 must
-match the recorded one.
+so they are re-decoded from the source clip (instag.avatar.source_video, at the clip's own constant frame rate;
+which frame each output frame shows: instag.avatar.source_timing). The clip is looked for, in order: the path
+given by the caller (`--source`), `AVATAR/source/<clip>` (where `instag adapt-from-clip` keeps a copy), and the
+path recorded in avatar.json provenance. Its sha256 must match the recorded one.
 
 Only the head is pasted, not the whole crop: everything else the avatar replays from the clip (background, torso)
 is the source's own picture at full resolution already. The crop box (x0, y0, side) in displayed source pixels
@@ -40,6 +40,7 @@ from instag.render.avatar import AvatarRender
 
 DEFAULT_FEATHER = 0.06  # the ramp at the crop's edges, as a fraction of the render side
 HEAD_ALPHA = 1.0 / 255.0  # render alpha below which nothing is pasted
+
 
 def _recorded_source(avatar: Avatar) -> dict:
     return dict(avatar.meta.get("provenance", {}).get("source", {}) or {})
@@ -139,8 +140,8 @@ class PasteBack:
         return self.source.height
 
     def _window(self, weight: np.ndarray) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
-        """Where weight [S, S] > HEAD_ALPHA: (render window (u0, v0, u1, v1) in render pixels, displayed source rect (x0, y0, x1, y1)
-        covering it, even-aligned and inside the frame); None if the mask is empty or off the frame."""
+        """Where weight [S, S] > HEAD_ALPHA: (render window (u0, v0, u1, v1) in render pixels, the displayed source
+        rect (x0, y0, x1, y1) covering it, even-aligned and inside the frame); None if there is none."""
         vs, us = np.nonzero(weight > HEAD_ALPHA)
         if us.size == 0:
             return None
@@ -178,7 +179,8 @@ class PasteBack:
         chroma = self._warp(np.ascontiguousarray(yuv_w[..., 1:]), to_window, rect, k, 2)
         cx0, cy0, cx1, cy1 = coded_rect(rect, k, src.coded_width, src.coded_height)
         y, u, v = yuv_planes(planes, src.coded_width, src.coded_height)
-        luma_at, chroma_at = (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
+        luma_at = (slice(cy0, cy1), slice(cx0, cx1))
+        chroma_at = (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
         for plane, at, value, weight in ((y, luma_at, luma[..., 0], luma[..., 1]),
                                          (u, chroma_at, chroma[..., 0], chroma[..., 2]),
                                          (v, chroma_at, chroma[..., 1], chroma[..., 2])):

@@ -65,7 +65,10 @@ class SourceVideo:
             raise InputError(f"{clip}: paste-back needs even frame sizes (4:2:0 video), the clip is "
                              f"{self.coded_width}×{self.coded_height}")
         self.rotation_deg = 90 * self.info.rotation_k  # counter-clockwise, decoded → displayed
-        self.colour = Colour(int(cc.colorspace), int(cc.color_range), int(cc.color_primaries), int(cc.color_trc))
+        # frames in another pixel format are converted to limited-range yuv420p (full-range yuvj420p included)
+        limited = 1  # ffmpeg's AVCOL_RANGE_MPEG
+        color_range = int(cc.color_range) if cc.pix_fmt == PIXEL_FORMAT else limited
+        self.colour = Colour(int(cc.colorspace), color_range, int(cc.color_primaries), int(cc.color_trc))
         self._frames = _cfr_frames(self._container, self.info, self.fps)
         self._bytes = self.coded_width * self.coded_height * 3 // 2
         self._file = tempfile.TemporaryFile(dir=tmp_dir, prefix="instag-source-")

@@ -87,5 +87,6 @@ def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
             sums[s]["ssim"] += M.ssim(pred, gt_face)
             sums[s]["sharpness"] += _sharpness(pred) / max(_sharpness(gt_face), 1e-6)
     n = len(picks)
-    return {"avatar": str(avatar), "dataset": str(dataset), "split": split, "crop_side_px": side, "avatar_size": av.size,
+    return {"avatar": str(avatar), "dataset": str(dataset), "split": split, "crop_side_px": side,
+            "avatar_size": av.size,
             "frames": picks, "per_render_size": {str(s): {k: v / n for k, v in m.items()} for s, m in sums.items()}}

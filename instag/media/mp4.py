@@ -4,8 +4,9 @@ Frames are handed to a background thread that converts, encodes and muxes them w
 next one (PyAV releases the GIL while encoding). The queue between them is short, so memory does not grow with
 the video's length. A caller whose frames need more work than a colour conversion (paste-back's compositing)
 passes `prepare`: it turns each queued item into YUV 4:2:0 planes in that thread, beside the encoder, so the
-three stages (render, prepare, encode) overlap. Audio is encoded alongside, up to the time of each video frame, so the two streams stay
-interleaved in the file. The caller writes to a temporary path (instag.atomic) and renames when `close` returns.
+three stages (render, prepare, encode) overlap. Audio is encoded alongside, up to the time of each video frame,
+so the two streams stay interleaved in the file. The caller writes to a temporary path (instag.atomic) and
+renames when `close` returns.
 """
 
 from __future__ import annotations

@@ -91,16 +91,18 @@ def _avatar(tmp_path: Path, crop: tuple[int, int, int], width: int, height: int)
 
 
 def _head(size: int) -> np.ndarray:
-    """[S, S, 4]: an opaque red disc (premultiplied) in the middle, nothing elsewhere."""
+    """[S, S, 4]: an opaque disc of RGB (0.9, 0.1, 0.1) (premultiplied) in the middle, nothing elsewhere."""
     yy, xx = np.mgrid[:size, :size]
     alpha = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 4) ** 2).astype(np.float32)
-    return np.dstack([alpha, 0 * alpha, 0 * alpha, alpha])
+    return np.dstack([0.9 * alpha, 0.1 * alpha, 0.1 * alpha, alpha])
 
 
-@pytest.mark.parametrize("rotation", [0, 90, -90, 180])
-def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_path, rotation):
+@pytest.mark.parametrize(("rotation", "pix_fmt"), [(0, "yuv420p"), (90, "yuv420p"), (-90, "yuv420p"),
+                                                   (180, "yuv420p"), (0, "yuvj420p")])
+def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_path, rotation, pix_fmt):
+    # yuvj420p: full-range video, which the source's frames are converted from (the head must follow them)
     frames = moving_frames(2)
-    clip = write_clip(tmp_path / "src.mp4", frames, rotation=rotation)
+    clip = write_clip(tmp_path / "src.mp4", frames, rotation=rotation, pix_fmt=pix_fmt)
     src = SourceVideo(clip, 25.0)
     try:
         shown = np.rot90(frames[1], src.rotation_deg // 90)
@@ -120,8 +122,8 @@ def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_pa
         # beyond the cubic resampling's reach (2 render pixels) and a chroma sample: the decoded frame
         ring = (yy + 0.5 - centre_y) ** 2 + (xx + 0.5 - centre_x) ** 2 > (side / 4 + 6) ** 2
         assert np.array_equal(out[ring], before[ring])  # bit for bit: the decoder's pixels
-        red = out[disc].astype(int)
-        assert red[:, 0].min() > 220 and red[:, 1:].max() < 40
+        colour = out[disc].astype(int)
+        assert np.abs(colour - [230, 26, 26]).max() <= 6  # what the head's RGB is, in the source's colour range
     finally:
         src.close()
 

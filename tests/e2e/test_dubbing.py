@@ -201,7 +201,8 @@ def test_paste_back_keeps_the_source_outside_the_head_its_size_rotation_and_rate
     for i, (img, ref) in enumerate(zip(shown, expected, strict=True)):
         assert _psnr(img[outside], ref[outside]) >= 40.0, i
     inside = ~outside
-    changed = [np.abs(img.astype(int) - ref.astype(int))[inside].max() for img, ref in zip(shown, expected, strict=True)]
+    changed = [np.abs(img.astype(int) - ref.astype(int))[inside].max()
+               for img, ref in zip(shown, expected, strict=True)]
     assert min(changed) > 40  # a head is pasted in every frame
 
 
