@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import shutil
 
+import cv2
+import numpy as np
+import pytest
+from data.clipsynth import write_clip
+
+from instag.bench.paste_scale import compare_scales
 from instag.bench.render import run
+from instag.data.dataset import load_dataset
+from instag.data.video import sha256_of
 from instag.media.encoding import Encoding
 
 
@@ -30,3 +39,30 @@ def test_bench_render_paste_back_dubs_into_the_source_frames(pasteable_avatar):
     assert long["frames"] == 25 and short["frames"] in (12, 13)  # 0.5 s: half a frame either way
     assert long["x_real_time"] > 0 and long["output_mb"] > 0
     assert len(doc["load_average_1_5_15"]) == 3
+
+
+def test_render_scale_comparison_scores_each_render_size_against_the_source_pixels(tiny_avatar, tmp_path):
+    """The tiny avatar's own (training) frames, placed 2× larger in a bigger source clip: both render sizes are
+    scored on the frames asked for, against that clip's pixels."""
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_avatar.parent / "ds", ds)
+    dataset = load_dataset(ds)
+    x0, y0, side = 10, 6, 2 * dataset.size
+
+    def frame(i: int) -> np.ndarray:
+        img = np.full((side + 12, side + 20, 3), 90, np.uint8)
+        img[y0:y0 + side, x0:x0 + side] = cv2.resize(dataset.frame(i), (side, side), interpolation=cv2.INTER_CUBIC)
+        return img
+
+    clip = write_clip(tmp_path / "source.mp4", frame, dataset.n_frames)
+    meta = json.loads((ds / "meta.json").read_text())
+    meta["crop_box"] = {"x0": x0, "y0": y0, "side": side, "padding": "edge"}
+    meta["source"] = {"path": str(clip), "sha256": sha256_of(clip)}
+    (ds / "meta.json").write_text(json.dumps(meta))
+    doc = compare_scales(tiny_avatar, ds, n_frames=3, sizes=(dataset.size, side), split="train")
+    assert doc["crop_side_px"] == side and doc["split"] == "train"
+    assert doc["frames"] == [0, 4, 9] and set(doc["per_render_size"]) == {str(dataset.size), str(side)}
+    small, large = doc["per_render_size"][str(dataset.size)], doc["per_render_size"][str(side)]
+    for figures in (small, large):
+        assert 8 < figures["psnr"] < 60 and 0 < figures["ssim"] <= 1 and figures["sharpness"] > 0
+    assert large["sharpness"] > small["sharpness"]  # rendered at the source's scale, not upscaled
