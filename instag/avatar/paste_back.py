@@ -131,14 +131,6 @@ class PasteBack:
         self.size = render_size
         self.edges = edge_ramp(render_size, feather * render_size)[..., None]  # [S, S, 1]
 
-    @property
-    def width(self) -> int:
-        return self.source.width
-
-    @property
-    def height(self) -> int:
-        return self.source.height
-
     def _window(self, weight: np.ndarray) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
         """Where weight [S, S] > HEAD_ALPHA: (render window (u0, v0, u1, v1) in render pixels, the displayed source
         rect (x0, y0, x1, y1) covering it, even-aligned and inside the frame); None if there is none."""
@@ -152,7 +144,7 @@ class PasteBack:
         rx0, ry0 = int(np.floor(self.x0 + u0 * scale)), int(np.floor(self.y0 + v0 * scale))
         rx1, ry1 = int(np.ceil(self.x0 + u1 * scale)), int(np.ceil(self.y0 + v1 * scale))
         rx0, ry0 = max(0, rx0 - rx0 % 2), max(0, ry0 - ry0 % 2)
-        rx1, ry1 = min(self.width, rx1 + rx1 % 2), min(self.height, ry1 + ry1 % 2)
+        rx1, ry1 = min(self.source.width, rx1 + rx1 % 2), min(self.source.height, ry1 + ry1 % 2)
         if rx1 <= rx0 or ry1 <= ry0:
             return None
         return (u0, v0, u1, v1), (rx0, ry0, rx1, ry1)
