@@ -171,7 +171,7 @@
     ws.onclose = (ev) => {
       S.connected = false;
       stopMic(false);
-      if (!S.lastError || !ev.reason) message(ev.reason || "disconnected from the preview server");
+      message(ev.reason || "disconnected from the preview server"); // a refusal's reason is its message
     };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== "string") { onFrame(ev.data).catch((e) => message(String(e))); return; }
@@ -274,7 +274,13 @@
         noiseSuppression: false, autoGainControl: false } });
     } catch (e) { message(`no microphone: ${e.message}`); return; }
     const ctx = new AudioContext({ sampleRate: 16000, latencyHint: "interactive" });
-    await ctx.audioWorklet.addModule("/static/mic-worklet.js");
+    try {
+      await ctx.audioWorklet.addModule("/static/mic-worklet.js");
+    } catch (e) {
+      stream.getTracks().forEach((t) => t.stop());
+      ctx.close();
+      throw e;
+    }
     const source = ctx.createMediaStreamSource(stream);
     const node = new AudioWorkletNode(ctx, "mic-chunks", { numberOfOutputs: 0, processorOptions: { chunk: MIC_CHUNK } });
     const delay = ctx.createDelay(1.0);
