@@ -5,16 +5,14 @@ Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 
 features come from the CONTEXT_S seconds that end with it: the avatar's own feature kind, Whisper in its
 short-context mode (`encode_recent`). The audio nets also look at frames after k (`frame_audio_windows`); those
 have not been heard yet, so they repeat frame k, as at the end of a clip. A frame whose audio, and the audio of the
-frames its smoothing window looks back on, stays below GATE_DBFS is silence: it takes the idle loop's audio
-windows, so the mouth closes exactly as when nothing plays. Nothing is ever written to disk.
+frames its smoothing window looks back on, stays below GATE_DBFS is silence: it is the idle loop's frame, so the
+mouth closes exactly as when nothing plays. Nothing is ever written to disk.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -84,14 +82,6 @@ class RingBuffer:
         return out
 
 
-@dataclass
-class LiveFrame:
-    index: int  # live frame k
-    end: int  # stream samples the frame was computed from: [0, end)
-    voiced: bool  # false: silence, the idle loop's audio windows were used
-    feature_ms: float
-
-
 class LiveStream:
     """One page's microphone: its ring buffer and the rate check (`push`), and which frames can be made."""
 
@@ -128,14 +118,13 @@ def rms_dbfs(samples: np.ndarray) -> float:
 class LiveFeatures:
     """Audio windows for live frames, of the avatar's feature kind, from the last CONTEXT_S seconds."""
 
-    def __init__(self, avatar: Avatar, idle_features: Tensor, audio_model: str | None = None) -> None:
-        """`idle_features` [T, K, D]: the idle loop's (silence), whose windows silent frames take."""
+    def __init__(self, avatar: Avatar, device: torch.device, audio_model: str | None = None) -> None:
         self.avatar = avatar
+        self.device = device
         self.kind = avatar.meta["audio_feature"]
         self.shape = tuple(int(v) for v in avatar.meta["audio_feature_shape"])  # (K, D)
         self.fps = float(avatar.meta["fps"])
         self.front = af.load_front_end(self.kind, audio_model)
-        self.idle = idle_features
         self.n_frames = max(int(round(CONTEXT_S * self.fps)), avatar.cfg.audio.smooth_window)
 
     def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
@@ -146,9 +135,14 @@ class LiveFeatures:
                               -start_s)
         return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
 
-    def windows(self, stream: LiveStream, k: int) -> tuple[Tensor, LiveFrame]:
+    def voiced(self, stream: LiveStream, k: int) -> bool:
+        """Whether live frame k, or a frame its smoothing looks back on, heard more than silence (GATE_DBFS)."""
+        look_back = self.avatar.cfg.audio.smooth_window // 2
+        start = int(round((k - look_back) * RATE / self.fps))
+        return rms_dbfs(stream.buffer.read(stream.frame_end(k), stream.frame_end(k) - start)) > GATE_DBFS
+
+    def windows(self, stream: LiveStream, k: int) -> Tensor:
         """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of frame k."""
-        t0 = time.perf_counter()
         end = stream.frame_end(k)
         first = k - self.n_frames + 1  # context frame 0
         frame_start = int(round(first * RATE / self.fps))
@@ -157,17 +151,8 @@ class LiveFeatures:
         n = end - frame_start
         if self.kind == "whisper":
             n = math.ceil(n / whisper.TOKEN_SAMPLES) * whisper.TOKEN_SAMPLES
-        audio = stream.buffer.read(end, n)
-        look_back = self.avatar.cfg.audio.smooth_window // 2
-        heard = audio[len(audio) - (end - int(round((k - look_back) * RATE / self.fps))):]
-        voiced = rms_dbfs(heard) > GATE_DBFS
-        if voiced:
-            feats = self._features(audio, (frame_start - (end - n)) / RATE)
-            if feats.shape[1:] != self.shape:
-                raise InputError(f"{self.avatar.path}: live '{self.kind}' features come out {list(feats.shape[1:])} "
-                                 f"per frame, the avatar was trained on {list(self.shape)}")
-            windows = frame_audio_windows(torch.from_numpy(feats).to(self.idle.device), self.n_frames - 1,
-                                          self.avatar.cfg.audio)
-        else:
-            windows = frame_audio_windows(self.idle, k % self.idle.shape[0], self.avatar.cfg.audio)
-        return windows, LiveFrame(k, end, voiced, (time.perf_counter() - t0) * 1e3)
+        feats = self._features(stream.buffer.read(end, n), (frame_start - (end - n)) / RATE)
+        if feats.shape[1:] != self.shape:
+            raise InputError(f"{self.avatar.path}: live '{self.kind}' features come out {list(feats.shape[1:])} "
+                             f"per frame, the avatar was trained on {list(self.shape)}")
+        return frame_audio_windows(torch.from_numpy(feats).to(self.device), self.n_frames - 1, self.avatar.cfg.audio)

@@ -28,6 +28,7 @@ from instag.viewer.live import LiveFeatures, LiveStream
 
 CPU_SIZE = 256  # default side on CPU; on CUDA the avatar's own
 JPEG_QUALITY = 85
+IDLE_CACHE_BYTES = 64 << 20  # the idle loop's JPEGs kept (a 5 s clip's loop takes about 3 MB at 256²)
 
 
 def default_size(avatar: Avatar, device: torch.device) -> int:
@@ -63,7 +64,9 @@ class PreviewRenderer:
         n_idle = idle_length(avatar)
         silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
         self.idle = Driver(avatar, audio_features(avatar, silence, n_idle, audio_model), self.size, device=device)
-        self.live = LiveFeatures(avatar, self.idle.features, audio_model)
+        self.live = LiveFeatures(avatar, device, audio_model)
+        self._idle_jpegs: dict[int, bytes] = {}  # idle-loop frame → its JPEG from the front, up to IDLE_CACHE_BYTES
+        self._idle_bytes = 0
         self._drivers: dict[str, Driver] = {}
         self._lock = threading.Lock()
 
@@ -101,14 +104,34 @@ class PreviewRenderer:
         return Frame(buf.tobytes(), index, (time.perf_counter() - t0) * 1e3)
 
     def render_idle(self, k: int, orbit: Orbit) -> Frame:
-        return self.render(self.idle, k % self.idle.n_frames, orbit)
+        """Frame k of the idle loop; seen from the front, rendered once and then kept (the loop repeats, and a live
+        stream's silences show it too)."""
+        j = k % self.idle.n_frames
+        if not orbit.is_identity:
+            return self.render(self.idle, j, orbit)
+        with self._lock:
+            jpeg = self._idle_jpegs.get(j)
+        if jpeg is not None:
+            return Frame(jpeg, j, 0.0)
+        frame = self.render(self.idle, j, orbit)
+        with self._lock:
+            if self._idle_bytes + len(frame.jpeg) <= IDLE_CACHE_BYTES:
+                self._idle_jpegs[j] = frame.jpeg
+                self._idle_bytes += len(frame.jpeg)
+        return frame
 
     @torch.inference_mode()
     def render_live(self, stream: LiveStream, k: int, orbit: Orbit) -> Frame:
-        """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG."""
+        """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG; in silence the idle
+        loop's frame k."""
         t0 = time.perf_counter()
-        windows, live = self.live.windows(stream, k)
+        end = stream.frame_end(k)
+        if not self.live.voiced(stream, k):
+            frame = self.render_idle(k, orbit)
+            return Frame(frame.jpeg, k, frame.render_ms, {"end": end, "voiced": False, "feature_ms": 0.0})
+        windows = self.live.windows(stream, k)
+        feature_ms = (time.perf_counter() - t0) * 1e3
         cond = dataclasses.replace(self.idle.condition(k % self.idle.n_frames).cond, audio_windows=windows)
         frame = self._frame(cond, k, orbit, t0)
-        frame.header = {"end": live.end, "voiced": live.voiced, "feature_ms": round(live.feature_ms, 2)}
+        frame.header = {"end": end, "voiced": True, "feature_ms": round(feature_ms, 2)}
         return frame
