@@ -40,8 +40,10 @@ MIN_SIZE, MAX_SIZE = 16, 8192
 FALSE = ("0", "false", "no", "n")
 ENCODING = Encoding()
 # A paste-back job's compositing and encoding keep another core busy: torch threads on all cores spin-wait against
-# them (benchmarks/render_paste_back_cpu.md).
+# them, and x264's own threads cost CPU that a one-thread encoder, still faster than rendering, does not
+# (benchmarks/render_paste_back_cpu.md).
 PASTE_BACK_THREADS = 1
+PASTE_BACK_ENCODER_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ class Dubber:
         else:
             src = paste.source
             video = {"width": src.coded_width, "height": src.coded_height, "prepare": paste.compose,
-                     "rotation_deg": src.rotation_deg, "colour": src.colour}
+                     "rotation_deg": src.rotation_deg, "colour": src.colour, "threads": PASTE_BACK_ENCODER_THREADS}
         with atomic_file(job.output, suffix=".mp4") as tmp:
             with Mp4Writer(tmp, fps=fps, audio=audio.samples, sample_rate=audio.sample_rate, crf=opt.crf,
                            preset=opt.preset or ENCODING.preset_for(paste is not None), **video) as writer:
