@@ -218,7 +218,8 @@ def measure(chunks: np.ndarray, pcm: np.ndarray, frames: list[dict], opening: np
     return {
         "captured_s": len(pcm) / RATE, "frames_drawn": len(frames), "fps_drawn": (len(frames) - 1) / span_s,
         "frames_skipped": int(frames[-1]["i"] - frames[0]["i"] + 1 - len(frames)),
-        "render_ms_median": _percentile([f["ms"] for f in frames], 50),
+        # frames with sound: a silent frame is the idle loop's, kept from its first rendering
+        "render_ms_median": _percentile([f["ms"] for f in frames if f["voiced"]], 50),
         "feature_ms_median": _percentile([f["feature_ms"] for f in frames if f["voiced"]], 50),
         "onsets": len(onsets),
         "latency_ms": {q: {"median": _percentile(v, 50), "p95": _percentile(v, 95), "n": len(v),
