@@ -36,6 +36,7 @@ from instag.media.image import read_image
 from instag.motion.model import MotionModel, MotionPoints
 from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
 from instag.render.plate import over_plate
+from instag.render.views import ViewRange, view_range, view_range_from
 from instag.versioned import read_versioned_json
 
 AVATAR_FORMAT = "instag-avatar"
@@ -58,6 +59,7 @@ class Avatar:
     motion: MotionModel
     drive: dict[str, np.ndarray]
     plate: np.ndarray  # [S, S, 3] uint8
+    view: ViewRange  # the angles it can be shown from (avatar.json's view_range)
     # The motion's frame-independent terms of the (fixed) canonical Gaussians, computed on the first render on a
     # device; about a fifth of a CPU frame's time otherwise.
     _points: MotionPoints | None = field(default=None, init=False, repr=False)
@@ -169,7 +171,10 @@ def load_avatar(path: str | Path) -> Avatar:
     for module in (face, mouth, motion):
         module.eval()
         module.requires_grad_(False)
-    return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy())
+    # Avatars written before view_range was recorded: their drive.npz holds the same training views.
+    view = (view_range_from(meta["view_range"], f"{where}") if "view_range" in meta
+            else view_range(drive["viewmats"]))
+    return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy(), view)
 
 
 def _check_meta(meta: dict[str, Any], where: Path) -> None:

@@ -28,6 +28,7 @@ from instag.machine import resolve_device
 from instag.motion.model import MotionModel
 from instag.motion.umf_file import AUDIO_CODE_CHUNK, load_umf
 from instag.render.plate import torso_layer
+from instag.render.views import view_range
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames, training_frames
 from instag.train.init import cancel_mean_motion, init_gaussians
@@ -280,6 +281,7 @@ def _write_avatar(path: Path, run: _Adaptation, ds, recipe: AdaptRecipe, run_dir
         "intrinsics": {"fx": k["fx"], "fy": k["fy"], "cx": k["cx"], "cy": k["cy"]},
         "fps": ds.fps,
         "labels": ds.meta["labels"],
+        "view_range": view_range(drive["viewmats"]).describe(),
         "provenance": {
             "instag_version": instag.__version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

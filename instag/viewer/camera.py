@@ -8,48 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-MAX_PITCH = math.radians(80.0)
+from instag.render.views import ANY_VIEW, MAX_PITCH, ViewRange
+
 ZOOM_RANGE = (0.5, 4.0)
-# The share of training views whose angles bound the orbit at each end: a few frames where the tracker slipped
-# must not widen it.
-VIEW_TAIL = 0.05
-
-
-@dataclass(frozen=True)
-class ViewRange:
-    """Bounds (radians) of the orbit's yaw and pitch: the angles an avatar can show."""
-
-    yaw: tuple[float, float] = (-math.pi, math.pi)
-    pitch: tuple[float, float] = (-MAX_PITCH, MAX_PITCH)
-
-    def describe(self) -> dict[str, list[float]]:
-        """In degrees, as the page and avatar.json take them."""
-        return {"yaw_deg": [round(math.degrees(v), 2) for v in self.yaw],
-                "pitch_deg": [round(math.degrees(v), 2) for v in self.pitch]}
-
-
-ANY_VIEW = ViewRange()  # no bounds but the pitch limit
-
-
-def view_angles(viewmats: np.ndarray) -> np.ndarray:
-    """viewmats [T, 4, 4] world → camera (the head's frame to the camera) → [T, 2] (yaw, pitch) in radians of
-    each view turned as the orbit turns (R_t = Rx(pitch) · Ry(yaw) · R_0), relative to the first view."""
-    rel = viewmats[:, :3, :3] @ viewmats[0, :3, :3].T  # [T, 3, 3]
-    yaw = np.arcsin(np.clip(rel[:, 0, 2], -1.0, 1.0))
-    pitch = np.arctan2(rel[:, 2, 1], rel[:, 1, 1])
-    return np.stack([yaw, pitch], axis=1)
-
-
-def view_range(viewmats: np.ndarray) -> ViewRange:
-    """The orbit an avatar can show, from its training views viewmats [T, 4, 4]: how far (5th to 95th percentile)
-    the head turned each way from its median view while the clip was filmed."""
-    angles = view_angles(np.asarray(viewmats, np.float64))
-    lo, mid, hi = np.quantile(angles, [VIEW_TAIL, 0.5, 1.0 - VIEW_TAIL], axis=0)  # [2] each
-    return ViewRange((float(lo[0] - mid[0]), float(hi[0] - mid[0])), (float(lo[1] - mid[1]), float(hi[1] - mid[1])))
 
 
 @dataclass(frozen=True)

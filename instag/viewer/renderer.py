@@ -22,7 +22,7 @@ import torch
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_features, to_uint8
 from instag.render.avatar import FrameCondition
-from instag.viewer.camera import Orbit, orbit_viewmat, view_range
+from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.clips import Clip
 from instag.viewer.live import LiveFeatures, LiveStream
 
@@ -60,7 +60,7 @@ class PreviewRenderer:
         self.audio_model = audio_model
         # Head centre: the mean of the face branch's Gaussians (world coordinates), what the orbit turns about.
         self.centre = avatar.face.means.detach().mean(dim=0).to(device)
-        self.view = view_range(avatar.drive["viewmats"])  # drive.npz replays the training frames
+        self.view = avatar.view
         n_idle = idle_length(avatar)
         silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
         self.idle = Driver(avatar, audio_features(avatar, silence, n_idle, audio_model), self.size, device=device)

@@ -54,7 +54,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from instag.avatar.bundle import load_avatar
 from instag.avatar.dubbing import avatar_device
 from instag.errors import InputError
-from instag.viewer.camera import ANY_VIEW, Orbit, ViewRange
+from instag.render.views import ANY_VIEW, ViewRange
+from instag.viewer.camera import Orbit
 from instag.viewer.clips import MAX_UPLOAD_BYTES, ClipStore, UploadRefused
 from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, LiveRefused, LiveStream
 from instag.viewer.renderer import Frame, PreviewRenderer

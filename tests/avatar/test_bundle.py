@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from instag.errors import FormatVersionError, InputError
 from instag.gaussians import GaussianField, Region
 from instag.motion import MotionModel
 from instag.render import FrameCondition, render_avatar
+from instag.render.views import view_range
 
 SIZE = 24
 
@@ -143,3 +145,19 @@ def test_not_an_avatar(tmp_path):
     (tmp_path / "avatar.json").write_text(json.dumps({"format": "something-else", "format_version": 1}))
     with pytest.raises(InputError, match="not an instag avatar"):
         load_avatar(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [{"yaw_deg": [5, 10], "pitch_deg": [-3, 3]}, {"yaw_deg": [-5, 5]},
+                                 {"yaw_deg": [-5, 5, 9], "pitch_deg": [-3, 3]},
+                                 {"yaw_deg": [-5, "x"], "pitch_deg": [-3, 3]}, [1, 2]])
+def test_the_view_range_is_read_from_avatar_json_and_checked(avatar_dir, bad):
+    a = load_avatar(avatar_dir)  # written without one: taken from the training views it replays
+    assert a.view == view_range(a.drive["viewmats"])
+    meta_path = avatar_dir / "avatar.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(meta | {"view_range": {"yaw_deg": [-12.5, 4.0], "pitch_deg": [-6.0, 2.0]}}))
+    view = load_avatar(avatar_dir).view
+    assert [round(math.degrees(v), 6) for v in (*view.yaw, *view.pitch)] == [-12.5, 4.0, -6.0, 2.0]
+    meta_path.write_text(json.dumps(meta | {"view_range": bad}))
+    with pytest.raises(InputError, match="view_range"):
+        load_avatar(avatar_dir)

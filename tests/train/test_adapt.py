@@ -19,6 +19,7 @@ from instag.errors import InputError
 from instag.gaussians import GaussianField
 from instag.motion import MotionModel
 from instag.render import FrameCondition, render_avatar
+from instag.render.views import view_range
 from instag.train import checkpoint as ck
 from instag.train.adapt import adapt, lip_gain
 from instag.train.frames import IdentityFrames
@@ -62,6 +63,7 @@ def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp
 
     av = load_avatar(out)
     assert av.meta["audio_feature"] == "mel" and av.meta["image_size"] == [32, 32]
+    assert av.meta["view_range"] == av.view.describe() == view_range(av.drive["viewmats"]).describe()
     assert av.n_drive_frames == 6 and len(list((out / "torso").glob("*.png"))) == 6
     # The avatar renders exactly what the final checkpoint's model renders.
     tensors, _ = ck.load_checkpoint(ck.latest_checkpoint(run))

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from e2e.conftest import speech_like
 
-from instag.viewer.camera import Orbit, ViewRange, view_range
+from instag.render.views import ViewRange, view_range
+from instag.viewer.camera import Orbit
 from instag.viewer.live import (
     BURST_S,
     MAX_CHUNK_SAMPLES,
