@@ -139,6 +139,14 @@ def whisper_features(front: whisper.WhisperFrontEnd, audio: np.ndarray, fps: flo
     return _sample(states, FEATURE_RATE / whisper.TOKEN_SAMPLES, fps, n_frames, MODEL_SUBFRAMES, 0.0)
 
 
+def whisper_recent_features(front: whisper.WhisperFrontEnd, audio: np.ndarray, fps: float, n_frames: int,
+                            start_s: float) -> np.ndarray:
+    """Whisper states [n_frames, 2, D] of the last few seconds `audio` [N] encoded alone (`whisper.encode_recent`,
+    the live mode's short context); frame 0 starts `start_s` seconds after the audio does."""
+    states = whisper.encode_recent(front, audio)
+    return _sample(states, FEATURE_RATE / whisper.TOKEN_SAMPLES, fps, n_frames, MODEL_SUBFRAMES, -start_s)
+
+
 def energy_envelope(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, floor_db: float = 40.0,
                     band_hz: tuple[float, float] = (300.0, 3000.0)) -> np.ndarray:
     """Speech energy envelope [T] in dB: `band_hz` band energy of `audio` [N] in a one-frame window centred on

@@ -130,9 +130,7 @@ class LiveFeatures:
     def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
         """Features [n_frames, K, D] of the context `audio` [N]; context frame 0 starts `start_s` after the audio."""
         if self.kind == "whisper":
-            states = whisper.encode_recent(self.front, audio)  # [N // 320, D], row j centred at j · 20 ms
-            return af._sample(states, RATE / whisper.TOKEN_SAMPLES, self.fps, self.n_frames, af.MODEL_SUBFRAMES,
-                              -start_s)
+            return af.whisper_recent_features(self.front, audio, self.fps, self.n_frames, start_s)
         return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
 
     def voiced(self, stream: LiveStream, k: int) -> bool:
