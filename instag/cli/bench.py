@@ -104,7 +104,7 @@ def geometry(
 
 @app.command("train")
 def train(
-    recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe to time."),
+    recipe: Path = typer.Option(Path("adapt_quick_cpu"), "--recipe", help="Adaptation recipe to time (a path or a shipped name)."),
     runs: int = typer.Option(10, "--runs", help="Timed iterations per size (medians)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
@@ -271,7 +271,7 @@ def umf_ablation(
     cases: list[str] = typer.Argument(..., help="CLIP@SECONDS: a clip of a person outside the UMF's corpus; frames "
                                       "from SECONDS on are the test split."),
     umf: Path | None = typer.Option(None, "--umf", help="The pre-trained UMF to test (default: the shipped one)."),
-    recipe: Path = typer.Option(Path("recipes/adapt_quick_cpu.yaml"), "--recipe", help="Adaptation recipe of both arms."),
+    recipe: Path = typer.Option(Path("adapt_quick_cpu"), "--recipe", help="Adaptation recipe of both arms (a path or a shipped name)."),
     work: Path = typer.Option(..., "--work", help="Datasets and avatars (reused when they match, so a stopped "
                               "ablation continues)."),
     size: int = typer.Option(256, "--size", help="Frame side."),
