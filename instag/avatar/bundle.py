@@ -68,6 +68,11 @@ class Avatar:
     def size(self) -> int:
         return int(self.meta["image_size"][0])
 
+    def to(self, device: torch.device) -> None:
+        """Move the model (both branches' Gaussians and the motion) to `device`."""
+        self.face, self.mouth, self.motion = (m.to(device) for m in (self.face, self.mouth, self.motion))
+        self._points = None
+
     @property
     def K(self) -> Tensor:  # [3, 3]
         k = self.meta["intrinsics"]

@@ -55,9 +55,8 @@ class RenderOptions:
     feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
     force: bool = False  # re-render outputs that exist
-    # torch threads for rendering on CPU (0: torch's default, all cores, or PASTE_BACK_THREADS for a paste-back job).
-    # On the idle 2-core machine 2 threads dubbed 60 s of audio at 1.21x real time against 0.83x for 1 (2026-11-21);
-    # on a machine busy with other work, 1 avoids OpenMP spin-waiting.
+    # torch threads for rendering on CPU (0: torch's default, all cores, or PASTE_BACK_THREADS for a paste-back job):
+    # all cores are faster on an idle machine, 1 on a busy one (benchmarks/performance_notes.md).
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -170,17 +169,6 @@ def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[Dub
     if not jobs:
         raise InputError(f"{path}: the manifest lists no jobs")
     return jobs
-
-
-def avatar_device(avatar: Avatar, device: str = "auto") -> torch.device:
-    """Move the avatar's model to `device` (auto: CUDA when present) and return it."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device {device}: must be auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: torch sees no CUDA device")
-    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-    avatar.face, avatar.mouth, avatar.motion = (m.to(dev) for m in (avatar.face, avatar.mouth, avatar.motion))
-    return dev
 
 
 class Dubber:

@@ -53,10 +53,11 @@ def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, dev
     """Median ms per `Avatar.render` over `runs` consecutive frames driven by `audio` (16 kHz mono)."""
     from instag.avatar.bundle import load_avatar
     from instag.avatar.driving import Driver, audio_features
-    from instag.avatar.dubbing import avatar_device
+    from instag.machine import resolve_device
 
     av = load_avatar(avatar_path)
-    dev = avatar_device(av, device)
+    dev = resolve_device(device)
+    av.to(dev)
     if threads > 0 and dev.type == "cpu":
         torch.set_num_threads(threads)
     n = WARMUP_FRAMES + runs
@@ -111,11 +112,13 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste
              crf: str = str(Encoding.crf), preset: str = Encoding.preset) -> dict[str, Any]:
     """One dubbing job in this process; its wall time, stage times and this process's peak RSS."""
     from instag.avatar.bundle import load_avatar
-    from instag.avatar.dubbing import DubJob, RenderOptions, avatar_device, run_jobs
+    from instag.avatar.dubbing import DubJob, RenderOptions, run_jobs
+    from instag.machine import resolve_device
 
     t0 = time.perf_counter()
     av = load_avatar(avatar)
-    dev = avatar_device(av, device)
+    dev = resolve_device(device)
+    av.to(dev)
     load_s = time.perf_counter() - t0
     options = RenderOptions(threads=int(threads), force=True, crf=int(crf), preset=preset)
     [r] = run_jobs(av, [DubJob(Path(audio), Path(out), paste_back == "1")], options, dev)

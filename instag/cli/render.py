@@ -67,8 +67,9 @@ def render(
 ) -> None:
     """Render one MP4 (H.264 + AAC) per audio; finished outputs are skipped; exit 1 if any job failed."""
     from instag.avatar.bundle import load_avatar
-    from instag.avatar.dubbing import RenderOptions, avatar_device, jobs_from_audio, read_manifest, run_jobs
+    from instag.avatar.dubbing import RenderOptions, jobs_from_audio, read_manifest, run_jobs
     from instag.errors import InputError
+    from instag.machine import resolve_device
 
     if bool(audio) == bool(manifest):
         raise InputError("render: give --audio FILE (repeatable) or --manifest jobs.csv, not both or neither")
@@ -77,7 +78,8 @@ def render(
                             audio_model=str(audio_model) if audio_model else None, force=force,
                             threads=threads)
     av = load_avatar(avatar)
-    dev = avatar_device(av, device)
+    dev = resolve_device(device)
+    av.to(dev)
     con = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=con, transient=True) as bar:

@@ -146,10 +146,13 @@ def _adapt(res: DemoResult, force: bool, report: DemoProgress, should_stop) -> N
 
 def _render(res: DemoResult, report: DemoProgress) -> None:
     from instag.avatar.bundle import load_avatar
-    from instag.avatar.dubbing import DubJob, RenderOptions, avatar_device, run_jobs
+    from instag.avatar.dubbing import DubJob, RenderOptions, run_jobs
+    from instag.machine import resolve_device
 
     av = load_avatar(res.avatar)
-    results = run_jobs(av, [DubJob(res.line, res.dubbed)], RenderOptions(force=True), avatar_device(av),
+    dev = resolve_device("auto")
+    av.to(dev)
+    results = run_jobs(av, [DubJob(res.line, res.dubbed)], RenderOptions(force=True), dev,
                        progress=lambda d, t: report("render", d, t, "frames"))
     failed = [r for r in results if r.status == "failed"]
     if failed:

@@ -52,8 +52,8 @@ import torch
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from instag.avatar.bundle import load_avatar
-from instag.avatar.dubbing import avatar_device
 from instag.errors import InputError
+from instag.machine import resolve_device
 from instag.render.views import ANY_VIEW, ViewRange
 from instag.viewer.camera import Orbit
 from instag.viewer.clips import MAX_UPLOAD_BYTES, ClipStore, UploadRefused
@@ -178,7 +178,8 @@ class PreviewApp:
     def __init__(self, cfg: PreviewConfig) -> None:
         self.cfg = cfg
         avatar = load_avatar(cfg.avatar)
-        self.device = avatar_device(avatar, cfg.device)
+        self.device = resolve_device(cfg.device)
+        avatar.to(self.device)
         if self.device.type == "cpu" and cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.renderer = PreviewRenderer(avatar, self.device, cfg.size, cfg.audio_model)
