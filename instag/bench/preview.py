@@ -34,7 +34,8 @@ import soundfile
 
 from instag.bench.record import header
 from instag.bench.render import speech_like
-from instag.viewer.server import AHEAD, PreviewConfig, PreviewServer, unpack_frame
+from instag.viewer.config import PreviewConfig
+from instag.viewer.server import AHEAD, PreviewServer, unpack_frame
 
 RESYNC_S = 0.25
 PREROLL_MAX_S = 1.0

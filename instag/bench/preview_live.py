@@ -37,8 +37,9 @@ from instag.bench.record import header
 from instag.bench.render import speech_like
 from instag.media.audio import decode_audio
 from instag.viewer.camera import Orbit
+from instag.viewer.config import PreviewConfig
 from instag.viewer.live import RATE
-from instag.viewer.server import PreviewConfig, PreviewServer
+from instag.viewer.server import PreviewServer
 
 HOP = RATE // 100  # 10 ms steps of the onset detector
 QUIET_DB = 40.0

@@ -12,6 +12,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from instag.viewer.config import PreviewConfig
+
+DEFAULTS = PreviewConfig(avatar=Path())  # the options' defaults are the server's
+
 
 @contextlib.contextmanager
 def stopped_by_signals() -> Iterator[None]:
@@ -37,21 +41,21 @@ def preview(
     avatar: Path = typer.Argument(..., help="Avatar dir (from `instag adapt` / `instag adapt-from-clip`)."),
     audio: list[Path] = typer.Option([], "--audio", help="Audio to play (wav/mp3/m4a/flac/ogg, any rate; "
                                      "repeatable). More can be uploaded in the page."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback exposes "
+    port: int = typer.Option(DEFAULTS.port, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    host: str = typer.Option(DEFAULTS.host, "--host", help="Address to listen on. Anything but loopback exposes "
                              "the avatar to your network."),
     size: int | None = typer.Option(None, "--size", min=16, help="Frame side in pixels (default: 256 on CPU, "
                                     "the avatar's own on a GPU)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    threads: int = typer.Option(1, "--threads", min=0, help="torch threads on CPU (0: torch's default)."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Frames rendered at once (each with --threads)."),
+    device: str = typer.Option(DEFAULTS.device, "--device", help="auto | cpu | cuda."),
+    threads: int = typer.Option(DEFAULTS.threads, "--threads", min=0, help="torch threads on CPU (0: torch's default)."),
+    workers: int = typer.Option(DEFAULTS.workers, "--workers", min=1, help="Frames rendered at once (each with --threads)."),
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
 ) -> None:
     """Serve a page that plays audio and shows the avatar speaking it in sync, or speaking what your microphone
     hears (orbit: drag; zoom: wheel)."""
     with stopped_by_signals():  # from the start: loading the avatar takes a while, Ctrl-C must work there too
-        from instag.viewer.server import PreviewConfig, PreviewServer, is_loopback, wait_forever
+        from instag.viewer.server import PreviewServer, is_loopback, wait_forever
 
         err = Console(stderr=True)
         if not is_loopback(host):

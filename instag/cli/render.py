@@ -61,8 +61,9 @@ def render(
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads on CPU (0: torch's default, 1 for "
-                                "--paste-back jobs); the encoder runs in its own thread beside them."),
+    threads: int | None = typer.Option(None, "--threads", min=0, help="torch threads on CPU (default, or 0: all "
+                                       "cores, 1 for --paste-back jobs); the encoder runs in its own thread beside "
+                                       "them."),
     force: bool = typer.Option(False, "--force", help="Re-render outputs that already exist."),
 ) -> None:
     """Render one MP4 (H.264 + AAC) per audio; finished outputs are skipped; exit 1 if any job failed."""
@@ -76,7 +77,7 @@ def render(
     jobs = read_manifest(manifest, out, paste_back) if manifest else jobs_from_audio(audio, out, paste_back)
     options = RenderOptions(size=size, crf=crf, preset=preset, source=source,
                             audio_model=str(audio_model) if audio_model else None, force=force,
-                            threads=threads)
+                            **({} if threads is None else {"threads": threads}))
     av = load_avatar(avatar)
     dev = resolve_device(device)
     av.to(dev)

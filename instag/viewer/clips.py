@@ -23,8 +23,8 @@ import soundfile
 from instag.avatar.driving import frame_count
 from instag.errors import InputError
 from instag.media.audio import AudioTooLong, DecodedAudio, decode_audio
+from instag.viewer.config import MAX_UPLOAD_BYTES
 
-MAX_UPLOAD_BYTES = 20 << 20
 MAX_UPLOADS = 4  # uploads kept at once (the oldest is dropped); command-line clips always stay
 MAX_AUDIO_S = 600.0
 

@@ -56,11 +56,11 @@ from instag.errors import InputError
 from instag.machine import resolve_device
 from instag.render.views import ANY_VIEW, ViewRange
 from instag.viewer.camera import Orbit
-from instag.viewer.clips import MAX_UPLOAD_BYTES, ClipStore, UploadRefused
+from instag.viewer.clips import ClipStore, UploadRefused
+from instag.viewer.config import PreviewConfig
 from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, LiveRefused, LiveStream
 from instag.viewer.renderer import Frame, PreviewRenderer
 
-LOOPBACK = "127.0.0.1"
 AHEAD = 8  # play frames rendered at most this far beyond the audio clock
 # Bounds of a state message's numbers: counters and angles stay exact in a float (2**53), and the audio clock
 # (clips last at most 600 s) stays far from where a frame index would overflow.
@@ -78,20 +78,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-@dataclass(frozen=True)
-class PreviewConfig:
-    avatar: Path
-    audio: tuple[Path, ...] = ()
-    host: str = LOOPBACK
-    port: int = 8765  # 0: any free port
-    size: int | None = None  # frame side (default: 256 on CPU, the avatar's on CUDA)
-    device: str = "auto"
-    threads: int = 1  # torch threads on CPU (0: torch's default)
-    workers: int = 2  # frames rendered at once (each with `threads` threads)
-    audio_model: str | None = None
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
 
 
 def is_loopback(host: str) -> bool:

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 from e2e.conftest import speech_like, tiny_avatar  # noqa: F401  (tiny_avatar is a fixture; tests/ is on sys.path)
 
-from instag.viewer.server import PreviewConfig, PreviewServer
+from instag.viewer.config import PreviewConfig
+from instag.viewer.server import PreviewServer
 
 SPEECH_S = 3.0
 

@@ -20,7 +20,8 @@ import soundfile
 from instag_testing import post_upload
 
 from instag.viewer.camera import Orbit, ViewRange, orbit_viewmat
-from instag.viewer.server import AHEAD, LOOPBACK, PreviewConfig, is_loopback, unpack_frame
+from instag.viewer.config import LOOPBACK, PreviewConfig
+from instag.viewer.server import AHEAD, is_loopback, unpack_frame
 
 
 def raw_get(url: str, target: str, host: str | None = None) -> tuple[int, bytes]:

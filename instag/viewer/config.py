@@ -1,0 +1,24 @@
+"""What `instag preview` is asked to do, apart from the server: light enough for the CLI to take its option
+defaults from at start-up (no torch, no aiohttp)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+MAX_UPLOAD_BYTES = 20 << 20  # an uploaded audio file; 20 MB is minutes of compressed speech
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    avatar: Path
+    audio: tuple[Path, ...] = ()
+    host: str = LOOPBACK
+    port: int = 8765  # 0: any free port
+    size: int | None = None  # frame side (default: 256 on CPU, the avatar's on CUDA)
+    device: str = "auto"
+    threads: int = 1  # torch threads on CPU (0: torch's default)
+    workers: int = 2  # frames rendered at once (each with `threads` threads)
+    audio_model: str | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
