@@ -16,7 +16,7 @@ from e2e.conftest import tiny_avatar  # noqa: F401  (a fixture; tests/ is on sys
 pytest.importorskip("atheris", reason="atheris is not installed (dev extra; Linux x86_64 wheels only)")
 
 HARNESS = Path(__file__).with_name("fuzz_loaders.py")
-FUZZ_SECONDS = 20
+FUZZ_SECONDS = 10  # a smoke run that keeps `make test` within its time; longer by hand (fuzz_loaders.py)
 MANIFEST_SEEDS = [
     b"audio,output,paste_back\na.wav,de.mp4,1\nsub/b.flac,fr/x.mp4,no\nc.m4a,c\n",
     b"# jobs\n/abs/a.wav,x\n\n\"q,uoted.wav\",\"out,put\",yes\n",
