@@ -16,13 +16,16 @@ from torch import Tensor, nn
 
 from instag.config.model import AudioConfig, MotionFieldConfig
 from instag.kernels.hash_encode import TriplaneHashEncoder
-from instag.motion.audio import LEAK, AudioAttention, AudioEncoder
+from instag.motion.audio import LEAK, AudioAttention, AudioEncoder, frame_audio_windows
 
 FACE_OUT = 10  # Δμ (3) + Δlog-scale (3) + Δquaternion (4)
 MOUTH_OUT = 3  # Δμ
 # Output layers start this much smaller than PyTorch's default: the canonical Gaussians are rendered almost
 # undeformed at first, yet every input already moves the output (so gradients reach all inputs).
 OUTPUT_INIT_GAIN = 0.01
+# Frames whose audio codes are computed at once over a whole clip: all its windows at once would take hundreds of
+# MB (41 KB a frame at the quick sizes).
+AUDIO_CODE_CHUNK = 256
 
 
 @dataclass
@@ -193,6 +196,14 @@ class UniversalMotionField(_TwoBranchField):
         b, s = windows.shape[:2]
         codes = self.audio_encoder(windows.flatten(0, 1))  # [B·S, code_dim]
         return self.audio_smoother(codes.reshape(b, s, -1))
+
+    def clip_codes(self, features: Tensor, frames: list[int], cfg: AudioConfig) -> Tensor:
+        """Smoothed codes [F, code_dim] of video frames `frames` of a clip's features [T, K, D], AUDIO_CODE_CHUNK
+        frames at a time, on the nets' device."""
+        device = next(self.audio_encoder.parameters()).device
+        return torch.cat([self.audio_codes(torch.stack([frame_audio_windows(features, t, cfg)
+                                                        for t in frames[i:i + AUDIO_CODE_CHUNK]]).to(device))
+                          for i in range(0, len(frames), AUDIO_CODE_CHUNK)])
 
 
 class PersonalizedField(_TwoBranchField):

@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
-from instag.motion.audio import frame_audio_windows
 from instag.motion.model import MotionModel
 from instag.package_data import package_dir
 from instag.versioned import read_versioned_json
@@ -92,9 +91,6 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
             "iterations": doc.get("iterations"), "corpus": doc.get("corpus")}
 
 
-AUDIO_CODE_CHUNK = 256  # frames per audio-code batch: a long clip's windows at once would take hundreds of MB
-
-
 def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path | None = None) -> np.ndarray | None:
     """The UMF's mouth opening [T] (standardised units, uncalibrated) read off audio features [T, K, D] of kind
     `audio_feature` (`stem`: the shipped UMF of that kind when None); None when there is no such UMF, it reads
@@ -113,10 +109,5 @@ def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path |
     motion = MotionModel(cfg, with_aligner=False)
     load_umf(stem, motion, cfg)
     feats = torch.from_numpy(np.array(features, dtype=np.float32))  # a copy: a memory-mapped file is read-only
-    out = []
     with torch.no_grad():
-        for start in range(0, len(feats), AUDIO_CODE_CHUNK):
-            windows = torch.stack([frame_audio_windows(feats, i, cfg.audio)
-                                   for i in range(start, min(start + AUDIO_CODE_CHUNK, len(feats)))])
-            out.append(motion.umf.lip_shape(motion.umf.audio_codes(windows))[:, 0])
-    return torch.cat(out).numpy()
+        return motion.umf.lip_shape(motion.umf.clip_codes(feats, list(range(len(feats))), cfg.audio))[:, 0].numpy()

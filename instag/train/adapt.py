@@ -26,7 +26,7 @@ from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.machine import resolve_device
 from instag.motion.model import MotionModel
-from instag.motion.umf_file import AUDIO_CODE_CHUNK, load_umf
+from instag.motion.umf_file import load_umf
 from instag.render.plate import torso_layer
 from instag.render.views import view_range
 from instag.train import checkpoint as ck
@@ -234,9 +234,7 @@ def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
     the tracked lip shape's spread (`lip_gain`)."""
     train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
-        # In chunks: a long clip's windows at once would take hundreds of MB (41 KB a frame at the quick sizes).
-        codes = torch.cat([motion.umf.audio_codes(frames.audio_windows(train[i:i + AUDIO_CODE_CHUNK], cfg.audio))
-                           for i in range(0, len(train), AUDIO_CODE_CHUNK)])
+        codes = motion.umf.clip_codes(frames.features, train, cfg.audio)
         lips = motion.umf.lip_shape(codes)  # [F, C]
         tracked = frames.tracked_lips(train).to(lips)  # [F, C], mean 0 over these frames
         return codes.mean(0), lips.mean(0), lip_gain(lips - lips.mean(0), tracked)

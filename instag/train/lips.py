@@ -56,15 +56,12 @@ def lip_audio_nets(umf: UniversalMotionField) -> list[torch.nn.Module]:
     return [umf.audio_encoder, umf.audio_smoother, umf.articulation]
 
 
-def predict_lips(umf: UniversalMotionField, clip: LipClip, cfg: ModelConfig, frames: np.ndarray | None = None,
-                 chunk: int = 256) -> Tensor:
+def predict_lips(umf: UniversalMotionField, clip: LipClip, cfg: ModelConfig,
+                 frames: np.ndarray | None = None) -> Tensor:
     """The head's lip shape [F, C] for `frames` of `clip` (all frames when None), without gradients."""
-    ts = np.arange(len(clip.lips)) if frames is None else frames
+    ts = range(len(clip.lips)) if frames is None else frames
     with torch.no_grad():
-        out = [umf.lip_shape(umf.audio_codes(torch.stack([frame_audio_windows(clip.features, int(t), cfg.audio)
-                                                          for t in ts[i:i + chunk]])))
-               for i in range(0, len(ts), chunk)]
-    return torch.cat(out)
+        return umf.lip_shape(umf.clip_codes(clip.features, [int(t) for t in ts], cfg.audio))
 
 
 def fit_lip_predictor(umf: UniversalMotionField, clips: list[LipClip], cfg: ModelConfig, stage: LipStageConfig,
