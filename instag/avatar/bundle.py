@@ -177,8 +177,7 @@ def load_avatar(path: str | Path) -> Avatar:
         module.eval()
         module.requires_grad_(False)
     # Avatars written before view_range was recorded: their drive.npz holds the same training views.
-    view = (view_range_from(meta["view_range"], f"{where}") if "view_range" in meta
-            else view_range(drive["viewmats"]))
+    view = view_range_from(meta["view_range"], str(where)) if "view_range" in meta else view_range(drive["viewmats"])
     return Avatar(path, meta, cfg, face, mouth, motion, drive, plate[..., ::-1].copy(), view)
 
 
