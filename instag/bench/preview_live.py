@@ -38,7 +38,7 @@ from instag.bench.render import speech_like
 from instag.media.audio import decode_audio
 from instag.viewer.camera import Orbit
 from instag.viewer.config import PreviewConfig
-from instag.viewer.live import RATE
+from instag.viewer.live import RATE, rms_dbfs
 from instag.viewer.server import PreviewServer
 
 HOP = RATE // 100  # 10 ms steps of the onset detector
@@ -84,8 +84,7 @@ def with_pauses(speech: np.ndarray, seconds: float) -> np.ndarray:
 
 def level_db(pcm: np.ndarray) -> np.ndarray:
     """RMS in dBFS [N // HOP] of 10 ms steps of `pcm` [N]."""
-    steps = pcm[: len(pcm) // HOP * HOP].reshape(-1, HOP).astype(np.float64)
-    return 10 * np.log10(np.mean(steps ** 2, axis=1) + 1e-12)
+    return rms_dbfs(pcm[: len(pcm) // HOP * HOP].reshape(-1, HOP), axis=1)
 
 
 def sound_onsets(pcm: np.ndarray) -> list[int]:

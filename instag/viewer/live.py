@@ -111,8 +111,10 @@ class LiveStream:
         return int(math.floor(self.buffer.total * self.fps / RATE + 1e-9)) - 1
 
 
-def rms_dbfs(samples: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(np.square(samples, dtype=np.float64)) + 1e-12))
+def rms_dbfs(samples: np.ndarray, axis: int | None = None):
+    """RMS level in dBFS of `samples` (in [-1, 1]): a float, or an array of the levels along `axis`."""
+    db = 10 * np.log10(np.mean(np.square(samples, dtype=np.float64), axis=axis) + 1e-12)
+    return float(db) if axis is None else db
 
 
 class LiveFeatures:
