@@ -41,7 +41,9 @@ RESYNC_S = 0.25
 PREROLL_MAX_S = 1.0
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def percentile(values, q: float) -> float | None:
+    """The q-th percentile of the finite ones among `values` (None and NaN left out); None when there are none."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.percentile(values, q)) if values else None
 
 
@@ -155,15 +157,15 @@ async def _measure(url: str, clip: dict[str, Any], fps: float, seconds: float, s
         "audio_s": duration, "preroll_s": preroll_s,
         "frames_received": len(play), "fps_received": len(play) / duration,
         "frames_shown": len(shown), "fps_shown": len(shown) / duration,
-        "latency_ms_median": _percentile(latency, 50), "latency_ms_p95": _percentile(latency, 95),
-        "arrival_margin_ms_median": _percentile(margin, 50), "arrival_margin_ms_p5": _percentile(margin, 5),
+        "latency_ms_median": percentile(latency, 50), "latency_ms_p95": percentile(latency, 95),
+        "arrival_margin_ms_median": percentile(margin, 50), "arrival_margin_ms_p5": percentile(margin, 5),
         "max_sync_error_frames": worst, "share_in_sync": share,
         "render_ms_median": statistics.median(render_ms) if render_ms else None,
         # CPU time of the whole process (server, renderers, client) per frame received: on a machine shared
         # with other work, what a frame costs regardless of how much of the CPU this process got
         "cpu_ms_per_frame": cpu_s * 1e3 / max(len(play), 1),
         "cpu_load_share": cpu_s / duration,
-        "seek_ms_median": _percentile(seek_ms, 50), "orbit_ms_median": _percentile(orbit_ms, 50),
+        "seek_ms_median": percentile(seek_ms, 50), "orbit_ms_median": percentile(orbit_ms, 50),
         "idle_fps": idle_fps,
     }
 

@@ -33,6 +33,7 @@ import numpy as np
 import soundfile
 
 from instag.bench.browser import chromium_page
+from instag.bench.preview import percentile
 from instag.bench.record import header
 from instag.bench.render import speech_like
 from instag.media.audio import decode_audio
@@ -126,11 +127,6 @@ def _openings(jpegs: list[bytes]) -> np.ndarray:
     return out
 
 
-def _percentile(values, q: float) -> float | None:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.percentile(values, q)) if values else None
-
-
 def _cpu_s_of_processes_with(marker: str) -> float | None:
     """CPU seconds (user + system) of the running processes whose command line holds `marker` (Linux /proc)."""
     proc = Path("/proc")
@@ -219,20 +215,20 @@ def measure(chunks: np.ndarray, pcm: np.ndarray, frames: list[dict], opening: np
         "captured_s": len(pcm) / RATE, "frames_drawn": len(frames), "fps_drawn": (len(frames) - 1) / span_s,
         "frames_skipped": int(frames[-1]["i"] - frames[0]["i"] + 1 - len(frames)),
         # frames with sound: a silent frame is the idle loop's, kept from its first rendering
-        "render_ms_median": _percentile([f["ms"] for f in frames if f["voiced"]], 50),
-        "feature_ms_median": _percentile([f["feature_ms"] for f in frames if f["voiced"]], 50),
+        "render_ms_median": percentile([f["ms"] for f in frames if f["voiced"]], 50),
+        "feature_ms_median": percentile([f["feature_ms"] for f in frames if f["voiced"]], 50),
         "onsets": len(onsets),
-        "latency_ms": {q: {"median": _percentile(v, 50), "p95": _percentile(v, 95), "n": len(v),
+        "latency_ms": {q: {"median": percentile(v, 50), "p95": percentile(v, 95), "n": len(v),
                            "missed": missed[q]} for q, v in latency.items()},
-        "first_frame_ms": {"median": _percentile(first_frame, 50), "p95": _percentile(first_frame, 95)},
+        "first_frame_ms": {"median": percentile(first_frame, 50), "p95": percentile(first_frame, 95)},
         "opening": {"closed_idle": closed, "open_p90_voiced": float(wide), "tracked_share":
                     float(np.isfinite(opening).mean())},
-        "idle_loop": {"scaled_opening_p95": _percentile((idle - closed) / (wide - closed), 95)},
-        "silence": {"frames": int((~voiced).sum()), "scaled_opening_median": _percentile(silent, 50),
-                    "scaled_opening_p95": _percentile(silent, 95),
+        "idle_loop": {"scaled_opening_p95": percentile((idle - closed) / (wide - closed), 95)},
+        "silence": {"frames": int((~voiced).sum()), "scaled_opening_median": percentile(silent, 50),
+                    "scaled_opening_p95": percentile(silent, 95),
                     "share_shut": float(np.mean(silent < OPEN_LEVELS[0])) if silent.size else None},
         "speech": {"frames": int(voiced.sum()),
-                   "scaled_opening_median": _percentile(scale[voiced & np.isfinite(scale)], 50)},
+                   "scaled_opening_median": percentile(scale[voiced & np.isfinite(scale)], 50)},
         "per_onset": per_onset,
     }
 
