@@ -37,6 +37,7 @@ from instag.bench.preview import percentile
 from instag.bench.record import header
 from instag.bench.render import speech_like
 from instag.media.audio import decode_audio
+from instag.stats import correlation
 from instag.viewer.camera import Orbit
 from instag.viewer.config import PreviewConfig
 from instag.viewer.live import RATE, rms_dbfs
@@ -260,7 +261,7 @@ def versus_file_mode(avatar, sound: np.ndarray, heard: np.ndarray, recorded_fram
     for shift in range(6):
         a, b = opening, file_open[np.maximum(idx - shift, 0)]
         ok = np.isfinite(a) & np.isfinite(b)
-        r[shift] = float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 else None
+        r[shift] = correlation(a[ok], b[ok]) if ok.sum() > 2 else None
     best = max((k for k in r if r[k] is not None), key=lambda k: r[k], default=None)
     return {"r_by_shift_frames": r, "best_shift_frames": best, "offset_in_file_s": offset / RATE}
 
