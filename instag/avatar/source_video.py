@@ -6,44 +6,22 @@ instead), no copy of the frame in RGB. Frames are decoded on first request, in o
 threads, and kept in an unlinked temporary file (read back by offset), so a ping-pong replay decodes each clip
 frame once, a dub shorter than the clip decodes only what it shows, and memory holds one frame at a time.
 
-Output frame i at `fps` is the decoded frame nearest in time, as the data module's `iter_frames` picks them, so
-dataset frame i and source frame i are the same picture.
+Output frame i at `fps` is the decoded frame nearest in time, picked as the data module's `iter_frames` picks them
+(`cfr_decoded_frames`), so dataset frame i and source frame i are the same picture.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 
-from instag.data.video import ClipInfo, cfr_frame_count, probe
+from instag.data.video import cfr_decoded_frames, cfr_frame_count, probe
 from instag.errors import InputError
 from instag.media.mp4 import PIXEL_FORMAT, Colour
-
-
-def _cfr_frames(container: av.container.InputContainer, info: ClipInfo, fps: float) -> Iterator[av.VideoFrame]:
-    """Decoded frames at constant `fps`: each decoded frame repeated or skipped so output frame i is the one
-    nearest in time to i / fps (frames are held until the next one's time is known)."""
-    vs = container.streams.video[0]
-    vs.thread_type = "AUTO"
-    rate = float(vs.average_rate) if vs.average_rate else fps
-    i = 0
-    prev: tuple[av.VideoFrame, float] | None = None
-    try:
-        for n, frame in enumerate(container.decode(vs)):
-            t = (float(frame.time) if frame.time is not None else n / rate) - info.video_start_s
-            while prev is not None and i / fps < (prev[1] + t) / 2:
-                yield prev[0]
-                i += 1
-            prev = (frame, t)
-    except av.FFmpegError as exc:
-        raise InputError(f"{info.path}: corrupt video data after output frame {i} ({exc})") from exc
-    while prev is not None:  # the last frame lasts as long as the caller asks
-        yield prev[0]
 
 
 class SourceVideo:
@@ -69,7 +47,7 @@ class SourceVideo:
         limited = 1  # ffmpeg's AVCOL_RANGE_MPEG
         color_range = int(cc.color_range) if cc.pix_fmt == PIXEL_FORMAT else limited
         self.colour = Colour(int(cc.colorspace), color_range, int(cc.color_primaries), int(cc.color_trc))
-        self._frames = _cfr_frames(self._container, self.info, self.fps)
+        self._frames = cfr_decoded_frames(self._container, self.info, self.fps)  # the last one repeats
         self._bytes = self.coded_width * self.coded_height * 3 // 2
         self._file = tempfile.TemporaryFile(dir=tmp_dir, prefix="instag-source-")
         self.decoded = 0
@@ -86,8 +64,8 @@ class SourceVideo:
         return self.info.height
 
     def _decode_next(self) -> None:
-        frame = next(self._frames, None)
-        if frame is None:
+        frame, _ = next(self._frames, (None, None))
+        if frame is None:  # a former call's InputError ended the frames
             raise InputError(f"{self.clip}: the video stream holds no decodable frames")
         if frame.format.name != PIXEL_FORMAT or (frame.width, frame.height) != (self.coded_width, self.coded_height):
             frame = frame.reformat(width=self.coded_width, height=self.coded_height, format=PIXEL_FORMAT)

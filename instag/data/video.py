@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Iterator
@@ -103,54 +104,72 @@ def cfr_frame_count(info: ClipInfo, fps: float) -> int:
     return int(math.floor(info.duration_s * fps + 1e-6))
 
 
+def cfr_decoded_frames(container: av.container.InputContainer, info: ClipInfo, fps: float,
+                       n_frames: int | None = None) -> Iterator[tuple[av.VideoFrame, int]]:
+    """(decoded frame, its index in decoding order) for output frames 0, 1, … at constant `fps`: output frame i is
+    the decoded frame nearest in time to i / fps, each one repeated or skipped as that asks (a frame is held until
+    the next one's time is known, so only two are held).
+
+    With `n_frames`, that many: `InputError` when the video data ends before 90 % of them (truncated file).
+    Without, the last frame repeats for as long as the caller asks. `InputError` for corrupt video data or a
+    stream without decodable frames."""
+    vs = container.streams.video[0]
+    vs.thread_type = "AUTO"
+    rate = float(vs.average_rate) if vs.average_rate else fps
+    i = 0
+    prev: tuple[av.VideoFrame, float, int] | None = None
+    try:
+        for n, frame in enumerate(container.decode(vs)):
+            t = (float(frame.time) if frame.time is not None else n / rate) - info.video_start_s
+            while prev is not None and (n_frames is None or i < n_frames) and i / fps < (prev[1] + t) / 2:
+                yield prev[0], prev[2]
+                i += 1
+            if n_frames is not None and i >= n_frames:
+                return
+            prev = (frame, t, n)
+    except av.FFmpegError as exc:
+        raise InputError(f"{info.path}: corrupt video data after output frame {i} ({exc})") from exc
+    if prev is None:
+        raise InputError(f"{info.path}: the video stream holds no decodable frames")
+    if n_frames is not None and i < 0.9 * n_frames:
+        raise InputError(f"{info.path}: video data ends at {prev[1]:.2f} s of a stated {info.duration_s:.2f} s (truncated file?)")
+    while n_frames is None or i < n_frames:
+        yield prev[0], prev[2]
+        i += 1
+
+
 def iter_frames(info: ClipInfo, fps: float, n_frames: int, max_side: int | None = None) -> Iterator[np.ndarray]:
-    """Yield `n_frames` RGB frames [H, W, 3] uint8 at constant `fps` (nearest source frame in time), displayed.
+    """Yield `n_frames` RGB frames [H, W, 3] uint8 at constant `fps` (nearest source frame in time, as
+    `cfr_decoded_frames` picks them), displayed.
 
     With `max_side` the frames are scaled down (during colour conversion) so their long side is at most that.
     Only the current and previous decoded frame are held: memory does not grow with the clip.
     """
-    with _open(info.path) as container:
-        vs = container.streams.video[0]
-        vs.thread_type = "AUTO"
-        rate = float(vs.average_rate) if vs.average_rate else fps
-        scale = 1.0 if max_side is None else min(1.0, max_side / max(info.width, info.height))
-        i = 0
-        prev: tuple[av.VideoFrame, float, int] | None = None
-        cached: tuple[int, np.ndarray] | None = None
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(info.width, info.height))
+    cached: tuple[int, np.ndarray] | None = None
 
-        def convert(frame: av.VideoFrame, index: int) -> np.ndarray:
-            nonlocal cached
-            if cached is not None and cached[0] == index:
-                return cached[1]
-            if scale < 1.0:
-                w = max(2, int(round(frame.width * scale / 2)) * 2)
-                h = max(2, int(round(frame.height * scale / 2)) * 2)
-                img = frame.to_ndarray(format="rgb24", width=w, height=h)
-            else:
-                img = frame.to_ndarray(format="rgb24")
-            if info.rotation_k:
-                img = np.ascontiguousarray(np.rot90(img, k=info.rotation_k))
-            cached = (index, img)
-            return img
+    def convert(frame: av.VideoFrame, index: int) -> np.ndarray:
+        nonlocal cached
+        if cached is not None and cached[0] == index:
+            return cached[1]
+        if scale < 1.0:
+            w = max(2, int(round(frame.width * scale / 2)) * 2)
+            h = max(2, int(round(frame.height * scale / 2)) * 2)
+            img = frame.to_ndarray(format="rgb24", width=w, height=h)
+        else:
+            img = frame.to_ndarray(format="rgb24")
+        if info.rotation_k:
+            img = np.ascontiguousarray(np.rot90(img, k=info.rotation_k))
+        cached = (index, img)
+        return img
 
-        try:
-            for n, frame in enumerate(container.decode(vs)):
-                t = (float(frame.time) if frame.time is not None else n / rate) - info.video_start_s
-                while prev is not None and i < n_frames and i / fps < (prev[1] + t) / 2:
-                    yield convert(prev[0], prev[2])
-                    i += 1
-                if i >= n_frames:
-                    return
-                prev = (frame, t, n)
-        except av.FFmpegError as exc:
-            raise InputError(f"{info.path}: corrupt video data after output frame {i} ({exc})") from exc
-        if prev is None:
-            raise InputError(f"{info.path}: the video stream holds no decodable frames")
-        if i < 0.9 * n_frames:
-            raise InputError(f"{info.path}: video data ends at {prev[1]:.2f} s of a stated {info.duration_s:.2f} s (truncated file?)")
-        while i < n_frames:
-            yield convert(prev[0], prev[2])
-            i += 1
+    with _open(info.path) as container, contextlib.closing(cfr_decoded_frames(container, info, fps, n_frames)) as frames:
+        for i, (frame, n) in enumerate(frames):
+            try:
+                img = convert(frame, n)
+            except av.FFmpegError as exc:
+                raise InputError(f"{info.path}: corrupt video data after output frame {i} ({exc})") from exc
+            yield img
 
 
 def read_audio(info: ClipInfo, sample_rate: int, n_samples: int) -> np.ndarray:
