@@ -214,6 +214,9 @@ def preview(
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.0f}"
 
+    def r2(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
     if live:
         from instag.bench import preview_live
 
@@ -230,7 +233,7 @@ def preview(
         vs = doc.get("versus_file_mode")
         if vs and vs["best_shift_frames"] is not None:
             rows.append(("lips vs the same sound dubbed as a file: r (at the best shift, frames)",
-                         f"{vs['r_by_shift_frames'][0]:.2f} ({vs['r_by_shift_frames'][vs['best_shift_frames']]:.2f}"
+                         f"{r2(vs['r_by_shift_frames'][0])} ({r2(vs['r_by_shift_frames'][vs['best_shift_frames']])}"
                          f" at {vs['best_shift_frames']})"))
         rows.append(("capture before the page hears it, ms (Chromium's figure)",
                      ms(lv["capture_latency_ms_reported"])))
