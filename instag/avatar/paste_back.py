@@ -130,6 +130,7 @@ class PasteBack:
         self.x0, self.y0, self.side = x0, y0, side
         self.size = render_size
         self.edges = edge_ramp(render_size, feather * render_size)[..., None]  # [S, S, 1]
+        self._yuv = yuv_matrix(source.colour)
 
     def _window(self, weight: np.ndarray) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
         """Where weight [S, S] > HEAD_ALPHA: (render window (u0, v0, u1, v1) in render pixels, the displayed source
@@ -163,7 +164,7 @@ class PasteBack:
         window = np.ascontiguousarray(np.rot90(weighted[v0:v1, u0:u1], -k))  # coded orientation
         # YUV is affine in RGB, so the premultiplied p converts as M·p + w·offset and is resampled in YUV: luma
         # at the source's pixels, chroma at its half-resolution samples, the source's own planes never in RGB
-        matrix, offset = yuv_matrix(src.colour)
+        matrix, offset = self._yuv
         p, w = window[..., :3], window[..., 3:]
         yuv_w = np.dstack([p @ matrix.T + w * offset, w]).astype(np.float32)  # [h, w, 4]: Y, U, V, w
         to_window = self._coded_to_window(rect, (u0, v0, u1, v1), k)
