@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import load_avatar
+from instag.avatar.driving import to_uint8
+from instag.data.crop import crop_square
 from instag.data.dataset import load_dataset
 from instag.data.video import iter_frames, probe
 from instag.errors import InputError
@@ -31,14 +33,6 @@ def _sharpness(img: np.ndarray) -> float:
     """Mean absolute Laplacian of the grey image [H, W, 3] uint8."""
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
     return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
-
-
-def source_crop(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """The side² crop at (x0, y0) of frame [H, W, 3], edge-padded where it reaches outside (as preprocessing)."""
-    h, w = frame.shape[:2]
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else frame
-    return padded[y0 + pad: y0 + pad + side, x0 + pad: x0 + pad + side]
 
 
 def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
@@ -67,7 +61,7 @@ def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
     for t, frame in enumerate(iter_frames(clip, ds.fps, picks[-1] + 1)):
         if t not in wanted:
             continue
-        gt = source_crop(frame, x0, y0, side)
+        gt = crop_square(frame, x0, y0, side, side)  # edge-padded outside the frame, as preprocessing
         face = M.face_box(tracks["landmarks"][t] * (side / ds.size), side)
         gt_face = M.crop(gt, face)
         plate = cv2.resize(paste_torso(av.plate, ds.frame(t), ds.label(t), torso_id), (side, side),
@@ -79,7 +73,7 @@ def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
             cond = FrameCondition(audio_windows=frame_audio_windows(features, t, av.cfg.audio), expression=expr[t],
                                   viewmat=viewmats[t], K=k, width=s, height=s,
                                   background=torch.from_numpy(background).float() / 255.0)
-            img = (av.render(cond).image.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+            img = to_uint8(av.render(cond).image)
             if s != side:
                 img = cv2.resize(img, (side, side), interpolation=cv2.INTER_CUBIC)
             pred = M.crop(img, face)
