@@ -70,7 +70,7 @@ class SourceVideo:
         if frame.format.name != PIXEL_FORMAT or (frame.width, frame.height) != (self.coded_width, self.coded_height):
             frame = frame.reformat(width=self.coded_width, height=self.coded_height, format=PIXEL_FORMAT)
         self._file.seek(0, os.SEEK_END)
-        self._file.write(np.ascontiguousarray(frame.to_ndarray()).tobytes())
+        self._file.write(np.ascontiguousarray(frame.to_ndarray()))  # its buffer, not a bytes copy of it
         self.decoded += 1
 
     def frame(self, i: int) -> np.ndarray:
