@@ -71,6 +71,7 @@ class SourceVideo:
             frame = frame.reformat(width=self.coded_width, height=self.coded_height, format=PIXEL_FORMAT)
         self._file.seek(0, os.SEEK_END)
         self._file.write(np.ascontiguousarray(frame.to_ndarray()))  # its buffer, not a bytes copy of it
+        self._file.flush()  # `frame` reads the file by offset (os.pread), past the write buffer
         self.decoded += 1
 
     def frame(self, i: int) -> np.ndarray:
