@@ -78,6 +78,19 @@ def test_source_video_gives_iter_frames_pictures_at_a_constant_rate_and_decodes_
         src.close()
 
 
+def test_a_source_smaller_than_the_write_buffer_reads_back_its_frames(tmp_path):
+    # 16×16 frames are far smaller than the temp file's write buffer: reading one back must see it written.
+    clip = write_clip(tmp_path / "tiny.mp4", moving_frames(10, 16, 16))
+    want = list(iter_frames(probe(clip, 0.0), 25.0, 4))
+    src = SourceVideo(clip, 25.0)
+    try:
+        for i in (0, 3, 1):
+            rgb = av.VideoFrame.from_ndarray(np.array(src.frame(i)), format="yuv420p").to_ndarray(format="rgb24")
+            assert np.array_equal(rgb, want[i]), i
+    finally:
+        src.close()
+
+
 def test_odd_sized_sources_are_refused_with_one_line(tmp_path):
     clip = write_clip(tmp_path / "odd.mp4", [f[:, :95] for f in moving_frames(3)], pix_fmt="yuv444p")
     with pytest.raises(InputError, match="even frame sizes"):
