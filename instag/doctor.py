@@ -83,7 +83,8 @@ def report() -> dict[str, Any]:
         },
         "packages": {
             "gsplat": _package("gsplat", "gsplat", needs_cuda=True),
-            "tinycudann": _package("tinycudann", "tinycudann", needs_cuda=True),
+            # Only on the explicit backend: its grid's state is its own, so `auto` never picks it.
+            "tinycudann": _package("tinycudann", "tinycudann", needs_cuda=True) | {"note": "backend 'tinycudann' only"},
             "mediapipe": _package("mediapipe", "mediapipe", needs_cuda=False),
             "transformers": _package("transformers", "transformers", needs_cuda=False),
             **{pkg: _package(pkg.replace("_", "-"), pkg, needs_cuda=False) for pkg in whisper.PACKAGES},

@@ -4,6 +4,11 @@
 because CUDA is absent, says so once per op with a warning. An explicitly requested backend that cannot
 run raises `BackendUnavailableError`. Resolution is lazy and builds nothing: the libraries are built by
 the op on first use.
+
+`tinycudann` is `cuda` with tiny-cuda-nn running the 3D hash grid (`hash_encode`); the other ops run as on
+`cuda`. `auto` never picks it: its grid keeps its own parameters in its own layout, so a model trained on it
+saves state that loads only where tinycudann runs, while every other backend shares one table layout and
+one state dict (`instag.kernels.hash_encode`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from instag.errors import BackendUnavailableError
 
 Op = Literal["triplane_hash_encode", "hash_encode", "rasterize"]
 OPS: tuple[Op, ...] = ("triplane_hash_encode", "hash_encode", "rasterize")
-BACKENDS = ("auto", "cuda", "cpu", "torch")
+BACKENDS = ("auto", "cuda", "cpu", "torch", "tinycudann")
 
 
 class BackendFallbackWarning(UserWarning):
@@ -51,8 +56,6 @@ def _cuda_impl(op: Op) -> tuple[str | None, str]:
         if _has_module("gsplat"):
             return "gsplat", "gsplat on CUDA"
         return None, "gsplat is not installed"
-    if op == "hash_encode" and _has_module("tinycudann"):
-        return "tinycudann", "tinycudann on CUDA"
     if build.nvcc_available():
         return "instag-cuda", "our CUDA kernel, nvcc found"
     return None, "nvcc not found to build our CUDA kernel"
@@ -64,12 +67,24 @@ def _cpu_impl(op: Op) -> tuple[str | None, str]:
     return None, "no C++ compiler or ninja to build our CPU kernel"
 
 
-def available(op: Op, backend: Literal["cuda", "cpu", "torch"]) -> tuple[str | None, str]:
+def _tinycudann_impl(op: Op) -> tuple[str | None, str]:
+    if op != "hash_encode":
+        return _cuda_impl(op)  # tinycudann runs the 3D grid only; the other ops run as on `cuda`
+    if not torch.cuda.is_available():
+        return None, "torch reports no CUDA device"
+    if _has_module("tinycudann"):
+        return "tinycudann", "tinycudann on CUDA (its own parameters; asked for explicitly)"
+    return None, "tinycudann is not installed"
+
+
+def available(op: Op, backend: Literal["cuda", "cpu", "torch", "tinycudann"]) -> tuple[str | None, str]:
     """(implementation, reason) for `backend` on `op`; implementation is None when it cannot run here."""
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
     if backend == "cuda":
         return _cuda_impl(op)
+    if backend == "tinycudann":
+        return _tinycudann_impl(op)
     if backend == "cpu":
         return _cpu_impl(op)
     if backend == "torch":
@@ -90,14 +105,14 @@ def resolve(op: Op, requested: str = "auto", device: torch.device | str | None =
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     if requested != "auto":
-        if requested == "cuda" and dev.type != "cuda":
-            raise BackendUnavailableError(f"{op}: backend 'cuda' needs tensors on a CUDA device, got {dev}")
+        if requested in ("cuda", "tinycudann") and dev.type != "cuda":
+            raise BackendUnavailableError(f"{op}: backend '{requested}' needs tensors on a CUDA device, got {dev}")
         if requested == "cpu" and dev.type != "cpu":
             raise BackendUnavailableError(f"{op}: backend 'cpu' needs tensors on the CPU, got {dev}")
         impl, reason = available(op, requested)
         if impl is None:
             raise BackendUnavailableError(f"{op}: backend '{requested}' is unavailable here: {reason}")
-        return Choice(op, requested, impl, reason)
+        return Choice(op, "cuda" if requested == "tinycudann" else requested, impl, reason)
 
     if dev.type == "cuda":
         impl, reason = available(op, "cuda")

@@ -3,8 +3,9 @@ motion aligner's 3D grid), with the backend that runs them picked lazily at the 
 
 Backends: our CUDA kernel (`cuda_ext/csrc/cuda/hash_encode.cu`), our C++/OpenMP kernel
 (`cuda_ext/csrc/cpu/hash_encode.cpp`) or the pure-torch reference (`hash_encode_ref`). They share one table
-layout, so a module trained on one runs on the others. The exception is `HashEncoder3D` on tinycudann,
-which keeps its own parameters in its own layout (see `_TcnnHashGrid`).
+layout and one state dict, so a module trained on one runs on the others, on any device. The exception is
+`HashEncoder3D` on the explicit `tinycudann` backend, which keeps its own parameters in its own layout (see
+`_TcnnHashGrid`); `auto` never picks it.
 """
 
 from __future__ import annotations
@@ -210,7 +211,9 @@ class HashEncoder3D(_GridEncoder):
         )
         super().__init__(layout, (layout.plane_size, n_features), backend)
         self._hyper = (n_levels, n_features, log2_table_size, base_resolution, max_resolution)
-        self.register_module("tcnn", None)  # tinycudann's own grid, made at the first forward that uses it
+        # tinycudann's own grid, made at the first forward on the explicit `tinycudann` backend or when loading
+        # its state; None (no state) on every other backend.
+        self.register_module("tcnn", None)
 
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:
         """xyz: [N, 3] in [-bound, bound] (clamped) → [N, n_levels * n_features]."""
@@ -222,13 +225,28 @@ class HashEncoder3D(_GridEncoder):
             return self.tcnn(xyz, self.layout.bound)
         return grid_encode(xyz, self.embeddings.unsqueeze(0), self.layout, choice)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        # A state saved on tinycudann holds `tcnn.*`, which only tinycudann can read: make its grid to load into
+        # when this encoder runs on tinycudann, and say plainly why it cannot load anywhere else.
+        if self.tcnn is None and any(k.startswith(prefix + "tcnn.") for k in state_dict):
+            if self.backend == "tinycudann":
+                self.tcnn = _TcnnHashGrid(*self._hyper)
+            else:
+                errors.append(f"{prefix}tcnn.*: a hash grid trained on the tinycudann backend, whose parameters are "
+                              f"its own; it loads only with backend 'tinycudann' on CUDA (this one is "
+                              f"{self.backend!r})")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
 
 class _TcnnHashGrid(torch.nn.Module):
     """tinycudann's HashGrid with our hyper-parameters.
 
     Its parameters are tinycudann's own (flat, its own level sizes and half-cell offset), created at the first
     forward on CUDA and unrelated to `HashEncoder3D.embeddings`, which that path leaves unused: build the
-    optimizer after a first forward, and expect checkpoints from this path to load only where tinycudann runs.
+    optimizer after a first forward, and expect checkpoints from this path to load only where tinycudann runs
+    (`HashEncoder3D._load_from_state_dict` refuses them elsewhere). An avatar is checked against a freshly built
+    model's state dict, which has no `tcnn.*`, so an avatar trained on this backend does not load: it is for
+    benchmarks and experiments, not for avatars.
     """
 
     def __init__(

@@ -74,3 +74,18 @@ def test_importing_instag_builds_nothing(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
     built = list((tmp_path / "ext").rglob("*")) if (tmp_path / "ext").exists() else []
     assert built == []
+
+
+def test_auto_never_picks_tinycudann(monkeypatch):
+    """Even with tinycudann installed on a CUDA machine (simulated), `auto` and `cuda` run our own 3D kernel;
+    tinycudann runs only when asked for by name, and only the 3D grid."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backend, "_has_module", lambda name: name in ("tinycudann", "gsplat"))
+    monkeypatch.setattr(build, "nvcc_available", lambda: True)
+    for requested in ("auto", "cuda"):
+        assert backend.resolve("hash_encode", requested, "cuda").impl == "instag-cuda"
+    assert backend.resolve("hash_encode", "tinycudann", "cuda").impl == "tinycudann"
+    assert backend.resolve("rasterize", "tinycudann", "cuda").impl == "gsplat"
+    assert backend.resolve("triplane_hash_encode", "tinycudann", "cuda").impl == "instag-cuda"
+    with pytest.raises(BackendUnavailableError, match="CUDA device"):
+        backend.resolve("hash_encode", "tinycudann", "cpu")
