@@ -13,6 +13,8 @@ The head is the face and mouth branches (alpha α = 1 − (1 − α_face)(1 − 
 over the source frame s as s·(1 − w) + p with w = e·α and p = e·h, e a smoothstep ramp from 0 at the crop's edges
 to 1 `feather`·S inside (a head cut by the crop fades into the source instead of ending in a line). So the seam is
 the head's own soft outline, with the source's pixels on its far side: their colour and sharpness are the source's.
+On its near side the head is matched to them (instag.avatar.seam_match): a colour offset learnt from the ring inside
+the outline, and the source's detail finer than a render pixel where the upscaled render agrees with the source.
 Where the dub's jaw is higher than the clip's, the clip's chin shows below it (as a longer chin); the avatar's
 plate there (a background inpainted behind the head, edged by the torso layer) looked worse on demo2.
 
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import Avatar
+from instag.avatar.seam_match import SeamCalibration, SeamMatch
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import sha256_of
 from instag.errors import InputError
@@ -115,7 +118,7 @@ class PasteBack:
     """Composite rendered heads into the avatar's source frames (see the module doc)."""
 
     def __init__(self, avatar: Avatar, source: SourceVideo, render_size: int,
-                 feather: float = DEFAULT_FEATHER) -> None:
+                 feather: float = DEFAULT_FEATHER, match: SeamMatch | None = None) -> None:
         x0, y0, side = (int(v) for v in np.asarray(avatar.drive["crop_box"]).reshape(-1)[:3])
         if side <= 0:
             raise InputError(f"{avatar.path / 'drive.npz'}: crop box {[x0, y0, side]} is empty")
@@ -131,6 +134,7 @@ class PasteBack:
         self.size = render_size
         self.edges = edge_ramp(render_size, feather * render_size)[..., None]  # [S, S, 1]
         self._yuv = yuv_matrix(source.colour)
+        self.calibration = SeamCalibration(match or SeamMatch(), render_size)
 
     def _window(self, weight: np.ndarray) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
         """Where weight [S, S] > HEAD_ALPHA: (render window (u0, v0, u1, v1) in render pixels, the displayed source
@@ -168,11 +172,15 @@ class PasteBack:
         p, w = window[..., :3], window[..., 3:]
         yuv_w = np.dstack([p @ matrix.T + w * offset, w]).astype(np.float32)  # [h, w, 4]: Y, U, V, w
         to_window = self._coded_to_window(rect, (u0, v0, u1, v1), k)
+        if self.calibration.learning:
+            self.calibration.update(yuv_w, self._source_on_window(planes, rect, to_window, k, yuv_w.shape[:2]))
+        yuv_w = self.calibration.recolour(yuv_w)
         luma = self._warp(np.ascontiguousarray(yuv_w[..., [0, 3]]), to_window, rect, k, 1)
         chroma = self._warp(np.ascontiguousarray(yuv_w[..., 1:]), to_window, rect, k, 2)
         cx0, cy0, cx1, cy1 = coded_rect(rect, k, src.coded_width, src.coded_height)
         y, u, v = yuv_planes(planes, src.coded_width, src.coded_height)
         luma_at = (slice(cy0, cy1), slice(cx0, cx1))
+        luma = self.calibration.add_detail(luma, y[luma_at], self.side / self.size)
         chroma_at = (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
         for plane, at, value, weight in ((y, luma_at, luma[..., 0], luma[..., 1]),
                                          (u, chroma_at, chroma[..., 0], chroma[..., 2]),
@@ -194,6 +202,25 @@ class PasteBack:
         coded_w, coded_h = (rx1 - rx0, ry1 - ry0) if k % 2 == 0 else (ry1 - ry0, rx1 - rx0)
         turned_w, turned_h = (u1 - u0, v1 - v0) if k % 2 == 0 else (v1 - v0, u1 - u0)
         return (np.linalg.inv(_turn(k, turned_w, turned_h)) @ shown_to_window @ _turn(k, coded_w, coded_h))
+
+    def _source_on_window(self, planes: np.ndarray, rect: tuple[int, int, int, int], coded_to_window: np.ndarray,
+                          k: int, shape: tuple[int, int]) -> np.ndarray:
+        """The source's Y, U, V [h, w, 3] float32 at the pixels of the turned render window (shape (h, w)):
+        the coded frame's `rect` area-averaged to about the render's scale, then resampled (linear) onto it."""
+        src = self.source
+        cx0, cy0, cx1, cy1 = coded_rect(rect, k, src.coded_width, src.coded_height)
+        y, u, v = yuv_planes(planes, src.coded_width, src.coded_height)
+        cw, ch = cx1 - cx0, cy1 - cy0
+        s = self.size / self.side
+        sw, sh = max(1, round(cw * s)), max(1, round(ch * s))
+        small = np.dstack([cv2.resize(plane, (sw, sh), interpolation=cv2.INTER_AREA)
+                           for plane in (y[cy0:cy1, cx0:cx1], u[cy0 // 2:cy1 // 2, cx0 // 2:cx1 // 2],
+                                         v[cy0 // 2:cy1 // 2, cx0 // 2:cx1 // 2])]).astype(np.float32)
+        # a pixel centre of `small` → the rect's (luma) pixel coordinates; chroma covers the same area in half the
+        # samples, so the same map holds for it
+        small_to_rect = np.array([[cw / sw, 0, 0.5 * cw / sw - 0.5], [0, ch / sh, 0.5 * ch / sh - 0.5], [0, 0, 1]])
+        return cv2.warpAffine(small, (coded_to_window @ small_to_rect)[:2], (shape[1], shape[0]),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _warp(self, layer: np.ndarray, coded_to_window: np.ndarray, rect: tuple[int, int, int, int], k: int,
               step: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from instag.avatar.paste_back import HeadLayers, PasteBack, coded_rect
+from instag.avatar.seam_match import SeamMatch
 from instag.avatar.source_timing import interpolate_viewmat
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import iter_frames, probe
@@ -121,7 +122,8 @@ def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_pa
         shown = np.rot90(frames[1], src.rotation_deg // 90)
         h, w = shown.shape[:2]
         crop = (8, 4, 48)  # x0, y0, side in displayed pixels
-        paste = PasteBack(_avatar(tmp_path, crop, w, h), src, render_size=32)
+        plain = SeamMatch(colour=False, detail=False)  # the head's own colour, to check where it lands
+        paste = PasteBack(_avatar(tmp_path, crop, w, h), src, render_size=32, match=plain)
         planes = paste.compose(HeadLayers(_head(32), clip_frame=1))
         out = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24")
         out = np.rot90(out, src.rotation_deg // 90)
@@ -137,6 +139,58 @@ def test_compose_pastes_the_head_where_the_crop_is_shown_and_nothing_else(tmp_pa
         assert np.array_equal(out[ring], before[ring])  # bit for bit: the decoder's pixels
         colour = out[disc].astype(int)
         assert np.abs(colour - [230, 26, 26]).max() <= 6  # what the head's RGB is, in the source's colour range
+    finally:
+        src.close()
+
+
+def _shown(planes: np.ndarray) -> np.ndarray:
+    return av.VideoFrame.from_ndarray(np.array(planes), format="yuv420p").to_ndarray(format="rgb24").astype(float)
+
+
+def _grey_disc(size: int, level: float) -> np.ndarray:
+    """[S, S, 4]: an opaque grey disc (level in [0, 1], premultiplied) in the middle, nothing elsewhere."""
+    alpha = _head(size)[..., 3:]
+    return np.dstack([alpha * level] * 3 + [alpha])
+
+
+def test_the_head_takes_the_colour_of_the_source_around_it(tmp_path):
+    # the source is flat grey 128 where the head goes; the render is 20 levels darker: the seam would show
+    clip = write_clip(tmp_path / "flat.mp4", [np.full((72, 96, 3), 128, np.uint8)] * 3)
+    src = SourceVideo(clip, 25.0)
+    try:
+        crop = (8, 4, 64)
+        paste = PasteBack(_avatar(tmp_path, crop, 96, 72), src, render_size=64, match=SeamMatch(detail=False))
+        layers = HeadLayers(_grey_disc(64, 108 / 255), clip_frame=0)
+        for _ in range(3):
+            out = _shown(paste.compose(layers))
+        centre = out[4 + 32 - 6:4 + 32 + 6, 8 + 32 - 6:8 + 32 + 6]
+        assert np.abs(centre - 128).max() <= 3  # without the offset: 108
+        assert 15 < paste.calibration.offset[0] < 20  # luma levels (limited range: 20 · 219/255)
+    finally:
+        src.close()
+
+
+def test_the_sources_fine_detail_is_added_where_the_head_agrees_with_it_only(tmp_path):
+    # the source: grey 128 with a ±10-level checker 2 px fine (detail finer than a render pixel: the render is
+    # 64² over a 128² crop); the head: a disc, left half grey 128 (agrees), right half grey 40 (a changed region)
+    yy, xx = np.mgrid[:144, :192]
+    texture = (128 + 10 * np.where((yy // 2 + xx // 2) % 2, 1, -1)).astype(np.uint8)
+    clip = write_clip(tmp_path / "fine.mp4", [np.dstack([texture] * 3)] * 2)
+    src = SourceVideo(clip, 25.0)
+    try:
+        crop = (16, 8, 128)
+        head = _grey_disc(64, 128 / 255)
+        head[:, 32:, :3] *= 40 / 128
+        paste = PasteBack(_avatar(tmp_path, crop, 192, 144), src, render_size=64, match=SeamMatch(colour=False))
+        out = _shown(paste.compose(HeadLayers(head, clip_frame=0)))[..., 1]
+        plain = PasteBack(_avatar(tmp_path, crop, 192, 144), src, render_size=64,
+                          match=SeamMatch(colour=False, detail=False))
+        flat = _shown(plain.compose(HeadLayers(head, clip_frame=0)))[..., 1]
+        left, right = (slice(60, 84), slice(58, 76)), (slice(60, 84), slice(86, 104))  # inside the disc's halves
+        agree, changed = out[left], out[right]
+        assert flat[left].std() < 1.5  # the render alone: no detail
+        assert agree.std() > 4 and np.corrcoef(agree.ravel(), texture[left].ravel())[0, 1] > 0.8
+        assert changed.std() < 1.5  # where the head differs from the source, none of the source's detail
     finally:
         src.close()
 
