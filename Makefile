@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.setup-stamp
 # Debian packages the tests and the CLI use (ffprobe in the media tests, chromium for the preview page).
 APT_PKGS := ffmpeg chromium
 
-.PHONY: setup test bench lint demo clean
+.PHONY: setup test bench lint demo clean gpu-check gpu-check-dry
 
 setup: $(STAMP)
 
@@ -35,6 +35,15 @@ lint: setup
 
 demo: setup
 	$(VENV)/bin/instag demo --out out/demo
+
+# On a GPU machine, in one command: build, CUDA tests, benches, adapt_5s + eval + a dub (scripts/gpu_check.py).
+# No `setup` prerequisite: that needs PyPI, and a GPU machine may have none (the script finds an interpreter).
+gpu-check:
+	scripts/gpu-check
+
+# The same stages at tiny sizes on the CPU (about a minute; CI runs a part of it in tests/test_gpu_check.py).
+gpu-check-dry: setup
+	scripts/gpu-check --dry --out out/gpu-check-dry
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -15,6 +15,10 @@ from instag.kernels import backend
 RASTERIZE_CASES = ((10_000, 256), (50_000, 512))  # (Gaussians, image side)
 TRIPLANE_CASES = (50_000, 500_000)  # points
 HASH3D_CASES = (50_000,)
+# --quick: one small case an op, with small hash tables, a smoke run of the same code (scripts/gpu_check.py's
+# dry mode) in seconds.
+QUICK_CASES = {"rasterize": ((200, 32),), "triplane_hash_encode": (2_000,), "hash_encode": (2_000,)}
+QUICK_GRID = {"n_levels": 4, "log2_table_size": 12}
 
 
 def random_scene(n: int, size: int, channels: int = 3, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
@@ -33,8 +37,9 @@ def random_scene(n: int, size: int, channels: int = 3, seed: int = 0, device: st
 
 
 def _backends(op: backend.Op, device: torch.device) -> Iterator[backend.Choice]:
-    fast = "cuda" if device.type == "cuda" else "cpu"
-    for name in (fast, "torch"):
+    # tinycudann beside our CUDA 3D grid where it is installed: the comparison issue #30 asks for.
+    fast = ("cuda", "tinycudann") if device.type == "cuda" and op == "hash_encode" else (device.type,)
+    for name in (*fast, "torch"):
         impl, reason = backend.available(op, name)
         if impl is not None:
             yield backend.Choice(op, name, impl, reason)
@@ -55,10 +60,10 @@ def _time(forward: Callable[[], torch.Tensor], params: list[torch.Tensor], runs:
     return median_ms(fwd, runs=runs, sync=sync), median_ms(fwd_bwd, runs=runs, sync=sync)
 
 
-def _rasterize_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
+def _rasterize_cases(device: torch.device, runs: int, quick: bool) -> Iterator[dict[str, Any]]:
     from instag.kernels.rasterize import rasterize
 
-    for n, size in RASTERIZE_CASES:
+    for n, size in QUICK_CASES["rasterize"] if quick else RASTERIZE_CASES:
         scene = random_scene(n, size, device=str(device))
         params = [scene[k].requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")]
         for choice in _backends("rasterize", device):
@@ -69,7 +74,7 @@ def _rasterize_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]
             yield {"op": "rasterize", "backend": choice.backend, "impl": choice.impl, "N": n, "size": f"{size}x{size}", "channels": 3, "fwd_ms": f, "fwd_bwd_ms": fb}
 
 
-def _encoder_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
+def _encoder_cases(device: torch.device, runs: int, quick: bool) -> Iterator[dict[str, Any]]:
     from instag.kernels.hash_encode import HashEncoder3D, TriplaneHashEncoder
 
     g = torch.Generator().manual_seed(0)
@@ -77,25 +82,27 @@ def _encoder_cases(device: torch.device, runs: int) -> Iterator[dict[str, Any]]:
         ("triplane_hash_encode", TriplaneHashEncoder, TRIPLANE_CASES),
         ("hash_encode", HashEncoder3D, HASH3D_CASES),
     ):
-        for n in cases:
+        for n in QUICK_CASES[op] if quick else cases:
             xyz = (torch.rand(n, 3, generator=g) * 2 - 1).to(device)
             for choice in _backends(op, device):
-                enc = make(backend=choice.backend).to(device)
+                enc = make(backend=choice.backend, **(QUICK_GRID if quick else {})).to(device)
                 f, fb = _time(lambda enc=enc, xyz=xyz: enc(xyz), list(enc.parameters()), runs, device)
                 lay = enc.layout
                 desc = f"{lay.n_planes} planes x {lay.n_levels} levels x {lay.n_features} feat, {lay.plane_size} entries/plane"
                 yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
 
 
-def run(device: str = "cpu", runs: int = 10, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run every case on `device` and return the JSON document; `progress` sees each case as it finishes."""
+def run(device: str = "cpu", runs: int = 10, progress: Callable[[dict[str, Any]], None] | None = None,
+        quick: bool = False) -> dict[str, Any]:
+    """Run every case (`quick`: one small case an op) on `device` and return the JSON document; `progress` sees
+    each case as it finishes."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: torch sees no CUDA device on this machine")
     if runs < 10:
         raise InputError(f"--runs {runs}: medians need at least 10 runs")
-    doc = header("kernels") | {"device": str(dev), "runs": runs, "cases": []}
-    for case in (*_rasterize_cases(dev, runs), *_encoder_cases(dev, runs)):
+    doc = header("kernels") | {"device": str(dev), "runs": runs, "quick": quick, "cases": []}
+    for case in (*_rasterize_cases(dev, runs, quick), *_encoder_cases(dev, runs, quick)):
         doc["cases"].append(case)
         if progress:
             progress(case)

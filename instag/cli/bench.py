@@ -30,6 +30,7 @@ def kernels(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
     runs: int = typer.Option(10, "--runs", help="Timed runs per case (medians; at least 10)."),
+    quick: bool = typer.Option(False, "--quick", help="One small case an op: a smoke run in seconds."),
 ) -> None:
     """Rasterize (10k@256², 50k@512²) and the hash encoders (50k, 500k points) on every backend present."""
     from instag.bench import kernels as bench_kernels
@@ -43,7 +44,7 @@ def kernels(
         con.print(f"  {case['op']} {case['backend']} N={case['N']} {case['size']}: fwd {case['fwd_ms']:.2f} ms, fwd+bwd {case['fwd_bwd_ms']:.2f} ms")
         table.add_row(case["op"], case["backend"], case["impl"], str(case["N"]), case["size"], f"{case['fwd_ms']:.2f}", f"{case['fwd_bwd_ms']:.2f}")
 
-    doc = bench_kernels.run(device=device, runs=runs, progress=show)
+    doc = bench_kernels.run(device=device, runs=runs, progress=show, quick=quick)
     con.print(table)
     _save(doc, json_path, con)
 
@@ -107,6 +108,7 @@ def train(
     recipe: Path = typer.Option(Path("adapt_quick_cpu"), "--recipe", help="Adaptation recipe to time (a path or a shipped name)."),
     runs: int = typer.Option(10, "--runs", help="Timed iterations per size (medians)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
+    sizes: list[int] | None = typer.Option(None, "--size", help="Image side to time (repeatable; default 256 and 512)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
     """Seconds per adaptation iteration (alignment stage) at 256² and 512² on synthetic data, on the recipe's
@@ -114,7 +116,7 @@ def train(
     from instag.bench import train as bench_train
 
     con = Console()
-    doc = bench_train.run(recipe, runs=runs, threads=threads,
+    doc = bench_train.run(recipe, runs=runs, threads=threads, sizes=tuple(sizes) if sizes else bench_train.SIZES,
                           progress=lambda c: con.print(f"  {c['size']}: {c['s_per_it']:.3f} s/it "
                                                        f"({c['n_face']}+{c['n_mouth']} Gaussians)"))
     table = Table(title=f"adaptation iterations ({recipe.name}, {doc['device']}, {doc['threads']} thread(s), "

@@ -28,6 +28,7 @@ def test_bench_train_times_each_size(tmp_path):
     assert doc["device"].startswith(expected) and all(c["device"] == expected for c in doc["cases"])
 
 
+@pytest.mark.cuda  # selected by `pytest -m cuda` (scripts/gpu_check.py)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_train_times_on_cuda(tmp_path):
     doc = bench_train.run(_tiny_recipe(tmp_path, "cuda"), runs=3, sizes=(32,))

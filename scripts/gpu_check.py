@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Everything a GPU machine's first minutes should prove (issue #30), in one command, each stage time-boxed.
+
+    scripts/gpu-check                # on a GPU machine: JSON under benchmarks/gpu/<device>/, a table at the end
+    scripts/gpu-check --dry --out D  # anywhere: the same stages at tiny sizes on the CPU (CI runs this)
+
+Stages, in order of what they are worth: setup (the interpreter and what it imports), build (our CUDA library and
+gsplat's, JIT), tests (every test marked `cuda`), the kernel, training, rendering and preview benches, `adapt_5s`
+on a real clip at 512², `instag eval` of it and a dubbing run. Each stage runs as its own process group with a
+timeout of min(its budget, what is left of --deadline), so a slow stage cannot eat the rest; a stage whose input
+is missing (no real clip, no avatar) is skipped with the reason. Every JSON written names the device. Exit 1
+when a stage failed or ran out of time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+INSTAG = ("-c", "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()")
+REAL_CLIP = "bytedance_LatentSync_demo2_video.mp4"  # the clip of the README's ablation figures
+DUB_AUDIO = "TMElyralab_MuseTalk_eng.wav"
+# Seconds each stage may take on an H100 at most (the whole run must end within 10 minutes: --deadline).
+BUDGETS = {"setup": 45, "build": 180, "tests": 90, "kernels": 45, "train": 45, "data": 60, "adapt": 200,
+           "eval": 30, "render": 40, "preview": 30, "dub": 40}
+
+
+@dataclass
+class Stage:
+    name: str
+    status: str = "not run"  # ok | failed | timeout | skipped | not run
+    seconds: float = 0.0
+    figure: str = ""
+
+
+class Check:
+    """The run: where things go, the interpreter and environment the stages use, and the clock."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dry = args.dry
+        self.started = time.monotonic()
+        self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-check-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.python = args.python or sys.executable
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                        PYTHONUNBUFFERED="1")
+        if self.dry:
+            self.env["OMP_NUM_THREADS"] = "1"  # CI's cores are shared
+        self.device = "cpu" if self.dry else "cuda"
+        self.description = ""  # the hardware, from the setup stage
+        self.out: Path | None = Path(args.out) if args.out else None
+        self.log_lines: list[str] = []
+        self.stages: list[Stage] = []
+
+    def left(self) -> float:
+        return self.args.deadline - (time.monotonic() - self.started)
+
+    def run(self, stage: Stage, cmd: list[str], env: dict | None = None) -> str | None:
+        """Run `cmd` time-boxed; its output goes to the log. None (and the stage marked) when it did not succeed."""
+        limit = min(BUDGETS[stage.name] * self.args.budget_scale, self.left())
+        if limit < 5:
+            stage.status, stage.figure = "skipped", "no time left"
+            return None
+        self.log_lines.append(f"\n===== {stage.name}: {' '.join(cmd)} (limit {limit:.0f} s)\n")
+        t0 = time.monotonic()
+        # A process group of its own, so that a timeout also ends what it started (nvcc, ninja, ffmpeg).
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env or self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+            stage.status = "timeout"
+        stage.seconds += time.monotonic() - t0
+        self.log_lines.append(output)
+        if stage.status == "timeout":
+            return None
+        if proc.returncode != 0:
+            stage.status, stage.figure = "failed", _last_line(output)
+            return None
+        stage.status = "ok"
+        return output
+
+    def instag(self, stage: Stage, *args: str) -> str | None:
+        return self.run(stage, [self.python, *INSTAG, *map(str, args)])
+
+    def json_path(self, name: str) -> Path:
+        assert self.out is not None
+        return self.out / f"{name}.json"
+
+    def stamp(self, name: str) -> dict | None:
+        """Read a stage's JSON and make sure it names the device (eval's JSON does not by itself)."""
+        path = self.json_path(name)
+        if not path.is_file():
+            return None
+        doc = json.loads(path.read_text())
+        if "gpu_check_device" not in doc:
+            doc["gpu_check_device"] = self.description
+            path.write_text(json.dumps(doc, indent=1) + "\n")
+        return doc
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:120] if lines else ""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+# --- stages ------------------------------------------------------------------------------------------------------
+
+PROBE = """
+import json, torch, instag
+cuda = torch.cuda.is_available()
+print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "available": cuda,
+                  "gpu": torch.cuda.get_device_name(0) if cuda else None,
+                  "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None}))
+"""
+
+
+def _python_with_cuda(python: str) -> bool:
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def setup(c: Check, stage: Stage) -> None:
+    """The interpreter: --python, else .venv's where its torch sees the GPU, else python3's (the GPU image's torch)
+    with this checkout on PYTHONPATH and the wheels carried in .whl/ installed beside it, else `make setup`."""
+    if not c.args.python and not c.dry:
+        venv = REPO / ".venv" / "bin" / "python"
+        if venv.exists() and _python_with_cuda(str(venv)):
+            c.python = str(venv)
+        elif _python_with_cuda("python3"):
+            c.python = "python3"
+            wheels = REPO / ".whl"
+            if wheels.is_dir() and any(wheels.glob("*.whl")):
+                site = c.work / "site"
+                cmd = ["python3", "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                       "--target", str(site), *map(str, sorted(wheels.glob("*.whl")))]
+                if c.run(stage, cmd) is None:
+                    return
+                c.env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(site)])
+        elif c.run(stage, ["make", "setup"]) is not None:  # needs the network
+            c.python = str(venv)
+        else:
+            return
+    out = c.run(stage, [c.python, "-c", PROBE])
+    if out is None:
+        return
+    info = json.loads(out.strip().splitlines()[-1])
+    if not c.dry and not info["available"]:
+        stage.status, stage.figure = "failed", f"torch {info['torch']} sees no CUDA device"
+        return
+    c.description = f"{info['gpu']} (CUDA {info['cuda']})" if info["available"] and not c.dry else "CPU (dry run)"
+    c.capability = info["capability"]
+    stage.figure = f"torch {info['torch']}, {c.description}"
+
+
+def build(c: Check, stage: Stage) -> None:
+    """Our kernel libraries, and gsplat's CUDA extension (JIT: its first import builds it) for this GPU only."""
+    code = "from cuda_ext import build; build.cpu_library()"
+    env = c.env
+    if not c.dry:
+        code += "; build.cuda_library(); from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat: no CUDA build'"
+        env = dict(c.env, TORCH_CUDA_ARCH_LIST=c.capability, MAX_JOBS=str(os.cpu_count() or 8))
+    if c.run(stage, [c.python, "-c", code], env=env) is not None:
+        stage.figure = "cpu library" if c.dry else "cpu + cuda libraries, gsplat"
+
+
+def tests(c: Check, stage: Stage) -> None:
+    """Every test marked `cuda` (the device fixture's cuda half and the rest); dry: only collected."""
+    # A module whose imports the GPU image lacks (the browser tests' playwright) must not stop the others.
+    cmd = [c.python, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+           "tests"]
+    if c.dry:  # collected only, from one module: collecting the whole suite imports every module (seconds)
+        cmd[-1:] = ["--collect-only", "tests/kernels/test_rasterize.py"]
+    out = c.run(stage, cmd)
+    summary = _last_line(out or (c.log_lines[-1] if c.log_lines else ""))
+    counts = re.findall(r"(\d+(?:/\d+)?) (passed|failed|skipped|errors?|tests collected|deselected)", summary)
+    stage.figure = ", ".join(f"{n} {k}" for n, k in counts) or stage.figure
+
+
+def kernels(c: Check, stage: Stage) -> None:
+    args = ["bench", "kernels", "--device", c.device, "--json", c.json_path("kernels")]
+    if c.instag(stage, *args, *(["--quick"] if c.dry else [])) is None:
+        return
+    cases = c.stamp("kernels")["cases"]
+    fast = [k for k in cases if k["op"] == "rasterize" and k["backend"] == c.device]
+    if fast:
+        stage.figure = f"rasterize {fast[-1]['N']}@{fast[-1]['size']}: {fast[-1]['fwd_bwd_ms']:.2f} ms fwd+bwd"
+
+
+def train(c: Check, stage: Stage) -> None:
+    args = ["bench", "train", "--recipe", c.recipe, "--json", c.json_path("train")]
+    if c.instag(stage, *args, *(["--size", "32", "--runs", "3"] if c.dry else [])) is None:
+        return
+    case = c.stamp("train")["cases"][-1]
+    stage.figure = f"{case['size']}: {case['s_per_it'] * 1e3:.1f} ms/it"
+
+
+def data(c: Check, stage: Stage) -> None:
+    """The dataset to adapt to: --dataset, else the real clip preprocessed at 512² here; dry: a synthetic one."""
+    c.dataset = c.work / "dataset"
+    if c.dry:
+        code = ("from pathlib import Path; from instag.train.synthetic import write_dataset; "
+                f"write_dataset(Path({str(c.dataset)!r}), size=32, frames=8, test_from=6)")
+        if c.run(stage, [c.python, "-c", code]) is not None:
+            stage.figure = "synthetic 32², 8 frames"
+        return
+    if c.args.dataset:
+        c.dataset, stage.status, stage.figure = Path(c.args.dataset), "ok", f"given: {c.args.dataset}"
+        return
+    clip = c.real / REAL_CLIP if c.real else None
+    if clip is None or not clip.is_file():
+        stage.status, stage.figure = "skipped", f"no real clip ({REAL_CLIP}); --real DIR or --dataset DIR"
+        return
+    if c.instag(stage, "preprocess", clip, "-o", c.dataset, "--size", "512") is not None:
+        stage.figure = f"{clip.name} at 512²"
+
+
+def adapt(c: Check, stage: Stage) -> None:
+    if c.dataset is None or not (c.dataset / "meta.json").is_file():
+        stage.status, stage.figure = "skipped", "no dataset"
+        return
+    extra = ["--no-umf"] if c.dry else []
+    if c.instag(stage, "adapt", c.dataset, "-o", c.avatar, "--recipe", c.recipe, *extra) is not None:
+        stage.figure = f"{c.recipe_name}: {stage.seconds:.0f} s"
+
+
+def evaluate(c: Check, stage: Stage) -> None:
+    if not c.avatar.is_dir():
+        stage.status, stage.figure = "skipped", "no avatar"
+        return
+    if c.instag(stage, "eval", c.avatar, c.dataset, "--json", c.json_path("eval")) is None:
+        return
+    doc = c.stamp("eval")
+    metrics = doc.get("metrics", doc)
+    stage.figure = f"PSNR {metrics['psnr_full']:.2f} dB" if "psnr_full" in metrics else "written"
+
+
+def render(c: Check, stage: Stage) -> None:
+    if not c.avatar.is_dir():
+        stage.status, stage.figure = "skipped", "no avatar"
+        return
+    sizes = ["--seconds", "0.5", "--short", "0.25", "--runs", "3"] if c.dry else ["--seconds", "20", "--short", "5"]
+    args = ["bench", "render", c.avatar, "--device", c.device, *sizes, "--json", c.json_path("render")]
+    if c.instag(stage, *args) is not None:
+        doc = c.stamp("render")
+        stage.figure = f"{doc['model']['fps']:.0f} frames/s model+raster, dub {doc['x_real_time']:.1f}x real time"
+
+
+def preview(c: Check, stage: Stage) -> None:
+    if not c.avatar.is_dir():
+        stage.status, stage.figure = "skipped", "no avatar"
+        return
+    sizes = ["--seconds", "1", "--size", "32"] if c.dry else ["--seconds", "10"]
+    args = ["bench", "preview", c.avatar, "--device", c.device, *sizes, "--json", c.json_path("preview")]
+    if c.instag(stage, *args) is not None:
+        play = c.stamp("preview")["play"]
+        stage.figure = f"{play['fps_shown']:.1f} frames/s shown, render {play['render_ms_median']:.1f} ms median"
+
+
+def dub(c: Check, stage: Stage) -> None:
+    audio = c.real / DUB_AUDIO if c.real else None
+    if not c.avatar.is_dir():
+        stage.status, stage.figure = "skipped", "no avatar"
+        return
+    if c.dry or audio is None or not audio.is_file():
+        audio = _buzz(c.work / "speech.wav", 1.0 if c.dry else 10.0)
+    if c.instag(stage, "render", c.avatar, "--audio", audio, "-o", c.work / "dubs", "--device", c.device) is not None:
+        stage.figure = f"{audio.name} in {stage.seconds:.1f} s"
+
+
+def _buzz(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """A 150 Hz buzz at syllable-rate loudness as 16-bit mono WAV, made without the project's dependencies."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        loud = (0.5 + 0.5 * math.sin(2 * math.pi * 4 * i / rate) for i in range(int(seconds * rate)))
+        w.writeframes(b"".join(int(8000 * a * math.sin(2 * math.pi * 150 * i / rate)).to_bytes(2, "little", signed=True)
+                               for i, a in enumerate(loud)))
+    return path
+
+
+STAGES = {"setup": setup, "build": build, "tests": tests, "kernels": kernels, "train": train, "data": data,
+          "adapt": adapt, "eval": evaluate, "render": render, "preview": preview, "dub": dub}
+
+
+def _tiny_recipe(path: Path) -> Path:
+    import yaml
+
+    from instag.train.synthetic import tiny_adapt_recipe
+
+    path.write_text(yaml.safe_dump({**tiny_adapt_recipe(1, 1, 1), "run": {"threads": 1, "device": "cpu",
+                                    "checkpoint_every": 0, "log_every": 1, "previews": 0}}))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dry", action="store_true", help="tiny sizes on the CPU, seconds in all (CI)")
+    p.add_argument("--out", help="where the JSON goes (default benchmarks/gpu/<device>/)")
+    p.add_argument("--work", help="scratch dir for the dataset, avatar and dubs (default: a new temp dir)")
+    p.add_argument("--python", help="interpreter to run the stages with (default: see the setup stage)")
+    p.add_argument("--real", default=os.environ.get("INSTAG_REAL_DATA", str(REPO.parent / "shared" / "data" / "real")),
+                   help="folder of the real clips (default ../shared/data/real or INSTAG_REAL_DATA)")
+    p.add_argument("--dataset", help="a dataset dir already preprocessed at 512² (skips preprocessing the clip)")
+    p.add_argument("--deadline", type=float, default=570.0, help="seconds for the whole run (default 570)")
+    p.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every stage's budget")
+    p.add_argument("--only", help="comma-separated stages to run (setup always runs)")
+    args = p.parse_args(argv)
+
+    c = Check(args)
+    c.real = Path(args.real) if args.real and Path(args.real).is_dir() else None
+    c.capability = None
+    c.dataset = None
+    c.avatar = c.work / "avatar"
+    sys.path.insert(0, str(REPO))
+    if args.dry:
+        c.recipe = str(_tiny_recipe(c.work / "tiny.yaml"))
+        c.recipe_name = "tiny recipe"
+    else:
+        c.recipe, c.recipe_name = "adapt_5s", "adapt_5s"
+    only = set(args.only.split(",")) | {"setup"} if args.only else set(STAGES)
+    for name, fn in STAGES.items():
+        stage = Stage(name)
+        c.stages.append(stage)
+        if name not in only:
+            stage.status = "skipped"
+            stage.figure = "not asked for"
+            continue
+        if name == "setup":
+            fn(c, stage)
+            c.out = c.out or REPO / "benchmarks" / "gpu" / _slug(c.description or "unknown")
+            c.out.mkdir(parents=True, exist_ok=True)
+            if stage.status != "ok":
+                break  # nothing else can run without an interpreter
+            continue
+        try:
+            fn(c, stage)
+        except Exception as exc:  # noqa: BLE001 - a stage's bug (a renamed JSON key) must not end the whole run
+            stage.status, stage.figure = "failed", f"gpu_check.py: {type(exc).__name__}: {exc}"[:120]
+    return report(c)
+
+
+def report(c: Check) -> int:
+    total = time.monotonic() - c.started
+    rows = [(s.name, s.status, f"{s.seconds:.1f}", s.figure) for s in c.stages]
+    widths = [max(len(r[i]) for r in [("stage", "status", "seconds", "key figure"), *rows]) for i in range(3)]
+    lines = [f"{'stage':<{widths[0]}}  {'status':<{widths[1]}}  {'seconds':>{widths[2]}}  key figure"]
+    lines += [f"{n:<{widths[0]}}  {st:<{widths[1]}}  {sec:>{widths[2]}}  {fig}" for n, st, sec, fig in rows]
+    lines.append(f"total {total:.1f} s on {c.description or 'an unknown device'} ({'dry run' if c.dry else 'GPU run'})")
+    print("\n".join(lines))
+    out = c.out or Path(tempfile.mkdtemp(prefix="gpu-check-out-"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.log").write_text("".join(c.log_lines) + "\n" + "\n".join(lines) + "\n")
+    doc = {"benchmark": "gpu_check", "device": c.description, "dry": c.dry, "seconds": total,
+           "deadline_s": c.args.deadline, "stages": [asdict(s) for s in c.stages]}
+    (out / "gpu_check.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0 if all(s.status in ("ok", "skipped") for s in c.stages) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

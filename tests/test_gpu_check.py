@@ -1,0 +1,32 @@
+"""scripts/gpu_check.py in its dry mode (tiny sizes, CPU), so that the one command meant for a GPU machine's few
+minutes cannot rot between GPU runs: its CLI calls, their arguments and the JSON it reads back.
+
+CI runs the stages that reach the most command-line surface per second (the kernel bench, a synthetic dataset,
+adapt, eval, a dub); the render, preview and train benches and the test stage add ~40 s and run in a full
+`make gpu-check-dry`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("kernels", "data", "adapt", "eval", "dub")
+
+
+def test_dry_run_of_the_gpu_check(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--dry", "--out", str(out), "--work",
+           str(tmp_path / "work"), "--only", ",".join(STAGES)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = json.loads((out / "gpu_check.json").read_text())
+    status = {s["name"]: s["status"] for s in doc["stages"]}
+    assert all(status[name] == "ok" for name in ("setup", *STAGES)), status
+    assert status["render"] == "skipped" and doc["device"] == "CPU (dry run)" and doc["dry"]
+    for name in ("kernels", "eval"):  # every JSON names the device
+        assert json.loads((out / f"{name}.json").read_text())["gpu_check_device"] == "CPU (dry run)"
+    assert "total" in result.stdout and "PSNR" in result.stdout  # the summary table with its key figures
+    assert (tmp_path / "work" / "dubs" / "speech.mp4").stat().st_size > 0
