@@ -286,7 +286,7 @@ def dub(c: Check, stage: Stage) -> None:
         stage.status, stage.figure = "skipped", "no avatar"
         return
     if c.dry or audio is None or not audio.is_file():
-        audio = _buzz(c.work / "speech.wav", 1.0 if c.dry else 10.0)
+        audio = _buzz(c.work / "speech.wav", 0.5 if c.dry else 10.0)
     if c.instag(stage, "render", c.avatar, "--audio", audio, "-o", c.work / "dubs", "--device", c.device) is not None:
         stage.figure = f"{audio.name} in {stage.seconds:.1f} s"
 
