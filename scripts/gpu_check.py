@@ -159,9 +159,11 @@ def setup(c: Check, stage: Stage) -> None:
                 if c.run(stage, cmd) is None:
                     return
                 c.env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(site)])
-        elif c.run(stage, ["make", "setup"]) is not None:  # needs the network
+        elif not venv.exists() and c.run(stage, ["make", "setup"]) is not None:  # needs the network
             c.python = str(venv)
         else:
+            stage.status = "failed"
+            stage.figure = "no interpreter whose torch sees a GPU (on a machine without one: --dry)"
             return
     out = c.run(stage, [c.python, "-c", PROBE])
     if out is None:
@@ -204,9 +206,10 @@ def kernels(c: Check, stage: Stage) -> None:
     if c.instag(stage, *args, *(["--quick"] if c.dry else [])) is None:
         return
     cases = c.stamp("kernels")["cases"]
-    fast = [k for k in cases if k["op"] == "rasterize" and k["backend"] == c.device]
-    if fast:
-        stage.figure = f"rasterize {fast[-1]['N']}@{fast[-1]['size']}: {fast[-1]['fwd_bwd_ms']:.2f} ms fwd+bwd"
+    # The largest case of each op on this device's own backend, fwd+bwd.
+    largest = {k["op"]: k for k in cases if k["backend"] == c.device}
+    stage.figure = ", ".join(f"{op} N={k['N']}: {k['fwd_bwd_ms']:.2f} ms" for op, k in largest.items()
+                             if op != "hash_encode")
 
 
 def train(c: Check, stage: Stage) -> None:
@@ -343,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         c.recipe, c.recipe_name = "adapt_5s", "adapt_5s"
     only = set(args.only.split(",")) | {"setup"} if args.only else set(STAGES)
-    for name, fn in STAGES.items():
-        stage = Stage(name)
-        c.stages.append(stage)
+    c.stages = [Stage(name) for name in STAGES]  # all listed in the table, "not run" after a failed setup
+    for stage, fn in zip(c.stages, STAGES.values(), strict=True):
+        name = stage.name
         if name not in only:
             stage.status = "skipped"
             stage.figure = "not asked for"
@@ -370,7 +373,7 @@ def report(c: Check) -> int:
     widths = [max(len(r[i]) for r in [("stage", "status", "seconds", "key figure"), *rows]) for i in range(3)]
     lines = [f"{'stage':<{widths[0]}}  {'status':<{widths[1]}}  {'seconds':>{widths[2]}}  key figure"]
     lines += [f"{n:<{widths[0]}}  {st:<{widths[1]}}  {sec:>{widths[2]}}  {fig}" for n, st, sec, fig in rows]
-    lines.append(f"total {total:.1f} s on {c.description or 'an unknown device'} ({'dry run' if c.dry else 'GPU run'})")
+    lines.append(f"total {total:.1f} s on {c.description or 'an unknown device'}")
     print("\n".join(lines))
     out = c.out or Path(tempfile.mkdtemp(prefix="gpu-check-out-"))
     out.mkdir(parents=True, exist_ok=True)
