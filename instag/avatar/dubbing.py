@@ -17,6 +17,7 @@ import csv
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,6 +190,11 @@ class Dubber:
             self._paste = PasteBack(self.avatar, self._source, render_size, self.options.feather)
         return self._paste
 
+    def _open_source(self, render_size: int) -> PasteBack:
+        paste = self.paste_back(render_size)
+        paste.source.frame(0)
+        return paste
+
     def close(self) -> None:
         if self._source is not None:
             self._source.close()
@@ -202,9 +208,13 @@ class Dubber:
         audio = decode_audio(job.audio)
         t1 = time.perf_counter()
         n = frame_count(audio.duration_s, fps)
-        feats = audio_features(av, audio.mono16k, n, opt.audio_model)
+        with ThreadPoolExecutor(1) as pool:
+            # the source clip opened and its first frame decoded while the speech features are computed: both are
+            # fixed costs of a job, and the features leave the other core idle
+            opening = pool.submit(self._open_source, opt.size or av.size) if job.paste_back else None
+            feats = audio_features(av, audio.mono16k, n, opt.audio_model)
+            paste = opening.result() if opening else None
         driver = Driver(av, feats, opt.size, device=self.device)
-        paste = self.paste_back(driver.size) if job.paste_back else None
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps
