@@ -172,15 +172,15 @@ class PasteBack:
         p, w = window[..., :3], window[..., 3:]
         yuv_w = np.dstack([p @ matrix.T + w * offset, w]).astype(np.float32)  # [h, w, 4]: Y, U, V, w
         to_window = self._coded_to_window(rect, (u0, v0, u1, v1), k)
-        if self.calibration.learning:
+        if self.calibration.due():
             self.calibration.update(yuv_w, self._source_on_window(planes, rect, to_window, k, yuv_w.shape[:2]))
-        yuv_w = self.calibration.recolour(yuv_w)
+        self.calibration.recolour(yuv_w)
         luma = self._warp(np.ascontiguousarray(yuv_w[..., [0, 3]]), to_window, rect, k, 1)
         chroma = self._warp(np.ascontiguousarray(yuv_w[..., 1:]), to_window, rect, k, 2)
         cx0, cy0, cx1, cy1 = coded_rect(rect, k, src.coded_width, src.coded_height)
         y, u, v = yuv_planes(planes, src.coded_width, src.coded_height)
         luma_at = (slice(cy0, cy1), slice(cx0, cx1))
-        luma = self.calibration.add_detail(luma, y[luma_at], self.side / self.size)
+        self.calibration.add_detail(luma, y[luma_at], self.side / self.size)
         chroma_at = (slice(cy0 // 2, cy1 // 2), slice(cx0 // 2, cx1 // 2))
         for plane, at, value, weight in ((y, luma_at, luma[..., 0], luma[..., 1]),
                                          (u, chroma_at, chroma[..., 0], chroma[..., 2]),

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-OPAQUE = 0.98  # head weight from which a render pixel counts as the head alone (no source mixed in)
 EDGE = 0.5  # head weight that marks the outline
 
 
@@ -38,6 +37,7 @@ class SeamMatch:
     colour: bool = True  # offset the head's colour to the source's (see the module doc)
     detail: bool = True  # add the source's detail finer than a render pixel where the two agree
     frames: int = 25  # the colour offset's time constant, in composed frames
+    every: int = 4  # composed frames per colour estimate (one costs ~1.5 ms at 1080×1920)
     ring: float = 0.04  # width of the colour ring inside the outline, as a fraction of the render side
     sigma: float = 1.0  # the detail band's Gaussian, in render pixels
     tau: float = 16.0  # luma levels of blurred render − source at which the detail gate closes
@@ -54,51 +54,48 @@ class SeamCalibration:
     def __init__(self, match: SeamMatch, render_size: int) -> None:
         self.match = match
         self.ring_px = max(2.0, match.ring * render_size)
-        self.n = 0
+        self.n = 0  # colour estimates so far
+        self.composed = 0
         self.offset = np.zeros(3)  # [3] Y, U, V levels added to the head
 
-    @property
-    def learning(self) -> bool:
-        """Whether composing needs the source on the render's grid for `update`."""
-        return self.match.colour
+    def due(self) -> bool:
+        """Count a composed frame; whether it is one to `update` the colour offset from (it then needs the source
+        on the render's grid)."""
+        self.composed += 1
+        return self.match.colour and (self.composed - 1) % self.match.every == 0
 
     def update(self, head: np.ndarray, source: np.ndarray) -> None:
         """Add one frame: head [h, w, 4] premultiplied Y, U, V levels and weight w; source [h, w, 3] Y, U, V at the
         same pixels."""
         w = head[..., 3]
         inside = cv2.distanceTransform((w >= EDGE).astype(np.uint8), cv2.DIST_L2, 3)
-        ring = (w >= OPAQUE) & (inside <= self.ring_px)
+        ring = (w >= EDGE) & (inside <= self.ring_px)
         if ring.sum() < 16:  # the head is (nearly) out of the frame
             return
         colour = head[..., :3] / np.maximum(w, 1e-6)[..., None]
         self.n += 1
         # the running mean of the per-frame medians, then (from `frames` on) an exponential mean that follows the
         # clip's slow changes of exposure without the frame-to-frame jitter of a single frame's estimate
-        step = 1.0 / min(self.n, self.match.frames)
+        step = 1.0 / min(self.n, max(1, self.match.frames // self.match.every))
         self.offset = self.offset + step * (np.median(source[ring] - colour[ring], axis=0) - self.offset)
 
-    def recolour(self, head: np.ndarray) -> np.ndarray:
-        """head [h, w, 4] premultiplied Y, U, V levels and weight → the same with the colour offset added."""
-        if not self.n:
-            return head
-        out = head.copy()
-        out[..., :3] += head[..., 3:] * self.offset.astype(np.float32)
-        return out
+    def recolour(self, head: np.ndarray) -> None:
+        """Add the colour offset to head [h, w, 4] (premultiplied Y, U, V levels and weight), in place."""
+        if self.n:
+            head[..., :3] += head[..., 3:] * self.offset.astype(np.float32)
 
-    def add_detail(self, luma: np.ndarray, source_y: np.ndarray, scale: float) -> np.ndarray:
-        """luma [h, w, 2] (premultiplied Y, weight) on the source's pixels, source_y [h, w] uint8 the source's luma
-        there, `scale` source pixels per render pixel → luma with the source's gated detail band added."""
+    def add_detail(self, luma: np.ndarray, source_y: np.ndarray, scale: float) -> None:
+        """Add the source's gated detail band to luma [h, w, 2] (premultiplied Y, weight; on the source's pixels),
+        in place; source_y [h, w] uint8 is the source's luma there, `scale` source pixels per render pixel."""
         if not self.match.detail:
-            return luma
+            return
         sigma = self.match.sigma * scale
-        w = luma[..., 1]
         # the render's blur normalised by its blurred weight: where the head fades out, its colour, not a mix
         # with the zeros beyond it
-        render = _blur(luma[..., 0], sigma) / np.maximum(_blur(w, sigma), 1e-3)
+        blurred_luma = _blur(luma, sigma)
+        render = blurred_luma[..., 0] / np.maximum(blurred_luma[..., 1], 1e-3)
         source = source_y.astype(np.float32)
         blurred = _blur(source, sigma)
         gate = np.clip(1.0 - np.abs(render - blurred) / self.match.tau, 0.0, 1.0)
-        out = luma.copy()
         cap = self.match.texture
-        out[..., 0] += w * gate * cap * np.tanh((source - blurred) / cap)
-        return out
+        luma[..., 0] += luma[..., 1] * gate * cap * np.tanh((source - blurred) / cap)

@@ -154,6 +154,8 @@ def compare_seams(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
     background = torch.zeros(av.size, av.size, 3)  # only the head's layers are pasted
     box = ds.meta["crop_box"]
     crop = (int(box["x0"]), int(box["y0"]), int(box["side"]))
+    if tuple(int(v) for v in np.asarray(av.drive["crop_box"]).reshape(-1)[:3]) != crop:
+        raise InputError(f"{avatar}: its crop box is not dataset {ds.path}'s (made from another clip?)")
     scale = crop[2] / ds.size
 
     def head(t: int, own_audio: bool) -> HeadLayers:

@@ -8,7 +8,8 @@
   `paste_back` the jobs dub into the avatar's full-size source frames (the JSON says which clip, its size, rate
   and rotation), the output at the source's resolution.
 - render scale (with `dataset`, the avatar's dataset): the face on held-out frames rendered at the avatar's size
-  and upscaled against rendered at the source's scale (instag.bench.paste_scale).
+  and upscaled against rendered at the source's scale (instag.bench.paste_scale); and the pasted face's colour
+  and sharpness against the source's around it, with and without the seam matching (instag.bench.paste_seam).
 """
 
 from __future__ import annotations
@@ -169,10 +170,14 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
     doc["end_to_end"] = cases
     if dataset is not None:
         from instag.bench.paste_scale import compare_scales
+        from instag.bench.paste_seam import compare_seams
 
         doc["render_scale"] = compare_scales(avatar, dataset)
         if progress:
             progress("render_scale", doc["render_scale"])
+        doc["seam"] = compare_seams(avatar, dataset)
+        if progress:
+            progress("seam", doc["seam"])
     doc["x_real_time"] = cases["long"]["x_real_time"]
     doc["peak_rss_ratio_long_short"] = cases["long"]["peak_rss_mb"] / cases["short"]["peak_rss_mb"]
     return doc

@@ -145,7 +145,8 @@ def render(
     crf: int = typer.Option(Encoding.crf, "--crf", min=0, max=51, help="x264 quality of the dubs."),
     preset: str | None = typer.Option(None, "--preset", help="x264 preset of the dubs (default: `instag render`'s)."),
     dataset: Path | None = typer.Option(None, "--dataset", help="The avatar's dataset: also score its face on "
-                                        "held-out frames rendered at its size and upscaled vs at the source's scale."),
+                                        "held-out frames rendered at its size and upscaled vs at the source's scale, "
+                                        "and the pasted face's colour and sharpness with and without seam matching."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
     """Model + rasterization frames/s (no I/O) and end-to-end dubbing speed (× real time) and peak RSS; with
@@ -159,6 +160,13 @@ def render(
             for size, f in c["per_render_size"].items():
                 con.print(f"  face rendered at {size}² → {c['crop_side_px']}²: PSNR {f['psnr']:.2f} dB, SSIM "
                           f"{f['ssim']:.3f}, sharpness {f['sharpness']:.2f} of the source's")
+        elif name == "seam":
+            for variant, f in c["variants"].items():
+                dub, held = f["dub"], f["held_out"]
+                con.print(f"  seam matching {variant}: face sharpness {dub['face_sharpness']:.2f} (dub) / "
+                          f"{held['face_sharpness']:.2f} (held out) of the source's, colour cast ΔE "
+                          f"{dub['seam_cast_delta_e']:.2f} / {held['seam_cast_delta_e']:.2f}, held-out face PSNR "
+                          f"{held['face_psnr']:.2f} dB")
         elif name == "model":
             con.print(f"  model+raster {c['size']} ({c['n_face']}+{c['n_mouth']} Gaussians, {c['device']}): "
                       f"{c['ms_per_frame']:.1f} ms/frame = {c['fps']:.1f} frames/s "

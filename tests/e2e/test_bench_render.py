@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from data.clipsynth import write_clip
 
+from instag.avatar.seam_match import SeamMatch
 from instag.bench.paste_scale import compare_scales
+from instag.bench.paste_seam import compare_seams
 from instag.bench.render import run
 from instag.data.dataset import load_dataset
 from instag.data.video import sha256_of
@@ -66,3 +68,41 @@ def test_render_scale_comparison_scores_each_render_size_against_the_source_pixe
     for figures in (small, large):
         assert 8 < figures["psnr"] < 60 and 0 < figures["ssim"] <= 1 and figures["sharpness"] > 0
     assert large["sharpness"] > small["sharpness"]  # rendered at the source's scale, not upscaled
+
+
+def test_seam_comparison_scores_each_variant_on_dub_and_held_out_frames(tiny_avatar, tmp_path):
+    """The tiny avatar's frames placed 2× larger in a bigger source clip, with a fine checker the 64² render cannot
+    hold: the source's detail makes the pasted face sharper; the last 4 frames are held out."""
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_avatar.parent / "ds", ds)
+    dataset = load_dataset(ds)
+    x0, y0, side = 10, 6, 2 * dataset.size
+    yy, xx = np.mgrid[:side, :side]
+    checker = np.where((yy + xx) % 2, 6, -6)[..., None]
+
+    def frame(i: int) -> np.ndarray:
+        img = np.full((side + 12, side + 20, 3), 90, np.uint8)
+        big = cv2.resize(dataset.frame(i), (side, side), interpolation=cv2.INTER_CUBIC).astype(int)
+        img[y0:y0 + side, x0:x0 + side] = np.clip(big + checker, 0, 255)
+        return img
+
+    clip = write_clip(tmp_path / "source.mp4", frame, dataset.n_frames)
+    meta = json.loads((ds / "meta.json").read_text())
+    meta["crop_box"] = {"x0": x0, "y0": y0, "side": side, "padding": "edge"}
+    meta["source"] = {"path": str(clip), "sha256": sha256_of(clip)}
+    meta["split"] = {"train": [0, 6], "test": [6, 10]}
+    (ds / "meta.json").write_text(json.dumps(meta))
+    avatar = shutil.copytree(tiny_avatar, tmp_path / "avatar")  # made from that clip: its crop box
+    with np.load(avatar / "drive.npz") as z:
+        drive = {k: z[k] for k in z.files}
+    np.savez(avatar / "drive.npz", **(drive | {"crop_box": np.array([x0, y0, side], np.int64)}))
+    variants = {"none": SeamMatch(colour=False, detail=False, frames=2), "detail": SeamMatch(colour=False, frames=2),
+                "colour": SeamMatch(detail=False, frames=2)}
+    doc = compare_seams(avatar, ds, n_frames=2, variants=variants)
+    assert doc["scored_frames"] == {"dub": [2, 5], "held_out": [6, 9]}
+    none, detail, colour = (doc["variants"][k] for k in ("none", "detail", "colour"))
+    for kind in ("dub", "held_out"):
+        assert detail[kind]["face_sharpness"] > none[kind]["face_sharpness"]
+        assert none[kind]["detail_kept_mouth"] == 0 and detail[kind]["detail_kept_rest_of_face"] > 0
+    assert 8 < none["held_out"]["face_psnr"] < 60 and "face_psnr" not in none["dub"]
+    assert none["offset_yuv"] == [0, 0, 0] and colour["offset_yuv"] != [0, 0, 0]
