@@ -66,7 +66,7 @@ def test_the_wheel_holds_the_recipes_umfs_and_kernel_sources(installed):
     venv = bin_dir.parent.resolve()
     assert all(Path(p).resolve().is_relative_to(venv) for p in (lines[0], lines[1], lines[3])), lines
     assert {"adapt_quick_cpu", "adapt_5s", "pretrain"} <= set(lines[2].split(","))
-    assert lines[3].endswith("whisper_v1.safetensors")
+    assert lines[3].endswith("whisper_v2.safetensors")
 
 
 def test_doctor_and_a_tiny_adaptation_run_from_the_installed_package(installed):

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from instag.audio import features as af
 from instag.audio import whisper
 from instag.bench.record import header
 from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
-from instag.stats import correlation
+from instag.motion.audio import frame_audio_windows
+from instag.stats import correlation, ridge_from_moments, ridge_moments
 
 LIP_COEFFS = ("mouth_open", "mouth_width")
 CONTEXT = 2  # neighbouring frames each side in a ridge input
@@ -72,26 +72,6 @@ def load_person(path: Path, variants: list[str], front: whisper.WhisperFrontEnd 
     return Person(path.name, feats, lips)
 
 
-def _moments(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    return {"n": np.array(len(x), np.float64), "sx": x.sum(0), "sy": y.sum(0), "xx": x.T @ x, "xy": x.T @ y}
-
-
-def ridge_from_moments(m: dict[str, np.ndarray], alphas: tuple[float, ...]
-                       ) -> tuple[np.ndarray, np.ndarray, dict[float, np.ndarray], np.ndarray]:
-    """Ridge on standardised inputs from summed moments, for every strength →
-    (mean_x [D], std_x [D], {alpha: weights [D, C]}, mean_y [C]). The penalty is alpha · n / D."""
-    n = float(m["n"])
-    mx, my = m["sx"] / n, m["sy"] / n
-    gram = m["xx"] - n * np.outer(mx, mx)
-    cross = m["xy"] - n * np.outer(mx, my)
-    sx = np.sqrt(np.maximum(np.diag(gram) / n, 1e-12))
-    gram = gram / np.outer(sx, sx)
-    cross = cross / sx[:, None]
-    eye = np.eye(len(gram))
-    ws = {a: scipy.linalg.cho_solve(scipy.linalg.cho_factor(gram + a * n / len(gram) * eye), cross) for a in alphas}
-    return mx, sx, ws, my
-
-
 def best_lag(pred: np.ndarray, tracked: np.ndarray, max_lag: int = MAX_LAG) -> tuple[int, float]:
     """The lag (frames; > 0: the sound is late) at which `pred` [T] follows `tracked` [T] best, and that r."""
     best = (0, -2.0)
@@ -106,7 +86,7 @@ def best_lag(pred: np.ndarray, tracked: np.ndarray, max_lag: int = MAX_LAG) -> t
 
 def lopo(people: list[Person], variant: str) -> dict[float, list[dict[str, Any]]]:
     """Leave-one-person-out r per lip coefficient for one variant, per ridge strength (ALPHAS)."""
-    moments = [_moments(p.features[variant], p.lips) for p in people]
+    moments = [ridge_moments(p.features[variant], p.lips) for p in people]
     total = {k: sum(m[k] for m in moments) for k in moments[0]}
     rows: dict[float, list[dict[str, Any]]] = {a: [] for a in ALPHAS}
     for p, m in zip(people, moments, strict=True):
@@ -180,11 +160,13 @@ def markdown_table(doc: dict[str, Any]) -> str:
                          f"({p['r_open_at_best_lag']:.2f})")
         lines.append(f"| {row['person']} | {row['frames']} | " + " | ".join(cells) + " |")
     for stage in doc.get("lip_stage", []):
-        lines += ["", f"## Lip stage of `{stage['recipe']}` ({stage['audio_feature']}), held out: "
-                  + ", ".join(stage["held_out"]), "",
-                  "The shipped predictor (audio encoder, attention, articulation head) fitted on the other people; "
-                  f"batch {stage['batch']}, learning rate {stage['lr']} with a cosine to 0.", "",
-                  "| steps | " + " | ".join(k.removeprefix("mean_r_") for k in stage["runs"][0] if k != "steps")
+        readout = (f" The lip read-out: ridge strength {stage['readout_alpha']:g}; `mean` is what the UMF predicts."
+                   if stage.get("readout_alpha") else "")
+        lines += ["", f"## Lip stage of `{stage['recipe']}` ({stage['audio_feature']}), {stage['folds']} folds", "",
+                  f"Each of the {len(stage['people'])} people scored by the predictor fitted on the other folds "
+                  f"(every {stage['folds']}th person a fold): audio encoder, attention and articulation head (`head`; "
+                  f"batch {stage['batch']}, learning rate {stage['lr']} with a cosine to 0).{readout}", "",
+                  "| steps | " + " | ".join(k.replace("_mean_r_", " ") for k in stage["runs"][0] if k != "steps")
                   + " |", "| --- |" + " --- |" * (len(stage["runs"][0]) - 1)]
         for run in stage["runs"]:
             lines.append(f"| {run['steps']} | " + " | ".join(f"{v:.3f}" for k, v in run.items() if k != "steps")
@@ -192,35 +174,57 @@ def markdown_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lip_stage_holdout(datasets: list[Path], recipe_path: Path, steps: list[int], every: int = 4,
+def lip_stage_holdout(datasets: list[Path], recipe_path: Path, steps: list[int], folds: int = 4,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The lip stage of a pre-training recipe (its model, audio features and lip stage settings) fitted on all
-    but every `every`-th person and scored on those held out, once per step count in `steps`."""
+    """The lip stage of a pre-training recipe (its model, audio features and lip stage settings), scored on people
+    it never saw: the people are split into `folds` groups (every `folds`-th one), and for each group and step
+    count in `steps` the lip stage (and, where the recipe has one, the lip read-out) is fitted on the others and
+    scored on that group. Per step count: the mean over everyone of r per lip coefficient, for the articulation
+    head alone, the read-out alone and their mean (what the UMF predicts)."""
     import dataclasses
 
     import torch
 
     from instag.config.recipe import load_recipe
     from instag.motion.model import MotionModel
-    from instag.train.lips import fit_lip_predictor, load_lip_clip, predict_lips
+    from instag.train.lips import fit_lip_predictor, fit_lip_readout, load_lip_clip
     from instag.train.recipe import PretrainRecipe
 
     recipe = load_recipe(recipe_path, PretrainRecipe)
     cfg = recipe.model
     clips = [load_lip_clip(p, recipe.audio_feature, cfg) for p in datasets]
-    held = set(range(0, len(clips), every))
-    train = [c for i, c in enumerate(clips) if i not in held]
+    names = list(cfg.lip_coeffs)
     rows = []
     for n in steps:
-        torch.manual_seed(recipe.seed)
-        motion = MotionModel(cfg)
-        fit_lip_predictor(motion.umf, train, cfg, dataclasses.replace(recipe.lips, steps=n), recipe.seed)
-        r = np.array([[correlation(c.lips[:, j].numpy(), predict_lips(motion.umf, c, cfg)[:, j].numpy()) or 0.0
-                       for j in range(len(cfg.lip_coeffs))] for i, c in enumerate(clips) if i in held])
-        rows.append({"steps": n, **{f"mean_r_{name}": round(float(r[:, j].mean()), 4)
-                                    for j, name in enumerate(cfg.lip_coeffs)}})
+        scores: dict[str, list[list[float]]] = {}  # predictor → per held-out person, r per coefficient
+        for fold in range(folds):
+            held = [c for i, c in enumerate(clips) if i % folds == fold]
+            train = [c for i, c in enumerate(clips) if i % folds != fold]
+            torch.manual_seed(recipe.seed)
+            umf = MotionModel(cfg).umf
+            fit_lip_predictor(umf, train, cfg, dataclasses.replace(recipe.lips, steps=n), recipe.seed)
+            if umf.lip_readout is not None:
+                fit_lip_readout(umf, train, cfg, recipe.lips.readout_alpha)
+            with torch.no_grad():
+                for c in held:
+                    frames = list(range(len(c.lips)))
+                    codes, mean = umf.clip_lips(c.features, frames, cfg.audio)
+                    preds = {"head": umf.articulation(codes)}
+                    if umf.lip_readout is not None:
+                        windows = torch.stack([frame_audio_windows(c.features, t, cfg.audio) for t in frames])
+                        preds |= {"readout": umf.lip_readout(windows), "mean": mean}
+                    for key, pred in preds.items():
+                        scores.setdefault(key, []).append(
+                            [correlation(c.lips[:, j].numpy(), pred[:, j].numpy()) or 0.0 for j in range(len(names))])
+        row: dict[str, Any] = {"steps": n}
+        for key, r in scores.items():
+            r = np.array(r)
+            row |= {f"{key}_mean_r_{name}": round(float(r[:, j].mean()), 4) for j, name in enumerate(names)}
+        rows.append(row)
         if progress:
-            progress(f"lip stage {n} steps: held-out mean r " + ", ".join(
-                f"{k.removeprefix('mean_r_')} {v}" for k, v in rows[-1].items() if k != "steps"))
-    return {"recipe": str(recipe_path), "audio_feature": recipe.audio_feature, "held_out": sorted(
-        clips[i].name for i in held), "batch": recipe.lips.batch, "lr": recipe.lips.lr, "runs": rows}
+            progress(f"lip stage {n} steps, {folds} folds: held-out mean r " + ", ".join(
+                f"{k} {v}" for k, v in row.items() if k != "steps"))
+    return {"recipe": str(recipe_path), "audio_feature": recipe.audio_feature, "folds": folds,
+            "people": [c.name for c in clips], "batch": recipe.lips.batch, "lr": recipe.lips.lr,
+            "readout_alpha": recipe.lips.readout_alpha if cfg.lip_readout and cfg.articulation else None,
+            "runs": rows}

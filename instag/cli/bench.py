@@ -359,8 +359,9 @@ def lips(
                                           "features the variants need: audio.wav and tracks)."),
     variants: str = typer.Option("mel,whisper3,whisper4,whisper5", "--variants",
                                  help="Comma-separated: mel and/or whisperL (encoder layer L)."),
-    lip_stages: list[Path] = typer.Option([], "--lip-stage", help="Pre-training recipe whose lip stage to score "
-                                         "on every 4th person held out (repeatable: one per audio front end)."),
+    lip_stages: list[Path] = typer.Option([], "--lip-stage", help="Pre-training recipe whose lip stage and lip "
+                                         "read-out to score on people held out, four folds (repeatable: one per "
+                                         "audio front end)."),
     lip_stage_steps: str = typer.Option("100,200,300,500", "--lip-stage-steps", help="Step counts to score."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
                                           "table beside it as .md."),

@@ -140,6 +140,10 @@ class ModelConfig:
     # Those coefficients (names from instag.data.pose.EXPRESSION_NAMES), each standardised per person. The mouth
     # opening comes first: the audio sync and the evaluation read it.
     lip_coeffs: tuple[str, ...] = ("mouth_open", "mouth_width")
+    # A ridge read-out of the audio features beside the articulation head (`motion.audio.LipReadout`): the lip shape
+    # is the mean of the two, which follows people held out of both better than either alone
+    # (benchmarks/lips_readout_cpu.md). Ignored without articulation.
+    lip_readout: bool = True
     umf: MotionFieldConfig = field(default_factory=MotionFieldConfig)
     personalized: MotionFieldConfig = field(default_factory=_personalized_default)
     aligner: AlignerConfig = field(default_factory=AlignerConfig)

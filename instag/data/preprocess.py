@@ -266,7 +266,7 @@ def _source_meta(clip: Path, info: ClipInfo) -> dict[str, Any]:
 def _sync_audio(audio: np.ndarray, mouth_open: np.ndarray, n_train: int,
                 cfg: PreprocessConfig) -> tuple[tuple[SyncEstimate, str] | None, dict[str, np.ndarray]]:
     """The sound's offset to the picture over the training frames (mouth_open [T]), read with the shipped UMF's
-    mouth-opening head of the first front end in SYNC_KINDS that has one (the packaged weights, whatever model
+    mouth-opening prediction of the first front end in SYNC_KINDS that has one (the packaged weights, whatever model
     the clip's own features come from), and that front end's kind (None without such a UMF); and the features it
     computed ({kind: [T, K, D]}), which the dataset reuses when the audio stays where it is."""
     from instag.motion.umf_file import predict_opening  # the motion model, only for a sync
@@ -300,11 +300,11 @@ def sync_umf_sha256() -> str | None:
 def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) -> dict:
     if found is None:
         return {"offset_s": 0.0, "method": "unavailable (no shipped UMF reads speech features through a "
-                                           "mouth-opening head)" if cfg.sync_audio else "off (--no-sync)"}
+                                           "mouth-opening prediction)" if cfg.sync_audio else "off (--no-sync)"}
     sync, kind = found
     if kind == "given":
         return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "given (--audio-offset-frames)"}
-    return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": f"shipped {kind} UMF mouth-opening head",
+    return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": f"shipped {kind} UMF mouth-opening prediction",
             "umf_sha256": sync_umf_sha256(),
             "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 

@@ -1,5 +1,6 @@
-"""Audio nets: `AudioEncoder` (one video frame's window of features → code) and `AudioAttention` (a code
-smoothed over neighbouring frames, so mouth motion does not jitter with frame-level feature noise)."""
+"""Audio nets: `AudioEncoder` (one video frame's window of features → code), `AudioAttention` (a code smoothed
+over neighbouring frames, so mouth motion does not jitter with frame-level feature noise) and `LipReadout` (a
+linear map from the features around a frame to its lip shape, fitted in closed form)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from torch import Tensor, nn
 from instag.config.model import AudioConfig
 
 LEAK = 0.02  # LeakyReLU slope: keeps gradients alive for the many near-silent (negative log-mel) inputs
+# Frames either side of a frame that `LipReadout` reads (benchmarks/lips_cpu.md: the ridge's context).
+READOUT_CONTEXT = 2
 
 
 class AudioEncoder(nn.Module):
@@ -72,6 +75,40 @@ class AudioAttention(nn.Module):
         scores = self.scores(codes.transpose(1, 2)).squeeze(1)  # [B, S]
         weights = torch.softmax(self.mix(scores), dim=-1)  # [B, S]
         return (weights.unsqueeze(-1) * codes).sum(dim=1)
+
+
+class LipReadout(nn.Module):
+    """Lip shape [C] as a linear map of the features of a frame and READOUT_CONTEXT frames either side (fewer
+    where the smoothing window is narrower), each frame's two feature steps nearest its instant averaged, inputs
+    standardised: a ridge regression, fitted in closed form over every clip there is
+    (`instag.train.lips.fit_lip_readout`). Its weights are buffers, not parameters: no optimiser moves them.
+    Until fitted it takes no part (`fitted` is 0)."""
+
+    def __init__(self, cfg: AudioConfig, n_out: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.window < 2:
+            raise ValueError(f"a lip read-out needs audio.window >= 2, got {cfg.window}")
+        # The neighbours it reads are inside the smoothing window (frames index − S/2 … index + S/2 − 1).
+        self.context = min(READOUT_CONTEXT, (cfg.smooth_window - 1) // 2)
+        n_in = (2 * self.context + 1) * cfg.feature_dim
+        self.register_buffer("in_mean", torch.zeros(n_in))
+        self.register_buffer("in_scale", torch.ones(n_in))
+        self.register_buffer("weight", torch.zeros(n_in, n_out))
+        self.register_buffer("bias", torch.zeros(n_out))
+        self.register_buffer("fitted", torch.zeros(()))
+
+    def inputs(self, windows: Tensor) -> Tensor:
+        """windows: [B, smooth_window, window, feature_dim] (`frame_audio_windows` of B frames) → the read-out's
+        inputs [B, (2·context + 1)·feature_dim], unstandardised."""
+        s, w, c = self.cfg.smooth_window, self.cfg.window, self.context
+        # Window j is centred on frame index − s/2 + j; its two steps nearest that frame's instant sit mid-window.
+        frames = windows[:, s // 2 - c: s // 2 + c + 1, w // 2 - 1: w // 2 + 1]
+        return frames.mean(dim=2).flatten(1)
+
+    def forward(self, windows: Tensor) -> Tensor:
+        """windows: [B, smooth_window, window, feature_dim] → lip shape [B, C]."""
+        return ((self.inputs(windows) - self.in_mean) / self.in_scale) @ self.weight + self.bias
 
 
 def frame_audio_windows(features: Tensor, index: int, cfg: AudioConfig) -> Tensor:

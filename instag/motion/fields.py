@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from instag.config.model import AudioConfig, MotionFieldConfig
 from instag.kernels.hash_encode import TriplaneHashEncoder
-from instag.motion.audio import LEAK, AudioAttention, AudioEncoder, frame_audio_windows
+from instag.motion.audio import LEAK, AudioAttention, AudioEncoder, LipReadout, frame_audio_windows
 
 FACE_OUT = 10  # Δμ (3) + Δlog-scale (3) + Δquaternion (4)
 MOUTH_OUT = 3  # Δμ
@@ -171,6 +171,7 @@ class UniversalMotionField(_TwoBranchField):
         backend: str = "auto",
         articulation: bool = False,
         lip_coeffs: tuple[str, ...] = ("mouth_open",),
+        lip_readout: bool = False,
     ) -> None:
         super().__init__(cfg, audio.code_dim, expression_dim + (len(lip_coeffs) if articulation else 0), hook_dim,
                          backend)
@@ -179,13 +180,19 @@ class UniversalMotionField(_TwoBranchField):
         # The lip shape is linear in the code: the code itself must carry it, as a linear read-out of the speech
         # features does (benchmarks/lips_cpu.md: ridge regression across people).
         self.articulation = nn.Linear(audio.code_dim, len(lip_coeffs)) if articulation else None
+        self.lip_readout = LipReadout(audio, len(lip_coeffs)) if articulation and lip_readout else None
 
-    def lip_shape(self, code: Tensor) -> Tensor:
-        """code: [code_dim] or [B, code_dim] → the predicted lip shape [C] or [B, C] (`ModelConfig.lip_coeffs`,
-        standardised per person as `IdentityFrames.tracked_lips`)."""
+    def lip_shape(self, code: Tensor, windows: Tensor) -> Tensor:
+        """The predicted lip shape [B, C] (`ModelConfig.lip_coeffs`, standardised per person as
+        `IdentityFrames.tracked_lips`) of B frames from their codes [B, code_dim] and the windows they were
+        computed from [B, smooth_window, window, feature_dim]: the articulation head's, averaged with the fitted
+        lip read-out's where there is one."""
         if self.articulation is None:
             raise ValueError("this UMF has no articulation head (model.articulation is off)")
-        return self.articulation(code)
+        lips = self.articulation(code)
+        if self.lip_readout is not None and bool(self.lip_readout.fitted):
+            lips = 0.5 * (lips + self.lip_readout(windows))
+        return lips
 
     def audio_code(self, windows: Tensor) -> Tensor:
         """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""
@@ -197,13 +204,17 @@ class UniversalMotionField(_TwoBranchField):
         codes = self.audio_encoder(windows.flatten(0, 1))  # [B·S, code_dim]
         return self.audio_smoother(codes.reshape(b, s, -1))
 
-    def clip_codes(self, features: Tensor, frames: list[int], cfg: AudioConfig) -> Tensor:
-        """Smoothed codes [F, code_dim] of video frames `frames` of a clip's features [T, K, D], AUDIO_CODE_CHUNK
-        frames at a time, on the nets' device."""
+    def clip_lips(self, features: Tensor, frames: list[int], cfg: AudioConfig) -> tuple[Tensor, Tensor]:
+        """Smoothed codes [F, code_dim] and predicted lip shapes [F, C] of video frames `frames` of a clip's
+        features [T, K, D], AUDIO_CODE_CHUNK frames at a time, on the nets' device."""
         device = next(self.audio_encoder.parameters()).device
-        return torch.cat([self.audio_codes(torch.stack([frame_audio_windows(features, t, cfg)
-                                                        for t in frames[i:i + AUDIO_CODE_CHUNK]]).to(device))
-                          for i in range(0, len(frames), AUDIO_CODE_CHUNK)])
+        codes, lips = [], []
+        for i in range(0, len(frames), AUDIO_CODE_CHUNK):
+            windows = torch.stack([frame_audio_windows(features, t, cfg)
+                                   for t in frames[i:i + AUDIO_CODE_CHUNK]]).to(device)
+            codes.append(self.audio_codes(windows))
+            lips.append(self.lip_shape(codes[-1], windows))
+        return torch.cat(codes), torch.cat(lips)
 
 
 class PersonalizedField(_TwoBranchField):

@@ -50,8 +50,8 @@ class MotionModel(nn.Module):
     def __init__(self, cfg: ModelConfig, with_aligner: bool = False) -> None:
         super().__init__()
         self.umf = UniversalMotionField(
-            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend, cfg.articulation, cfg.lip_coeffs
-        )
+            cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend, cfg.articulation, cfg.lip_coeffs,
+            cfg.lip_readout)
         self.hook = FaceMouthHook(cfg.hook)
         self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
         # The person's calibration, set by adaptation (`set_calibration`) and kept in avatar.json, not the weights.
@@ -77,9 +77,10 @@ class MotionModel(nn.Module):
         self.lip_bias = bias.to(dev)
         self.lip_gain = gain.to(dev)
 
-    def predicted_lips(self, code: Tensor) -> Tensor:
-        """The articulation head's lip shape for audio codes [..., code_dim] → [..., C], calibrated."""
-        return (self.umf.lip_shape(code) - self.lip_bias) * self.lip_gain
+    def predicted_lips(self, codes: Tensor, windows: Tensor) -> Tensor:
+        """The UMF's lip shape [B, C] of B frames, calibrated, from their codes [B, code_dim] and windows
+        [B, smooth_window, window, feature_dim]."""
+        return (self.umf.lip_shape(codes, windows) - self.lip_bias) * self.lip_gain
 
     def points(
         self,
@@ -161,7 +162,7 @@ class MotionModel(nn.Module):
         code = self.umf.audio_code(audio_windows)
         predicted = None
         if self.umf.articulation is not None:
-            predicted = self.predicted_lips(code)
+            predicted = self.predicted_lips(code.unsqueeze(0), audio_windows.unsqueeze(0)).squeeze(0)
             expression = torch.cat([expression, predicted if lip_shape is None else lip_shape])
         if self.speaker_code is not None:
             code = self.speaker_code

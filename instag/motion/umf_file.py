@@ -23,14 +23,17 @@ from instag.versioned import read_versioned_json
 
 UMF_DIR = package_dir("assets/umf")
 # The shipped UMF each audio front end starts from by default (stems in UMF_DIR).
-SHIPPED_UMFS = {"whisper": "whisper_v1", "mel": "mel_v3"}
+SHIPPED_UMFS = {"whisper": "whisper_v2", "mel": "mel_v3"}
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
-SHARED_SIZES = ("audio", "expression_dim", "articulation", "lip_coeffs", "umf", "hook")  # ModelConfig fields a UMF file fixes
+# ModelConfig fields a UMF file fixes
+SHARED_SIZES = ("audio", "expression_dim", "articulation", "lip_coeffs", "lip_readout", "umf", "hook")
+
+
 def saved_sizes(doc: dict[str, Any]) -> dict[str, Any]:
     """The model sizes a UMF description records; files from before the articulation head (or before it read
-    more than the opening) lack those keys."""
-    return {"articulation": False, "lip_coeffs": ["mouth_open"]} | doc["config"]
+    more than the opening, or before the lip read-out) lack those keys."""
+    return {"articulation": False, "lip_coeffs": ["mouth_open"], "lip_readout": False} | doc["config"]
 
 
 def umf_paths(stem: str | Path) -> tuple[Path, Path]:
@@ -110,4 +113,4 @@ def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path |
     load_umf(stem, motion, cfg)
     feats = torch.from_numpy(np.array(features, dtype=np.float32))  # a copy: a memory-mapped file is read-only
     with torch.no_grad():
-        return motion.umf.lip_shape(motion.umf.clip_codes(feats, list(range(len(feats))), cfg.audio))[:, 0].numpy()
+        return motion.umf.clip_lips(feats, list(range(len(feats))), cfg.audio)[1][:, 0].numpy()

@@ -230,12 +230,11 @@ def adapt(
 def speaker_calibration(motion: MotionModel, frames: IdentityFrames,
                         cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Over the training frames, from `motion`'s audio nets as they are: the person's mean audio code [code_dim],
-    the articulation head's mean (uncalibrated) lip shape [C], and the gain [C] that gives the centred prediction
+    the UMF's mean (uncalibrated) predicted lip shape [C], and the gain [C] that gives the centred prediction
     the tracked lip shape's spread (`lip_gain`)."""
     train = [int(t) for t in frames.train_indices]
     with torch.no_grad():
-        codes = motion.umf.clip_codes(frames.features, train, cfg.audio)
-        lips = motion.umf.lip_shape(codes)  # [F, C]
+        codes, lips = motion.umf.clip_lips(frames.features, train, cfg.audio)  # [F, code_dim], [F, C]
         tracked = frames.tracked_lips(train).to(lips)  # [F, C], mean 0 over these frames
         return codes.mean(0), lips.mean(0), lip_gain(lips - lips.mean(0), tracked)
 

@@ -21,7 +21,8 @@ from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
-from instag.motion.fields import UniversalMotionField
+from instag.motion.fields import AUDIO_CODE_CHUNK, UniversalMotionField
+from instag.stats import ridge_from_moments, ridge_moments
 from instag.train.recipe import LipStageConfig
 
 
@@ -61,7 +62,7 @@ def predict_lips(umf: UniversalMotionField, clip: LipClip, cfg: ModelConfig,
     """The head's lip shape [F, C] for `frames` of `clip` (all frames when None), without gradients."""
     ts = range(len(clip.lips)) if frames is None else frames
     with torch.no_grad():
-        return umf.lip_shape(umf.clip_codes(clip.features, [int(t) for t in ts], cfg.audio))
+        return umf.clip_lips(clip.features, [int(t) for t in ts], cfg.audio)[1]
 
 
 def fit_lip_predictor(umf: UniversalMotionField, clips: list[LipClip], cfg: ModelConfig, stage: LipStageConfig,
@@ -86,7 +87,7 @@ def fit_lip_predictor(umf: UniversalMotionField, clips: list[LipClip], cfg: Mode
             t = int(c.frames[int(torch.randint(len(c.frames), (1,), generator=gen))])
             windows.append(frame_audio_windows(c.features, t, cfg.audio))
             targets.append(c.lips[t])
-        pred = umf.lip_shape(umf.audio_codes(torch.stack(windows)))
+        pred = umf.articulation(umf.audio_codes(torch.stack(windows)))
         loss = (pred - torch.stack(targets)).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -97,3 +98,28 @@ def fit_lip_predictor(umf: UniversalMotionField, clips: list[LipClip], cfg: Mode
     for p in params:
         p.requires_grad_(False)
     return losses
+
+
+def fit_lip_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: ModelConfig, alpha: float) -> None:
+    """Fit the UMF's lip read-out (`motion.audio.LipReadout`) in closed form: a ridge regression of strength `alpha`
+    (`stats.ridge_from_moments`) from every clip's training frames to their tracked lip shape, over all of them at
+    once; its buffers are set and it takes part from then on."""
+    readout = umf.lip_readout
+    if readout is None:
+        raise InputError("the lip read-out needs model.articulation and model.lip_readout on")
+    if not clips:
+        raise InputError("the lip read-out needs at least one clip to fit")
+    total: dict[str, np.ndarray] = {}
+    for c in clips:
+        frames = [int(t) for t in c.frames]
+        for i in range(0, len(frames), AUDIO_CODE_CHUNK):
+            chunk = frames[i:i + AUDIO_CODE_CHUNK]
+            windows = torch.stack([frame_audio_windows(c.features, t, cfg.audio) for t in chunk])
+            m = ridge_moments(readout.inputs(windows).numpy(), c.lips[chunk].numpy())
+            total = {k: total.get(k, 0) + v for k, v in m.items()}
+    mean, scale, weights, bias = ridge_from_moments(total, (alpha,))
+    dev = readout.weight.device
+    with torch.no_grad():
+        for name, value in (("in_mean", mean), ("in_scale", scale), ("weight", weights[alpha]), ("bias", bias)):
+            getattr(readout, name).copy_(torch.from_numpy(value).to(dev, torch.float32))
+        readout.fitted.fill_(1.0)

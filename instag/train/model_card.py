@@ -55,6 +55,21 @@ def write_loss_curves(rows: list[dict[str, str]], out: Path, width: int = 900) -
     return out
 
 
+def _readout_line(doc: dict[str, Any]) -> str:
+    """The card's line on the lip read-out: how strong its ridge, on what, and whether it was fitted later onto
+    weights trained without it."""
+    fit = doc.get("lip_readout") or {}
+    alpha = fit.get("alpha", (doc.get("lip_stage") or {}).get("readout_alpha"))
+    line = (f"- lip read-out: a ridge regression (strength {alpha:g}) from the audio features to the lip shape, "
+            "fitted in closed form over the identities' frames; the predicted lip shape is its mean with the "
+            "articulation head's")
+    if "refitted_from" in fit:
+        src = fit["refitted_from"]
+        line += (f"; fitted afterwards onto the weights of `{src['umf']}` (sha256 {src['sha256'][:12]}…), over "
+                 f"{fit['frames']} frames of {len(fit['datasets'])} clips, every other weight unchanged")
+    return line
+
+
 def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | None) -> str:
     """Markdown: what the UMF is, how it was trained (corpus by file name, steps, device, time), the loss
     curves, known limits (`notes`, written by whoever trained it) and how to use it."""
@@ -81,6 +96,7 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
         *([f"- lip stage first: {lips['steps']} steps of {lips['batch']} frames across identities (audio nets and "
            "articulation head from the tracked landmarks; fixed afterwards)"]
           if (lips := doc.get("lip_stage") or {}).get("steps") else []),
+        *([_readout_line(doc)] if doc["config"].get("lip_readout") else []),
         f"- device: {doc.get('device')}",
         f"- training-loop time: {hours:.2f} h (from the logged rates)",
         f"- exported {doc.get('time')}",

@@ -33,7 +33,7 @@ from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
 from instag.train.frames import training_frames
 from instag.train.init import init_gaussians
-from instag.train.lips import fit_lip_predictor, lip_audio_nets, load_lip_clip
+from instag.train.lips import fit_lip_predictor, fit_lip_readout, lip_audio_nets, load_lip_clip
 from instag.train.loop import LoopOutputs, save_checkpoint, start_fresh, train, use_threads
 from instag.train.recipe import PretrainRecipe
 from instag.train.run import (
@@ -227,7 +227,7 @@ def pretrain(
             log.truncate_after(start)
     io = LoopOutputs(rank_dir, log, run_dir / "previews" if rank == 0 else None,
                      callback if rank == 0 else None, should_stop, {"device": trained_on})
-    if not resume and recipe.lips.steps > 0:
+    if not resume and (recipe.lips.steps > 0 or run.motion.umf.lip_readout is not None):
         _lip_stage(run, recipe, datasets, world, io.callback)
         save_checkpoint(run, io, 0)  # a resumed run never repeats the lip stage
     if rank == 0:
@@ -240,8 +240,9 @@ def pretrain(
 
 def _lip_stage(run: _Pretraining, recipe: PretrainRecipe, datasets: list[str | Path], world: int,
                callback: Callback | None) -> None:
-    """The lip stage over every identity (each rank reads them all: features and tracks only), then rank 0's
-    audio nets everywhere, so the ranks' replicas agree to the bit whatever their arithmetic."""
+    """The lip stage over every identity (each rank reads them all: features and tracks only) and the fit of the
+    lip read-out, then rank 0's audio nets and read-out everywhere, so the ranks' replicas agree to the bit
+    whatever their arithmetic."""
     clips = [load_lip_clip(d, recipe.audio_feature, recipe.model) for d in datasets]
     t0 = time.perf_counter()
 
@@ -250,11 +251,15 @@ def _lip_stage(run: _Pretraining, recipe: PretrainRecipe, datasets: list[str | P
             rate = step / max(time.perf_counter() - t0, 1e-9)
             callback(ProgressEvent(step, recipe.lips.steps, "lips", {"lips": loss}, rate))
 
-    fit_lip_predictor(run.motion.umf, clips, recipe.model, recipe.lips, recipe.seed, report)
+    umf = run.motion.umf
+    if recipe.lips.steps > 0:
+        fit_lip_predictor(umf, clips, recipe.model, recipe.lips, recipe.seed, report)
+    if umf.lip_readout is not None:
+        fit_lip_readout(umf, clips, recipe.model, recipe.lips.readout_alpha)
     if world > 1:
-        for net in lip_audio_nets(run.motion.umf):
-            for p in net.parameters():
-                dist.broadcast(p.data, src=0)
+        readout = [] if umf.lip_readout is None else list(umf.lip_readout.buffers())
+        for t in [p for net in lip_audio_nets(umf) for p in net.parameters()] + readout:
+            dist.broadcast(t.data, src=0)
 
 
 def _barrier(world: int) -> None:

@@ -111,6 +111,9 @@ class LipStageConfig:
     batch: int = 64  # frames a step, drawn across identities
     lr: float = 1e-3  # AdamW, cosine to 0 over the steps
     weight_decay: float = 1e-2
+    # Ridge strength of the lip read-out (model.lip_readout), fitted after the steps: the penalty is
+    # readout_alpha · frames / inputs on standardised inputs, the strength `instag bench lips` picks (lips_cpu.md).
+    readout_alpha: float = 10_000.0
 
 
 @dataclass(frozen=True)

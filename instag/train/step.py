@@ -110,7 +110,7 @@ def geometry_terms(out: AvatarRender, gt: FrameTarget, frames: IdentityFrames, s
 def lip_terms(identity: Identity, motion: MotionModel, out: AvatarRender, cond: FrameCondition, t: int, stage: Stage,
               cfg: ModelConfig, tl: LossConfig, gen: torch.Generator | None, lips: bool) -> dict[str, Tensor]:
     """The moved lip vertices against the tracked landmarks (`lips`: the render probed them), the lip Gaussians'
-    depth against the mesh's, and the articulation head's lip shape against the tracked one."""
+    depth against the mesh's, and the UMF's predicted lip shape against the tracked one."""
     frames, m = identity.frames, out.motion
     shaping = stage.face and not stage.colors_only
     terms: dict[str, Tensor] = {}
@@ -166,8 +166,9 @@ def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFr
         train = frames.train_indices
         ts += [int(train[i]) for i in torch.randint(len(train), (tl.articulation_batch,), generator=gen)]
     if len(ts) > 1:
-        codes = motion.umf.audio_codes(frames.audio_windows(ts[1:], cfg.audio))  # [B - 1, code_dim]
-        predicted = torch.cat([predicted.reshape(1, -1), motion.predicted_lips(codes)])
+        windows = frames.audio_windows(ts[1:], cfg.audio)  # [B - 1, smooth_window, window, feature_dim]
+        predicted = torch.cat([predicted.reshape(1, -1), motion.predicted_lips(motion.umf.audio_codes(windows),
+                                                                               windows)])
     return (predicted.reshape(len(ts), -1) - frames.tracked_lips(ts)).square().mean()
 
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from instag.atomic import atomic_file, write_text_atomic
@@ -82,15 +85,18 @@ def with_umf_sizes(cfg: ModelConfig, stem: str | Path) -> ModelConfig:
 
 
 def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dict[str, Any],
-              losses: Path | None = None, notes: str | None = None) -> tuple[Path, Path]:
+              losses: Path | None = None, notes: str | None = None,
+              curves_of: Path | None = None) -> tuple[Path, Path]:
     """Write the UMF and hook of `motion` with their sizes and `info` (audio_feature, corpus, iterations, …), and
-    its model card (`model_card.card_path`) with the loss curves of `losses` (a run's losses.csv) and the trainer's `notes`."""
+    its model card (`model_card.card_path`) with the loss curves of `losses` (a run's losses.csv; or a copy of
+    `curves_of`, the plot of another UMF whose weights these are) and the trainer's `notes`."""
     st_path, json_path = umf_paths(stem)
     tensors: dict[str, Tensor] = {f"umf.{k}": v for k, v in motion.umf.state_dict().items()}
     tensors |= {f"hook.{k}": v for k, v in motion.hook.state_dict().items()}
     model = to_dict(cfg)
     rows = read_losses(losses) if losses is not None and losses.is_file() else []
-    doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, **info, "training_s": round(training_seconds(rows)),
+    # `info` may carry training_s: a UMF refitted from another keeps the training time of its weights.
+    doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, "training_s": round(training_seconds(rows)), **info,
            "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}
     with atomic_file(st_path, suffix=".safetensors") as tmp:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
@@ -98,7 +104,51 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
     curves = None
     if rows:
         curves = write_loss_curves(rows, st_path.with_name(f"{st_path.stem}_losses.png")).name
+    elif curves_of is not None and curves_of.is_file():
+        plot = st_path.with_name(f"{st_path.stem}_losses.png")
+        with atomic_file(plot, suffix=".png") as tmp:
+            shutil.copyfile(curves_of, tmp)
+        curves = plot.name
     write_text_atomic(card_path(st_path), model_card(st_path.stem, doc, curves, notes))
     return st_path, json_path
 
 
+
+
+def refit_lip_readout(stem: str | Path, datasets: list[str | Path], out: str | Path, alpha: float,
+                      notes: str | None = None) -> tuple[Path, Path]:
+    """Write the UMF `stem` as `out` with its lip read-out fitted on `datasets` (their training frames) at ridge
+    strength `alpha`, every other weight as it was: the read-out needs tracked landmarks and audio only, so a UMF
+    trained before it existed gains one without pre-training again. Its model card says so (`notes`: the known
+    limits)."""
+    from instag.train.lips import fit_lip_readout, load_lip_clip
+
+    st_path, json_path = find_umf(stem)
+    doc = umf_doc(json_path)
+    sizes = saved_sizes(doc)
+    if not sizes.get("articulation"):
+        raise InputError(f"{json_path}: this UMF has no articulation head, so no lip read-out to fit")
+    cfg = from_dict(ModelConfig, sizes | {"lip_readout": True}, f"{json_path}: config")
+    motion = MotionModel(cfg, with_aligner=False)
+    try:
+        tensors = load_file(str(st_path))
+    except (OSError, SafetensorError) as exc:
+        raise InputError(f"{st_path}: not a valid safetensors file ({exc})") from exc
+    own = {k[4:]: v for k, v in tensors.items() if k.startswith("umf.") and ".lip_readout." not in f".{k[4:]}"}
+    try:
+        missing, unexpected = motion.umf.load_state_dict(own, strict=False)
+        motion.hook.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("hook.")})
+    except RuntimeError as exc:
+        raise InputError(f"{st_path}: weights do not fit the described sizes ({exc})") from exc
+    if unexpected or any(not k.startswith("lip_readout.") for k in missing):
+        raise InputError(f"{st_path}: weights do not fit the described sizes (missing {missing}, "
+                         f"unexpected {unexpected})")
+    clips = [load_lip_clip(d, doc["audio_feature"], cfg) for d in datasets]
+    fit_lip_readout(motion.umf, clips, cfg, alpha)
+    kept = {k: v for k, v in doc.items() if k not in ("format", "format_version", "config", "backend")}
+    info = kept | {"lip_readout": {"alpha": alpha, "datasets": [c.name for c in clips],
+                                   "frames": int(sum(len(c.frames) for c in clips)),
+                                   "refitted_from": {"umf": st_path.name,
+                                                     "sha256": hashlib.sha256(st_path.read_bytes()).hexdigest()}}}
+    return write_umf(out, motion, cfg, info, notes=notes,
+                     curves_of=st_path.with_name(f"{st_path.stem}_losses.png"))

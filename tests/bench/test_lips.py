@@ -1,4 +1,4 @@
-"""`instag bench lips` pieces: the ridge from summed moments, the lag search, and leave-one-person-out scoring."""
+"""`instag bench lips` pieces: the ridge from summed moments (`instag.stats`), the lag search, and leave-one-person-out scoring."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from instag.bench import lips
+from instag.stats import ridge_from_moments, ridge_moments
 
 
 def test_ridge_from_moments_equals_the_direct_solution():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 6)) * [1, 2, 3, 4, 5, 6] + 7
     y = x @ rng.standard_normal((6, 2)) + 0.1 * rng.standard_normal((200, 2))
-    mx, sx, ws, my = lips.ridge_from_moments(lips._moments(x, y), (100.0,))
+    mx, sx, ws, my = ridge_from_moments(ridge_moments(x, y), (100.0,))
     z = (x - x.mean(0)) / x.std(0)
     direct = np.linalg.solve(z.T @ z + 100.0 * 200 / 6 * np.eye(6), z.T @ (y - y.mean(0)))
     np.testing.assert_allclose(ws[100.0], direct, rtol=1e-8)

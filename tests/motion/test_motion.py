@@ -202,7 +202,7 @@ def test_articulation_feeds_the_face_branch_the_tracked_or_the_predicted_opening
     args = _inputs(cfg)
     predicted = model(*args, personalized=person)
     code = model.umf.audio_code(args[3])
-    assert torch.equal(predicted.lip_shape, model.umf.lip_shape(code))
+    assert torch.equal(predicted.lip_shape, model.umf.lip_shape(code.unsqueeze(0), args[3].unsqueeze(0)).squeeze(0))
     assert predicted.face_condition.shape == (cfg.condition_dim,) == (cfg.expression_dim + 1,)
     assert torch.equal(predicted.face_condition[-1:], predicted.lip_shape)
     # Fed its own prediction as the "tracked" value, the model moves exactly as driven by the audio alone.
@@ -236,7 +236,7 @@ def test_speaker_code_leaves_the_audio_only_the_opening_and_the_bias_centres_it(
     assert torch.equal(a.face.d_means, b.face.d_means) and torch.equal(a.mouth_d_means, b.mouth_d_means)
     assert torch.equal(a.audio_code, code)
     driven = model(face, lips, mouth, audio, expr)
-    raw = model.umf.lip_shape(model.umf.audio_code(audio))
+    raw = model.umf.lip_shape(model.umf.audio_code(audio).unsqueeze(0), audio.unsqueeze(0)).squeeze(0)
     assert torch.allclose(driven.lip_shape, raw - 0.25)
     assert not torch.allclose(driven.face.d_means, a.face.d_means)  # the predicted opening still moves the face
     model.set_calibration(code, [0.25], [0.4])  # the gain scales the centred prediction

@@ -122,15 +122,15 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
     for name, has_code in (("scratch", False), ("fixed", True)):
         av = load_avatar(tmp_path / name)
         codes = av.motion.umf.audio_codes(windows)
-        assert float(av.motion.predicted_lips(codes).mean()) == pytest.approx(0.0, abs=1e-5)
+        assert float(av.motion.predicted_lips(codes, windows).mean()) == pytest.approx(0.0, abs=1e-5)
         assert (av.motion.speaker_code is not None) == has_code
     assert torch.allclose(load_avatar(tmp_path / "fixed").motion.speaker_code, umf.umf.audio_codes(windows).mean(0))
     # The fixed UMF's prediction is scaled by its gain to the tracked opening's spread over the training frames;
     # the scratch head has fitted those frames, so it keeps gain 1.
     tracked = frames.tracked_lips([int(t) for t in frames.train_indices])
     motion = load_avatar(tmp_path / "fixed").motion
-    calibrated = motion.predicted_lips(motion.umf.audio_codes(windows))
-    centred = motion.umf.lip_shape(motion.umf.audio_codes(windows))
+    calibrated = motion.predicted_lips(motion.umf.audio_codes(windows), windows)
+    centred = motion.umf.lip_shape(motion.umf.audio_codes(windows), windows)
     centred = centred - centred.mean(0)
     torch.testing.assert_close(motion.lip_gain, lip_gain(centred, tracked), rtol=1e-5, atol=0)
     assert torch.allclose(calibrated, centred * motion.lip_gain, atol=1e-6)

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict
 from instag.errors import InputError
+from instag.motion.audio import frame_audio_windows
 from instag.motion.model import MotionModel
-from instag.train.lips import fit_lip_predictor, lip_audio_nets, load_lip_clip, predict_lips
-from instag.train.pretrain import pretrain
+from instag.motion.umf_file import load_umf
+from instag.train.lips import (
+    LipClip,
+    fit_lip_predictor,
+    fit_lip_readout,
+    lip_audio_nets,
+    load_lip_clip,
+    predict_lips,
+)
+from instag.train.pretrain import export_umf, pretrain
 from instag.train.recipe import LipStageConfig, PretrainRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
+from instag.train.umf import refit_lip_readout
 
 MODEL = {**TINY_MODEL, "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
 
@@ -69,3 +82,72 @@ def test_pretraining_keeps_the_lip_stage_audio_nets_and_resume_skips_it(datasets
 def test_lip_stage_needs_the_articulation_head():
     with pytest.raises(InputError, match="model.articulation"):
         _recipe(model={**MODEL, "articulation": False}, lips={"steps": 5})
+
+
+def test_the_read_out_reads_each_neighbours_own_feature_steps():
+    cfg = _recipe().model
+    readout = MotionModel(cfg).umf.lip_readout
+    t, k, d = 30, 4, cfg.audio.feature_dim  # mel: four steps a frame
+    # Step s of frame f holds f + s / 10 in every channel, so a frame's two mid steps average to f + 0.15.
+    feats = (torch.arange(t)[:, None, None] + torch.arange(k)[None, :, None] / 10).float().expand(t, k, d)
+    windows = torch.stack([frame_audio_windows(feats, i, cfg.audio) for i in (0, 12)])
+    got = readout.inputs(windows).reshape(2, -1, d)[..., 0]
+    c = readout.context
+    assert c == 1  # the tiny smoothing window (4 frames) holds one neighbour each side
+    expected = torch.tensor([[0.0, 0.0, 1.0], [11.0, 12.0, 13.0]]) + 0.15  # frames before the clip repeat frame 0
+    torch.testing.assert_close(got, expected)
+
+
+def test_the_read_out_is_fitted_in_closed_form_and_then_averaged_with_the_head(datasets):
+    cfg = _recipe().model
+    torch.manual_seed(0)
+    umf = MotionModel(cfg).umf
+    clips = [load_lip_clip(d, "mel", cfg) for d in datasets]
+    head = [umf.articulation(umf.clip_lips(c.features, list(range(16)), cfg.audio)[0]) for c in clips]
+    # Unfitted, it takes no part.
+    assert all(torch.equal(predict_lips(umf, c, cfg), h) for c, h in zip(clips, head, strict=True))
+
+    # Lip shapes that are a linear map of the read-out's inputs (plus noise): fitted on three clips, it predicts a
+    # fourth it never saw.
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.randn(umf.lip_readout.weight.shape, generator=gen)
+
+    def clip(i: int) -> LipClip:
+        feats = torch.randn(200, 4, cfg.audio.feature_dim, generator=gen)
+        windows = torch.stack([frame_audio_windows(feats, t, cfg.audio) for t in range(200)])
+        lips = umf.lip_readout.inputs(windows) @ truth + 0.1 * torch.randn(200, 2, generator=gen)
+        return LipClip(f"c{i}", feats, lips, np.arange(200))
+
+    synthetic = [clip(i) for i in range(4)]
+    fit_lip_readout(umf, synthetic[:3], cfg, alpha=1.0)
+    assert float(umf.lip_readout.fitted) == 1.0 and not list(umf.lip_readout.parameters())
+    unseen = synthetic[3]
+    windows = torch.stack([frame_audio_windows(unseen.features, t, cfg.audio) for t in range(200)])
+    read = umf.lip_readout(windows)
+    assert all(np.corrcoef(read[:, j], unseen.lips[:, j])[0, 1] > 0.95 for j in range(2))
+    # Fitted, the predicted lip shape is the mean of the head's and the read-out's.
+    codes, lips = umf.clip_lips(unseen.features, list(range(200)), cfg.audio)
+    torch.testing.assert_close(lips, 0.5 * (umf.articulation(codes) + read))
+
+
+def test_a_umf_without_a_read_out_gains_one_and_keeps_its_other_weights(datasets, tmp_path):
+    recipe = _recipe(model={**MODEL, "lip_readout": False}, lips={"steps": 5, "batch": 4})
+    pretrain(datasets, tmp_path / "run", recipe)
+    export_umf(tmp_path / "run", tmp_path / "old")
+    refit_lip_readout(tmp_path / "old", datasets, tmp_path / "new", alpha=100.0)
+    old, new = load_file(str(tmp_path / "old.safetensors")), load_file(str(tmp_path / "new.safetensors"))
+    assert set(new) - set(old) == {f"umf.lip_readout.{k}" for k in ("in_mean", "in_scale", "weight", "bias", "fitted")}
+    assert all(torch.equal(v, new[k]) for k, v in old.items())
+    assert float(new["umf.lip_readout.fitted"]) == 1.0 and new["umf.lip_readout.weight"].abs().sum() > 0
+    doc = json.loads((tmp_path / "new.json").read_text())
+    assert doc["config"]["lip_readout"] is True and doc["lip_readout"]["alpha"] == 100.0
+    assert doc["lip_readout"]["refitted_from"]["umf"] == "old.safetensors"
+    assert doc["iterations"] == json.loads((tmp_path / "old.json").read_text())["iterations"]
+    assert "fitted afterwards onto the weights of `old.safetensors`" in (tmp_path / "new_MODEL_CARD.md").read_text()
+    motion = MotionModel(from_dict(ModelConfig, doc["config"]))
+    load_umf(tmp_path / "new", motion, motion_cfg := from_dict(ModelConfig, doc["config"]))
+    assert motion_cfg.lip_readout and float(motion.umf.lip_readout.fitted) == 1.0
+    with pytest.raises(InputError, match="no articulation head"):
+        pretrain(datasets, tmp_path / "bare", _recipe(model={**MODEL, "articulation": False}, lips={"steps": 0}))
+        export_umf(tmp_path / "bare", tmp_path / "bare_umf")
+        refit_lip_readout(tmp_path / "bare_umf", datasets, tmp_path / "never", alpha=100.0)
