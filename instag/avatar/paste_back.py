@@ -172,7 +172,7 @@ class PasteBack:
         p, w = window[..., :3], window[..., 3:]
         yuv_w = np.dstack([p @ matrix.T + w * offset, w]).astype(np.float32)  # [h, w, 4]: Y, U, V, w
         to_window = self._coded_to_window(rect, (u0, v0, u1, v1), k)
-        if self.calibration.due():
+        if self.calibration.learning:
             self.calibration.update(yuv_w, self._source_on_window(planes, rect, to_window, k, yuv_w.shape[:2]))
         self.calibration.recolour(yuv_w)
         luma = self._warp(np.ascontiguousarray(yuv_w[..., [0, 3]]), to_window, rect, k, 1)

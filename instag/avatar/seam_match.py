@@ -9,9 +9,10 @@ across the seam (benchmarks/render_paste_back_seam_cpu.md).
   had it) the render and the source show the same thing. Per YUV channel the median of source − render there,
   on the render's own pixel grid (the source area-averaged onto it), is added to the head; a median, because
   where the two outlines differ by a pixel the ring holds background on one side. It is a running mean of the
-  frames' estimates (over the last `frames` or so, exponentially weighted): one frame's estimate alone would make
-  the face flicker, one fixed offset for the whole clip missed the exposure's drift along it (it made the cast
-  worse on demo2's later frames).
+  frames' estimates (over the last `frames` frames or so, exponentially weighted; it moves by well under a level
+  a frame): one frame's estimate alone would make the face flicker, one fixed offset for the whole clip missed the
+  exposure's drift along it (it made the cast worse on demo2's later frames), and an estimate every 4th frame
+  only lagged behind that drift on KatieHill.
 - Sharpness: at the render's own scale its detail is already about as strong as the source's (an unsharp mask
   matched to it changed nothing); what the face lacks is the detail finer than a render pixel, which upscaling
   cannot make and sharpening only fakes (an unsharp mask at the source's scale cost 0.5 dB). That detail is in
@@ -37,7 +38,6 @@ class SeamMatch:
     colour: bool = True  # offset the head's colour to the source's (see the module doc)
     detail: bool = True  # add the source's detail finer than a render pixel where the two agree
     frames: int = 25  # the colour offset's time constant, in composed frames
-    every: int = 4  # composed frames per colour estimate (one costs ~1.5 ms at 1080×1920)
     ring: float = 0.04  # width of the colour ring inside the outline, as a fraction of the render side
     sigma: float = 1.0  # the detail band's Gaussian, in render pixels
     tau: float = 16.0  # luma levels of blurred render − source at which the detail gate closes
@@ -55,14 +55,12 @@ class SeamCalibration:
         self.match = match
         self.ring_px = max(2.0, match.ring * render_size)
         self.n = 0  # colour estimates so far
-        self.composed = 0
         self.offset = np.zeros(3)  # [3] Y, U, V levels added to the head
 
-    def due(self) -> bool:
-        """Count a composed frame; whether it is one to `update` the colour offset from (it then needs the source
-        on the render's grid)."""
-        self.composed += 1
-        return self.match.colour and (self.composed - 1) % self.match.every == 0
+    @property
+    def learning(self) -> bool:
+        """Whether composing needs the source on the render's grid, for `update`."""
+        return self.match.colour
 
     def update(self, head: np.ndarray, source: np.ndarray) -> None:
         """Add one frame: head [h, w, 4] premultiplied Y, U, V levels and weight w; source [h, w, 3] Y, U, V at the
@@ -76,7 +74,7 @@ class SeamCalibration:
         self.n += 1
         # the running mean of the per-frame medians, then (from `frames` on) an exponential mean that follows the
         # clip's slow changes of exposure without the frame-to-frame jitter of a single frame's estimate
-        step = 1.0 / min(self.n, max(1, self.match.frames // self.match.every))
+        step = 1.0 / min(self.n, self.match.frames)
         self.offset = self.offset + step * (np.median(source[ring] - colour[ring], axis=0) - self.offset)
 
     def recolour(self, head: np.ndarray) -> None:
