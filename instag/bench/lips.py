@@ -160,17 +160,23 @@ def markdown_table(doc: dict[str, Any]) -> str:
                          f"({p['r_open_at_best_lag']:.2f})")
         lines.append(f"| {row['person']} | {row['frames']} | " + " | ".join(cells) + " |")
     for stage in doc.get("lip_stage", []):
+        cols = [k for k in stage["runs"][0] if "_mean_r_" in k]
         readout = (f" The lip read-out: ridge strength {stage['readout_alpha']:g}; `mean` is what the UMF predicts."
                    if stage.get("readout_alpha") else "")
         lines += ["", f"## Lip stage of `{stage['recipe']}` ({stage['audio_feature']}), {stage['folds']} folds", "",
                   f"Each of the {len(stage['people'])} people scored by the predictor fitted on the other folds "
                   f"(every {stage['folds']}th person a fold): audio encoder, attention and articulation head (`head`; "
                   f"batch {stage['batch']}, learning rate {stage['lr']} with a cosine to 0).{readout}", "",
-                  "| steps | " + " | ".join(k.replace("_mean_r_", " ") for k in stage["runs"][0] if k != "steps")
-                  + " |", "| --- |" + " --- |" * (len(stage["runs"][0]) - 1)]
+                  "| steps | " + " | ".join(k.replace("_mean_r_", " ") for k in cols)
+                  + " |", "| --- |" + " --- |" * len(cols)]
         for run in stage["runs"]:
-            lines.append(f"| {run['steps']} | " + " | ".join(f"{v:.3f}" for k, v in run.items() if k != "steps")
-                         + " |")
+            lines.append(f"| {run['steps']} | " + " | ".join(f"{run[k]:.3f}" for k in cols) + " |")
+        for run in stage["runs"]:
+            beats = [f"{k.removeprefix('mean_beats_head_')} {v} of {len(run['people'])}"
+                     for k, v in run.items() if k.startswith("mean_beats_head_")]
+            if beats:
+                lines += ["", f"At {run['steps']} steps the mean follows the tracked lips better than the head alone "
+                          f"for: {', '.join(beats)} people."]
     return "\n".join(lines) + "\n"
 
 
@@ -220,10 +226,16 @@ def lip_stage_holdout(datasets: list[Path], recipe_path: Path, steps: list[int],
         for key, r in scores.items():
             r = np.array(r)
             row |= {f"{key}_mean_r_{name}": round(float(r[:, j].mean()), 4) for j, name in enumerate(names)}
+        if "mean" in scores:
+            # How many people the UMF's prediction (the mean) follows better than the head alone, per coefficient.
+            gain = np.array(scores["mean"]) - np.array(scores["head"])
+            row |= {f"mean_beats_head_{name}": int((gain[:, j] > 0).sum()) for j, name in enumerate(names)}
+        row["people"] = {c.name: {k: [round(x, 4) for x in r[i]] for k, r in scores.items()}
+                         for i, c in enumerate(c for f in range(folds) for j, c in enumerate(clips) if j % folds == f)}
         rows.append(row)
         if progress:
             progress(f"lip stage {n} steps, {folds} folds: held-out mean r " + ", ".join(
-                f"{k} {v}" for k, v in row.items() if k != "steps"))
+                f"{k} {v}" for k, v in row.items() if k not in ("steps", "people")))
     return {"recipe": str(recipe_path), "audio_feature": recipe.audio_feature, "folds": folds,
             "people": [c.name for c in clips], "batch": recipe.lips.batch, "lr": recipe.lips.lr,
             "readout_alpha": recipe.lips.readout_alpha if cfg.lip_readout and cfg.articulation else None,

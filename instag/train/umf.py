@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import shutil
@@ -28,6 +29,7 @@ from instag.motion.umf_file import (
     umf_doc,
     umf_paths,
 )
+from instag.train.lips import fit_lip_readout, load_lip_clip
 from instag.train.model_card import card_path, model_card, write_loss_curves
 from instag.train.run import read_losses, training_seconds
 
@@ -121,8 +123,6 @@ def refit_lip_readout(stem: str | Path, datasets: list[str | Path], out: str | P
     strength `alpha`, every other weight as it was: the read-out needs tracked landmarks and audio only, so a UMF
     trained before it existed gains one without pre-training again. Its model card says so (`notes`: the known
     limits)."""
-    from instag.train.lips import fit_lip_readout, load_lip_clip
-
     st_path, json_path = find_umf(stem)
     doc = umf_doc(json_path)
     sizes = saved_sizes(doc)
@@ -146,9 +146,8 @@ def refit_lip_readout(stem: str | Path, datasets: list[str | Path], out: str | P
     clips = [load_lip_clip(d, doc["audio_feature"], cfg) for d in datasets]
     fit_lip_readout(motion.umf, clips, cfg, alpha)
     kept = {k: v for k, v in doc.items() if k not in ("format", "format_version", "config", "backend")}
-    info = kept | {"lip_readout": {"alpha": alpha, "datasets": [c.name for c in clips],
-                                   "frames": int(sum(len(c.frames) for c in clips)),
-                                   "refitted_from": {"umf": st_path.name,
-                                                     "sha256": hashlib.sha256(st_path.read_bytes()).hexdigest()}}}
+    fit = {"alpha": alpha, "datasets": [c.name for c in clips], "frames": int(sum(len(c.frames) for c in clips)),
+           "refitted_from": {"umf": st_path.name, "sha256": hashlib.sha256(st_path.read_bytes()).hexdigest()}}
+    info = kept | {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "lip_readout": fit}
     return write_umf(out, motion, cfg, info, notes=notes,
                      curves_of=st_path.with_name(f"{st_path.stem}_losses.png"))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from instag.bench import lips
 from instag.stats import ridge_from_moments, ridge_moments
+from instag.train.recipe import LipStageConfig
+from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 
 
 def test_ridge_from_moments_equals_the_direct_solution():
@@ -54,3 +57,25 @@ def test_leave_one_person_out_scores_each_person_unseen():
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown variant"):
         lips.variant_features("hubert", np.zeros(16000, np.float32), 25.0, 25, None)
+
+
+def test_the_lip_stage_is_scored_on_every_person_by_predictors_that_never_saw_them(tmp_path):
+    datasets = [write_dataset(tmp_path / f"ds{i}", frames=16, seed=i) for i in range(4)]
+    recipe = {"audio_feature": "mel", "model": {**TINY_MODEL, "articulation": True}, "init": TINY_INIT,
+              "lips": {"steps": 3, "batch": 4}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    doc = lips.lip_stage_holdout(datasets, path, [2, 3], folds=2)
+    assert doc["folds"] == 2 and doc["readout_alpha"] == LipStageConfig().readout_alpha
+    assert [r["steps"] for r in doc["runs"]] == [2, 3]
+    for run in doc["runs"]:
+        assert sorted(run["people"]) == sorted(p.name for p in datasets)
+        assert all(set(r) == {"head", "readout", "mean"} and all(-1 <= x <= 1 for x in r["head"])
+                   for r in run["people"].values())
+        assert 0 <= run["mean_beats_head_mouth_open"] <= 4
+        means = np.mean([r["mean"][0] for r in run["people"].values()])
+        assert run["mean_mean_r_mouth_open"] == pytest.approx(means, abs=1e-4)
+    ridge = {"alpha": 1.0, "people": []} | {f"{s}_r_{c}": 0.0 for s in ("mean", "median") for c in lips.LIP_COEFFS}
+    table = lips.markdown_table({"datasets": [], "machine": {"cpu": "x"}, "commit": "c", "context_frames": 2,
+                                 "alphas": [], "variants": {"whisper3": ridge}, "lip_stage": [doc]})
+    assert "mean follows the tracked lips better than the head alone" in table
