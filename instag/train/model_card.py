@@ -60,7 +60,8 @@ def _readout_line(doc: dict[str, Any]) -> str:
     weights trained without it."""
     fit = doc.get("lip_readout") or {}
     alpha = fit.get("alpha", (doc.get("lip_stage") or {}).get("readout_alpha"))
-    line = (f"- lip read-out: a ridge regression (strength {alpha:g}) from the audio features to the lip shape, "
+    strength = "" if alpha is None else f" (strength {alpha:g})"
+    line = (f"- lip read-out: a ridge regression{strength} from the audio features to the lip shape, "
             "fitted in closed form over the identities' frames; the predicted lip shape is its mean with the "
             "articulation head's")
     if "refitted_from" in fit:
