@@ -91,9 +91,10 @@ def use_threads(run: RunConfig) -> None:
 
 
 def optimise(run: TrainingRun, identity: Identity, t: int, stage: Stage, others: list[PersonalizedField],
-             stop: bool = False) -> tuple[Tensor, dict[str, float], AvatarRender, bool]:
+             stop: bool = False) -> tuple[Tensor, dict[str, Tensor], AvatarRender, bool]:
     """One optimisation step on `identity`'s frame `t`: loss, backward, densification statistics, gradient sync,
-    optimiser steps. → (loss, its logged terms, the frame's render, stop). `instag bench train` times this."""
+    optimiser steps. → (loss, its logged terms (detached scalars), the frame's render, stop). `instag bench train`
+    times this."""
     cfg = run.recipe.model
     loss, logged, out = frame_loss(identity, run.motion, t, stage, cfg, run.recipe.loss, others, run.gen)
     run.opt_g.zero_grad(set_to_none=True)
@@ -115,6 +116,7 @@ def train(run: TrainingRun, start: int, io: LoopOutputs) -> tuple[int, bool]:
     stage = None
     step = start
     interrupted = False
+    logged: dict[str, float] = {}  # the terms of the latest step read
     while step < total:
         s = stage_at(run.stages, step)
         if s is not stage:
@@ -124,8 +126,8 @@ def train(run: TrainingRun, start: int, io: LoopOutputs) -> tuple[int, bool]:
         identity, others = run.pick(step)
         train_frames = identity.frames.train_indices
         t = int(train_frames[int(torch.randint(len(train_frames), (1,), generator=run.gen))])
-        _, logged, out, stop = optimise(run, identity, t, stage, others,
-                                        io.should_stop is not None and io.should_stop())
+        _, terms, out, stop = optimise(run, identity, t, stage, others,
+                                       io.should_stop is not None and io.should_stop())
         notes = []
         if densify_due(step, total, stage, recipe.densify):
             notes.append(_densify(run, stage))
@@ -134,6 +136,9 @@ def train(run: TrainingRun, start: int, io: LoopOutputs) -> tuple[int, bool]:
                 ident.face.reset_opacity(run.opt_g, recipe.densify.opacity_reset_ceiling)
         step += 1
         rate = 0.0
+        if step % recipe.run.log_every == 0 or step == total or not logged:
+            # Reading the terms waits for the device: only on the steps the log and the progress report show.
+            logged = {k: float(v) for k, v in terms.items()}
         if io.log is not None:
             rate = io.log.rate()
             if step % io.log.every == 0 or step == total:

@@ -40,8 +40,9 @@ def frame_loss(
     tl: LossConfig,
     others: list[PersonalizedField],
     gen: torch.Generator | None = None,
-) -> tuple[Tensor, dict[str, float], AvatarRender]:
-    """Total loss of frame `t`, its named terms (floats, for the log) and the render (for densification).
+) -> tuple[Tensor, dict[str, Tensor], AvatarRender]:
+    """Total loss of frame `t`, its named terms and the total as "loss" (detached scalars, for the log: reading them
+    waits for the device, so the loop reads them only when it logs) and the render (for densification).
     `gen` draws the extra frames of the articulation term (none without it)."""
     frames = identity.frames
     cond = frames.condition(t, cfg.audio)
@@ -61,8 +62,7 @@ def frame_loss(
     terms |= regularisers(identity, out, stage, tl)
     terms |= contrast_terms(identity, out, stage, tl, others)
     total = sum(terms.values())
-    logged = {k: float(v.detach()) for k, v in terms.items()}
-    logged["loss"] = float(total.detach())
+    logged = {k: v.detach() for k, v in terms.items()} | {"loss": total.detach()}
     return total, logged, out
 
 
