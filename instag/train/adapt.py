@@ -20,7 +20,7 @@ import instag
 from instag.audio.sync import is_evidence
 from instag.avatar.bundle import save_avatar
 from instag.config.model import ModelConfig
-from instag.config.recipe import load_recipe, to_dict
+from instag.config.recipe import to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
@@ -41,6 +41,7 @@ from instag.train.run import (
     StopFlag,
     add_motion_groups,
     gaussian_optimizer,
+    load_run_recipe,
     motion_optimizer,
     set_field_trainable,
     set_trainable,
@@ -188,7 +189,7 @@ def adapt(
     if resume:
         if latest is None:
             raise InputError(f"{run_dir}: no checkpoint to resume from")
-        recipe = load_recipe(run_dir / "recipe.yaml", AdaptRecipe)
+        recipe = load_run_recipe(run_dir, AdaptRecipe)
     else:
         if recipe is None:
             raise InputError("adapt: a recipe is needed (--recipe)")

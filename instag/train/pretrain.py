@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from instag.config.recipe import load_recipe, to_dict
+from instag.config.recipe import to_dict
 from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
@@ -43,6 +43,7 @@ from instag.train.run import (
     RunResult,
     StopFlag,
     gaussian_optimizer,
+    load_run_recipe,
     motion_optimizer,
     set_field_trainable,
     set_trainable,
@@ -192,7 +193,7 @@ def pretrain(
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     if resume:
-        recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
+        recipe = load_run_recipe(run_dir, PretrainRecipe)
     elif recipe is None:
         raise InputError("pretrain: a recipe is needed (--recipe)")
     device = resolve_device(recipe.run.device, "run.device")
@@ -279,7 +280,7 @@ def export_umf(run_dir: str | Path, out: str | Path, notes: str | None = None) -
     """Write the UMF (+ hook) of RUN's latest rank-0 checkpoint as `out`.safetensors + `out`.json, and the model
     card (NAME_MODEL_CARD.md, loss curves) beside them; `notes` are the card's known limits."""
     run_dir = Path(run_dir)
-    recipe = load_recipe(run_dir / "recipe.yaml", PretrainRecipe)
+    recipe = load_run_recipe(run_dir, PretrainRecipe)
     latest = ck.latest_checkpoint(_rank_dir(run_dir, 0))
     if latest is None:
         raise InputError(f"{run_dir}: no checkpoint to export")

@@ -8,18 +8,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from instag.config.model import ModelConfig
-from instag.config.recipe import dump_recipe
+from instag.config.recipe import dump_recipe, from_dict
+from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.motion.model import param_groups
 from instag.train.recipe import LRScheduleConfig
 from instag.train.schedules import decay
+
+T = TypeVar("T")
 
 COLOR_PARAMS = ("sh_dc", "sh_rest", "opacity_logits")
 LOG_COLUMNS = ("step", "stage", "identity", "loss", "photo", "mouth", "alpha", "depth", "normal", "depth_offset",
@@ -110,6 +114,26 @@ def training_seconds(rows: list[dict[str, str]]) -> float:
 def save_recipe(run_dir: Path, recipe: Any) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, run_dir / "recipe.yaml")
+
+
+def load_run_recipe(run_dir: Path, cls: type[T]) -> T:
+    """The recipe a run saved (`save_recipe`), as `cls`, read as the run meant it when an older instag wrote it: its
+    loss weights under `model.loss` (before they moved to the recipe's own `loss`), and no `model.lip_readout`
+    (before the read-out existed, so its model had none)."""
+    path = run_dir / "recipe.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read recipe ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict):
+        model = {"lip_readout": False} | model
+        if "loss" in model:
+            data = {"loss": model.pop("loss")} | data
+        data = data | {"model": model}
+    return from_dict(cls, data, where=str(path))
 
 
 def save_preview(path: Path, rendered: torch.Tensor, target: torch.Tensor) -> None:
