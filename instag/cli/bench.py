@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,15 @@ from instag.bench.record import write_json
 from instag.media.encoding import Encoding
 
 
+def _command() -> str:
+    """The command line that made a benchmark document, as it was typed (for its record)."""
+    return "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _save(doc: dict[str, Any], json_path: Path | None, con: Console) -> None:
-    """Write a benchmark document where --json asks for it."""
+    """Write a benchmark document where --json asks for it, with the command that made it."""
     if json_path:
-        write_json(doc, json_path)
+        write_json({"command": _command()} | doc, json_path)
         con.print(f"wrote {json_path}")
 
 
@@ -295,9 +302,6 @@ def umf_ablation(
                                           "table beside it as .md."),
 ) -> None:
     """Adapt with and without the pre-trained UMF on held-out clips; eval both on the test split."""
-    import shlex
-    import sys
-
     from instag.atomic import write_text_atomic
     from instag.bench import umf_ablation as bench_ablation
     from instag.config.recipe import load_recipe
@@ -319,7 +323,7 @@ def umf_ablation(
     doc = bench_ablation.run(cases, umf, recipe, work, size, threads, seed_list,
                              report=lambda msg: con.print(msg, highlight=False),
                              arms=tuple(a.strip() for a in arms.split(",") if a.strip()))
-    command = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command()
     doc["command"] = command
     table = bench_ablation.markdown_table(doc, command)
     con.print(table, highlight=False)
@@ -369,9 +373,6 @@ def lips(
     """Leave one person out: ridge maps from audio features to the lip shape, r on the person left out, and
     each person's best audio offset (a sync check before training on a clip); with --lip-stage, the shipped
     predictor (the lip stage's nets) on held-out people."""
-    import shlex
-    import sys
-
     from instag.atomic import write_text_atomic
     from instag.bench import lips as bench_lips
 
@@ -382,7 +383,7 @@ def lips(
     doc["lip_stage"] = [bench_lips.lip_stage_holdout(datasets, r, steps,
                                                      progress=lambda m: con.print("  " + m, highlight=False))
                         for r in lip_stages]
-    doc["command"] = "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    doc["command"] = _command()
     table = bench_lips.markdown_table(doc)
     con.print(table, highlight=False)
     _save(doc, json_path, con)
