@@ -190,9 +190,12 @@ class UniversalMotionField(_TwoBranchField):
         if self.articulation is None:
             raise ValueError("this UMF has no articulation head (model.articulation is off)")
         lips = self.articulation(code)
-        if self.lip_readout is not None and bool(self.lip_readout.fitted):
-            lips = 0.5 * (lips + self.lip_readout(windows))
-        return lips
+        if self.lip_readout is None:
+            return lips
+        # Blended by the `fitted` flag (exactly the head's, or exactly the mean) rather than branched on it:
+        # reading the flag would wait for the device every frame.
+        fitted = self.lip_readout.fitted
+        return 0.5 * (lips + self.lip_readout(windows)) * fitted + lips * (1.0 - fitted)
 
     def audio_code(self, windows: Tensor) -> Tensor:
         """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""
