@@ -30,7 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 INSTAG = ("-c", "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()")
-REAL_CLIP = "bytedance_LatentSync_demo2_video.mp4"  # the clip of the README's ablation figures
+REAL_CLIP = "bytedance_LatentSync_demo2_video.mp4"  # the clip of the ablation figures (benchmarks/README.md)
 DUB_AUDIO = "TMElyralab_MuseTalk_eng.wav"
 # Seconds each stage may take on an H100 at most (the whole run must end within 10 minutes: --deadline).
 BUDGETS = {"setup": 45, "build": 180, "tests": 90, "kernels": 45, "train": 45, "data": 60, "adapt": 200,
@@ -236,7 +236,7 @@ def data(c: Check, stage: Stage) -> None:
     if clip is None or not clip.is_file():
         stage.status, stage.figure = "skipped", f"no real clip ({REAL_CLIP}); --real DIR or --dataset DIR"
         return
-    # 5 s to adapt to, the rest held out for eval (as the README's ablation on this clip).
+    # 5 s to adapt to, the rest held out for eval (as the ablation on this clip).
     if c.instag(stage, "preprocess", clip, "-o", c.dataset, "--size", "512", "--test-from", "5") is not None:
         stage.figure = f"{clip.name} at 512², 5 s to train on"
 
