@@ -180,6 +180,26 @@ def markdown_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _predictions(umf, features, audio_cfg) -> dict[str, Any]:
+    """A clip's lip shape [T, C] by the head alone, and (with a read-out) by the read-out alone and by their mean,
+    the UMF's prediction; from features [T, K, D], in chunks of AUDIO_CODE_CHUNK frames."""
+    import torch
+
+    from instag.motion.fields import AUDIO_CODE_CHUNK
+
+    parts: dict[str, list] = {}
+    t = len(features)
+    for i in range(0, t, AUDIO_CODE_CHUNK):
+        windows = torch.stack([frame_audio_windows(features, f, audio_cfg) for f in range(i, min(t, i + AUDIO_CODE_CHUNK))])
+        codes = umf.audio_codes(windows)
+        chunk = {"head": umf.articulation(codes)}
+        if umf.lip_readout is not None:
+            chunk |= {"readout": umf.lip_readout(windows), "mean": umf.lip_shape(codes, windows)}
+        for key, value in chunk.items():
+            parts.setdefault(key, []).append(value)
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
 def lip_stage_holdout(datasets: list[Path], recipe_path: Path, steps: list[int], folds: int = 4,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The lip stage of a pre-training recipe (its model, audio features and lip stage settings), scored on people
@@ -213,12 +233,7 @@ def lip_stage_holdout(datasets: list[Path], recipe_path: Path, steps: list[int],
                 fit_lip_readout(umf, train, cfg, recipe.lips.readout_alpha)
             with torch.no_grad():
                 for c in held:
-                    frames = list(range(len(c.lips)))
-                    codes, mean = umf.clip_lips(c.features, frames, cfg.audio)
-                    preds = {"head": umf.articulation(codes)}
-                    if umf.lip_readout is not None:
-                        windows = torch.stack([frame_audio_windows(c.features, t, cfg.audio) for t in frames])
-                        preds |= {"readout": umf.lip_readout(windows), "mean": mean}
+                    preds = _predictions(umf, c.features, cfg.audio)
                     for key, pred in preds.items():
                         scores.setdefault(key, []).append(
                             [correlation(c.lips[:, j].numpy(), pred[:, j].numpy()) or 0.0 for j in range(len(names))])

@@ -116,13 +116,18 @@ def load_recipe(path: str | Path, cls: type[T]) -> T:
     """Read a YAML recipe (a path or a shipped recipe's name, `recipe_path`) into `cls`; a missing file, bad YAML
     or an unknown key is an `InputError`."""
     p = recipe_path(path)
+    return from_dict(cls, read_recipe_yaml(p), where=str(p))
+
+
+def read_recipe_yaml(path: Path) -> Any:
+    """The YAML of the recipe file `path` as plain data ({} when empty); an unreadable file or bad YAML is an
+    `InputError`."""
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise InputError(f"{p}: cannot read recipe ({exc.strerror or exc})") from exc
+        raise InputError(f"{path}: cannot read recipe ({exc.strerror or exc})") from exc
     except yaml.YAMLError as exc:
-        raise InputError(f"{p}: not valid YAML ({exc})") from exc
-    return from_dict(cls, data or {}, where=str(p))
+        raise InputError(f"{path}: not valid YAML ({exc})") from exc
 
 
 def dump_recipe(obj: Any, path: str | Path) -> None:

@@ -80,10 +80,7 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
         if saved.get(key) != mine[key]:
             raise InputError(f"{json_path}: the UMF was trained with model.{key} = {saved.get(key)}, "
                              f"the recipe has {mine[key]}")
-    try:
-        tensors = load_file(str(st_path))
-    except (OSError, SafetensorError) as exc:
-        raise InputError(f"{st_path}: not a valid safetensors file ({exc})") from exc
+    tensors = read_umf_tensors(st_path)
     try:
         motion.umf.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("umf.")})
         motion.hook.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("hook.")})
@@ -92,6 +89,15 @@ def load_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig) -> dict[st
     digest = hashlib.sha256(st_path.read_bytes()).hexdigest()
     return {"path": str(st_path), "sha256": digest, "audio_feature": doc.get("audio_feature"),
             "iterations": doc.get("iterations"), "corpus": doc.get("corpus")}
+
+
+def read_umf_tensors(st_path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a UMF's safetensors file (`umf.*`, `hook.*`); an unreadable or malformed file is an
+    `InputError`."""
+    try:
+        return load_file(str(st_path))
+    except (OSError, SafetensorError) as exc:
+        raise InputError(f"{st_path}: not a valid safetensors file ({exc})") from exc
 
 
 def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path | None = None) -> np.ndarray | None:

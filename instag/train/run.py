@@ -12,12 +12,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from instag.config.model import ModelConfig
-from instag.config.recipe import dump_recipe, from_dict
-from instag.errors import InputError
+from instag.config.recipe import dump_recipe, from_dict, read_recipe_yaml
 from instag.gaussians.field import GaussianField
 from instag.motion.model import param_groups
 from instag.train.recipe import LRScheduleConfig
@@ -121,12 +119,7 @@ def load_run_recipe(run_dir: Path, cls: type[T]) -> T:
     loss weights under `model.loss` (before they moved to the recipe's own `loss`), and no `model.lip_readout`
     (before the read-out existed, so its model had none)."""
     path = run_dir / "recipe.yaml"
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read recipe ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_recipe_yaml(path)
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict):
         model = {"lip_readout": False} | model

@@ -10,8 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from instag.atomic import atomic_file, write_text_atomic
@@ -24,6 +23,7 @@ from instag.motion.umf_file import (
     UMF_FORMAT,
     UMF_VERSION,
     find_umf,
+    read_umf_tensors,
     saved_sizes,
     shipped_umf,
     umf_doc,
@@ -130,10 +130,7 @@ def refit_lip_readout(stem: str | Path, datasets: list[str | Path], out: str | P
         raise InputError(f"{json_path}: this UMF has no articulation head, so no lip read-out to fit")
     cfg = from_dict(ModelConfig, sizes | {"lip_readout": True}, f"{json_path}: config")
     motion = MotionModel(cfg, with_aligner=False)
-    try:
-        tensors = load_file(str(st_path))
-    except (OSError, SafetensorError) as exc:
-        raise InputError(f"{st_path}: not a valid safetensors file ({exc})") from exc
+    tensors = read_umf_tensors(st_path)
     own = {k[4:]: v for k, v in tensors.items() if k.startswith("umf.") and ".lip_readout." not in f".{k[4:]}"}
     try:
         missing, unexpected = motion.umf.load_state_dict(own, strict=False)
