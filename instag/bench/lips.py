@@ -190,7 +190,8 @@ def _predictions(umf, features, audio_cfg) -> dict[str, Any]:
     parts: dict[str, list] = {}
     t = len(features)
     for i in range(0, t, AUDIO_CODE_CHUNK):
-        windows = torch.stack([frame_audio_windows(features, f, audio_cfg) for f in range(i, min(t, i + AUDIO_CODE_CHUNK))])
+        frames = range(i, min(t, i + AUDIO_CODE_CHUNK))
+        windows = torch.stack([frame_audio_windows(features, f, audio_cfg) for f in frames])
         codes = umf.audio_codes(windows)
         chunk = {"head": umf.articulation(codes)}
         if umf.lip_readout is not None:
