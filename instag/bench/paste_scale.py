@@ -24,8 +24,7 @@ from instag.data.dataset import load_dataset
 from instag.data.video import iter_frames, probe
 from instag.errors import InputError
 from instag.eval import metrics as M
-from instag.motion.audio import frame_audio_windows
-from instag.render.avatar import FrameCondition, expression_matrix
+from instag.eval.runner import DatasetDrive
 from instag.render.plate import paste_torso
 
 
@@ -48,12 +47,8 @@ def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
     if test.size == 0:
         raise InputError(f"{ds.path}: no {split} frames (preprocess with --test-from to hold frames out)")
     picks = sorted({int(v) for v in test[np.linspace(0, test.size - 1, min(n_frames, test.size)).round().astype(int)]})
-    kind = av.meta["audio_feature"]
-    features = torch.from_numpy(np.array(ds.audio_features(kind), dtype=np.float32))
+    drive = DatasetDrive(av, ds)
     tracks = ds.tracks
-    expr = torch.from_numpy(expression_matrix(tracks, av.cfg.expression_dim))
-    viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))
-    K = torch.from_numpy(ds.intrinsics.astype(np.float32))
     torso_id = int(ds.meta["labels"]["neck_torso"])
     clip = probe(ds.meta["source"]["path"], 0.0)
     sums = {s: {"psnr": 0.0, "ssim": 0.0, "sharpness": 0.0} for s in sizes}
@@ -67,13 +62,8 @@ def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
         plate = cv2.resize(paste_torso(av.plate, ds.frame(t), ds.label(t), torso_id), (side, side),
                            interpolation=cv2.INTER_CUBIC)
         for s in sizes:
-            k = K.clone()
-            k[:2] *= s / ds.size
             background = cv2.resize(plate, (s, s), interpolation=cv2.INTER_AREA) if s != side else plate
-            cond = FrameCondition(audio_windows=frame_audio_windows(features, t, av.cfg.audio), expression=expr[t],
-                                  viewmat=viewmats[t], K=k, width=s, height=s,
-                                  background=torch.from_numpy(background).float() / 255.0)
-            img = to_uint8(av.render(cond).image)
+            img = to_uint8(av.render(drive.condition(t, torch.from_numpy(background).float() / 255.0, s)).image)
             if s != side:
                 img = cv2.resize(img, (side, side), interpolation=cv2.INTER_CUBIC)
             pred = M.crop(img, face)

@@ -39,8 +39,7 @@ from instag.data.dataset import load_dataset
 from instag.data.facemesh import LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_LIP_INNER
 from instag.errors import InputError
 from instag.eval import metrics as M
-from instag.motion.audio import frame_audio_windows
-from instag.render.avatar import FrameCondition, expression_matrix
+from instag.eval.runner import DatasetDrive
 
 VARIANTS = {"none": SeamMatch(colour=False, detail=False), "colour": SeamMatch(detail=False),
             "detail": SeamMatch(colour=False), "both": SeamMatch()}
@@ -145,12 +144,9 @@ def compare_seams(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
     if test.size == 0 or train.size <= frames:
         raise InputError(f"{ds.path}: needs test frames and over {frames} training frames (--test-from)")
     picks = {"dub": _spread(train[frames:], n_frames), "held_out": _spread(test, n_frames)}
-    features = torch.from_numpy(np.array(ds.audio_features(av.meta["audio_feature"]), dtype=np.float32))
-    n_audio = features.shape[0]
+    drive = DatasetDrive(av, ds)
+    n_audio = drive.features.shape[0]
     tracks = ds.tracks
-    expr = torch.from_numpy(expression_matrix(tracks, av.cfg.expression_dim))
-    viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))
-    K = torch.from_numpy(ds.intrinsics.astype(np.float32))
     background = torch.zeros(av.size, av.size, 3)  # only the head's layers are pasted
     box = ds.meta["crop_box"]
     crop = (int(box["x0"]), int(box["y0"]), int(box["side"]))
@@ -160,9 +156,7 @@ def compare_seams(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
 
     def head(t: int, own_audio: bool) -> HeadLayers:
         audio_t = t if own_audio else (t + n_audio // 2) % n_audio  # another moment's speech: a dub
-        cond = FrameCondition(audio_windows=frame_audio_windows(features, audio_t, av.cfg.audio), expression=expr[t],
-                              viewmat=viewmats[t], K=K, width=av.size, height=av.size, background=background)
-        return head_layers(av.render(cond), t)
+        return head_layers(av.render(drive.condition(t, background, av.size, audio_t)), t)
 
     # each variant's plain twin (same colour, no detail) is what its added detail is measured against
     plain_of = {name: next((n for n, m in variants.items() if not m.detail and m.colour == v.colour), None)

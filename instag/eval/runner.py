@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import Avatar, load_avatar
-from instag.data.dataset import load_dataset
+from instag.data.dataset import Dataset, load_dataset
 from instag.errors import InputError
 from instag.eval import metrics as M
 from instag.motion.audio import frame_audio_windows
@@ -86,6 +86,35 @@ def score_frames(
     return out
 
 
+class DatasetDrive:
+    """What drives an avatar through a dataset's frames: its speech features, expressions, poses and intrinsics,
+    checked against the avatar's audio features."""
+
+    def __init__(self, av: Avatar, ds: Dataset) -> None:
+        kind = av.meta["audio_feature"]
+        self.features = torch.from_numpy(np.array(ds.audio_features(kind), dtype=np.float32))  # [T, K, D]
+        if list(self.features.shape[1:]) != list(av.meta["audio_feature_shape"]):
+            raise InputError(f"{ds.path}: '{kind}' features are {list(self.features.shape[1:])} per frame, "
+                             f"the avatar was trained on {av.meta['audio_feature_shape']}")
+        self.audio_cfg = av.cfg.audio
+        self.expression = torch.from_numpy(expression_matrix(ds.tracks, av.cfg.expression_dim))  # [T, E]
+        self.viewmats = torch.from_numpy(ds.tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
+        self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))  # [3, 3] at the dataset's size
+        self.size = ds.size
+
+    def condition(self, t: int, background: torch.Tensor, size: int | None = None,
+                  audio_t: int | None = None) -> FrameCondition:
+        """Frame `t`'s condition at `size`² (the dataset's when None) over background [size, size, 3] in [0, 1],
+        with the speech of frame `audio_t` (t's own when None)."""
+        size = size or self.size
+        k = self.K.clone()
+        k[:2] *= size / self.size
+        return FrameCondition(audio_windows=frame_audio_windows(self.features, t if audio_t is None else audio_t,
+                                                                self.audio_cfg),
+                              expression=self.expression[t], viewmat=self.viewmats[t], K=k, width=size, height=size,
+                              background=background)
+
+
 def render_split(av: Avatar, dataset: str | Path, split: str = "test",
                  limit: int | None = None) -> Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """(frame index, render, ground truth, GT landmarks) for each frame of the dataset split, rendered from the
@@ -93,11 +122,7 @@ def render_split(av: Avatar, dataset: str | Path, split: str = "test",
     ds = load_dataset(dataset)
     if ds.size != av.size:
         raise InputError(f"{ds.path}: frames are {ds.size}², the avatar renders {av.size}²")
-    kind = av.meta["audio_feature"]
-    features = torch.from_numpy(np.array(ds.audio_features(kind), dtype=np.float32))
-    if list(features.shape[1:]) != list(av.meta["audio_feature_shape"]):
-        raise InputError(f"{ds.path}: '{kind}' features are {list(features.shape[1:])} per frame, "
-                         f"the avatar was trained on {av.meta['audio_feature_shape']}")
+    drive = DatasetDrive(av, ds)
     if split not in ("train", "test"):
         raise InputError(f"--split {split}: must be train or test")
     indices = ds.test_indices if split == "test" else ds.train_indices
@@ -105,27 +130,15 @@ def render_split(av: Avatar, dataset: str | Path, split: str = "test",
         raise InputError(f"{ds.path}: the {split} split is empty (preprocess with --test-from to hold frames out)")
     if limit:
         indices = indices[:limit]
-    tracks = ds.tracks
-    expr = torch.from_numpy(expression_matrix(tracks, av.cfg.expression_dim))
-    viewmats = torch.from_numpy(tracks["viewmats"].astype(np.float32))
+    landmarks = ds.tracks["landmarks"]
     torso_id = int(ds.meta["labels"]["neck_torso"])
-    K = torch.from_numpy(ds.intrinsics.astype(np.float32))
     for t in indices:
         t = int(t)
         gt = ds.frame(t)
         background = paste_torso(av.plate, gt, ds.label(t), torso_id)
-        cond = FrameCondition(
-            audio_windows=frame_audio_windows(features, t, av.cfg.audio),
-            expression=expr[t],
-            viewmat=viewmats[t],
-            K=K,
-            width=ds.size,
-            height=ds.size,
-            background=torch.from_numpy(background).float() / 255.0,
-        )
-        img = av.render(cond).image
+        img = av.render(drive.condition(t, torch.from_numpy(background).float() / 255.0)).image
         pred = np.round(img.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
-        yield t, pred, gt, tracks["landmarks"][t]
+        yield t, pred, gt, landmarks[t]
 
 
 def evaluate(avatar: str | Path, dataset: str | Path, split: str = "test", limit: int | None = None,
