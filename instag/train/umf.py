@@ -131,7 +131,8 @@ def refit_lip_readout(stem: str | Path, datasets: list[str | Path], out: str | P
     cfg = from_dict(ModelConfig, sizes | {"lip_readout": True}, f"{json_path}: config")
     motion = MotionModel(cfg, with_aligner=False)
     tensors = read_umf_tensors(st_path)
-    own = {k[4:]: v for k, v in tensors.items() if k.startswith("umf.") and ".lip_readout." not in f".{k[4:]}"}
+    # a read-out it may already have is fitted anew
+    own = {k[4:]: v for k, v in tensors.items() if k.startswith("umf.") and not k.startswith("umf.lip_readout.")}
     try:
         missing, unexpected = motion.umf.load_state_dict(own, strict=False)
         motion.hook.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("hook.")})
