@@ -1,5 +1,3 @@
-"""Clip preprocessing (ingest, tracking, labels, background, geometry prior) and the dataset dir format."""
-
-from instag.data.dataset import FORMAT_VERSION, Dataset, load_dataset, validate_dataset
-
-__all__ = ["FORMAT_VERSION", "Dataset", "load_dataset", "validate_dataset"]
+"""Clip preprocessing (ingest, tracking, labels, background, geometry prior) and the dataset dir format
+(`instag.data.dataset`). Nothing is imported here: dubbing reads source videos through `instag.data.video` and
+should not pay for the mesh and signal libraries preprocessing needs."""
