@@ -131,7 +131,7 @@ def test_dominant_face_tracked_with_warning(tmp_path, real_data):
     res = preprocess(clip, out)
     assert res.returncode == 0, res.stderr
     assert "several faces" in res.stderr and "tracking the largest" in res.stderr
-    from instag.data import load_dataset
+    from instag.data.dataset import load_dataset
 
     ds = load_dataset(out)
     crop = ds.meta["crop_box"]

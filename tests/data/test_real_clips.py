@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from instag.audio.features import energy_envelope
 from instag.config.preprocess import PreprocessConfig
-from instag.data import load_dataset, validate_dataset
+from instag.data.dataset import load_dataset, validate_dataset
 from instag.data.labels import LABELS
 from instag.data.preprocess import preprocess_clip
 

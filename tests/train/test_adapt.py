@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from instag.avatar import load_avatar
 from instag.config.recipe import from_dict
-from instag.data import load_dataset
+from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians import GaussianField
 from instag.motion import MotionModel
@@ -143,7 +143,7 @@ def test_the_articulation_head_learns_from_the_tracked_opening_unless_the_umf_is
 
 @pytest.mark.parametrize("umf_fixed", [True, False])
 def test_lr_adapt_net_sets_the_aligner_and_hook_network_rates_only(tiny_ds, tmp_path, umf_fixed):
-    from instag.data import load_dataset
+    from instag.data.dataset import load_dataset
     from instag.train.adapt import _Adaptation
     from instag.train.frames import IdentityFrames
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from instag.config.recipe import from_dict
-from instag.data import load_dataset
+from instag.data.dataset import load_dataset
 from instag.gaussians.field import Region
 from instag.motion import MotionModel
 from instag.train.frames import IdentityFrames
