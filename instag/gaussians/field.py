@@ -93,6 +93,8 @@ class GaussianField(nn.Module):
         self.register_buffer("grad_accum", torch.zeros(n))
         self.register_buffer("grad_count", torch.zeros(n))
         self.register_buffer("max_radii", torch.zeros(n))
+        # region -> (the `region` buffer it was found in, that buffer's version, its indices): see `region_index`.
+        self._region_index: dict[int, tuple[Tensor, int, Tensor]] = {}
 
     # ----- construction -------------------------------------------------------------------------------------
 
@@ -184,6 +186,19 @@ class GaussianField(nn.Module):
     def region_mask(self, region: Region) -> Tensor:  # [N] bool
         return self.region == int(region)
 
+    def region_index(self, region: Region) -> Tensor:
+        """Indices [M] int64, ascending, of the Gaussians of `region`; M is known on the host.
+
+        Finding them waits for the device, so they are found again only when the `region` buffer has changed:
+        replaced (densify, prune, a move to another device) or written in place (its version counter moves)."""
+        key = int(region)
+        hit = self._region_index.get(key)
+        if hit is not None and hit[0] is self.region and hit[1] == self.region._version:
+            return hit[2]
+        index = torch.nonzero(self.region == key).squeeze(1)
+        self._region_index[key] = (self.region, self.region._version, index)
+        return index
+
     def extent(self) -> float:
         """Radius of the point cloud around its centre: the length densification thresholds are relative to."""
         with torch.no_grad():
@@ -212,11 +227,14 @@ class GaussianField(nn.Module):
     ) -> None:
         """Add this view's screen-space gradient norms (in NDC units, as 3DGS thresholds them) for visible ones."""
         with torch.no_grad():
+            # Nothing here waits for the device: a boolean index would (its size is data), and so would a scale
+            # tensor made from host numbers. The culled ones get 0.0 added or keep their value: the masked update's
+            # sums, bit for bit.
             visible = radii > 0
-            ndc_grad = means2d_grad * means2d_grad.new_tensor([width / 2.0, height / 2.0])
-            self.grad_accum[visible] += ndc_grad[visible].norm(dim=-1)
-            self.grad_count[visible] += 1.0
-            self.max_radii[visible] = torch.maximum(self.max_radii[visible], radii[visible].float())
+            ndc_grad = torch.stack([means2d_grad[:, 0] * (width / 2.0), means2d_grad[:, 1] * (height / 2.0)], dim=-1)
+            self.grad_accum.add_(torch.where(visible, ndc_grad.norm(dim=-1), 0.0))
+            self.grad_count.add_(visible.float())
+            self.max_radii.copy_(torch.where(visible, torch.maximum(self.max_radii, radii.float()), self.max_radii))
 
     def densify_and_prune(
         self, optimizer: torch.optim.Optimizer | None, cfg: GaussianConfig, extent: float

@@ -58,8 +58,14 @@ class IdentityFrames:
         self.expressions = torch.from_numpy(expression_matrix(tracks, expression_dim))  # [T, E]
         self.train_indices = ds.train_indices
         self.lips = lip_coefficients(tracks, lip_coeffs)  # [T, C]
-        self._lip_mean, self._lip_std = lip_standardisation(self.lips, self.train_indices)
+        mean, std = lip_standardisation(self.lips, self.train_indices)
+        # Standardised once: the articulation term reads a batch of frames every step.
+        self._lips_z = torch.from_numpy((self.lips - mean) / std)  # [T, C] float32
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))
+        # On the device once: a step then copies in only its frame's own pixels, audio and lip shape.
+        self._viewmats = self.viewmats.to(self.device)
+        self._expressions = self.expressions.to(self.device)
+        self._K = self.K.to(self.device)
         self.plate = ds.background()
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._cache_bytes = 0
@@ -110,47 +116,53 @@ class IdentityFrames:
         frame, label = self._raw(t)[:2]
         return paste_torso(self.plate, frame, label, self.ids["neck_torso"])
 
+    def _to_device(self, x: Tensor) -> Tensor:
+        """Host tensor `x` on the training device. To CUDA through dense pinned memory, without waiting: a blocking
+        copy makes the host wait until the device has run all the work queued before it, and a copy from pageable
+        or strided memory goes through a staging copy first."""
+        if self.device.type == "cuda":
+            return x.contiguous().pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
+
     def condition(self, t: int, audio_cfg) -> FrameCondition:
-        dev = self.device
         return FrameCondition(
-            audio_windows=frame_audio_windows(self.features, t, audio_cfg).to(dev),
-            expression=self.expressions[t].to(dev),
-            viewmat=self.viewmats[t].to(dev),
-            K=self.K.to(dev),
+            audio_windows=self._to_device(frame_audio_windows(self.features, t, audio_cfg)),
+            expression=self._expressions[t],
+            viewmat=self._viewmats[t],
+            K=self._K,
             width=self.size,
             height=self.size,
-            background=torch.from_numpy(self.background(t)).to(dev).float() / 255.0,
+            background=self._to_device(torch.from_numpy(self.background(t))).float() / 255.0,
             lip_shape=self.tracked_lips([t])[0],
         )
 
     def audio_windows(self, ts: list[int], audio_cfg) -> Tensor:
         """The audio encoder's inputs of frames `ts`: [B, smooth_window, window, feature_dim]."""
-        return torch.stack([frame_audio_windows(self.features, t, audio_cfg) for t in ts]).to(self.device)
+        return self._to_device(torch.stack([frame_audio_windows(self.features, t, audio_cfg) for t in ts]))
 
     def tracked_lips(self, ts: list[int]) -> Tensor:
         """Tracked lip shape of frames `ts`, standardised over the training frames: [B, C] (the articulation
         head's units)."""
-        z = (self.lips[ts] - self._lip_mean) / self._lip_std
-        return torch.from_numpy(z.astype(np.float32)).to(self.device)
+        return self._to_device(self._lips_z[ts])
 
     def target(self, t: int) -> FrameTarget:
         frame, label, depth, normal = self._raw(t)
         ids = self.ids
-
-        dev = self.device
+        # The masks are made on the device from the one label map copied in, not on the host a mask at a time.
+        label_t = self._to_device(torch.from_numpy(label))
 
         def mask(*names: str) -> Tensor:
-            m = np.isin(label, [ids[n] for n in names])
-            return torch.from_numpy(m).to(dev).float()[..., None]
+            m = functools.reduce(torch.logical_or, (label_t == ids[n] for n in names))
+            return m.float()[..., None]
 
-        depth_t = torch.from_numpy(depth).to(dev).float()[..., None]
+        depth_t = self._to_device(torch.from_numpy(depth)).float()[..., None]
         return FrameTarget(
-            image=torch.from_numpy(frame).to(dev).float() / 255.0,
+            image=self._to_device(torch.from_numpy(frame)).float() / 255.0,
             head=mask("face_skin", "lips", "hair"),
             mouth=mask("mouth_interior"),
             face=mask("face_skin", "lips") * (depth_t > 0).float(),
             depth=depth_t,
-            normal=torch.from_numpy(normal).to(dev).float() / 127.0,
+            normal=self._to_device(torch.from_numpy(normal)).float() / 127.0,
         )
 
 

@@ -117,10 +117,11 @@ def lip_terms(identity: Identity, motion: MotionModel, out: AvatarRender, cond: 
     if lips:
         terms["lips"] = tl.lambda_lips * L.lip_landmark_loss(
             frames.lip_vertices + m.probe_d_means, cond.viewmat, cond.K, frames.lip_landmarks[t], frames.size)
-    lip_mask = identity.face.region_mask(Region.LIPS) if tl.lambda_lip_depth > 0 and shaping else None
-    if lip_mask is not None and lip_mask.any():  # pruning could, in principle, leave no lip Gaussian
+    # Gathered by cached indices, whose count the host knows: a boolean mask would wait for the device every step.
+    lip = identity.face.region_index(Region.LIPS) if tl.lambda_lip_depth > 0 and shaping else None
+    if lip is not None and len(lip) > 0:  # pruning could, in principle, leave no lip Gaussian
         terms["lip_depth"] = tl.lambda_lip_depth * L.lip_depth_loss(
-            identity.face.means[lip_mask] + m.face.d_means[lip_mask], frames.lip_vertices)
+            identity.face.means[lip] + m.face.d_means[lip], frames.lip_vertices)
     if m.lip_shape is not None and m.lip_shape.requires_grad and tl.lambda_articulation > 0:
         terms["articulation"] = tl.lambda_articulation * articulation_loss(
             m.lip_shape, motion, frames, t, cfg, tl, gen)
@@ -164,7 +165,8 @@ def articulation_loss(predicted: Tensor, motion: MotionModel, frames: IdentityFr
     ts = [t]
     if gen is not None and tl.articulation_batch > 0:
         train = frames.train_indices
-        ts += [int(train[i]) for i in torch.randint(len(train), (tl.articulation_batch,), generator=gen)]
+        # The draw is the host's (a CPU generator): read as one array, not a tensor element at a time.
+        ts += train[torch.randint(len(train), (tl.articulation_batch,), generator=gen).numpy()].tolist()
     if len(ts) > 1:
         windows = frames.audio_windows(ts[1:], cfg.audio)  # [B - 1, smooth_window, window, feature_dim]
         predicted = torch.cat([predicted.reshape(1, -1), motion.predicted_lips(motion.umf.audio_codes(windows),
