@@ -35,7 +35,7 @@ def driven_gaussians(avatar: Avatar, audio: str | Path, frame: int, audio_model:
     driver = Driver(avatar, audio_features(avatar, decoded.mono16k, n, audio_model))
     cond = driver.condition(frame).cond
     face, mouth = avatar.face, avatar.mouth
-    m = avatar.motion(face.means, face.region_mask(Region.LIPS), mouth.means, cond.audio_windows, cond.expression)
+    m = avatar.motion(face.means, face.region_index(Region.LIPS), mouth.means, cond.audio_windows, cond.expression)
     return GaussianField.concatenate(face.with_motion(m.face.d_means, m.face.d_log_scales, m.face.d_quats),
                                      mouth.with_motion(m.mouth_d_means))
 

@@ -102,7 +102,7 @@ class MotionModel(nn.Module):
     def forward(
         self,
         face_xyz: Tensor,  # [N, 3] canonical face Gaussians
-        lip_mask: Tensor,  # [N] bool, which face Gaussians are lips
+        lip_index: Tensor,  # [L] int64, which face Gaussians are lips (GaussianField.region_index)
         mouth_xyz: Tensor,  # [M, 3] canonical mouth-interior Gaussians
         audio_windows: Tensor,  # [smooth_window, window, feature_dim] features around this frame
         expression: Tensor,  # [expression_dim]
@@ -129,7 +129,8 @@ class MotionModel(nn.Module):
             offsets = None if offsets is None else torch.cat([offsets[:n_face], offsets[face_xyz.shape[0]:]])
             scales = None if scales is None else torch.cat([scales[:n_face], scales[face_xyz.shape[0]:]])
 
-        features, hook_code, mouth_scale = self.hook(face.d_means[lip_mask])
+        # Indices, not a boolean mask: their count is known on the host, so no frame waits for the device here.
+        features, hook_code, mouth_scale = self.hook(face.d_means[lip_index])
         mouth = self.umf.mouth_motion(points.mouth, code, hook_code)
         if scales is not None:
             mouth = mouth * scales[n_face:]

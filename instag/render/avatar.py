@@ -136,7 +136,7 @@ def render_avatar(
     """Render one frame of the avatar; with `geometry`, also the face branch's depth and normal maps."""
     m = motion(
         face.means,
-        face.region_mask(Region.LIPS),
+        face.region_index(Region.LIPS),
         mouth.means,
         cond.audio_windows,
         cond.expression,

@@ -145,7 +145,7 @@ def cancel_mean_motion(face: GaussianField, mouth: GaussianField, motion: Motion
     windows = frames.audio_windows([train[i] for i in picks], audio_cfg)  # [K, smooth_window, window, feature_dim]
     expression = frames.expressions[train].mean(dim=0).to(dev)
     lip_shape = torch.zeros(frames.lips.shape[1], device=dev)
-    lips = face.region_mask(Region.LIPS)
+    lips = face.region_index(Region.LIPS)
     target = torch.cat([face.means, mouth.means]).detach()
     n = face.num_gaussians
     x = target.clone().requires_grad_(True)

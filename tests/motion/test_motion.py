@@ -22,8 +22,7 @@ def _inputs(cfg, seed=0, n=30, m=12):
     g = torch.Generator().manual_seed(seed)
     face = torch.rand(n, 3, generator=g) - 0.5
     mouth = (torch.rand(m, 3, generator=g) - 0.5) * 0.2
-    lips = torch.zeros(n, dtype=torch.bool)
-    lips[:8] = True
+    lips = torch.arange(8)  # the first 8 face Gaussians are lips
     audio = torch.randn(cfg.audio.smooth_window, cfg.audio.window, cfg.audio.feature_dim, generator=g)
     expression = torch.rand(cfg.expression_dim, generator=g)
     return face, lips, mouth, audio, expression

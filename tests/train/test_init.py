@@ -43,7 +43,7 @@ def _mean_moved(face, mouth, motion, frames, cfg) -> tuple[torch.Tensor, torch.T
     out = [torch.zeros_like(face.means), torch.zeros_like(face.log_scales), torch.zeros_like(mouth.means)]
     with torch.no_grad():
         for t in train:
-            m = motion(face.means, face.region_mask(Region.LIPS), mouth.means, frames.audio_windows([t], cfg.audio)[0],
+            m = motion(face.means, face.region_index(Region.LIPS), mouth.means, frames.audio_windows([t], cfg.audio)[0],
                        expression, lip_shape=torch.zeros(1))
             for acc, value in zip(out, (face.means + m.face.d_means, face.log_scales + m.face.d_log_scales,
                                         mouth.means + m.mouth_d_means), strict=True):

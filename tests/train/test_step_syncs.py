@@ -1,8 +1,9 @@
 """A training step's own code never reads the device back. On CUDA every such read (`.item()`, `bool(t)`,
 `float(t)`, a boolean-mask index, `nonzero`) makes the host wait for all queued work; on the CPU they cost nothing,
 so they would creep back unseen. Here a dispatch mode records the ops that read data back, or whose result size
-is data, when the step's code (train.step, train.frames, train.loop, train.losses, gaussians.field) calls them
-directly. The renderer's and motion nets' own ops are not theirs to answer for."""
+is data, when the step's code (train.step, train.frames, train.loop, train.losses, gaussians.field, and the motion
+model's composition in motion.model) calls them directly. The rasteriser's own binning is not theirs to answer
+for."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ READS_BACK = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.it
 INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
 PACKAGE = Path(instag.__file__).parent
 WATCHED = {PACKAGE / "train" / "step.py", PACKAGE / "train" / "frames.py", PACKAGE / "train" / "loop.py",
-           PACKAGE / "train" / "losses.py", PACKAGE / "gaussians" / "field.py"}
+           PACKAGE / "train" / "losses.py", PACKAGE / "gaussians" / "field.py", PACKAGE / "motion" / "model.py"}
 TORCH = Path(torch.__file__).parent
 
 RECIPE = {"audio_feature": "mel", "model": {**TINY_MODEL, "articulation": True}, "init": TINY_INIT, "seed": 3,
