@@ -26,7 +26,7 @@ import torch
 from instag.atomic import atomic_file
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
-from instag.avatar.paste_back import DEFAULT_FEATHER, PasteBack, find_source_clip, head_layers
+from instag.avatar.paste_back import DEFAULT_FEATHER, REGIONS, PasteBack, find_source_clip, head_layers
 from instag.avatar.source_timing import SourceTimedFrames
 from instag.avatar.source_video import SourceVideo
 from instag.errors import InputError, InstagError
@@ -54,6 +54,7 @@ class RenderOptions:
     preset: str | None = None  # x264 speed/size trade-off, one of PRESETS (None: Encoding's for the job's kind)
     source: Path | None = None  # source clip for paste-back (default: found from the avatar)
     feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
+    paste_region: str = REGIONS[0]  # paste-back: what of the rendered head replaces the source's (REGIONS)
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
     force: bool = False  # re-render outputs that exist
     # torch threads for rendering on CPU (0: torch's default, all cores, or PASTE_BACK_THREADS for a paste-back job):
@@ -67,6 +68,8 @@ class RenderOptions:
             raise InputError(f"--preset {self.preset}: must be one of {', '.join(PRESETS)}")
         if not 0 <= self.crf <= 51:
             raise InputError(f"--crf {self.crf}: must be in 0..51")
+        if self.paste_region not in REGIONS:
+            raise InputError(f"--paste-region {self.paste_region}: must be one of {', '.join(REGIONS)}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ class Dubber:
             clip = find_source_clip(self.avatar, self.options.source)
             self._source = SourceVideo(clip)
         if self._paste is None or self._paste.size != render_size:
-            self._paste = PasteBack(self.avatar, self._source, render_size, self.options.feather)
+            self._paste = PasteBack(self.avatar, self._source, render_size, self.options.feather,
+                                    region=self.options.paste_region)
         return self._paste
 
     def _open_source(self, render_size: int) -> PasteBack:

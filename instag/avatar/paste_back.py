@@ -7,7 +7,12 @@ given by the caller (`--source`), `AVATAR/source/<clip>` (where `instag adapt-fr
 path recorded in avatar.json provenance. Its sha256 must match the recorded one.
 
 Only the head is pasted, not the whole crop: everything else the avatar replays from the clip (background, torso)
-is the source's own picture at full resolution already. The crop box (x0, y0, side) in displayed source pixels
+is the source's own picture at full resolution already. By default only the head's lower face is (`region`
+"lower_face": mouth, jaw and chin, from a little below the nose, placed by the mouth branch's footprint in each
+frame; `lower_face_weight`): the dub changes the mouth, and above it the clip's own eyes, brows and hair are
+sharper than a 256² render upscaled 2–3× can be and already move with the clip's head
+(benchmarks/render_paste_back_seam_cpu.md: face sharpness 0.89 → 0.95 of the source's on demo2, 0.65 → 0.97 on
+KatieHill). "head" pastes the whole rendered head. The crop box (x0, y0, side) in displayed source pixels
 may reach outside the frame (preprocessing padded it by edge replication); the render covers it at S² pixels.
 The head is the face and mouth branches (alpha α = 1 − (1 − α_face)(1 − α_mouth), premultiplied colour h), laid
 over the source frame s as s·(1 − w) + p with w = e·α and p = e·h, e a smoothstep ramp from 0 at the crop's edges
@@ -43,6 +48,11 @@ from instag.render.avatar import AvatarRender
 
 DEFAULT_FEATHER = 0.06  # the ramp at the crop's edges, as a fraction of the render side
 HEAD_ALPHA = 1.0 / 255.0  # render alpha below which nothing is pasted
+REGIONS = ("lower_face", "head")  # what of the rendered head is pasted (see `lower_face_weight`); the first is the default
+# The lower face, in units of the mouth's width (the mouth branch's footprint): pasted from this far above the mouth's
+# centre (below the nose), fading in over the next `_FADE_UP`; and out to this far either side, fading over `_FADE_SIDE`.
+_ABOVE_MOUTH, _FADE_UP = 0.6, 0.25
+_SIDE, _FADE_SIDE = 1.5, 0.4
 
 
 def _recorded_source(avatar: Avatar) -> dict:
@@ -91,6 +101,9 @@ class HeadLayers:
 
     head: np.ndarray  # [S, S, 4] float32 face ∪ mouth: premultiplied RGB and alpha, in [0, 1]
     clip_frame: int  # source frame to paste into
+    # [S, S] float32 the mouth branch's own alpha (where the mouth is, lips shut or not); None: not known, so the
+    # whole head is pasted
+    mouth_alpha: np.ndarray | None = None
 
 
 def head_layers(render: AvatarRender, clip_frame: int) -> HeadLayers:
@@ -99,7 +112,30 @@ def head_layers(render: AvatarRender, clip_frame: int) -> HeadLayers:
     rgb = face.image + (1.0 - face.alpha) * mouth.image
     alpha = 1.0 - (1.0 - face.alpha) * (1.0 - mouth.alpha)
     head = torch.cat([rgb, alpha], dim=-1).float().cpu().numpy()
-    return HeadLayers(np.ascontiguousarray(head), clip_frame)
+    return HeadLayers(np.ascontiguousarray(head), clip_frame,
+                      np.ascontiguousarray(mouth.alpha[..., 0].float().cpu().numpy()))
+
+
+def lower_face_weight(mouth_alpha: np.ndarray) -> np.ndarray:
+    """[S, S] float32 weights of the lower face around the mouth of `mouth_alpha` [S, S]: 1 from a little below
+    the nose down (the head's own alpha ends it at the chin) and out to the jaw either side, smoothstep fades
+    above and at the sides; all 1 when there is no mouth to place it by.
+
+    The mouth branch is drawn whether the lips are shut or not, so its footprint places the mouth in every frame:
+    its alpha-weighted centre, and its width from the horizontal spread (a uniform band of width w has standard
+    deviation w / √12)."""
+    total = float(mouth_alpha.sum())
+    if total < 1.0:
+        return np.ones_like(mouth_alpha)
+    w = mouth_alpha / total
+    cols, rows = w.sum(0), w.sum(1)
+    x = np.arange(mouth_alpha.shape[1], dtype=np.float32)
+    y = np.arange(mouth_alpha.shape[0], dtype=np.float32)
+    cx, cy = float(cols @ x), float(rows @ y)
+    width = max(np.sqrt(12.0 * float(cols @ (x - cx) ** 2)), 1.0)
+    up = _smoothstep((y - (cy - _ABOVE_MOUTH * width)) / (_FADE_UP * width))
+    side = _smoothstep((_SIDE * width - np.abs(x - cx)) / (_FADE_SIDE * width))
+    return (up[:, None] * side[None, :]).astype(np.float32)
 
 
 def coded_rect(rect: tuple[int, int, int, int], k: int, coded_w: int, coded_h: int) -> tuple[int, int, int, int]:
@@ -118,7 +154,9 @@ class PasteBack:
     """Composite rendered heads into the avatar's source frames (see the module doc)."""
 
     def __init__(self, avatar: Avatar, source: SourceVideo, render_size: int,
-                 feather: float = DEFAULT_FEATHER, match: SeamMatch | None = None) -> None:
+                 feather: float = DEFAULT_FEATHER, match: SeamMatch | None = None, region: str = REGIONS[0]) -> None:
+        if region not in REGIONS:
+            raise InputError(f"paste-back region {region!r}: one of {', '.join(REGIONS)}")
         x0, y0, side = (int(v) for v in np.asarray(avatar.drive["crop_box"]).reshape(-1)[:3])
         if side <= 0:
             raise InputError(f"{avatar.path / 'drive.npz'}: crop box {[x0, y0, side]} is empty")
@@ -130,6 +168,7 @@ class PasteBack:
             raise InputError(f"{avatar.path}: crop box {[x0, y0, side]} lies outside the {source.width}×"
                              f"{source.height} source frames")
         self.source = source
+        self.region = region
         self.x0, self.y0, self.side = x0, y0, side
         self.size = render_size
         self.edges = edge_ramp(render_size, feather * render_size)[..., None]  # [S, S, 1]
@@ -160,6 +199,8 @@ class PasteBack:
         src = self.source
         planes = src.frame(layers.clip_frame).copy()
         weighted = layers.head * self.edges  # p and w
+        if self.region == "lower_face" and layers.mouth_alpha is not None:
+            weighted *= lower_face_weight(layers.mouth_alpha)[..., None]
         found = self._window(weighted[..., 3])
         if found is None:
             return planes

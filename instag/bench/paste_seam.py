@@ -12,7 +12,8 @@ of another moment, so the mouth differs from the clip's (not scored); then, `n_f
   against the source frame it replaces (the source is the ground truth there).
 
 Figures: face = the tracked landmarks' box (as `instag eval`, at the source's scale); sharpness = the face's mean
-absolute Laplacian over the source's (1: as sharp as the video, below 1 softer); seam = the ring just inside the
+absolute Laplacian over the source's (1: as sharp as the video, below 1 softer), and the same in the mouth's box
+(always the render's, whatever is pasted); seam = the ring just inside the
 head's pasted outline (weight ≥ 0.98, within 4 % of the crop side of the 0.5 contour), where the pasted pixels
 meet the source's: mean CIE76 ΔE per pixel, the ΔE of the ring's mean colour (a cast), and the signed mean RGB
 difference; detail kept = energy of what the variant added over the plain paste of the same colour, over the
@@ -23,7 +24,7 @@ rest of the face.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import load_avatar
-from instag.avatar.paste_back import HeadLayers, PasteBack, head_layers, yuv_matrix, yuv_planes
+from instag.avatar.paste_back import HeadLayers, PasteBack, head_layers, lower_face_weight, yuv_matrix, yuv_planes
 from instag.avatar.seam_match import SeamMatch
 from instag.avatar.source_video import SourceVideo
 from instag.data.dataset import load_dataset
@@ -41,8 +42,18 @@ from instag.errors import InputError
 from instag.eval import metrics as M
 from instag.eval.runner import DatasetDrive
 
-VARIANTS = {"none": SeamMatch(colour=False, detail=False), "colour": SeamMatch(detail=False),
-            "detail": SeamMatch(colour=False), "both": SeamMatch()}
+@dataclass(frozen=True)
+class Variant:
+    """One way to paste: the seam matching, and what of the head is pasted (`PasteBack`'s region)."""
+
+    match: SeamMatch
+    region: str = "head"
+
+
+VARIANTS = {"none": Variant(SeamMatch(colour=False, detail=False)), "colour": Variant(SeamMatch(detail=False)),
+            "detail": Variant(SeamMatch(colour=False)), "both": Variant(SeamMatch()),
+            "lower_face_colour": Variant(SeamMatch(detail=False), "lower_face"),
+            "lower_face": Variant(SeamMatch(), "lower_face")}
 RING = 0.04  # the scored seam ring's width, as a fraction of the crop side
 
 
@@ -57,14 +68,18 @@ def to_rgb(planes: np.ndarray, source: SourceVideo) -> np.ndarray:
     return np.rot90(np.clip(rgb, 0, 255), source.rotation_deg // 90)
 
 
-def shown_weight(head: np.ndarray, edges: np.ndarray, crop: tuple[int, int, int], shape: tuple[int, int]):
-    """The paste weight (alpha × edge ramp) of head [S, S, 4], edges [S, S, 1] on the shown frame's pixels
-    [H, W] (shape), the crop (x0, y0, side) in shown pixels."""
+def shown_weight(layers: HeadLayers, edges: np.ndarray, region: str, crop: tuple[int, int, int],
+                 shape: tuple[int, int]) -> np.ndarray:
+    """The paste weight (alpha × edge ramp, × the lower face's weight for that region) of `layers`, edges
+    [S, S, 1], on the shown frame's pixels [H, W] (shape), the crop (x0, y0, side) in shown pixels."""
     x0, y0, side = crop
-    s = head.shape[0] / side
+    s = layers.head.shape[0] / side
+    weight = layers.head[..., 3] * edges[..., 0]
+    if region == "lower_face" and layers.mouth_alpha is not None:
+        weight = weight * lower_face_weight(layers.mouth_alpha)
     # shown pixel centre (x + ½) lies at render coordinate (x − x0 + ½)·s − ½
     to_render = np.array([[s, 0, (0.5 - x0) * s - 0.5], [0, s, (0.5 - y0) * s - 0.5]])
-    return cv2.warpAffine(np.ascontiguousarray(head[..., 3] * edges[..., 0]), to_render, (shape[1], shape[0]),
+    return cv2.warpAffine(np.ascontiguousarray(weight), to_render, (shape[1], shape[0]),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
 
 
@@ -105,7 +120,8 @@ class _Scene:
         self.face = (x0, y0, min(x1, w), min(y1, h))
         inside = cv2.distanceTransform((weight >= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
         self.ring = (weight >= 0.98) & (inside <= ring_px)
-        self.mouth = _box_mask((h, w), mouth_box(landmarks))
+        self.mouth_box = mouth_box(landmarks)
+        self.mouth = _box_mask((h, w), self.mouth_box)
         self.rest = _box_mask((h, w), self.face) & ~self.mouth
         grey = _grey(src)
         self.detail = grey - cv2.GaussianBlur(grey, (0, 0), sigma)
@@ -115,7 +131,10 @@ class _Scene:
         pred, gt = out[y0:y1, x0:x1], self.src[y0:y1, x0:x1]
         mine, theirs = out[self.ring], self.src[self.ring]
         added = _grey(out) - _grey(plain)
+        mx0, my0, mx1, my1 = (max(0, v) for v in self.mouth_box)
+        mouth_pred, mouth_src = out[my0:my1, mx0:mx1], self.src[my0:my1, mx0:mx1]
         row = {"face_sharpness": _sharpness(pred) / max(_sharpness(gt), 1e-6),
+               "mouth_sharpness": _sharpness(mouth_pred) / max(_sharpness(mouth_src), 1e-6),
                "seam_delta_e": float(np.linalg.norm(_lab(mine) - _lab(theirs), axis=-1).mean()),
                "seam_cast_delta_e": float(np.linalg.norm(_lab(mine.mean(0, keepdims=True))
                                                          - _lab(theirs.mean(0, keepdims=True)))),
@@ -133,14 +152,14 @@ def _spread(frames: np.ndarray, n: int) -> list[int]:
 
 
 def compare_seams(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
-                  variants: dict[str, SeamMatch] | None = None) -> dict[str, Any]:
+                  variants: dict[str, Variant] | None = None) -> dict[str, Any]:
     """The figures of the module doc per variant: means over `n_frames` dub frames and `n_frames` held-out frames,
     and the colour offset each variant learnt."""
     variants = variants or VARIANTS
     av = load_avatar(avatar)
     ds = load_dataset(dataset)
     test, train = np.asarray(ds.test_indices), np.asarray(ds.train_indices)
-    frames = max(m.frames for m in variants.values())
+    frames = max(v.match.frames for v in variants.values())
     if test.size == 0 or train.size <= frames:
         raise InputError(f"{ds.path}: needs test frames and over {frames} training frames (--test-from)")
     picks = {"dub": _spread(train[frames:], n_frames), "held_out": _spread(test, n_frames)}
@@ -158,14 +177,15 @@ def compare_seams(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
         audio_t = t if own_audio else (t + n_audio // 2) % n_audio  # another moment's speech: a dub
         return head_layers(av.render(drive.condition(t, background, av.size, audio_t)), t)
 
-    # each variant's plain twin (same colour, no detail) is what its added detail is measured against
-    plain_of = {name: next((n for n, m in variants.items() if not m.detail and m.colour == v.colour), None)
+    # each variant's plain twin (same region and colour, no detail) is what its added detail is measured against
+    plain_of = {name: next((n for n, w in variants.items()
+                            if not w.match.detail and w.match.colour == v.match.colour and w.region == v.region), None)
                 for name, v in variants.items()}
     source = SourceVideo(Path(ds.meta["source"]["path"]), ds.fps)
     sums: dict[str, dict[str, dict[str, Any]]] = {"dub": {n: {} for n in variants}, "held_out": {n: {} for n in variants}}
     seconds = dict.fromkeys(variants, 0.0)
     try:
-        pastes = {name: PasteBack(av, source, av.size, match=m) for name, m in variants.items()}
+        pastes = {name: PasteBack(av, source, av.size, match=v.match, region=v.region) for name, v in variants.items()}
         with torch.no_grad():
             for kind, run in (("first", train[:frames]), ("dub", train[frames:]), ("held_out", test)):
                 scored = set(picks.get(kind, ()))
@@ -180,18 +200,20 @@ def compare_seams(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
                     if t not in scored:
                         continue
                     src = to_rgb(source.frame(t), source)
-                    weight = shown_weight(layers.head, next(iter(pastes.values())).edges, crop, src.shape[:2])
-                    scene = _Scene(src, tracks["landmarks"][t] * scale + np.array(crop[:2]), weight,
-                                   RING * crop[2], scale)
+                    edges = next(iter(pastes.values())).edges
+                    landmarks = tracks["landmarks"][t] * scale + np.array(crop[:2])
+                    scenes = {region: _Scene(src, landmarks, shown_weight(layers, edges, region, crop, src.shape[:2]),
+                                             RING * crop[2], scale)
+                              for region in {v.region for v in variants.values()}}
                     rgb = {name: to_rgb(planes, source) for name, planes in outs.items()}
-                    for name in variants:
+                    for name, v in variants.items():
                         plain = rgb[plain_of[name]] if plain_of[name] else rgb[name]
-                        _accumulate(sums[kind][name], scene.score(rgb[name], plain, kind == "held_out"))
+                        _accumulate(sums[kind][name], scenes[v.region].score(rgb[name], plain, kind == "held_out"))
     finally:
         source.close()
     return {"avatar": str(avatar), "dataset": str(dataset), "crop_side_px": crop[2], "avatar_size": av.size,
             "first_frames": frames, "scored_frames": picks,
-            "variants": {name: {"match": asdict(variants[name]),
+            "variants": {name: {"match": asdict(variants[name].match), "region": variants[name].region,
                                 "offset_yuv": pastes[name].calibration.offset.tolist(),
                                 "compose_ms": 1e3 * seconds[name] / (train.size + test.size),
                                 **{kind: {k: (np.asarray(v) / len(picks[kind])).tolist() for k, v in sums[kind][name].items()}

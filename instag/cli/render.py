@@ -51,6 +51,9 @@ def render(
                                     "frames (output at the source clip's resolution)."),
     source: Path | None = typer.Option(None, "--source", help="Source clip for --paste-back (default: the copy in "
                                        "the avatar dir or the recorded path)."),
+    paste_region: str | None = typer.Option(None, "--paste-region", help="With --paste-back, what of the rendered "
+                                            "head replaces the source's: lower_face (the default: mouth, jaw and "
+                                            "chin; the clip keeps its own eyes, brows and hair) or head."),
     size: int | None = typer.Option(None, "--size", help="Render side in pixels (default: the avatar's; with "
                                     "--paste-back the head is then scaled to its size in the source)."),
     crf: int = typer.Option(ENCODING.crf, "--crf", min=0, max=51, help="x264 quality (0 lossless … 51; 18 ≈ "
@@ -77,7 +80,8 @@ def render(
     jobs = read_manifest(manifest, out, paste_back) if manifest else jobs_from_audio(audio, out, paste_back)
     options = RenderOptions(size=size, crf=crf, preset=preset, source=source,
                             audio_model=str(audio_model) if audio_model else None, force=force,
-                            **({} if threads is None else {"threads": threads}))
+                            **({} if threads is None else {"threads": threads}),
+                            **({} if paste_region is None else {"paste_region": paste_region}))
     av = load_avatar(avatar)
     dev = resolve_device(device)
     av.to(dev)

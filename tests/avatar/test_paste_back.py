@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from instag.avatar.paste_back import HeadLayers, PasteBack, coded_rect
+from instag.avatar.paste_back import HeadLayers, PasteBack, coded_rect, lower_face_weight
 from instag.avatar.seam_match import SeamMatch
 from instag.avatar.source_timing import interpolate_viewmat
 from instag.avatar.source_video import SourceVideo
@@ -191,6 +191,52 @@ def test_the_sources_fine_detail_is_added_where_the_head_agrees_with_it_only(tmp
         assert flat[left].std() < 1.5  # the render alone: no detail
         assert agree.std() > 4 and np.corrcoef(agree.ravel(), texture[left].ravel())[0, 1] > 0.8
         assert changed.std() < 1.5  # where the head differs from the source, none of the source's detail
+    finally:
+        src.close()
+
+
+def _mouth(size: int, cx: float, cy: float, width: float) -> np.ndarray:
+    """[S, S]: a mouth branch's alpha, an opaque band `width` wide and a quarter of that high at (cx, cy)."""
+    yy, xx = np.mgrid[:size, :size] + 0.5
+    return ((np.abs(xx - cx) < width / 2) & (np.abs(yy - cy) < width / 8)).astype(np.float32)
+
+
+def test_the_lower_face_weight_follows_the_mouth():
+    mouth = _mouth(128, 70.0, 80.0, 20.0)
+    w = lower_face_weight(mouth)
+    assert w.shape == mouth.shape and w.dtype == np.float32 and 0 <= w.min() and w.max() <= 1
+    assert w[80, 70] == 1 and w[120, 70] == 1  # the mouth and the chin below it: the render's
+    assert w[80 - 20, 70] == 0  # above it (a mouth's width: the nose, eyes): the source's
+    assert w[80, 70 + 35] == 0 and w[80, 70 - 35] == 0  # beyond the jaw either side
+    assert (np.diff(w[:, 70]) >= 0).all()  # it only fades in going down
+    moved = lower_face_weight(_mouth(128, 50.0, 60.0, 20.0))
+    assert moved[60, 50] == 1 and moved[60 - 20, 50] == 0  # it goes where the mouth goes
+    assert (lower_face_weight(np.zeros((16, 16), np.float32)) == 1).all()  # no mouth to place it by: all of it
+
+
+def test_lower_face_paste_keeps_the_source_above_the_mouth(tmp_path):
+    frames = moving_frames(2)
+    clip = write_clip(tmp_path / "src.mp4", frames)
+    src = SourceVideo(clip, 25.0)
+    try:
+        h, w = frames[1].shape[:2]
+        crop = (8, 4, 48)
+        plain = SeamMatch(colour=False, detail=False)
+        head = _head(32)
+        mouth = _mouth(32, 16.0, 20.0, 6.0)  # the disc's lower part
+        whole = PasteBack(_avatar(tmp_path, crop, w, h), src, render_size=32, match=plain, region="head")
+        lower = PasteBack(_avatar(tmp_path, crop, w, h), src, render_size=32, match=plain)
+        assert lower.region == "lower_face"
+        layers = HeadLayers(head, clip_frame=1, mouth_alpha=mouth)
+        out_whole, out_lower = (_shown(p.compose(layers)) for p in (whole, lower))
+        before = _shown(np.array(src.frame(1)))
+        # crop pixel (x, y) shows render pixel (x, y) · 32 / 48: the mouth's row 20 is shown at 4 + 30
+        above, at_mouth = (slice(4 + 17, 4 + 20), slice(8 + 21, 8 + 27)), (slice(4 + 29, 4 + 32), slice(8 + 21, 8 + 27))
+        assert np.abs(out_lower[above] - before[above]).max() <= 2  # the source's face above the mouth
+        assert np.abs(out_whole[above] - before[above]).max() > 50  # (the whole head would cover it)
+        assert np.abs(out_lower[at_mouth] - out_whole[at_mouth]).max() <= 2  # the mouth itself is the render
+        with pytest.raises(InputError, match="region 'chin'"):
+            PasteBack(_avatar(tmp_path, crop, w, h), src, render_size=32, region="chin")
     finally:
         src.close()
 

@@ -12,7 +12,7 @@ from data.clipsynth import write_clip
 
 from instag.avatar.seam_match import SeamMatch
 from instag.bench.paste_scale import compare_scales
-from instag.bench.paste_seam import compare_seams
+from instag.bench.paste_seam import Variant, compare_seams
 from instag.bench.render import run
 from instag.data.dataset import load_dataset
 from instag.data.video import sha256_of
@@ -96,13 +96,16 @@ def test_seam_comparison_scores_each_variant_on_dub_and_held_out_frames(tiny_ava
     with np.load(avatar / "drive.npz") as z:
         drive = {k: z[k] for k in z.files}
     np.savez(avatar / "drive.npz", **(drive | {"crop_box": np.array([x0, y0, side], np.int64)}))
-    variants = {"none": SeamMatch(colour=False, detail=False, frames=2), "detail": SeamMatch(colour=False, frames=2),
-                "colour": SeamMatch(detail=False, frames=2)}
+    variants = {"none": Variant(SeamMatch(colour=False, detail=False, frames=2)),
+                "detail": Variant(SeamMatch(colour=False, frames=2)), "colour": Variant(SeamMatch(detail=False, frames=2)),
+                "lower_face": Variant(SeamMatch(frames=2), "lower_face")}
     doc = compare_seams(avatar, ds, n_frames=2, variants=variants)
     assert doc["scored_frames"] == {"dub": [2, 5], "held_out": [6, 9]}
-    none, detail, colour = (doc["variants"][k] for k in ("none", "detail", "colour"))
+    none, detail, colour, lower = (doc["variants"][k] for k in ("none", "detail", "colour", "lower_face"))
+    assert lower["region"] == "lower_face" and none["region"] == "head"
     for kind in ("dub", "held_out"):
         assert detail[kind]["face_sharpness"] > none[kind]["face_sharpness"]
+        assert 0 < lower[kind]["seam_delta_e"] < 100
         assert none[kind]["detail_kept_mouth"] == 0 and detail[kind]["detail_kept_rest_of_face"] > 0
     assert 8 < none["held_out"]["face_psnr"] < 60 and "face_psnr" not in none["dub"]
     assert none["offset_yuv"] == [0, 0, 0] and colour["offset_yuv"] != [0, 0, 0]

@@ -213,6 +213,14 @@ def test_paste_back_without_the_source_clip_is_a_clear_error(pasteable_avatar, a
     assert "missing.mp4: no such file" in r.stderr + r.stdout
 
 
+def test_an_unknown_paste_region_is_a_clear_error(pasteable_avatar, audio_files, tmp_path):
+    r = run_instag("render", pasteable_avatar, "--audio", audio_files["flac"], "-o", tmp_path / "o", "--paste-back",
+                   "--paste-region", "chin")
+    assert r.returncode == 2
+    assert "--paste-region chin: must be one of lower_face, head" in r.stderr + r.stdout
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_batch_reports_a_corrupt_audio_runs_the_rest_and_resumes(tiny_avatar, audio_files, tmp_path):
     manifest = tmp_path / "jobs.csv"
