@@ -33,7 +33,14 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import load_avatar
-from instag.avatar.paste_back import HeadLayers, PasteBack, head_layers, lower_face_weight, yuv_matrix, yuv_planes
+from instag.avatar.paste_back import (
+    HeadLayers,
+    PasteBack,
+    head_layers,
+    lower_face_weight,
+    yuv_matrix,
+    yuv_planes,
+)
 from instag.avatar.seam_match import SeamMatch
 from instag.avatar.source_video import SourceVideo
 from instag.data.dataset import load_dataset
@@ -41,6 +48,7 @@ from instag.data.facemesh import LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER
 from instag.errors import InputError
 from instag.eval import metrics as M
 from instag.eval.runner import DatasetDrive
+
 
 @dataclass(frozen=True)
 class Variant:
