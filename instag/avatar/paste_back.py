@@ -7,7 +7,7 @@ given by the caller (`--source`), `AVATAR/source/<clip>` (where `instag adapt-fr
 path recorded in avatar.json provenance. Its sha256 must match the recorded one.
 
 Only the head is pasted, not the whole crop: everything else the avatar replays from the clip (background, torso)
-is the source's own picture at full resolution already. By default only the head's lower face is (`region`
+is the source's own picture at full resolution already. By default only the head's lower face is pasted (`region`
 "lower_face": mouth, jaw and chin, from a little below the nose, placed by the mouth branch's footprint in each
 frame; `lower_face_weight`): the dub changes the mouth, and above it the clip's own eyes, brows and hair are
 sharper than a 256² render upscaled 2–3× can be and already move with the clip's head
