@@ -138,6 +138,13 @@ def lower_face_weight(mouth_alpha: np.ndarray) -> np.ndarray:
     return (up[:, None] * side[None, :]).astype(np.float32)
 
 
+def region_weight(layers: HeadLayers, region: str) -> np.ndarray | None:
+    """[S, S] float32 weight of `region` over the head of `layers`; None where the whole head is pasted."""
+    if region == "lower_face" and layers.mouth_alpha is not None:
+        return lower_face_weight(layers.mouth_alpha)
+    return None
+
+
 def coded_rect(rect: tuple[int, int, int, int], k: int, coded_w: int, coded_h: int) -> tuple[int, int, int, int]:
     """Displayed (x0, y0, x1, y1) → the same pixels' rect in the coded frame, where displayed = rot90(coded, k)."""
     x0, y0, x1, y1 = rect
@@ -199,8 +206,9 @@ class PasteBack:
         src = self.source
         planes = src.frame(layers.clip_frame).copy()
         weighted = layers.head * self.edges  # p and w
-        if self.region == "lower_face" and layers.mouth_alpha is not None:
-            weighted *= lower_face_weight(layers.mouth_alpha)[..., None]
+        region = region_weight(layers, self.region)
+        if region is not None:
+            weighted *= region[..., None]
         found = self._window(weighted[..., 3])
         if found is None:
             return planes

@@ -37,7 +37,7 @@ from instag.avatar.paste_back import (
     HeadLayers,
     PasteBack,
     head_layers,
-    lower_face_weight,
+    region_weight,
     yuv_matrix,
     yuv_planes,
 )
@@ -83,8 +83,9 @@ def shown_weight(layers: HeadLayers, edges: np.ndarray, region: str, crop: tuple
     x0, y0, side = crop
     s = layers.head.shape[0] / side
     weight = layers.head[..., 3] * edges[..., 0]
-    if region == "lower_face" and layers.mouth_alpha is not None:
-        weight = weight * lower_face_weight(layers.mouth_alpha)
+    part = region_weight(layers, region)
+    if part is not None:
+        weight = weight * part
     # shown pixel centre (x + ½) lies at render coordinate (x − x0 + ½)·s − ½
     to_render = np.array([[s, 0, (0.5 - x0) * s - 0.5], [0, s, (0.5 - y0) * s - 0.5]])
     return cv2.warpAffine(np.ascontiguousarray(weight), to_render, (shape[1], shape[0]),
