@@ -57,7 +57,7 @@ class RenderOptions:
     paste_region: str = REGIONS[0]  # paste-back: what of the rendered head replaces the source's (REGIONS)
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
     force: bool = False  # re-render outputs that exist
-    # torch threads for rendering on CPU (0: torch's default, all cores, or PASTE_BACK_THREADS for a paste-back job):
+    # torch threads on CPU (0: torch's default, all cores; a paste-back job renders with PASTE_BACK_THREADS):
     # all cores are faster on an idle machine, 1 on a busy one (benchmarks/performance_notes.md).
     threads: int = 0
 
@@ -218,6 +218,9 @@ class Dubber:
             opening = pool.submit(self._open_source, opt.size or av.size) if job.paste_back else None
             feats = audio_features(av, audio.mono16k, n, opt.audio_model)
             paste = opening.result() if opening else None
+        if paste is not None and self.device.type == "cpu" and not opt.threads:
+            # The speech features had every core; from here compositing and encoding keep one busy.
+            torch.set_num_threads(PASTE_BACK_THREADS)
         driver = Driver(av, feats, opt.size, device=self.device)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
@@ -268,7 +271,7 @@ def run_jobs(avatar: Avatar, jobs: list[DubJob], options: RenderOptions, device:
             if on_start:
                 on_start(k, job)
             if dubber.device.type == "cpu":
-                torch.set_num_threads(options.threads or (PASTE_BACK_THREADS if job.paste_back else threads))
+                torch.set_num_threads(options.threads or threads)
             if not options.force and is_finished_mp4(job.output):
                 result = JobResult(job, "skipped", "output exists")
             else:

@@ -5,8 +5,9 @@ colour, alpha and expected-depth images, differentiably in means, quats, scales,
 Backends (`instag.kernels.backend`):
 
 - cuda: gsplat's projection, tile intersection and rasterization kernels;
-- cpu: the shared torch projection (`rasterize_ref`), then our C++ tile binning and OpenMP compositor
-  (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward;
+- cpu: our C++ tile binning and OpenMP compositor (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward,
+  after the shared torch projection (`rasterize_ref`) when gradients are wanted, or our C++ projection
+  (`cuda_ext/csrc/cpu/project.cpp`) when they are not (a render: the torch one is a dozen small ops per call);
 - torch: the pure-torch twin `rasterize_ref`.
 
 Depth rides as one extra feature channel (camera z) through the compositor and is divided by alpha at the
@@ -26,6 +27,7 @@ from instag.kernels import _ffi
 from instag.kernels.backend import resolve
 from instag.kernels.rasterize_ref import (
     TILE,
+    Projection,
     RasterOutput,
     TileBins,
     check_inputs,
@@ -72,7 +74,9 @@ def _rasterize_cpu(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmat: Tensor, K: Tensor,
     width: int, height: int, background: Tensor | None, near_plane: float, eps2d: float,
 ) -> RasterOutput:
-    proj = project_gaussians(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
+    wants_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales))
+    project = project_gaussians if wants_grad else _project_cpu
+    proj = project(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
     bins = _bin_tiles_cpu(proj.means2d.detach().float().contiguous(), proj.radii, proj.depths, width, height)
     features = torch.cat((colors, proj.depths[:, None]), dim=-1)
     # The kernels are float32; the casts sit outside the autograd Function so gradients come back in the
@@ -97,7 +101,29 @@ def _kernels() -> ctypes.CDLL:
     lib.instag_rasterize_forward.restype = None
     lib.instag_rasterize_backward.argtypes = [p, p, p, p, i, p, p, i, i, p, p, p, p, i, p, p, p, p, p, i]
     lib.instag_rasterize_backward.restype = None
+    f = ctypes.c_float
+    lib.instag_project_forward.argtypes = [p, p, p, ctypes.c_int64, p, p, i, i, f, f, p, p, p, p, i]
+    lib.instag_project_forward.restype = None
     return lib
+
+
+@torch.no_grad()
+def _project_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, K: Tensor, width: int, height: int,
+                 near_plane: float, eps2d: float) -> Projection:
+    """`rasterize_ref.project_gaussians` in one C++ pass, without gradients (means [N, 3], quats [N, 4], scales
+    [N, 3], viewmat [4, 4], K [3, 3]), computed in float32 and returned in the means' dtype."""
+    n = means.shape[0]
+    ins = [t.detach().float().contiguous() for t in (means, quats, scales, viewmat, K)]
+    means2d = torch.empty(n, 2)
+    conics = torch.empty(n, 3)
+    depths = torch.empty(n)
+    radii = torch.empty(n, dtype=torch.int32)
+    ptr = _ffi.ptr
+    _kernels().instag_project_forward(*(ptr(t) for t in ins[:3]), n, ptr(ins[3]), ptr(ins[4]), width, height,
+                                      near_plane, eps2d, ptr(means2d), ptr(conics), ptr(depths), ptr(radii),
+                                      _ffi.num_threads())
+    dtype = means.dtype
+    return Projection(means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from kernel_tolerances import GSPLAT, assert_close
 
 from instag.errors import BackendUnavailableError
 from instag.kernels import backend as kernel_backend
-from instag.kernels.rasterize import RasterOutput, _bin_tiles_cpu, rasterize
+from instag.kernels.rasterize import RasterOutput, _bin_tiles_cpu, _project_cpu, rasterize
 from instag.kernels.rasterize_ref import bin_tiles, project_gaussians, quat_to_rotmat, rasterize_ref
 
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
@@ -140,6 +140,40 @@ def test_kernel_matches_reference(n, width, height, channels, seed, hard, device
     assert_matches_reference(out, grads, m2d, ref, ref_grads, ref_m2d)
     if hard:
         assert (ref.radii == 0).any() and (ref.radii > 0).any()
+
+
+@pytest.mark.parametrize("width, height, seed", [(64, 48, 11), (50, 70, 12), (256, 256, 13)])
+def test_cpu_projection_matches_reference(width, height, seed):
+    """The C++ projection a render without gradients uses, against the torch one, on Gaussians behind, at and
+    past the near plane, far off-screen (clamped Jacobian), flat and large: the same culling and radii (a
+    radius on a rounding boundary may differ by one pixel), the rest to float32 rounding."""
+    scene = make_scene(3000, width, height, seed=seed, hard=True)
+    args = (scene["means"], scene["quats"], scene["scales"], scene["viewmat"], scene["K"], width, height, 0.01, 0.3)
+    ours, ref = _project_cpu(*args), project_gaussians(*args)
+    assert ours.radii.dtype == torch.int32 and (ref.radii == 0).any() and (ref.radii > 0).any()
+    assert torch.equal(ours.radii > 0, ref.radii > 0)
+    assert (ours.radii - ref.radii).abs().max() <= 1 and (ours.radii != ref.radii).float().mean() < 1e-3
+    torch.testing.assert_close(ours.depths, ref.depths, rtol=1e-6, atol=1e-6)
+    shown = ref.radii > 0
+    torch.testing.assert_close(ours.means2d[shown], ref.means2d[shown], rtol=1e-5, atol=1e-3)
+    # The inverse of a 2D covariance whose determinant cancels (a long thin Gaussian across the diagonal) carries
+    # the rounding of its terms magnified by cxx·cyy / det; those are held to a looser tolerance.
+    a, b, c = ref.conics.unbind(-1)
+    conditioned = shown & ((a * c - b * b) > 0.01 * a * c)
+    assert conditioned.sum() > 0.5 * shown.sum()
+    torch.testing.assert_close(ours.conics[conditioned], ref.conics[conditioned], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.conics[shown], ref.conics[shown], rtol=5e-3, atol=1e-5)
+
+
+def test_render_without_gradients_matches_render_with_them():
+    """rasterize on the CPU projects in C++ when no input wants a gradient: the image is the torch projection's
+    to float32 rounding."""
+    scene = make_scene(2000, 96, 80, seed=4, hard=True)
+    with torch.no_grad():
+        fast = rasterize(**scene, backend="cpu")
+    ref, _, _ = render_with_grads(scene, None, backend="cpu")
+    assert_close(fast.image, ref.image, "composited")
+    assert_close(fast.alpha, ref.alpha, "composited")
 
 
 @pytest.mark.parametrize("width, height", [(64, 48), (50, 70)])
