@@ -1,0 +1,63 @@
+"""The replayed torso layer: the frame's neck and torso, carried up under the chin so a dub's jaw never uncovers
+the empty background."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instag.render.plate import NECK_EDGE, NECK_REACH, over_plate, torso_layer
+
+BG, FACE, LIPS, HAIR, TORSO = 0, 1, 2, 4, 5
+S = 100
+
+
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    """A face (rows 10–49, columns 30–69) with lips, on a neck (rows 50–69, columns 40–59) over shoulders (rows
+    70–99, every column); hair beside the neck in columns 60–64. Colours: neck rows 50–52 dark (the chin's
+    shadow), the rest of the neck skin-coloured by column."""
+    label = np.full((S, S), BG, np.uint8)
+    label[10:50, 30:70] = FACE
+    label[40:44, 45:55] = LIPS
+    label[50:70, 40:60] = TORSO
+    label[50:70, 60:65] = HAIR
+    label[70:, :] = TORSO
+    frame = np.zeros((S, S, 3), np.uint8)
+    frame[..., 0] = 20  # background, face
+    frame[50:70, 40:60] = np.stack([np.full(20, 200), np.arange(100, 120), np.full(20, 90)], -1)
+    frame[50:50 + NECK_EDGE, 40:60] = (30, 20, 20)  # the chin's shadow at the top of the neck label
+    frame[70:] = (5, 5, 5)  # a dark shirt
+    return frame, label
+
+
+def test_without_chin_labels_the_layer_is_the_neck_and_torso():
+    frame, label = scene()
+    layer = torso_layer(frame, label, TORSO)
+    assert np.array_equal(layer[..., 3] == 255, label == TORSO)
+    assert np.array_equal(layer[..., :3], frame)
+
+
+def test_the_neck_is_carried_up_under_the_chin_only():
+    frame, label = scene()
+    layer = torso_layer(frame, label, TORSO, (FACE, LIPS))
+    reach = round(NECK_REACH * S)
+    below_edge = frame[50 + NECK_EDGE + 1, 40:60]  # each neck column's colour below its shadowed rows
+    # Under the chin: opaque, the column's own neck colour, from the shadowed top rows up `reach` rows.
+    for row in range(50 - reach, 50 + NECK_EDGE + 1):
+        assert (layer[row, 40:60, 3] == 255).all(), row
+        assert np.array_equal(layer[row, 40:60, :3], below_edge), row
+    # No further up, nowhere beside the neck (face over background, hair), and not above the shoulders.
+    assert (layer[:50 - reach, :, 3] == 0).all()
+    assert (layer[:50, :40, 3] == 0).all() and (layer[:70, 60:, 3] == 0).all()
+    # The torso below the edge rows is the frame's, untouched.
+    torso = label == TORSO
+    torso[50:50 + NECK_EDGE + 1] = False
+    assert np.array_equal(layer[torso][:, :3], frame[torso])
+
+
+def test_over_plate_shows_the_carried_neck_where_no_head_is_drawn():
+    frame, label = scene()
+    plate = np.full((S, S, 3), 255, np.uint8)  # an empty, white background
+    row = 50 - round(NECK_REACH * S) // 2  # a row of the chin a dub's higher jaw would leave uncovered
+    assert (over_plate(plate, torso_layer(frame, label, TORSO))[row, 40:60] == 255).all()
+    shown = over_plate(plate, torso_layer(frame, label, TORSO, (FACE, LIPS)))[row, 40:60]
+    assert np.array_equal(shown, frame[50 + NECK_EDGE + 1, 40:60])
