@@ -45,6 +45,8 @@ ENCODING = Encoding()
 # (benchmarks/render_paste_back_cpu.md).
 PASTE_BACK_THREADS = 1
 PASTE_BACK_ENCODER_THREADS = 1
+# The source's decoder likewise where there are only two cores; elsewhere ffmpeg's own choice (0).
+PASTE_BACK_DECODER_THREADS = 1 if (os.cpu_count() or 1) <= 2 else 0
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ class Dubber:
     def paste_back(self, render_size: int) -> PasteBack:
         if self._source is None:
             clip = find_source_clip(self.avatar, self.options.source)
-            self._source = SourceVideo(clip)
+            self._source = SourceVideo(clip, decoder_threads=PASTE_BACK_DECODER_THREADS)
         if self._paste is None or self._paste.size != render_size:
             self._paste = PasteBack(self.avatar, self._source, render_size, self.options.feather,
                                     region=self.options.paste_region)

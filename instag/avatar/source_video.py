@@ -28,11 +28,15 @@ class SourceVideo:
     """Constant-rate YUV 4:2:0 frames [H·3/2, W] uint8 (coded orientation) of `clip`, decoded on demand, at `fps`
     (default: the clip's own average rate)."""
 
-    def __init__(self, clip: Path, fps: float | None = None, tmp_dir: str | Path | None = None) -> None:
+    def __init__(self, clip: Path, fps: float | None = None, tmp_dir: str | Path | None = None,
+                 decoder_threads: int = 0) -> None:
+        """decoder_threads: the decoder's own threads (0: ffmpeg's choice, one per core)."""
         self.info = probe(clip, 0.0)
         self.clip = Path(clip)
         self._container = av.open(str(clip))
         stream = self._container.streams.video[0]
+        if decoder_threads:
+            stream.codec_context.thread_count = decoder_threads
         rate = stream.average_rate or stream.guessed_rate
         if fps is None and not rate:
             raise InputError(f"{clip}: the video stream states no frame rate")

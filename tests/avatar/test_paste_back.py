@@ -61,11 +61,13 @@ def test_coded_rect_names_the_same_pixels_as_the_displayed_rect(k):
     assert np.array_equal(np.rot90(coded[cy0:cy1, cx0:cx1], k), shown[y0:y1, x0:x1])
 
 
-def test_source_video_gives_iter_frames_pictures_at_a_constant_rate_and_decodes_only_what_is_asked(tmp_path):
-    # 30 fps source read at 25 fps: frames are picked as the data module picks them
+@pytest.mark.parametrize("decoder_threads", [0, 1])
+def test_source_video_gives_iter_frames_pictures_at_a_constant_rate_and_decodes_only_what_is_asked(
+        tmp_path, decoder_threads):
+    # 30 fps source read at 25 fps: frames are picked as the data module picks them, whatever the decoder's threads
     clip = write_clip(tmp_path / "src.mp4", moving_frames(15), fps=30)
     want = list(iter_frames(probe(clip, 0.0), 25.0, 12))
-    src = SourceVideo(clip, 25.0)
+    src = SourceVideo(clip, 25.0, decoder_threads=decoder_threads)
     try:
         assert src.n_frames == 12
         planes = src.frame(3)
