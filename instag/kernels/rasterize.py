@@ -6,8 +6,8 @@ Backends (`instag.kernels.backend`):
 
 - cuda: gsplat's projection, tile intersection and rasterization kernels;
 - cpu: our C++ tile binning and OpenMP compositor (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward,
-  after the shared torch projection (`rasterize_ref`) when gradients are wanted, or our C++ projection
-  (`cuda_ext/csrc/cpu/project.cpp`) when they are not (a render: the torch one is a dozen small ops per call);
+  after the shared torch projection (`rasterize_ref`) with gradients on, or our C++ projection
+  (`cuda_ext/csrc/cpu/project.cpp`) with them off (a render: the torch one is a dozen small ops per call);
 - torch: the pure-torch twin `rasterize_ref`.
 
 Depth rides as one extra feature channel (camera z) through the compositor and is divided by alpha at the
@@ -74,8 +74,9 @@ def _rasterize_cpu(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmat: Tensor, K: Tensor,
     width: int, height: int, background: Tensor | None, near_plane: float, eps2d: float,
 ) -> RasterOutput:
-    wants_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales))
-    project = project_gaussians if wants_grad else _project_cpu
+    # Only with gradients off (a render, not a training step): a training step's frozen branch keeps the torch
+    # projection too, so training stays bit for bit what it was.
+    project = project_gaussians if torch.is_grad_enabled() else _project_cpu
     proj = project(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
     bins = _bin_tiles_cpu(proj.means2d.detach().float().contiguous(), proj.radii, proj.depths, width, height)
     features = torch.cat((colors, proj.depths[:, None]), dim=-1)

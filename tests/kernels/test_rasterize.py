@@ -166,8 +166,8 @@ def test_cpu_projection_matches_reference(width, height, seed):
 
 
 def test_render_without_gradients_matches_render_with_them():
-    """rasterize on the CPU projects in C++ when no input wants a gradient: the image is the torch projection's
-    to float32 rounding."""
+    """rasterize on the CPU projects in C++ with gradients off: the image is the torch projection's to float32
+    rounding."""
     scene = make_scene(2000, 96, 80, seed=4, hard=True)
     with torch.no_grad():
         fast = rasterize(**scene, backend="cpu")
