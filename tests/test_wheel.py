@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from instag.motion.umf_file import SHIPPED_UMFS
 from instag.train.synthetic import tiny_adapt_recipe, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_the_wheel_holds_the_recipes_umfs_and_kernel_sources(installed):
     venv = bin_dir.parent.resolve()
     assert all(Path(p).resolve().is_relative_to(venv) for p in (lines[0], lines[1], lines[3])), lines
     assert {"adapt_quick_cpu", "adapt_5s", "pretrain"} <= set(lines[2].split(","))
-    assert lines[3].endswith("whisper_v2.safetensors")
+    assert lines[3].endswith(f"{SHIPPED_UMFS['whisper']}.safetensors")
 
 
 def test_doctor_and_a_tiny_adaptation_run_from_the_installed_package(installed):

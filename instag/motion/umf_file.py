@@ -23,7 +23,7 @@ from instag.versioned import read_versioned_json
 
 UMF_DIR = package_dir("assets/umf")
 # The shipped UMF each audio front end starts from by default (stems in UMF_DIR).
-SHIPPED_UMFS = {"whisper": "whisper_v2", "mel": "mel_v3"}
+SHIPPED_UMFS = {"whisper": "whisper_v3", "mel": "mel_v3"}
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
 # ModelConfig fields a UMF file fixes

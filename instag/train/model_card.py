@@ -112,8 +112,8 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
                   f"Moving means over {SMOOTH_ROWS} logged rows (each row is one identity's frame)."]
     lines += ["", "## Known limits", "", notes.strip() if notes else "Not stated by the trainer.", "",
               "## Use", "",
-              f"`instag adapt DATASET -o AVATAR --umf {name}` (the default when the recipe's audio",
-              f"features match `{name}.json`; its motion sizes replace the recipe's). Intended for adapting to one",
-              "consenting person's clip.",
+              f"`instag adapt DATASET -o AVATAR --umf {name}`: its motion sizes replace the recipe's. Without",
+              "`--umf`, adaptation starts from the UMF shipped for the recipe's audio features",
+              "(`instag.motion.umf_file.SHIPPED_UMFS`). Intended for adapting to one consenting person's clip.",
               ""]
     return "\n".join(lines)
