@@ -14,7 +14,9 @@ from torch import Tensor
 
 from instag.audio import features as af
 from instag.avatar.bundle import Avatar
+from instag.avatar.rest import LipRest, lip_rest
 from instag.errors import InputError
+from instag.media.audio import FEATURE_RATE
 from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition, expression_matrix
 
@@ -56,6 +58,15 @@ def audio_features(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_mod
     return torch.from_numpy(feats)
 
 
+def audio_driver(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_model: str | None = None,
+                 size: int | None = None, device: torch.device | str = "cpu",
+                 features: Tensor | None = None) -> Driver:
+    """The Driver of 16 kHz mono `mono16k` [N] over `n_frames` output frames: its features (`audio_features`, unless
+    given [n_frames, K, D]) and its long silences' rest (`rest.rest_weights`)."""
+    feats = audio_features(avatar, mono16k, n_frames, audio_model) if features is None else features
+    return Driver(avatar, feats, size, device, rest=lip_rest(avatar, mono16k, FEATURE_RATE, n_frames, device))
+
+
 @dataclass
 class DrivenFrame:
     index: int  # output frame
@@ -68,10 +79,12 @@ class Driver:
     `size`² (the avatar's own size by default; intrinsics and background scale with it)."""
 
     def __init__(self, avatar: Avatar, features: Tensor, size: int | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", rest: LipRest | None = None) -> None:
+        """rest: the lips through the audio's long silences (`rest.lip_rest`); None: as the audio predicts."""
         self.avatar = avatar
         self.device = torch.device(device)
         self.features = features.to(self.device)  # [T, K, D]
+        self.rest = rest
         self.size = int(size or avatar.size)
         if self.size < 16:
             raise InputError(f"--size {self.size}: must be at least 16")
@@ -110,14 +123,16 @@ class Driver:
 
     def condition(self, i: int) -> DrivenFrame:
         j = self.drive_index(i)
+        windows = frame_audio_windows(self.features, i, self.avatar.cfg.audio)
         cond = FrameCondition(
-            audio_windows=frame_audio_windows(self.features, i, self.avatar.cfg.audio),
+            audio_windows=windows,
             expression=self.expressions[j],
             viewmat=self.viewmats[j],
             K=self.K,
             width=self.size,
             height=self.size,
             background=self.background(j),
+            lip_shape=None if self.rest is None else self.rest.lips(i, windows),
         )
         return DrivenFrame(i, int(self.avatar.drive["frame_index"][j]), cond)
 

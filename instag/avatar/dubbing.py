@@ -25,7 +25,7 @@ import torch
 
 from instag.atomic import atomic_file
 from instag.avatar.bundle import Avatar
-from instag.avatar.driving import Driver, audio_features, frame_count, to_uint8
+from instag.avatar.driving import Driver, audio_driver, audio_features, frame_count, to_uint8
 from instag.avatar.paste_back import DEFAULT_FEATHER, REGIONS, PasteBack, find_source_clip, head_layers
 from instag.avatar.source_timing import SourceTimedFrames
 from instag.avatar.source_video import SourceVideo
@@ -223,7 +223,7 @@ class Dubber:
         if paste is not None and self.device.type == "cpu" and not opt.threads:
             # The speech features had every core; from here compositing and encoding keep one busy.
             torch.set_num_threads(PASTE_BACK_THREADS)
-        driver = Driver(av, feats, opt.size, device=self.device)
+        driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from instag.avatar.bundle import Avatar
-from instag.avatar.driving import Driver, audio_features, frame_count
+from instag.avatar.driving import audio_driver, frame_count
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField, Region
 from instag.gaussians.ply import write_ply
@@ -32,10 +32,11 @@ def driven_gaussians(avatar: Avatar, audio: str | Path, frame: int, audio_model:
     n = frame_count(decoded.duration_s, float(avatar.meta["fps"]))
     if not 0 <= frame < n:
         raise InputError(f"--frame {frame}: {audio} drives frames 0–{n - 1}")
-    driver = Driver(avatar, audio_features(avatar, decoded.mono16k, n, audio_model))
+    driver = audio_driver(avatar, decoded.mono16k, n, audio_model)
     cond = driver.condition(frame).cond
     face, mouth = avatar.face, avatar.mouth
-    m = avatar.motion(face.means, face.region_index(Region.LIPS), mouth.means, cond.audio_windows, cond.expression)
+    m = avatar.motion(face.means, face.region_index(Region.LIPS), mouth.means, cond.audio_windows, cond.expression,
+                      lip_shape=cond.lip_shape)
     return GaussianField.concatenate(face.with_motion(m.face.d_means, m.face.d_log_scales, m.face.d_quats),
                                      mouth.with_motion(m.mouth_d_means))
 

@@ -53,7 +53,7 @@ def _sync(dev: torch.device) -> None:
 def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, device: str) -> dict[str, Any]:
     """Median ms per `Avatar.render` over `runs` consecutive frames driven by `audio` (16 kHz mono)."""
     from instag.avatar.bundle import load_avatar
-    from instag.avatar.driving import Driver, audio_features
+    from instag.avatar.driving import audio_driver
     from instag.machine import resolve_device
 
     av = load_avatar(avatar_path)
@@ -62,7 +62,7 @@ def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, dev
     if threads > 0 and dev.type == "cpu":
         torch.set_num_threads(threads)
     n = WARMUP_FRAMES + runs
-    driver = Driver(av, audio_features(av, audio, n), device=dev)
+    driver = audio_driver(av, audio, n, device=dev)
     conds = [driver.condition(i).cond for i in range(n)]
     times, cpu = [], []
     for i, cond in enumerate(conds):

@@ -400,14 +400,15 @@ def dub(
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
     """Per dub: the rendered mouth opening's spread against the person's own, and how open it stays in the
-    audio's silences."""
+    audio's pauses between phrases and in its silences."""
     from instag.bench import dub as bench_dub
 
     con = Console()
     doc = bench_dub.run(avatar, dataset, audios, max_seconds,
                         progress=lambda m: con.print("  " + m, highlight=False))
     table = Table(title=f"dubs of {avatar.name} (own opening std {doc['own_opening_std']})")
-    cols = ("audio", "seconds", "spread", "silent_frames", "silence_openness", "speech_openness")
+    cols = ("audio", "seconds", "spread", "pause_frames", "pause_openness", "silent_frames", "silence_openness",
+            "speech_openness")
     for col in cols:
         table.add_column(col, justify="left" if col == "audio" else "right")
     for row in doc["files"]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import Avatar, load_avatar
+from instag.avatar.rest import lip_rest
 from instag.data.dataset import Dataset, load_dataset
 from instag.errors import InputError
 from instag.eval import metrics as M
@@ -101,6 +102,12 @@ class DatasetDrive:
         self.viewmats = torch.from_numpy(ds.tracks["viewmats"].astype(np.float32))  # [T, 4, 4]
         self.K = torch.from_numpy(ds.intrinsics.astype(np.float32))  # [3, 3] at the dataset's size
         self.size = ds.size
+        # The lips rest through long silences as in a dub, so the scores hold for dubs (a dataset made without its
+        # audio, as the synthetic ones are, has only its features: no silences to find).
+        self.rest = None
+        if av.cfg.articulation and (ds.path / "audio.wav").is_file():
+            audio, rate = ds.audio()
+            self.rest = lip_rest(av, audio, rate, len(self.features))
 
     def condition(self, t: int, background: torch.Tensor, size: int | None = None,
                   audio_t: int | None = None) -> FrameCondition:
@@ -109,10 +116,11 @@ class DatasetDrive:
         size = size or self.size
         k = self.K.clone()
         k[:2] *= size / self.size
-        return FrameCondition(audio_windows=frame_audio_windows(self.features, t if audio_t is None else audio_t,
-                                                                self.audio_cfg),
-                              expression=self.expression[t], viewmat=self.viewmats[t], K=k, width=size, height=size,
-                              background=background)
+        a = t if audio_t is None else audio_t
+        windows = frame_audio_windows(self.features, a, self.audio_cfg)
+        return FrameCondition(audio_windows=windows, expression=self.expression[t], viewmat=self.viewmats[t], K=k,
+                              width=size, height=size, background=background,
+                              lip_shape=None if self.rest is None else self.rest.lips(a, windows))
 
 
 def render_split(av: Avatar, dataset: str | Path, split: str = "test",

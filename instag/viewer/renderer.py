@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from instag.avatar.bundle import Avatar
-from instag.avatar.driving import Driver, audio_features, to_uint8
+from instag.avatar.driving import Driver, audio_driver, to_uint8
 from instag.render.avatar import FrameCondition
 from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.clips import Clip
@@ -63,7 +63,8 @@ class PreviewRenderer:
         self.view = avatar.view
         n_idle = idle_length(avatar)
         silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
-        self.idle = Driver(avatar, audio_features(avatar, silence, n_idle, audio_model), self.size, device=device)
+        # Silence from end to end: the idle loop's lips rest (`avatar.rest`).
+        self.idle = audio_driver(avatar, silence, n_idle, audio_model, self.size, device)
         self.live = LiveFeatures(avatar, device, audio_model)
         self._idle_jpegs: dict[int, bytes] = {}  # idle-loop frame → its JPEG from the front, up to IDLE_CACHE_BYTES
         self._idle_bytes = 0
@@ -75,8 +76,7 @@ class PreviewRenderer:
         with self._lock:
             d = self._drivers.get(clip.id)
         if d is None:
-            feats = audio_features(self.avatar, clip.mono16k, clip.n_frames, self.audio_model)
-            d = Driver(self.avatar, feats, self.size, device=self.device)
+            d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device)
             with self._lock:
                 self._drivers[clip.id] = d
         return d
@@ -131,7 +131,9 @@ class PreviewRenderer:
             return Frame(frame.jpeg, k, frame.render_ms, {"end": end, "voiced": False, "feature_ms": 0.0})
         windows = self.live.windows(stream, k)
         feature_ms = (time.perf_counter() - t0) * 1e3
-        cond = dataclasses.replace(self.idle.condition(k % self.idle.n_frames).cond, audio_windows=windows)
+        # The idle frame's pose, blink and torso; its lips from the voice, not at rest.
+        cond = dataclasses.replace(self.idle.condition(k % self.idle.n_frames).cond, audio_windows=windows,
+                                   lip_shape=None)
         frame = self._frame(cond, k, orbit, t0)
         frame.header = {"end": end, "voiced": True, "feature_ms": round(feature_ms, 2)}
         return frame

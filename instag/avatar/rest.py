@@ -1,0 +1,85 @@
+"""The lips at rest through long silences.
+
+Between phrases people keep the lips about as parted as in speech (they breathe in through the mouth): over the 32
+clips of the corpus and the real clips, in pauses of 0.2 s up to the longest, 1.5 s, the median person sits half-way
+up their own opening range (`benchmarks/dub_cpu.md`), and the audio → lip predictor already follows that. A silence
+longer than any of those pauses is not a breath between phrases but nobody speaking (a dub's lead-in and tail, the
+gaps of a synthesised track, the preview's idle loop), where the lips rest shut. There the lip condition eases to
+the person's own most-closed shape, and back to the prediction just before the voice returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from instag.audio.features import energy_envelope
+from instag.audio.silence import runs, silent_mask
+from instag.avatar.bundle import Avatar
+from instag.data.pose import lip_coefficients, lip_standardisation
+
+REST_AFTER_S = 1.6  # silences at least this long rest the lips: longer than every pause measured in speech
+REST_EASE_S = 0.3  # the lips close (and open) over this long
+REST_ANTICIPATE_S = 0.1  # the lips are back on the prediction this long before the voice returns
+REST_PERCENTILE = 5.0  # the rest opening: this percentile of the person's tracked opening over the training frames
+
+
+def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """Per video frame [n_frames], how far the lips are at rest (0: as predicted, 1: the rest shape) for mono
+    `audio` [N]. A silence that opens or closes the track rests from or to its edge; a silent track, throughout."""
+    weights = np.zeros(n_frames, np.float32)
+    if n_frames == 0:
+        return weights
+    audio = audio if audio.size else np.zeros(1, np.float32)
+    silent = silent_mask(energy_envelope(audio, sample_rate, fps, n_frames))
+    ease = max(REST_EASE_S * fps, 1.0)
+    lead = REST_ANTICIPATE_S * fps
+    for start, end in runs(silent):
+        if end - start < REST_AFTER_S * fps and (start, end) != (0, n_frames):  # a silent track rests throughout
+            continue
+        t = np.arange(start, end, dtype=np.float32)
+        closing = np.ones_like(t) if start == 0 else (t - start + 1) / ease
+        opening = np.ones_like(t) if end == n_frames else (end - lead - t) / ease
+        weights[start:end] = np.clip(np.minimum(closing, opening), 0.0, 1.0)
+    return weights
+
+
+def rest_lip_shape(drive: dict[str, np.ndarray], lip_coeffs: tuple[str, ...]) -> Tensor:
+    """The lip shape [C] at rest, in the units the avatar's lip condition is standardised to (over its training
+    frames, which `drive` replays): the opening at its REST_PERCENTILE, every other coefficient at its mean."""
+    lips = lip_coefficients(drive, lip_coeffs)  # [F, C]
+    mean, std = lip_standardisation(lips, np.arange(len(lips)))
+    rest = np.zeros(len(lip_coeffs), np.float32)
+    if "mouth_open" in lip_coeffs:
+        c = lip_coeffs.index("mouth_open")
+        rest[c] = (np.percentile(lips[:, c], REST_PERCENTILE) - mean[c]) / std[c]
+    return torch.from_numpy(rest)
+
+
+class LipRest:
+    """An avatar's lips through one track's long silences: frame i's lip shape eased toward the rest shape by the
+    track's rest weight (`rest_weights`)."""
+
+    def __init__(self, avatar: Avatar, weights: np.ndarray, device: torch.device | str = "cpu") -> None:
+        self.motion = avatar.motion
+        self.weights = weights  # [T]
+        self.shape = rest_lip_shape(avatar.drive, tuple(avatar.cfg.lip_coeffs)).to(device)  # [C]
+
+    def lips(self, i: int, windows: Tensor) -> Tensor | None:
+        """Frame i's lip shape [C] from its audio windows [S, W, D]; None (the motion predicts it) outside rests."""
+        w = float(self.weights[i]) if 0 <= i < len(self.weights) else 0.0
+        if w <= 0.0:
+            return None
+        with torch.no_grad():
+            predicted = self.motion.predicted_lips(self.motion.umf.audio_codes(windows[None]), windows[None])[0]
+        return (1.0 - w) * predicted + w * self.shape
+
+
+def lip_rest(avatar: Avatar, audio: np.ndarray, sample_rate: int, n_frames: int,
+             device: torch.device | str = "cpu") -> LipRest | None:
+    """The LipRest of mono `audio` [N] over `n_frames` video frames; None for an avatar whose motion has no lip
+    condition to rest."""
+    if not avatar.cfg.articulation:
+        return None
+    return LipRest(avatar, rest_weights(audio, sample_rate, float(avatar.meta["fps"]), n_frames), device)
