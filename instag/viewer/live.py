@@ -5,8 +5,9 @@ Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 
 features come from the CONTEXT_S seconds that end with it: the avatar's own feature kind, Whisper in its
 short-context mode (`encode_recent`). The audio nets also look at frames after k (`frame_audio_windows`); those
 have not been heard yet, so they repeat frame k, as at the end of a clip. A frame whose audio, and the audio of the
-frames its smoothing window looks back on, stays below GATE_DBFS is silence: it is the idle loop's frame, so the
-mouth closes exactly as when nothing plays. Nothing is ever written to disk.
+frames its smoothing window looks back on, stays below GATE_DBFS is silence: it shows the idle loop's frame, with the
+lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S (`instag.avatar.rest`),
+as in a dub. Nothing is ever written to disk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor
 from instag.audio import features as af
 from instag.audio import whisper
 from instag.avatar.bundle import Avatar
+from instag.avatar.rest import REST_AFTER_S
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 
@@ -140,6 +142,15 @@ class LiveFeatures:
         look_back = self.avatar.cfg.audio.smooth_window // 2
         start = int(round((k - look_back) * RATE / self.fps))
         return rms_dbfs(stream.buffer.read(stream.frame_end(k), stream.frame_end(k) - start)) > GATE_DBFS
+
+    def resting(self, stream: LiveStream, k: int) -> bool:
+        """Whether live frame k ends a silence of at least REST_AFTER_S (every frame of it under GATE_DBFS; before
+        the stream counts as silence): the lips rest there, as a dub's do (`instag.avatar.rest`)."""
+        n = max(int(math.ceil(REST_AFTER_S * self.fps)), 1)
+        end = stream.frame_end(k)
+        start = int(round((k + 1 - n) * RATE / self.fps))
+        frames = np.array_split(stream.buffer.read(end, end - start), n)
+        return all(rms_dbfs(f) <= GATE_DBFS for f in frames)
 
     def windows(self, stream: LiveStream, k: int) -> Tensor:
         """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of frame k."""

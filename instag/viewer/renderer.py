@@ -63,8 +63,10 @@ class PreviewRenderer:
         self.view = avatar.view
         n_idle = idle_length(avatar)
         silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
-        # Silence from end to end: the idle loop's lips rest (`avatar.rest`).
+        # Silence from end to end: the idle loop's lips rest (`avatar.rest`). A live pause shorter than a rest shows
+        # the same frames with the lips the silence predicts, as a dub's pauses between phrases do.
         self.idle = audio_driver(avatar, silence, n_idle, audio_model, self.size, device)
+        self.pause = Driver(avatar, self.idle.features, self.size, device=device)
         self.live = LiveFeatures(avatar, device, audio_model)
         self._idle_jpegs: dict[int, bytes] = {}  # idle-loop frame → its JPEG from the front, up to IDLE_CACHE_BYTES
         self._idle_bytes = 0
@@ -123,11 +125,14 @@ class PreviewRenderer:
     @torch.inference_mode()
     def render_live(self, stream: LiveStream, k: int, orbit: Orbit) -> Frame:
         """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG; in silence the idle
-        loop's frame k."""
+        loop's frame k, its lips at rest once the silence is long enough (`LiveFeatures.resting`)."""
         t0 = time.perf_counter()
         end = stream.frame_end(k)
         if not self.live.voiced(stream, k):
-            frame = self.render_idle(k, orbit)
+            if self.live.resting(stream, k):
+                frame = self.render_idle(k, orbit)
+            else:
+                frame = self.render(self.pause, k % self.pause.n_frames, orbit)
             return Frame(frame.jpeg, k, frame.render_ms, {"end": end, "voiced": False, "feature_ms": 0.0})
         windows = self.live.windows(stream, k)
         feature_ms = (time.perf_counter() - t0) * 1e3

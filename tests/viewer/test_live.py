@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from e2e.conftest import speech_like
 
+from instag.avatar.rest import REST_AFTER_S
 from instag.render.views import ViewRange, view_range
 from instag.viewer.camera import Orbit
 from instag.viewer.live import (
@@ -267,6 +268,21 @@ def test_a_stream_may_not_run_ahead_of_real_time():
     for k in range(40):  # 10 s in real time
         stream.push(chunk, t + k * MAX_CHUNK_SAMPLES / RATE)
     assert stream.newest_frame() == 40 * MAX_CHUNK_SAMPLES * 25 // RATE - 1
+
+
+def test_a_live_silence_rests_the_lips_only_once_it_has_lasted(preview_server):
+    live, fps = preview_server.app.renderer.live, preview_server.app.renderer.fps
+    stream = LiveStream(fps)
+    quiet, talk = 0.6, 1.0  # s, then 2.4 s of silence
+    audio = np.concatenate([np.zeros(int(quiet * RATE)), speech_like(talk, RATE, 1)[:, 0] * 2,
+                            np.zeros(int(2.4 * RATE))]).astype(np.float32)
+    for i, start in enumerate(range(0, len(audio), MAX_CHUNK_SAMPLES)):
+        stream.push(pcm(audio[start:start + MAX_CHUNK_SAMPLES]), 10.0 + (i + 1) * MAX_CHUNK_SAMPLES / RATE)
+    last = int((quiet + talk) * fps)
+    assert live.resting(stream, int(quiet * fps) - 2)  # before it, and before the stream: nobody spoke
+    assert not live.resting(stream, last - 2)
+    assert not live.resting(stream, last + int(1.0 * fps))  # a pause: the lips the silence predicts
+    assert live.resting(stream, last + int((REST_AFTER_S + 0.3) * fps))
 
 
 def _turned(yaw: float, pitch: float) -> np.ndarray:
