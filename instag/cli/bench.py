@@ -406,11 +406,15 @@ def dub(
     con = Console()
     doc = bench_dub.run(avatar, dataset, audios, max_seconds,
                         progress=lambda m: con.print("  " + m, highlight=False))
-    table = Table(title=f"dubs of {avatar.name} (own opening std {doc['own_opening_std']})")
-    cols = ("audio", "seconds", "spread", "pause_frames", "pause_openness", "silent_frames", "silence_openness",
-            "speech_openness")
+    table = Table(title=f"dubs of {avatar.name} (own opening std {doc['own_opening_std']})",
+                  caption=f"openness: 0 = the person's 10th percentile (shut), 1 = their 90th; pauses 0.2 s up to "
+                          f"{doc['silence_min_s']:g} s, silences longer")
+    heads = {"audio": "audio", "seconds": "s", "spread": "spread", "pause_frames": "pause frames",
+             "pause_openness": "in pauses", "silent_frames": "silent frames", "silence_openness": "in silence",
+             "speech_openness": "in speech"}
+    cols = tuple(heads)
     for col in cols:
-        table.add_column(col, justify="left" if col == "audio" else "right")
+        table.add_column(heads[col], justify="left" if col == "audio" else "right")
     for row in doc["files"]:
         table.add_row(*(escape(str(row[c])) for c in cols))
     con.print(table)
