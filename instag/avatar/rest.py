@@ -71,6 +71,8 @@ class LipRest:
         w = float(self.weights[i]) if 0 <= i < len(self.weights) else 0.0
         if w <= 0.0:
             return None
+        if w >= 1.0:  # all rest: the prediction would be weighted by 0
+            return self.shape
         with torch.no_grad():
             predicted = self.motion.predicted_lips(self.motion.umf.audio_codes(windows[None]), windows[None])[0]
         return (1.0 - w) * predicted + w * self.shape

@@ -136,9 +136,8 @@ class PreviewRenderer:
             return Frame(frame.jpeg, k, frame.render_ms, {"end": end, "voiced": False, "feature_ms": 0.0})
         windows = self.live.windows(stream, k)
         feature_ms = (time.perf_counter() - t0) * 1e3
-        # The idle frame's pose, blink and torso; its lips from the voice, not at rest.
-        cond = dataclasses.replace(self.idle.condition(k % self.idle.n_frames).cond, audio_windows=windows,
-                                   lip_shape=None)
+        # The idle loop's pose, blink and torso at k; the lips from the voice (`pause` has no rest).
+        cond = dataclasses.replace(self.pause.condition(k % self.pause.n_frames).cond, audio_windows=windows)
         frame = self._frame(cond, k, orbit, t0)
         frame.header = {"end": end, "voiced": True, "feature_ms": round(feature_ms, 2)}
         return frame
