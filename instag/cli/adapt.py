@@ -29,8 +29,8 @@ NO_UMF_OPTION = typer.Option(False, "--no-umf", help="Start the UMF from scratch
 
 @contextlib.contextmanager
 def stop_on_interrupt() -> Iterator[threading.Event]:
-    """The first Ctrl-C (or SIGTERM) sets the event, so training saves a checkpoint and returns at the next
-    step; a second Ctrl-C interrupts at once."""
+    """The first Ctrl-C (or SIGTERM) sets the event, so training saves a checkpoint and returns after the step in
+    progress (under torchrun, the next logged step); a second Ctrl-C interrupts at once."""
     stop = threading.Event()
     previous = {}
 
@@ -38,7 +38,7 @@ def stop_on_interrupt() -> Iterator[threading.Event]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        Console(stderr=True).print("[yellow]stopping after this step (saving a checkpoint); Ctrl-C again to abort[/]")
+        Console(stderr=True).print("[yellow]stopping soon (saving a checkpoint); Ctrl-C again to abort[/]")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)

@@ -12,6 +12,10 @@ Backends (`instag.kernels.backend`):
 
 Depth rides as one extra feature channel (camera z) through the compositor and is divided by alpha at the
 end, so its gradient reaches the means through ordinary autograd on every backend.
+
+On a GPU a frame makes the host wait for the device once, in the tile binning: the number of (tile, Gaussian)
+pairs sizes the lists. gsplat reads it inside `isect_tiles`; the torch twin reads each tile's list length
+(`rasterize_ref.bin_tiles`).
 """
 
 from __future__ import annotations
@@ -141,7 +145,7 @@ def _bin_tiles_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, h
     gaussians = (ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height)
     ids = torch.empty(lib.instag_rasterize_count_tiles(*gaussians, ptr(offsets)), dtype=torch.int32)
     lib.instag_rasterize_fill_tiles(*gaussians, ptr(offsets), ptr(ids))
-    return TileBins(offsets, ids, tiles_x, tiles_y)
+    return TileBins(offsets, ids, tiles_x, tiles_y, torch.diff(offsets).tolist())
 
 
 class _CompositeCPU(torch.autograd.Function):

@@ -59,10 +59,11 @@ class Projection:
 class TileBins:
     """Per-tile Gaussian lists in CSR form: tile t holds ids[offsets[t]:offsets[t + 1]], nearest first."""
 
-    offsets: Tensor  # [tiles_y * tiles_x + 1] int32
+    offsets: Tensor  # [tiles_y * tiles_x + 1] int32, on the Gaussians' device
     ids: Tensor  # [M] int32 Gaussian indices
     tiles_x: int
     tiles_y: int
+    lengths: list[int]  # each tile's list length, on the host: the reference compositor plans its slabs by them
 
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:
@@ -131,32 +132,43 @@ def project_gaussians(
 @torch.no_grad()
 def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int) -> TileBins:
     """Lists, per 16×16 tile, the Gaussians (means2d [N, 2], radii [N], depths [N]) whose square 3σ box
-    touches it, nearest first (ties by index, so the order is deterministic)."""
+    touches it, nearest first (ties by index, so the order is deterministic).
+
+    On a GPU the host waits for the device once: to read each tile's list length, which sizes the lists (as in
+    every tile rasteriser) and plans `composite_ref`'s slabs. Everything else stays on the device."""
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
     device = means2d.device
     # A non-finite mean is drawn nowhere (and NaN would pass the clamp), as in the C++ binning.
-    visible = torch.nonzero((radii > 0) & means2d.isfinite().all(-1)).squeeze(1)
-    # Front-to-back order: visit Gaussians by depth, then a stable sort by tile keeps that order per tile.
-    visible = visible[torch.sort(depths[visible], stable=True).indices]
-    r = radii[visible].to(means2d.dtype)
-    mx, my = means2d[visible].unbind(-1)
+    visible = (radii > 0) & means2d.isfinite().all(-1)
+    # Front-to-back order: visit Gaussians by depth (the culled last, listed nowhere), then a stable sort by
+    # tile keeps that order per tile.
+    order = torch.sort(torch.where(visible, depths, torch.inf), stable=True).indices
+    shown = visible[order]
+    r = radii[order].to(means2d.dtype)
+    mx, my = torch.where(shown[:, None], means2d[order], 0.0).unbind(-1)
     x0 = torch.floor((mx - r) / TILE).clamp(0, tiles_x - 1).long()
     x1 = torch.floor((mx + r) / TILE).clamp(0, tiles_x - 1).long()
     y0 = torch.floor((my - r) / TILE).clamp(0, tiles_y - 1).long()
     y1 = torch.floor((my + r) / TILE).clamp(0, tiles_y - 1).long()
     span_x = x1 - x0 + 1
-    counts = span_x * (y1 - y0 + 1)
-    owner = torch.repeat_interleave(torch.arange(visible.numel(), device=device), counts)
+    counts = torch.where(shown, span_x * (y1 - y0 + 1), 0)
+    # Each tile's list length without listing the pairs: +1/−1 at the corners of every box, then a 2D prefix sum.
+    corners = torch.zeros(tiles_y + 1, tiles_x + 1, dtype=torch.long, device=device)
+    one = shown.long()
+    for ys, xs, sign in ((y0, x0, 1), (y0, x1 + 1, -1), (y1 + 1, x0, -1), (y1 + 1, x1 + 1, 1)):
+        corners.index_put_((ys, xs), sign * one, accumulate=True)
+    per_tile = corners.cumsum(0).cumsum(1)[:tiles_y, :tiles_x].reshape(-1)
+    lengths = per_tile.tolist()  # the one wait on the device
+    owner = torch.repeat_interleave(torch.arange(order.numel(), device=device), counts, output_size=sum(lengths))
     first = torch.cumsum(counts, 0) - counts
     k = torch.arange(owner.numel(), device=device) - first[owner]
     tile = (y0[owner] + k // span_x[owner]) * tiles_x + x0[owner] + k % span_x[owner]
-    tile, order = torch.sort(tile, stable=True)
-    ids = visible[owner[order]].to(torch.int32)
-    per_tile = torch.bincount(tile, minlength=tiles_x * tiles_y)
+    tile, by_tile = torch.sort(tile, stable=True)
+    ids = order[owner[by_tile]].to(torch.int32)
     offsets = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.int32, device=device)
     offsets[1:] = torch.cumsum(per_tile, 0)
-    return TileBins(offsets, ids, tiles_x, tiles_y)
+    return TileBins(offsets, ids, tiles_x, tiles_y, lengths)
 
 
 def _composite_slab(
@@ -202,7 +214,7 @@ def composite_ref(
     device, dtype = means2d.device, means2d.dtype
     n_tiles = bins.tiles_x * bins.tiles_y
     channels = colors.shape[1]
-    counts = (bins.offsets[1:] - bins.offsets[:-1]).long()
+    counts = torch.diff(bins.offsets).long()  # on the device: a copy of `lengths` there would wait for it
     starts = bins.offsets[:-1].long()
     centres = torch.arange(TILE, device=device, dtype=dtype) + 0.5
     tile_index = torch.arange(n_tiles, device=device)
@@ -210,8 +222,9 @@ def composite_ref(
 
     color_tiles = torch.zeros(n_tiles, TILE * TILE, channels, device=device, dtype=dtype)
     trans_tiles = torch.ones(n_tiles, TILE * TILE, device=device, dtype=dtype)
+    # Tiles of equal length may come in either order: a slab's tiles and padded length are the same either way.
     by_length = torch.argsort(counts)
-    sorted_counts = counts[by_length].tolist()
+    sorted_counts = sorted(bins.lengths)
     begin = next((i for i, n in enumerate(sorted_counts) if n > 0), n_tiles)
     color_parts, trans_parts, tile_parts = [], [], []
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means2d, conics, opacities, colors))

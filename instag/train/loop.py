@@ -56,9 +56,10 @@ class TrainingRun(Protocol):
         negative contrast's; none in adaptation)."""
         ...
 
-    def sync(self, stop: bool) -> bool:
+    def sync(self, stop: bool) -> bool | Tensor:
         """Between backward and the optimiser steps: make the gradients those every process applies (an all-reduce
-        under torchrun) and agree on stopping; returns whether to stop after this step."""
+        under torchrun) and agree on stopping. Returns whether to stop after this step: a bool, or under torchrun
+        the agreed vote as a device scalar, which the loop reads only where it waits on the device anyway."""
         ...
 
     def tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]: ...  # checkpoint tensors and JSON state
@@ -91,10 +92,10 @@ def use_threads(run: RunConfig) -> None:
 
 
 def optimise(run: TrainingRun, identity: Identity, t: int, stage: Stage, others: list[PersonalizedField],
-             stop: bool = False) -> tuple[Tensor, dict[str, Tensor], AvatarRender, bool]:
+             stop: bool = False) -> tuple[Tensor, dict[str, Tensor], AvatarRender, bool | Tensor]:
     """One optimisation step on `identity`'s frame `t`: loss, backward, densification statistics, gradient sync,
-    optimiser steps. → (loss, its logged terms (detached scalars), the frame's render, stop). `instag bench train`
-    times this."""
+    optimiser steps. → (loss, its logged terms (detached scalars), the frame's render, stop as `sync` gives it).
+    `instag bench train` times this."""
     cfg = run.recipe.model
     loss, logged, out = frame_loss(identity, run.motion, t, stage, cfg, run.recipe.loss, others, run.gen)
     run.opt_g.zero_grad(set_to_none=True)
@@ -136,8 +137,9 @@ def train(run: TrainingRun, start: int, io: LoopOutputs) -> tuple[int, bool]:
                 ident.face.reset_opacity(run.opt_g, recipe.densify.opacity_reset_ceiling)
         step += 1
         rate = 0.0
-        if step % recipe.run.log_every == 0 or step == total or not logged:
-            # Reading the terms waits for the device: only on the steps the log and the progress report show.
+        # Reading a device value waits for the device: only on the steps the log and the progress report show.
+        read_due = step % recipe.run.log_every == 0 or step == total or not logged
+        if read_due:
             logged = {k: float(v) for k, v in terms.items()}
         if io.log is not None:
             rate = io.log.rate()
@@ -153,11 +155,19 @@ def train(run: TrainingRun, start: int, io: LoopOutputs) -> tuple[int, bool]:
             notes.append(f"checkpoint {step}")
         if io.callback is not None:
             io.callback(ProgressEvent(step, total, stage.name, logged, rate, "; ".join(notes) or None))
-        if stop:
+        if _stopping(stop, read_due):
             interrupted = step < total
             break
     save_checkpoint(run, io, step)
     return step, interrupted
+
+
+def _stopping(stop: bool | Tensor, read_due: bool) -> bool:
+    """A host flag counts at once. A vote agreed on the device (several ranks) is read only on `read_due` steps,
+    which every rank shares, so all ranks stop after the same step without a wait on the device in the others."""
+    if isinstance(stop, Tensor):
+        return read_due and bool(stop)
+    return stop
 
 
 def save_checkpoint(run: TrainingRun, io: LoopOutputs, step: int) -> None:

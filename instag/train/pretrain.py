@@ -8,8 +8,9 @@ motion common to all identities ends up in the UMF.
 Distributed (torchrun): identities are sharded across ranks (identity i on rank i mod world). The UMF, the hook
 and every personalized field are replicated on all ranks; their gradients are all-reduced each step (UMF and
 hook averaged; a personalized field's gradient comes from its owner only) and every rank applies the same
-AdamW step, so the replicas stay identical. Gaussians live only on their owner's rank. The stop flag
-(Ctrl-C) rides in the same all-reduce, so all ranks stop after the same step.
+AdamW step, so the replicas stay identical. Gaussians live only on their owner's rank. Each rank's stop flag
+(Ctrl-C, SIGTERM) rides in the same all-reduce; the loop reads the sum on its logged steps, so all ranks stop
+after the same step, and no other step waits on the device for it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from instag.config.recipe import to_dict
 from instag.data.dataset import load_dataset
@@ -131,8 +132,9 @@ class _Pretraining:
             set_trainable(p.face, stage.face)
             set_trainable(p.mouth, stage.mouth)
 
-    def sync(self, stop: bool) -> bool:
-        """All-reduce the shared gradients (and the stop flag); every trainable shared parameter gets a grad."""
+    def sync(self, stop: bool) -> bool | Tensor:
+        """All-reduce the shared gradients (and the stop flag); every trainable shared parameter gets a grad. Under
+        torchrun the stop comes back as the summed flags, a device scalar (`loop._stopping` reads it)."""
         live = [(p, u) for p, u in zip(self.shared_params, self.is_umf, strict=True) if p.requires_grad]
         for p, _ in live:
             if p.grad is None:
@@ -148,7 +150,7 @@ class _Pretraining:
             g = flat[offset : offset + n].view_as(p)
             p.grad.copy_(g / self.world if is_umf else g)
             offset += n
-        return bool(flat[-1] > 0)
+        return flat[-1] > 0
 
     # ----- checkpoints --------------------------------------------------------------------------------------
 

@@ -1,12 +1,15 @@
 """Gaussian rasterization on each device: our kernel (the C++ compositor on the CPU, gsplat on CUDA) vs the
-torch reference, gradcheck of the reference, known answers, densification gradients, backend selection."""
+torch reference, gradcheck of the reference, known answers, densification gradients, backend selection, and the
+reference's one wait on the device."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
+from instag_testing import PACKAGE, DeviceReads
 from kernel_tolerances import GSPLAT, assert_close
 
 from instag.errors import BackendUnavailableError
@@ -184,6 +187,30 @@ def test_cpu_binning_matches_reference(width, height):
     ref = bin_tiles(proj.means2d, proj.radii, proj.depths, width, height)
     assert (ours.tiles_x, ours.tiles_y) == (ref.tiles_x, ref.tiles_y)
     assert torch.equal(ours.offsets, ref.offsets) and torch.equal(ours.ids, ref.ids)
+
+
+def test_the_reference_waits_on_the_device_only_for_the_tile_list_lengths(device):
+    # The torch twin is what renders on a GPU without gsplat. A read back (nonzero, a size taken from data, a
+    # boolean index) stalls the host behind the whole queue; the list lengths must be read, nothing else.
+    scene = make_scene(1500, 64, 48, seed=5, hard=True, device=device)
+    for name in PARAMS:
+        scene[name].requires_grad_(True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")  # also sees what the dispatch guard cannot: blocking copies
+    try:
+        with warnings.catch_warnings(record=True) as caught, DeviceReads({PACKAGE / "kernels" / "rasterize_ref.py"}) as reads:
+            warnings.simplefilter("always")
+            out = rasterize_ref(**scene)
+            (out.image.sum() + out.depth.sum()).backward()
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    assert scene["means"].grad.abs().sum() > 0
+    # On the CPU the lengths are on the host already; on a GPU they are copied there once.
+    assert len(reads.seen) == (device.type != "cpu"), reads.seen
+    waits = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(waits) == (device.type != "cpu"), waits
 
 
 def test_binning_leaves_out_non_finite_means():

@@ -1,12 +1,15 @@
 """Identity-free pre-training under `torchrun --nproc-per-node 2` (gloo on CPU): identical UMF replicas on both
-ranks, bit-for-bit resume from a mid-run checkpoint, and the UMF export."""
+ranks, bit-for-bit resume from a mid-run checkpoint, a stop asked of one rank alone, and the UMF export."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -46,10 +49,13 @@ def _recipe(path: Path) -> Path:
     return path
 
 
+def _torchrun_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python",
+            str(BIN / "instag"), *args]
+
+
 def _torchrun(*args: str) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python",
-           str(BIN / "instag"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(_torchrun_cmd(*args), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -101,6 +107,57 @@ def test_resume_from_a_mid_run_checkpoint_equals_the_uninterrupted_run(run_a):
             if k.startswith("rng."):
                 continue
             assert torch.equal(a[k], b[k]), (rank, k)
+
+
+def _worker_of_rank(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker process with RANK=rank, if it has started."""
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        try:
+            env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(child)
+    return None
+
+
+def _checkpoint_steps(run: Path, rank: int) -> list[int]:
+    return sorted(int(d.name.split("_")[1]) for d in (run / f"rank{rank}" / "checkpoints").glob("step_*"))
+
+
+def test_a_stop_asked_of_one_rank_stops_both_after_the_same_logged_step(tmp_path):
+    # The summed stop flags are read only on logged steps (every 8th here), so a step in between waits on no
+    # device value; both ranks must still stop together and leave matching checkpoints to resume from.
+    datasets = [write_dataset(tmp_path / f"ds{i}", seed=i) for i in range(2)]
+    total, every = 600, 8
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        **TINY_RECIPE, "lips": {"steps": 0}, "seed": 3, "stages": {"face": total, "mouth": 0, "joint": 0},
+        "densify": {"every": 0}, "run": {"checkpoint_every": 0, "log_every": every, "previews": 0, "threads": 1}}))
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_torchrun_cmd("pretrain", *map(str, datasets), "-o", str(run), "--recipe", str(recipe)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        losses = run / "losses.csv"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if losses.is_file() and len(losses.read_text().splitlines()) > 4:  # past the first logged steps
+                break
+            time.sleep(0.2)
+        worker = _worker_of_rank(proc.pid, 1)
+        assert worker is not None and proc.poll() is None, "the run ended or never started"
+        os.kill(worker, signal.SIGTERM)  # rank 1 only: rank 0 learns of it through the all-reduce
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "interrupted at step" in output, output[-3000:]
+    steps = [_checkpoint_steps(run, rank) for rank in (0, 1)]
+    assert steps[0] == steps[1], steps
+    last = steps[0][-1]
+    assert 0 < last < total and last % every == 0, steps
+    rows = losses.read_text().strip().splitlines()
+    assert rows[-1].split(",")[0] == str(last)  # rank 0 logged that step and no later one
 
 
 def test_export_writes_the_umf_asset(run_a):
