@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -46,9 +47,20 @@ app.add_typer(bench.app, name="bench", short_help="Benchmarks: a table and JSON 
 err = Console(stderr=True)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """A warning as one line: instag's own as a note (what it chose and why), others with their origin. Python's
+    default echoes the source line that warned, which tells a user nothing."""
+    if category.__module__.split(".")[0] == "instag":
+        err.print(f"[yellow]note:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        err.print(f"[yellow]warning:[/] {escape(f'{category.__name__}: {message} ({filename}:{lineno})')}",
+                  highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning instag's own errors into one clear line."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         app()
     except InstagError as exc:
@@ -57,3 +69,5 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    finally:
+        warnings.showwarning = previous  # main() also runs inside other programs' processes (the tests)
