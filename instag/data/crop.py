@@ -97,15 +97,20 @@ def plan_crop(info: ClipInfo, cfg: PreprocessConfig, n_frames: int, progress: Pr
     if side > short:  # do not pad more than needed: the frame edge is a fine border if the face still fits
         side = max(short, 1.6 * a.max())
     side = int(np.ceil(side))
-    x0 = int(round((lo_x + hi_x) / 2 - side / 2))
-    y0 = int(round((lo_y + hi_y) / 2 - side / 2))
-    if side <= info.width:
-        x0 = int(np.clip(x0, 0, info.width - side))
-    if side <= info.height:
-        y0 = int(np.clip(y0, 0, info.height - side))
+    x0 = place_crop(lo_x, hi_x, side, info.width)
+    y0 = place_crop(lo_y, hi_y, side, info.height)
     per_frame = np.full((n_frames, 2), np.nan, np.float32)
     per_frame[found] = np.array([b.centre for b in boxes], np.float32)
     return CropPlan(x0, y0, side, face_px, per_frame, tuple(warnings))
+
+
+def place_crop(lo: float, hi: float, side: int, extent: int) -> int:
+    """Where a crop of `side` pixels starts along an axis of the frame's `extent` pixels: centred on [lo, hi] (the
+    face's span with its margins), then moved to lie inside the frame. One longer than the frame covers all of it
+    and pads only by the difference: padding is replicated frame edge, which the avatar would learn and draw as
+    streaks under the chin."""
+    start = int(round((lo + hi) / 2 - side / 2))
+    return int(np.clip(start, min(0, extent - side), max(0, extent - side)))
 
 
 def crop_square(img: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from instag.bench.geometry import compare_maps, exact_depth_normal
 from instag.data import facemesh as fm
-from instag.data.crop import crop_square, frame_ranges
+from instag.data.crop import crop_square, frame_ranges, place_crop
 from instag.data.geometry import camera_facing_vertex_normals, render_depth_normal
 from instag.data.labels import background_plate
 from instag.data.pose import face_signals, fit_pose, intrinsics
@@ -84,6 +84,17 @@ def test_crop_pads_outside_the_frame():
     assert out.shape == (50, 50, 3)
     assert np.all(out == 200)  # replicated from the left part
     assert frame_ranges(np.array([0, 1, 2, 5, 7, 8])) == "0–2, 5, 7–8"
+
+
+@pytest.mark.parametrize("lo, hi, side, extent", [(100.0, 300.0, 260, 512), (5.0, 120.0, 200, 512),
+                                                    (400.0, 560.0, 200, 512), (-10.0, 597.0, 520, 512),
+                                                    (200.0, 400.0, 700, 512), (300.0, 500.0, 700, 512)])
+def test_a_crop_lies_in_the_frame_or_pads_it_least(lo, hi, side, extent):
+    x0 = place_crop(lo, hi, side, extent)
+    padding = max(0, -x0) + max(0, x0 + side - extent)
+    assert padding == max(0, side - extent)  # inside when it fits; otherwise the whole frame and the difference
+    if side <= extent and 0 < (lo + hi - side) / 2 < extent - side:
+        assert x0 == round((lo + hi - side) / 2)  # centred on the face where that is already inside
 
 
 def test_background_plate_is_exact_up_to_the_person_edge():
