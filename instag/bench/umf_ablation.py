@@ -194,7 +194,7 @@ def _mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def wins(without: dict[str, Any], with_umf: dict[str, Any]) -> dict[str, bool | None]:
     """Per metric, whether the UMF arm is better (higher PSNR/SSIM/correlation, lower LMD); None if unscored."""
     out: dict[str, bool | None] = {}
-    for key in ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr"):
+    for key in ("psnr_full", "psnr_face", "psnr_mouth", "ssim_full", "ssim_face", "ssim_mouth", "lmd", "mouth_open_corr"):
         a, b = without.get(key), with_umf.get(key)
         out[key] = None if a is None or b is None else bool(b < a if key == "lmd" else b > a)
     return out
@@ -202,7 +202,7 @@ def wins(without: dict[str, Any], with_umf: dict[str, Any]) -> dict[str, bool | 
 
 def markdown_table(doc: dict[str, Any], command: str) -> str:
     """The table for benchmarks/, with the command that made it."""
-    cols = ("psnr_full", "ssim_full", "psnr_face", "lmd", "mouth_open_corr", "mouth_open_spread")
+    cols = ("psnr_full", "ssim_full", "psnr_face", "psnr_mouth", "lmd", "mouth_open_corr", "mouth_open_spread")
     m = doc["machine"]
     lines = [
         "# UMF ablation: adaptation with and without the pre-trained UMF",

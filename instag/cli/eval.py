@@ -20,7 +20,7 @@ def eval_avatar(
     limit: int | None = typer.Option(None, "--limit", help="Score only the first N frames of the split."),
     frames_dir: Path | None = typer.Option(None, "--save-frames", help="Save ground truth | render PNGs here."),
 ) -> None:
-    """PSNR and SSIM (full image and face crop), LMD and mouth-opening correlation on a dataset split."""
+    """PSNR and SSIM (full image, face and mouth crops), LMD and mouth-opening correlation on a dataset split."""
     from instag.atomic import write_text_atomic
     from instag.eval.runner import EVAL_KEYS, evaluate
 

@@ -1,4 +1,5 @@
-"""Image and lip-sync metrics: PSNR, SSIM (full image and a face crop), LMD and mouth-opening correlation.
+"""Image and lip-sync metrics: PSNR, SSIM (full image, a face crop and a mouth crop), LMD and mouth-opening
+correlation.
 
 Images are [H, W, 3] uint8 RGB. Identical images give PSNR = `PSNR_CAP` (a finite stand-in for infinity, so
 the JSON stays standard) and SSIM = 1.
@@ -14,6 +15,9 @@ from instag.stats import correlation  # noqa: F401  (one of the evaluation's met
 PSNR_CAP = 100.0  # dB, reported for identical images (MSE 0)
 SSIM_WINDOW = 11  # the Gaussian window skimage uses for sigma 1.5 (truncate 3.5)
 FACE_CROP_MARGIN = 0.1  # the face crop is the landmarks' box grown by this fraction of its size per side
+# The mouth crop is the lips' box grown by this fraction of its width per side: the lips, the teeth and the skin
+# the lips move into.
+MOUTH_CROP_MARGIN = 0.25
 
 
 def psnr(pred: np.ndarray, target: np.ndarray) -> float:
@@ -40,7 +44,17 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
 def face_box(landmarks: np.ndarray, size: int, margin: float = FACE_CROP_MARGIN) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) pixel box around landmarks [L, 2], grown by `margin` and clipped to a size² image."""
     lo, hi = landmarks.min(0), landmarks.max(0)
-    pad = (hi - lo) * margin
+    return _grown_box(lo, hi, (hi - lo) * margin, size)
+
+
+def mouth_box(lips: np.ndarray, size: int, margin: float = MOUTH_CROP_MARGIN) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixel box around the lip landmarks [L, 2], grown by `margin` of the lips' width on every
+    side and clipped to a size² image."""
+    lo, hi = lips.min(0), lips.max(0)
+    return _grown_box(lo, hi, (hi[0] - lo[0]) * margin, size)
+
+
+def _grown_box(lo: np.ndarray, hi: np.ndarray, pad: np.ndarray | float, size: int) -> tuple[int, int, int, int]:
     x0, y0 = np.floor(lo - pad).astype(int)
     x1, y1 = np.ceil(hi + pad).astype(int)
     return max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)

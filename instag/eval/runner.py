@@ -28,8 +28,8 @@ from instag.render.plate import paste_torso
 Progress = Callable[[int, int], None]
 # mouth_open_spread: the rendered opening's standard deviation over the tracked one's (1: the avatar opens its
 # mouth as widely as the person does; a dub that only mumbles scores well below).
-EVAL_KEYS = ("psnr_full", "psnr_face", "ssim_full", "ssim_face", "lmd", "mouth_open_corr", "mouth_open_spread",
-             "n_frames")
+EVAL_KEYS = ("psnr_full", "psnr_face", "psnr_mouth", "ssim_full", "ssim_face", "ssim_mouth", "lmd",
+             "mouth_open_corr", "mouth_open_spread", "n_frames")
 
 
 def mouth_opening(lm: np.ndarray) -> float:
@@ -45,23 +45,25 @@ def score_frames(
     pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],  # (rendered, ground truth, GT landmarks [478, 2])
     track: bool = True,
 ) -> dict[str, Any]:
-    """Metrics over (render, ground truth) uint8 [S, S, 3] frame pairs; the landmarks place the face crop.
-    LMD and the mouth-opening correlation use the frames where the tracker finds a face in both (None if none)."""
+    """Metrics over (render, ground truth) uint8 [S, S, 3] frame pairs; the landmarks place the face and mouth
+    crops. LMD and the mouth-opening correlation use the frames where the tracker finds a face in both (None if
+    none)."""
     from instag.data import facemesh as fm
 
-    sums = {"psnr_full": 0.0, "psnr_face": 0.0, "ssim_full": 0.0, "ssim_face": 0.0}
+    sums = {"psnr_full": 0.0, "psnr_face": 0.0, "psnr_mouth": 0.0, "ssim_full": 0.0, "ssim_face": 0.0,
+            "ssim_mouth": 0.0}
     n = 0
     lmd, open_r, open_g = [], [], []
     trackers = (fm.FaceTracker(), fm.FaceTracker()) if track else None
-    mouth = fm.lip_indices() if track else None
+    mouth = fm.lip_indices()
     try:
         for pred, gt, gt_lm in pairs:
             size = gt.shape[0]
-            box = M.face_box(gt_lm, size)
             sums["psnr_full"] += M.psnr(pred, gt)
             sums["ssim_full"] += M.ssim(pred, gt)
-            sums["psnr_face"] += M.psnr(M.crop(pred, box), M.crop(gt, box))
-            sums["ssim_face"] += M.ssim(M.crop(pred, box), M.crop(gt, box))
+            for name, box in (("face", M.face_box(gt_lm, size)), ("mouth", M.mouth_box(gt_lm[mouth, :2], size))):
+                sums[f"psnr_{name}"] += M.psnr(M.crop(pred, box), M.crop(gt, box))
+                sums[f"ssim_{name}"] += M.ssim(M.crop(pred, box), M.crop(gt, box))
             n += 1
             if trackers is not None:
                 centre = tuple(float(v) for v in gt_lm.mean(0))

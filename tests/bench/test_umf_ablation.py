@@ -23,8 +23,8 @@ def test_cases_are_clip_at_seconds(tmp_path):
 
 
 def _scores(psnr: float, lmd: float, corr: float | None) -> dict:
-    return {"psnr_full": psnr, "psnr_face": psnr - 2, "ssim_full": 0.8, "ssim_face": 0.7, "lmd": lmd,
-            "mouth_open_corr": corr, "n_frames": 75, "train_s": 300}
+    return {"psnr_full": psnr, "psnr_face": psnr - 2, "psnr_mouth": psnr - 6, "ssim_full": 0.8, "ssim_face": 0.7,
+            "ssim_mouth": 0.5, "lmd": lmd, "mouth_open_corr": corr, "n_frames": 75, "train_s": 300}
 
 
 def test_lower_lmd_and_higher_scores_win():
