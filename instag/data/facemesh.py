@@ -135,12 +135,15 @@ def lip_indices() -> np.ndarray:
     return np.unique(np.concatenate([c["lips_outer"], c["lips_inner"]]))
 
 
+WARM_UP_SIDE = 64  # pixels of the blank frame that starts a mediapipe graph
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null while mediapipe builds or runs a graph: its C++ side (absl, TFLite)
     prints start-up notes there that no environment variable turns off. Python-level errors are unaffected:
-    they propagate as exceptions and are reported after the descriptor is restored. (A note or two that
-    mediapipe's worker threads print asynchronously may still get through.) INSTAG_MEDIAPIPE_LOGS=1 keeps all."""
+    they propagate as exceptions and are reported after the descriptor is restored. INSTAG_MEDIAPIPE_LOGS=1
+    keeps all."""
     if os.environ.get("INSTAG_MEDIAPIPE_LOGS"):
         yield
         return
@@ -162,6 +165,9 @@ class _Quiet:
     def __init__(self, make):
         with _native_stderr_silenced():
             self.solution = make()
+            # The graph opens its calculators on worker threads after construction returns, and they print
+            # then; a first frame waits for them. A blank one leaves no state behind: no face, no track.
+            self.solution.process(np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), np.uint8))
 
     def process(self, rgb: np.ndarray):
         with _native_stderr_silenced():

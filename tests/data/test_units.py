@@ -3,6 +3,9 @@ background plate."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -234,3 +237,15 @@ def test_containers_and_codecs(tmp_path, ext, vcodec, acodec):
     assert frames[-1].mean() > frames[0].mean() + 100  # time runs forward through the resampled frames
     audio = read_audio(info, 16000, int(round(n / 25 * 16000)))
     assert 0.1 < np.abs(audio[4000:-4000]).max() < 0.3
+
+
+def test_mediapipe_prints_nothing_of_its_own():
+    # Its graphs start on worker threads after construction returns and print start-up notes to stderr then; a
+    # user's terminal must not show them. A fresh process, since some print only once per process.
+    code = ("import time, numpy as np; from instag.data import facemesh as fm\n"
+            "for make in (fm.FaceDetector, fm.FaceTracker, fm.PersonSegmenter):\n"
+            "    m = make(); time.sleep(0.3); m.close()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "INSTAG_MEDIAPIPE_LOGS"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr
