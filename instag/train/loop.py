@@ -182,10 +182,12 @@ def _densify(run: TrainingRun, stage: Stage) -> str:
     """Densify and prune the branches that train, of every identity; → the progress note."""
     cfg = run.recipe.model
     parts = []
+    several = len(run.identities) > 1
     for ident in run.identities:
-        for trains, branch, extent in ((stage.face, ident.face, ident.face_extent),
-                                       (stage.mouth, ident.mouth, ident.mouth_extent)):
+        for trains, name, branch, extent in ((stage.face, "face", ident.face, ident.face_extent),
+                                             (stage.mouth, "mouth", ident.mouth, ident.mouth_extent)):
             if trains:
                 r = branch.densify_and_prune(run.opt_g, cfg.gaussians, extent)
-                parts.append(f"{ident.name} +{r.cloned}c +{r.split}s -{r.pruned} → {r.total}")
-    return "densify: " + ", ".join(parts)
+                who = f"{ident.name} {name}" if several else name
+                parts.append(f"{who} +{r.cloned} cloned +{r.split} split −{r.pruned} pruned → {r.total}")
+    return "densify: " + "; ".join(parts)

@@ -4,6 +4,7 @@ and a short run on a real clip (skipped without the real clips) whose photometri
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -51,8 +52,12 @@ def _conditions(av, ds_path: Path, t: int) -> FrameCondition:
 
 def test_adapt_writes_an_avatar_that_renders_like_the_trained_model(tiny_ds, tmp_path):
     out = tmp_path / "av"
-    result = adapt(tiny_ds, out, _recipe())
+    notes = []
+    result = adapt(tiny_ds, out, _recipe(), callback=lambda e: e.message and notes.append(e.message))
     assert not result.interrupted and result.steps_done == 10
+    # What densification did, by branch, in words (one identity: no name before the branch).
+    assert any(re.fullmatch(r"densify: face \+\d+ cloned \+\d+ split −\d+ pruned → \d+; mouth .* → \d+.*", n)
+               for n in notes), notes
     for name in ("avatar.json", "model.safetensors", "drive.npz", "background.png"):
         assert (out / name).is_file()
     run = result.run_dir
