@@ -16,6 +16,7 @@ from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import Driver, audio_features
 from instag.data.dataset import load_dataset
 from instag.media.audio import decode_audio
+from instag.render.plate import UNDER
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
             out = av.render(frame.cond)
             head = torch.maximum(out.face.alpha[..., 0], out.mouth.alpha[..., 0]).numpy() >= 0.5
             person = np.isin(ds.label(frame.clip_frame), [ids["face_skin"], ids["lips"], ids["neck_torso"]])
-            torso = av.torso(driver.drive_index(frame.index))[..., 3] > 127
+            torso = av.torso(driver.drive_index(frame.index))[..., 3] == UNDER
             holes.append(int((person & ~head & ~torso).sum()))
     h = np.array(holes)
     print(f"{args.avatar}: background pixels showing through the person, per frame: mean {h.mean():.1f}, "

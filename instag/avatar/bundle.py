@@ -35,7 +35,7 @@ from instag.gaussians.field import GaussianField
 from instag.media.image import read_image
 from instag.motion.model import MotionModel, MotionPoints
 from instag.render.avatar import AvatarRender, FrameCondition, render_avatar
-from instag.render.plate import over_plate
+from instag.render.plate import over_head, over_plate
 from instag.render.views import ViewRange, view_range, view_range_from
 from instag.versioned import read_versioned_json
 
@@ -91,9 +91,11 @@ class Avatar:
             raise InputError(f"{path}: missing or not a {self.size}² RGBA torso layer")
         return img[..., [2, 1, 0, 3]]
 
-    def background(self, i: int) -> np.ndarray:
-        """Plate with the clip's i-th torso frame (cycled) [S, S, 3] uint8."""
-        return over_plate(self.plate, self.torso(i))
+    def layers(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The clip's i-th frame (cycled) under and over the head: the plate with its torso [S, S, 3] uint8, and
+        what its torso layer draws over the head, RGBA [S, S, 4] uint8 or None (`render.plate.over_head`)."""
+        layer = self.torso(i)
+        return over_plate(self.plate, layer), over_head(layer)
 
     @torch.no_grad()
     def render(self, cond: FrameCondition) -> AvatarRender:

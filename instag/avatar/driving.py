@@ -96,7 +96,7 @@ class Driver:
         self.viewmats = torch.from_numpy(viewmats).to(self.device)  # [C, 4, 4]
         expressions = expression_matrix(avatar.drive, avatar.cfg.expression_dim)
         self.expressions = torch.from_numpy(expressions).to(self.device)  # [C, E]
-        self._backgrounds: dict[int, Tensor] = {}  # drive row → [size, size, 3] uint8
+        self._layers_cache: dict[int, tuple[Tensor, Tensor | None]] = {}  # drive row → `_layers`
         self._cache_bytes = 0
 
     @property
@@ -107,19 +107,32 @@ class Driver:
         """Row of the avatar's drive arrays replayed at output frame `i`."""
         return pingpong_index(i, self.avatar.n_drive_frames)
 
+    def _layers(self, j: int) -> tuple[Tensor, Tensor | None]:
+        """Drive frame j's plate with torso [size, size, 3] and what it draws over the head [size, size, 4] (or
+        None), uint8. Kept per clip frame up to BACKGROUND_CACHE_BYTES (a long clip's beyond that are re-read), so
+        memory does not grow with the audio."""
+        got = self._layers_cache.get(j)
+        if got is None:
+            imgs = [img if img is None or img.shape[0] == self.size
+                    else cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
+                    for img in self.avatar.layers(j)]
+            got = tuple(None if img is None else torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
+                        for img in imgs)
+            nbytes = sum(img.nbytes for img in imgs if img is not None)
+            if self._cache_bytes + nbytes <= BACKGROUND_CACHE_BYTES:
+                self._layers_cache[j] = got
+                self._cache_bytes += nbytes
+        return got
+
     def background(self, j: int) -> Tensor:
-        """Plate with drive frame j's torso, [size, size, 3] float in [0, 1]. Kept at 8 bits per clip frame up to
-        BACKGROUND_CACHE_BYTES (a long clip's beyond that are re-read), so memory does not grow with the audio."""
-        bg = self._backgrounds.get(j)
-        if bg is None:
-            img = self.avatar.background(j)
-            if img.shape[0] != self.size:
-                img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
-            bg = torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
-            if self._cache_bytes + img.nbytes <= BACKGROUND_CACHE_BYTES:
-                self._backgrounds[j] = bg
-                self._cache_bytes += img.nbytes
-        return bg.float() / 255.0
+        """Plate with drive frame j's torso, [size, size, 3] float in [0, 1]."""
+        return self._layers(j)[0].float() / 255.0
+
+    def foreground(self, j: int) -> Tensor | None:
+        """What drive frame j's torso layer draws over the head (the clip's own hair at the head's cut),
+        [size, size, 4] float in [0, 1], or None."""
+        fg = self._layers(j)[1]
+        return None if fg is None else fg.float() / 255.0
 
     def condition(self, i: int) -> DrivenFrame:
         j = self.drive_index(i)
@@ -133,6 +146,7 @@ class Driver:
             height=self.size,
             background=self.background(j),
             lip_shape=None if self.rest is None else self.rest.lips(i, windows),
+            foreground=self.foreground(j),
         )
         return DrivenFrame(i, int(self.avatar.drive["frame_index"][j]), cond)
 

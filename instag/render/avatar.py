@@ -38,6 +38,9 @@ class FrameCondition:
     # [C] the tracked lip shape, standardised per person (training frames): the face branch's articulation input in
     # place of the UMF's prediction from the audio, and the prediction's target. None when driven by audio alone.
     lip_shape: Tensor | None = None
+    # [H, W, 4] in [0, 1]: the replayed clip's own pixels drawn over the head with weight alpha (the hair band of
+    # `render.plate.torso_layer`), or None. Only where the view is the replayed frame's, so never in an orbit.
+    foreground: Tensor | None = None
 
 
 def expression_matrix(tracks: dict[str, np.ndarray], dim: int) -> np.ndarray:
@@ -158,6 +161,9 @@ def render_avatar(
     background = cond.background.expand(cond.height, cond.width, 3)
     under_face = mouth_render.image + (1.0 - mouth_render.alpha) * background
     image = face_render.image + (1.0 - face_render.alpha) * under_face
+    if cond.foreground is not None:
+        weight = cond.foreground[..., 3:]
+        image = image + weight * (cond.foreground[..., :3] - image)
     return AvatarRender(
         image=image,
         face=face_render,

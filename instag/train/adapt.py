@@ -269,7 +269,8 @@ def _write_avatar(path: Path, run: _Adaptation, ds, recipe: AdaptRecipe, run_dir
         "crop_box": np.array([box.get("x0", 0), box.get("y0", 0), box.get("side", ds.size)], dtype=np.int64),
     }
     chin = (frames.ids["face_skin"], frames.ids["lips"])
-    torso = {int(i): torso_layer(frames.frame_uint8(int(i)), frames.label(int(i)), frames.ids["neck_torso"], chin)
+    torso = {int(i): torso_layer(frames.frame_uint8(int(i)), frames.label(int(i)), frames.ids["neck_torso"], chin,
+                                 frames.ids["hair"])
              for i in train}
     k = ds.meta["intrinsics"]
     meta = {

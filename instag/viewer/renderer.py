@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch import Tensor
 
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import Driver, audio_driver, to_uint8
@@ -46,6 +47,13 @@ class Frame:
     index: int
     render_ms: float  # (live: features +) motion + rasterization + composite + JPEG, wall time
     header: dict[str, Any] = field(default_factory=dict)  # what else the stream header says about it
+
+
+def seen_from(cond: FrameCondition, centre: Tensor, orbit: Orbit) -> FrameCondition:
+    """`cond` with its camera moved by `orbit` about the head centre [3]. The clip's own pixels drawn over the head
+    (`FrameCondition.foreground`) belong to the replayed view, so an orbit leaves them out."""
+    return dataclasses.replace(cond, viewmat=orbit_viewmat(cond.viewmat, centre, orbit),
+                               foreground=cond.foreground if orbit.is_identity else None)
 
 
 class PreviewRenderer:
@@ -97,8 +105,7 @@ class PreviewRenderer:
         return self._frame(driver.condition(index).cond, index, orbit, t0)
 
     def _frame(self, cond: FrameCondition, index: int, orbit: Orbit, t0: float) -> Frame:
-        cond = dataclasses.replace(cond, viewmat=orbit_viewmat(cond.viewmat, self.centre, orbit))
-        image = self.avatar.render(cond).image
+        image = self.avatar.render(seen_from(cond, self.centre, orbit)).image
         rgb = to_uint8(image)
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:

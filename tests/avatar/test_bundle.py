@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from instag.avatar import AVATAR_VERSION, load_avatar, save_avatar
+from instag.avatar.driving import Driver
 from instag.config.model import AudioConfig, ModelConfig, MotionFieldConfig, TriplaneConfig
 from instag.config.recipe import to_dict
 from instag.errors import FormatVersionError, InputError
@@ -48,6 +50,7 @@ def avatar_dir(tmp_path) -> Path:
     plate = np.full((SIZE, SIZE, 3), 90, np.uint8)
     torso = {i: np.zeros((SIZE, SIZE, 4), np.uint8) for i in range(t)}
     torso[1][-4:, :, :] = (10, 20, 200, 255)
+    torso[2][-6:-4, :, :] = (200, 20, 10, 128)  # a hair band: drawn over the head at half weight
     meta = {"recipe": {"model": to_dict(cfg)}, "audio_feature": "mel", "audio_feature_shape": [4, 8],
             "image_size": [SIZE, SIZE], "intrinsics": {"fx": 30.0, "fy": 30.0, "cx": SIZE / 2, "cy": SIZE / 2},
             "fps": 25.0, "provenance": {"test": True}}
@@ -61,7 +64,7 @@ def _cond(av) -> FrameCondition:
     a = av.cfg.audio
     return FrameCondition(torch.randn(a.smooth_window, a.window, a.feature_dim, generator=g) - 50,
                           torch.zeros(av.cfg.expression_dim), torch.from_numpy(av.drive["viewmats"][0]), av.K,
-                          SIZE, SIZE, torch.from_numpy(av.background(1)).float() / 255)
+                          SIZE, SIZE, torch.from_numpy(av.layers(1)[0]).float() / 255)
 
 
 def test_round_trip_renders_identically(avatar_dir):
@@ -76,7 +79,25 @@ def test_round_trip_renders_identically(avatar_dir):
         fresh = render_avatar(a.face, a.mouth, a.motion, _cond(a), backend=a.cfg.backend).image
     assert torch.equal(a.render(_cond(a)).image, fresh)
     # The torso layer of drive frame 1 is replayed over the plate.
-    assert (a.background(1)[-1] == (10, 20, 200)).all() and (a.background(0) == 90).all()
+    assert (a.layers(1)[0][-1] == (10, 20, 200)).all() and (a.layers(0)[0] == 90).all()
+    assert a.layers(1)[1] is None  # no hair band in this layer
+
+
+def test_a_driven_frame_carries_what_its_torso_layer_draws_over_the_head(avatar_dir):
+    av = load_avatar(avatar_dir)
+    under, over = av.layers(2)
+    assert (under == 90).all() and over is not None and (over[-6:-4, :, 3] == 128).all() and (over[:-6, :, 3] == 0).all()
+    a = av.cfg.audio
+    driver = Driver(av, torch.zeros(6, a.window, a.feature_dim))
+    frames = {driver.drive_index(i): driver.condition(i).cond for i in range(6)}
+    assert frames[0].foreground is None and frames[1].foreground is None
+    fg = frames[2].foreground
+    assert fg.shape == (SIZE, SIZE, 4) and torch.allclose(fg[-5, 0], torch.tensor([200, 20, 10, 128]) / 255.0)
+    plain = dataclasses.replace(frames[2], foreground=None)
+    with torch.no_grad():
+        drawn, bare = av.render(frames[2]).image, av.render(plain).image
+    assert torch.allclose(drawn[-5], bare[-5] + (128 / 255) * (fg[-5, :, :3] - bare[-5]))
+    assert torch.equal(drawn[:-6], bare[:-6])
 
 
 def test_motion_calibration_round_trips_and_is_validated(avatar_dir, tmp_path):

@@ -1,11 +1,11 @@
 """The replayed torso layer: the frame's neck and torso, carried up under the chin so a dub's jaw never uncovers
-the empty background."""
+the empty background, and the hair the labels cut, faded in over the head."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from instag.render.plate import NECK_EDGE, NECK_REACH, over_plate, torso_layer
+from instag.render.plate import HAIR_BAND, NECK_EDGE, NECK_REACH, UNDER, over_head, over_plate, torso_layer
 
 BG, FACE, LIPS, HAIR, TORSO = 0, 1, 2, 4, 5
 S = 100
@@ -61,3 +61,25 @@ def test_over_plate_shows_the_carried_neck_where_no_head_is_drawn():
     assert (over_plate(plate, torso_layer(frame, label, TORSO))[row, 40:60] == 255).all()
     shown = over_plate(plate, torso_layer(frame, label, TORSO, (FACE, LIPS)))[row, 40:60]
     assert np.array_equal(shown, frame[50 + NECK_EDGE + 1, 40:60])
+
+
+def test_the_hair_cut_by_the_labels_fades_in_over_the_head():
+    frame, label = scene()
+    plain = torso_layer(frame, label, TORSO, (FACE, LIPS))
+    layer = torso_layer(frame, label, TORSO, (FACE, LIPS), HAIR)
+    reach = round(HAIR_BAND * S)
+    band = (layer[..., 3] > 0) & (layer[..., 3] < UNDER)
+    # Only the hair beside the neck (columns 60-64) meets the shoulders' torso, at row 70; not the face above the
+    # neck, nor the background beside the shoulders.
+    expected = np.zeros((S, S), bool)
+    expected[70 - reach:70, 60:65] = True
+    assert np.array_equal(band, expected)
+    weights = layer[70 - reach:70, 60, 3].astype(int)
+    assert (np.diff(weights) > 0).all() and weights[-1] > 200 and weights[0] < 60  # fading out upwards
+    assert np.array_equal(layer[band][:, :3], frame[band])  # the clip's own hair
+    assert np.array_equal(layer[~band], plain[~band])  # the rest as without it
+    over = over_head(layer)
+    assert np.array_equal(over[..., 3] > 0, band) and np.array_equal(over[band], layer[band])
+    assert over_head(plain) is None
+    plate = np.full((S, S, 3), 255, np.uint8)
+    assert np.array_equal(over_plate(plate, layer), over_plate(plate, plain))  # nothing of it under the head

@@ -143,3 +143,19 @@ def test_a_few_steps_fit_the_target_better(cfg):
     # 3DGS learning rates move colours slowly; a steady decrease is what matters here.
     assert losses[-1] < 0.95 * losses[0]
     assert all(b <= a + 1e-4 for a, b in zip(losses, losses[1:], strict=False))
+
+
+def test_the_foreground_is_drawn_over_the_head_by_its_weight(cfg):
+    face, mouth, motion = _avatar(cfg)
+    plain = render_avatar(face, mouth, motion, _condition(cfg), backend=cfg.backend).image
+    fg = torch.zeros(SIZE, SIZE, 4)
+    fg[14:18, 10:22] = torch.tensor([0.0, 1.0, 0.0, 1.0])  # over the middle of the head, at full weight
+    fg[20, 10:22] = torch.tensor([0.0, 1.0, 0.0, 0.25])
+    cond = _condition(cfg)
+    cond.foreground = fg
+    out = render_avatar(face, mouth, motion, cond, backend=cfg.backend).image
+    assert torch.allclose(out[14:18, 10:22], fg[14:18, 10:22, :3])
+    assert torch.allclose(out[20, 10:22], 0.75 * plain[20, 10:22] + 0.25 * fg[20, 10:22, :3])
+    untouched = torch.ones(SIZE, SIZE, dtype=torch.bool)
+    untouched[14:18, 10:22] = untouched[20, 10:22] = False
+    assert torch.equal(out[untouched], plain[untouched])

@@ -219,3 +219,20 @@ def test_orbit_turns_about_the_centre_and_zoom_keeps_its_pixel():
         assert torch.allclose(after, before / orbit.zoom, atol=1e-6)
     assert orbit_viewmat(viewmat, centre, Orbit()) is viewmat
     assert Orbit(float("nan"), 9.0, 100.0).clamped() == Orbit(0.0, math.radians(80.0), 4.0)
+
+
+def test_an_orbit_leaves_out_the_clip_s_pixels_drawn_over_the_head():
+    import torch
+
+    from instag.render.avatar import FrameCondition
+    from instag.viewer.renderer import seen_from
+
+    viewmat = torch.eye(4)
+    viewmat[2, 3] = 0.5  # the head centre half a unit in front of the camera
+    cond = FrameCondition(torch.zeros(2, 2, 2), torch.zeros(1), viewmat, torch.eye(3), 8, 8, torch.zeros(3),
+                          foreground=torch.ones(8, 8, 4))
+    centre = torch.zeros(3)
+    assert seen_from(cond, centre, Orbit()).foreground is cond.foreground  # the replayed view: kept
+    for orbit in (Orbit(0.2, 0.0, 1.0), Orbit(0.0, 0.0, 1.5)):
+        turned = seen_from(cond, centre, orbit)
+        assert turned.foreground is None and not torch.equal(turned.viewmat, cond.viewmat)
