@@ -69,7 +69,6 @@ class SourceTimedFrames:
             width=d.size,
             height=d.size,
             background=d.background(j0 if t < 0.5 else j1),
-            foreground=d.foreground(j0 if t < 0.5 else j1),
         )
         return DrivenFrame(i, source, cond)
 
