@@ -124,19 +124,16 @@ class Driver:
                 self._cache_bytes += nbytes
         return got
 
-    def background(self, j: int) -> Tensor:
-        """Plate with drive frame j's torso, [size, size, 3] float in [0, 1]."""
-        return self._layers(j)[0].float() / 255.0
-
-    def foreground(self, j: int) -> Tensor | None:
-        """What drive frame j's torso layer draws over the head (the clip's own hair at the head's cut),
-        [size, size, 4] float in [0, 1], or None."""
-        fg = self._layers(j)[1]
-        return None if fg is None else fg.float() / 255.0
+    def layers(self, j: int) -> tuple[Tensor, Tensor | None]:
+        """Drive frame j under and over the head, float in [0, 1]: the plate with its torso [size, size, 3], and
+        what its torso layer draws over the head (the clip's own hair at the head's cut) [size, size, 4] or None."""
+        bg, fg = self._layers(j)
+        return bg.float() / 255.0, None if fg is None else fg.float() / 255.0
 
     def condition(self, i: int) -> DrivenFrame:
         j = self.drive_index(i)
         windows = frame_audio_windows(self.features, i, self.avatar.cfg.audio)
+        background, foreground = self.layers(j)
         cond = FrameCondition(
             audio_windows=windows,
             expression=self.expressions[j],
@@ -144,9 +141,9 @@ class Driver:
             K=self.K,
             width=self.size,
             height=self.size,
-            background=self.background(j),
+            background=background,
             lip_shape=None if self.rest is None else self.rest.lips(i, windows),
-            foreground=self.foreground(j),
+            foreground=foreground,
         )
         return DrivenFrame(i, int(self.avatar.drive["frame_index"][j]), cond)
 

@@ -68,7 +68,7 @@ class SourceTimedFrames:
             K=d.K,
             width=d.size,
             height=d.size,
-            background=d.background(j0 if t < 0.5 else j1),
+            background=d.layers(j0 if t < 0.5 else j1)[0],
         )
         return DrivenFrame(i, source, cond)
 

@@ -145,7 +145,7 @@ def _bin_tiles_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, h
     gaussians = (ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height)
     ids = torch.empty(lib.instag_rasterize_count_tiles(*gaussians, ptr(offsets)), dtype=torch.int32)
     lib.instag_rasterize_fill_tiles(*gaussians, ptr(offsets), ptr(ids))
-    return TileBins(offsets, ids, tiles_x, tiles_y, torch.diff(offsets).tolist())
+    return TileBins(offsets, ids, tiles_x, tiles_y)
 
 
 class _CompositeCPU(torch.autograd.Function):

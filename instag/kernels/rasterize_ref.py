@@ -63,7 +63,9 @@ class TileBins:
     ids: Tensor  # [M] int32 Gaussian indices
     tiles_x: int
     tiles_y: int
-    lengths: list[int]  # each tile's list length, on the host: the reference compositor plans its slabs by them
+    # Each tile's list length, on the host: the reference compositor plans its slabs by them. None from the C++
+    # binning, whose compositor walks the lists as they are.
+    lengths: list[int] | None = None
 
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:
