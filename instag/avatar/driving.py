@@ -4,6 +4,7 @@ point: consecutive output frames always use neighbouring clip frames."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -60,11 +61,47 @@ def audio_features(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_mod
 
 def audio_driver(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_model: str | None = None,
                  size: int | None = None, device: torch.device | str = "cpu",
-                 features: Tensor | None = None) -> Driver:
+                 features: Tensor | None = None, layers: DriveLayers | None = None) -> Driver:
     """The Driver of 16 kHz mono `mono16k` [N] over `n_frames` output frames: its features (`audio_features`, unless
     given [n_frames, K, D]) and its long silences' rest (`rest.rest_weights`)."""
     feats = audio_features(avatar, mono16k, n_frames, audio_model) if features is None else features
-    return Driver(avatar, feats, size, device, rest=lip_rest(avatar, mono16k, FEATURE_RATE, n_frames, device))
+    return Driver(avatar, feats, size, device, rest=lip_rest(avatar, mono16k, FEATURE_RATE, n_frames, device),
+                  layers=layers)
+
+
+class DriveLayers:
+    """The clip's frames under and over the head (`Avatar.layers`) at `size`² on `device`, per drive row. One
+    serves every Driver of an avatar at that size (a preview's idle loop, pauses and clips; a batch's jobs), so each
+    torso layer is decoded once and held once. Safe to share between threads."""
+
+    def __init__(self, avatar: Avatar, size: int, device: torch.device | str = "cpu") -> None:
+        self.avatar = avatar
+        self.size = int(size)
+        if self.size < 16:
+            raise InputError(f"--size {self.size}: must be at least 16")
+        self.device = torch.device(device)
+        self._kept: dict[int, tuple[Tensor, Tensor | None]] = {}  # drive row → its layers
+        self._kept_bytes = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, j: int) -> tuple[Tensor, Tensor | None]:
+        """Drive row j's plate with torso [size, size, 3] and what it draws over the head [size, size, 4] (or None),
+        uint8. Kept up to BACKGROUND_CACHE_BYTES (a long clip's rows beyond that are re-read), so memory does not
+        grow with the audio."""
+        got = self._kept.get(j)
+        if got is not None:
+            return got
+        imgs = [img if img is None or img.shape[0] == self.size
+                else cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
+                for img in self.avatar.layers(j)]
+        got = tuple(None if img is None else torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
+                    for img in imgs)
+        nbytes = sum(img.nbytes for img in imgs if img is not None)
+        with self._lock:
+            if j not in self._kept and self._kept_bytes + nbytes <= BACKGROUND_CACHE_BYTES:
+                self._kept[j] = got
+                self._kept_bytes += nbytes
+        return got
 
 
 @dataclass
@@ -79,15 +116,21 @@ class Driver:
     `size`² (the avatar's own size by default; intrinsics and background scale with it)."""
 
     def __init__(self, avatar: Avatar, features: Tensor, size: int | None = None,
-                 device: torch.device | str = "cpu", rest: LipRest | None = None) -> None:
-        """rest: the lips through the audio's long silences (`rest.lip_rest`); None: as the audio predicts."""
+                 device: torch.device | str = "cpu", rest: LipRest | None = None,
+                 layers: DriveLayers | None = None) -> None:
+        """rest: the lips through the audio's long silences (`rest.lip_rest`); None: as the audio predicts.
+        layers: the clip's layers shared with other Drivers of this avatar, size and device (None: its own)."""
         self.avatar = avatar
         self.device = torch.device(device)
         self.features = features.to(self.device)  # [T, K, D]
         self.rest = rest
         self.size = int(size or avatar.size)
-        if self.size < 16:
-            raise InputError(f"--size {self.size}: must be at least 16")
+        if layers is None:
+            layers = DriveLayers(avatar, self.size, self.device)
+        elif layers.avatar is not avatar or (layers.size, layers.device) != (self.size, self.device):
+            raise ValueError(f"shared layers of {layers.size}² on {layers.device} for a {self.size}² Driver on "
+                             f"{self.device}, or of another avatar")
+        self._layers = layers
         scale = self.size / avatar.size
         K = avatar.K.clone()
         K[:2] *= scale
@@ -96,8 +139,6 @@ class Driver:
         self.viewmats = torch.from_numpy(viewmats).to(self.device)  # [C, 4, 4]
         expressions = expression_matrix(avatar.drive, avatar.cfg.expression_dim)
         self.expressions = torch.from_numpy(expressions).to(self.device)  # [C, E]
-        self._layers_cache: dict[int, tuple[Tensor, Tensor | None]] = {}  # drive row → `_layers`
-        self._cache_bytes = 0
 
     @property
     def n_frames(self) -> int:
@@ -106,23 +147,6 @@ class Driver:
     def drive_index(self, i: int) -> int:
         """Row of the avatar's drive arrays replayed at output frame `i`."""
         return pingpong_index(i, self.avatar.n_drive_frames)
-
-    def _layers(self, j: int) -> tuple[Tensor, Tensor | None]:
-        """Drive frame j's plate with torso [size, size, 3] and what it draws over the head [size, size, 4] (or
-        None), uint8. Kept per clip frame up to BACKGROUND_CACHE_BYTES (a long clip's beyond that are re-read), so
-        memory does not grow with the audio."""
-        got = self._layers_cache.get(j)
-        if got is None:
-            imgs = [img if img is None or img.shape[0] == self.size
-                    else cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
-                    for img in self.avatar.layers(j)]
-            got = tuple(None if img is None else torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
-                        for img in imgs)
-            nbytes = sum(img.nbytes for img in imgs if img is not None)
-            if self._cache_bytes + nbytes <= BACKGROUND_CACHE_BYTES:
-                self._layers_cache[j] = got
-                self._cache_bytes += nbytes
-        return got
 
     def layers(self, j: int) -> tuple[Tensor, Tensor | None]:
         """Drive frame j under and over the head, float in [0, 1]: the plate with its torso [size, size, 3], and

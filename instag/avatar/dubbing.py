@@ -25,7 +25,7 @@ import torch
 
 from instag.atomic import atomic_file
 from instag.avatar.bundle import Avatar
-from instag.avatar.driving import Driver, audio_driver, audio_features, frame_count, to_uint8
+from instag.avatar.driving import DriveLayers, Driver, audio_driver, audio_features, frame_count, to_uint8
 from instag.avatar.paste_back import DEFAULT_FEATHER, REGIONS, PasteBack, find_source_clip, head_layers
 from instag.avatar.source_timing import SourceTimedFrames
 from instag.avatar.source_video import SourceVideo
@@ -186,6 +186,7 @@ class Dubber:
         self.device = device or next(avatar.face.parameters()).device
         self._paste: PasteBack | None = None
         self._source: SourceVideo | None = None
+        self._layers: DriveLayers | None = None  # the clip's layers, decoded once for every job
 
     def paste_back(self, render_size: int) -> PasteBack:
         if self._source is None:
@@ -223,7 +224,10 @@ class Dubber:
         if paste is not None and self.device.type == "cpu" and not opt.threads:
             # The speech features had every core; from here compositing and encoding keep one busy.
             torch.set_num_threads(PASTE_BACK_THREADS)
-        driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats)
+        if self._layers is None:
+            self._layers = DriveLayers(av, opt.size or av.size, self.device)
+        driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats,
+                              layers=self._layers)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps

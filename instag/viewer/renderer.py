@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from instag.avatar.bundle import Avatar
-from instag.avatar.driving import Driver, audio_driver, to_uint8
+from instag.avatar.driving import DriveLayers, Driver, audio_driver, to_uint8
 from instag.render.avatar import FrameCondition
 from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.clips import Clip
@@ -69,12 +69,14 @@ class PreviewRenderer:
         # Head centre: the mean of the face branch's Gaussians (world coordinates), what the orbit turns about.
         self.centre = avatar.face.means.detach().mean(dim=0).to(device)
         self.view = avatar.view
+        # The clip's layers, decoded once for the idle loop, the pauses and every clip.
+        self.layers = DriveLayers(avatar, self.size, device)
         n_idle = idle_length(avatar)
         silence = np.zeros(int(round(n_idle / self.fps * 16000)), np.float32)
         # Silence from end to end: the idle loop's lips rest (`avatar.rest`). A live pause shorter than a rest shows
         # the same frames with the lips the silence predicts, as a dub's pauses between phrases do.
-        self.idle = audio_driver(avatar, silence, n_idle, audio_model, self.size, device)
-        self.pause = Driver(avatar, self.idle.features, self.size, device=device)
+        self.idle = audio_driver(avatar, silence, n_idle, audio_model, self.size, device, layers=self.layers)
+        self.pause = Driver(avatar, self.idle.features, self.size, device=device, layers=self.layers)
         self.live = LiveFeatures(avatar, device, audio_model)
         self._idle_jpegs: dict[int, bytes] = {}  # idle-loop frame → its JPEG from the front, up to IDLE_CACHE_BYTES
         self._idle_bytes = 0
@@ -86,7 +88,8 @@ class PreviewRenderer:
         with self._lock:
             d = self._drivers.get(clip.id)
         if d is None:
-            d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device)
+            d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device,
+                             layers=self.layers)
             with self._lock:
                 self._drivers[clip.id] = d
         return d

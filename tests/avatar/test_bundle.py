@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from instag.avatar import AVATAR_VERSION, load_avatar, save_avatar
-from instag.avatar.driving import Driver
+from instag.avatar.driving import DriveLayers, Driver
 from instag.config.model import AudioConfig, ModelConfig, MotionFieldConfig, TriplaneConfig
 from instag.config.recipe import to_dict
 from instag.errors import FormatVersionError, InputError
@@ -98,6 +98,30 @@ def test_a_driven_frame_carries_what_its_torso_layer_draws_over_the_head(avatar_
         drawn, bare = av.render(frames[2]).image, av.render(plain).image
     assert torch.allclose(drawn[-5], bare[-5] + (128 / 255) * (fg[-5, :, :3] - bare[-5]))
     assert torch.equal(drawn[:-6], bare[:-6])
+
+
+def test_drivers_sharing_layers_decode_each_torso_layer_once_and_drive_the_same_frames(avatar_dir, monkeypatch):
+    av = load_avatar(avatar_dir)
+    reads = []
+    own_layers = av.layers
+    monkeypatch.setattr(av, "layers", lambda j: reads.append(j) or own_layers(j))
+    a = av.cfg.audio
+    shared = DriveLayers(av, SIZE)
+    drivers = [Driver(av, torch.randn(7, a.window, a.feature_dim), layers=shared) for _ in range(3)]
+    private = Driver(av, drivers[0].features)
+    for i in range(7):
+        for d in drivers:
+            d.condition(i)
+    assert sorted(reads) == list(range(av.n_drive_frames))  # once each, for all three Drivers
+    for i in range(7):
+        got, want = drivers[0].condition(i).cond, private.condition(i).cond
+        assert torch.equal(got.background, want.background)
+        assert (got.foreground is None) == (want.foreground is None)
+        assert got.foreground is None or torch.equal(got.foreground, want.foreground)
+    with pytest.raises(ValueError, match="shared layers"):
+        Driver(av, drivers[0].features, size=2 * SIZE, layers=shared)
+    with pytest.raises(ValueError, match="another avatar"):
+        Driver(load_avatar(avatar_dir), drivers[0].features, layers=shared)
 
 
 def test_motion_calibration_round_trips_and_is_validated(avatar_dir, tmp_path):

@@ -17,6 +17,7 @@ from instag_testing import run_instag
 from e2e.conftest import CROP, SIZE, source_frame, speech_like
 from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import pingpong_index
+from instag.avatar.dubbing import RenderOptions, jobs_from_audio, run_jobs
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import probe, sha256_of
 from instag.media.encoding import Encoding
@@ -245,6 +246,19 @@ def test_batch_reports_a_corrupt_audio_runs_the_rest_and_resumes(tiny_avatar, au
     assert again.returncode == 1
     assert again.stdout.count("skipped") == 2
     assert (out / "de.mp4").stat().st_mtime_ns == stamp
+
+
+def test_a_batch_decodes_each_torso_layer_once_for_all_its_jobs(tiny_avatar, audio_files, tmp_path, monkeypatch):
+    av = load_avatar(tiny_avatar)
+    reads = []
+    own_layers = av.layers
+    monkeypatch.setattr(av, "layers", lambda j: reads.append(j) or own_layers(j))
+    jobs = jobs_from_audio([audio_files[k] for k in ("wav", "flac", "m4a")], tmp_path / "out", paste_back=False)
+    results = run_jobs(av, jobs, RenderOptions())
+    assert [r.status for r in results] == ["done"] * 3
+    frames = max(r.frames for r in results)
+    assert frames > av.n_drive_frames  # every job replays the whole clip …
+    assert sorted(reads) == list(range(av.n_drive_frames))  # … and its layers were decoded once for the three
 
 
 def test_manifest_errors_name_the_row(tiny_avatar, tmp_path):
