@@ -14,6 +14,20 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def effective_count(a: np.ndarray, b: np.ndarray) -> float:
+    """How many independent pairs the n pairs of two autocorrelated series a, b [n] are worth to their correlation
+    (Bartlett's large-sample variance: n / (1 + 2 Σ_k ρa(k) ρb(k)), autocorrelations to lag n/5). Smooth series like
+    a mouth opening are worth a third of their frames or less, so r's noise is wider than 1/√n says."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = len(a)
+    if n < 3 or a.std() < 1e-12 or b.std() < 1e-12:
+        return float(n)
+    za, zb = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
+    lags = range(1, max(n // 5, 1) + 1)
+    overlap = sum(float(za[: n - k] @ za[k:]) * float(zb[: n - k] @ zb[k:]) for k in lags) / n**2
+    return float(min(n, max(1.0, n / (1.0 + 2.0 * overlap))))
+
+
 def ridge_moments(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Summed moments of inputs `x` [N, D] and targets `y` [N, C] (float64): sets of them add up, so a ridge
     over many clips (or all but one of them) needs each clip's inputs only once."""

@@ -25,7 +25,7 @@ def preprocess(
                                             "of the packaged weights), hubert or wav2vec2."),
     test_from: float | None = typer.Option(None, "--test-from", help="Hold out frames from this many seconds on as the test split."),
     min_duration: float = typer.Option(DEFAULTS.min_duration_s, "--min-duration", help="Refuse clips shorter than this (seconds)."),
-    sync_audio: bool = typer.Option(DEFAULTS.sync_audio, "--sync/--no-sync", help="Shift the audio by its offset to the picture, estimated with the shipped UMF (at most 125 ms late / 45 ms early)."),
+    sync_audio: bool = typer.Option(DEFAULTS.sync_audio, "--sync/--no-sync", help="Shift the audio by its offset to the picture, estimated with the shipped UMF (up to 0.5 s either way; beyond 125 ms late / 45 ms early only on strong evidence)."),
     audio_offset: int | None = typer.Option(None, "--audio-offset-frames", help="The sound is this many frames late "
                                             "(negative: early): shift it by that, instead of estimating the offset."),
     force: bool = typer.Option(False, "--force", help="Replace an existing DATASET."),

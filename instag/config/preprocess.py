@@ -28,7 +28,8 @@ class PreprocessConfig:
     background_samples: int = 32  # frames the background plate is estimated from
     mel_bins: int = 80
     # Move the audio by the sound's offset to the picture, found on the training frames with the shipped UMF's
-    # mouth-opening prediction within the broadcast detectability window (instag.audio.sync); off: keep it as decoded.
+    # mouth-opening prediction (instag.audio.sync: up to half a second, beyond the broadcast detectability window
+    # only on strong evidence); off: keep it as decoded.
     sync_audio: bool = True
     # Frames the sound is late (negative: early), known beforehand: the audio is shifted by it and no offset is
     # estimated. For a clip whose offset lies outside what the estimate searches (a corpus clip checked by

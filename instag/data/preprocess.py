@@ -18,7 +18,7 @@ import soundfile
 
 from instag.atomic import atomic_dir
 from instag.audio import features as af
-from instag.audio.sync import SyncEstimate, estimate_lag, shift_audio
+from instag.audio.sync import SyncEstimate, candidate_lags, estimate_lag, shift_audio
 from instag.config import to_dict
 from instag.config.preprocess import PreprocessConfig
 from instag.data import facemesh as fm
@@ -115,6 +115,11 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         if sync is not None and sync[0].lag_frames:
             audio = shift_audio(audio, cfg.sample_rate, sync[0].lag_frames, cfg.fps)
             sync_feats = {}  # of the audio before the shift
+            if sync[1] != "given" and sync[0].lag_frames not in candidate_lags(cfg.fps):
+                ms = round(1000 * sync[0].offset_s(cfg.fps))
+                result.warnings.append(f"{clip}: the sound is {abs(ms)} ms {'late' if ms > 0 else 'early'} on the "
+                                       f"picture, more than a viewer lets pass; moved to match (--audio-offset-frames "
+                                       f"N sets it yourself)")
         stages.done("sync")
 
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")
@@ -237,7 +242,7 @@ def _find_offset(audio: np.ndarray, mouth_open: np.ndarray, n_train: int, cfg: P
                  ) -> tuple[tuple[SyncEstimate, str] | None, dict[str, np.ndarray]]:
     """The audio's offset as cfg asks: given, estimated (`_sync_audio`) or none; and any features computed."""
     if cfg.audio_offset_frames is not None:
-        return (SyncEstimate(cfg.audio_offset_frames, {}), "given"), {}
+        return (SyncEstimate(cfg.audio_offset_frames, {}, 0.0), "given"), {}
     if cfg.sync_audio:
         return _sync_audio(audio, mouth_open, n_train, cfg)
     return None, {}
@@ -305,7 +310,7 @@ def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) ->
     if kind == "given":
         return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "given (--audio-offset-frames)"}
     return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": f"shipped {kind} UMF mouth-opening prediction",
-            "umf_sha256": sync_umf_sha256(),
+            "umf_sha256": sync_umf_sha256(), "effective_frames": round(sync.effective_frames, 2),
             "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 
 

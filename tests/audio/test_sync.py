@@ -1,4 +1,5 @@
-"""The sound-to-picture offset: candidate window, estimate on the training frames only, and the audio shift."""
+"""The sound-to-picture offset: the window and the wider search, estimate on the training frames only, and the audio
+shift."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ def test_candidate_lags_follow_the_detectability_window():
     assert sync.candidate_lags(25.0) == [-1, 0, 1, 2, 3]  # 45 ms early … 125 ms late
     assert sync.candidate_lags(30.0) == [-1, 0, 1, 2, 3]
     assert sync.candidate_lags(50.0) == [-2, -1, 0, 1, 2, 3, 4, 5, 6]
+    assert sync.search_lags(25.0) == list(range(-12, 13))  # half a second either way
+    assert sync.search_lags(30.0) == list(range(-15, 16))
 
 
 def _speech_like(n: int, seed: int) -> np.ndarray:
@@ -19,7 +22,7 @@ def _speech_like(n: int, seed: int) -> np.ndarray:
     return np.convolve(x, np.hanning(7), mode="same")[10 : 10 + n]
 
 
-@pytest.mark.parametrize("late", [-1, 0, 2, 3])
+@pytest.mark.parametrize("late", [-1, 0, 2, 3, -3, 5, 9])
 def test_a_known_offset_is_found(late):
     n, fps = 300, 25.0
     tracked = _speech_like(n, 1)
@@ -27,8 +30,33 @@ def test_a_known_offset_is_found(late):
     predicted = np.roll(tracked, late) + 0.5 * np.random.default_rng(2).standard_normal(n)
     est = sync.estimate_lag(predicted, tracked, np.arange(n), fps)
     assert est.lag_frames == late
-    assert set(est.correlations) == set(sync.candidate_lags(fps))
+    assert set(est.correlations) == set(sync.search_lags(fps))
     assert est.correlations[late] > 0.5
+
+
+def _curve(peak: int, height: float, width: float = 2.5) -> dict[int, float]:
+    """Correlation by lag as a clip's looks: a bump of `height` at `peak`."""
+    return {k: height * float(np.exp(-0.5 * ((k - peak) / width) ** 2)) for k in sync.search_lags(25.0)}
+
+
+def test_outside_the_window_only_a_clear_strong_peak_is_taken():
+    n, n_eff = 125, 40.0  # a 5 s clip's smooth opening: about a third of its frames are independent
+    pick = lambda c: sync.pick_lag(c, n, 25.0, n_eff)  # noqa: E731
+    assert pick(_curve(6, 0.6)) == 6 and pick(_curve(-4, 0.6)) == -4
+    # Just outside the window, the window's edge is nearly as good: within OUTSIDE_MARGIN it is kept.
+    assert pick(_curve(4, 0.6)) == 3
+    # A rival bump far out must beat the one inside by the margin.
+    near = _curve(1, 0.5)
+    for gain, want in ((sync.OUTSIDE_MARGIN - 0.01, 1), (sync.OUTSIDE_MARGIN + 0.01, 8)):
+        assert pick({k: max(v, _curve(8, 0.5 + gain)[k]) for k, v in near.items()}) == want
+    # A peak out there that clears 2/√n but not OUTSIDE_Z standard errors of the smooth series is not taken.
+    weak = _curve(8, 0.9 * sync.OUTSIDE_Z / np.sqrt(n_eff))
+    assert max(weak.values()) > 2 / np.sqrt(n) and pick(weak) == 0
+    assert sync.pick_lag(weak, n, 25.0, effective_frames=n) == 8  # as strong as that over independent frames
+    # Still rising at the edge of the search: no peak, so the best inside the window (its edge) stands.
+    assert pick(_curve(20, 0.8, width=12.0)) == 3
+    # Correlations of the window alone (datasets written before the wider search) read as before.
+    assert pick({k: v for k, v in _curve(2, 0.4).items() if k in sync.candidate_lags(25.0)}) == 2
 
 
 def test_held_out_frames_do_not_steer_it():

@@ -134,22 +134,40 @@ def test_mouth_opening_follows_speech_energy(datasets, name):
 
 @pytest.mark.parametrize("name", CLIPS)
 def test_audio_is_moved_by_the_estimated_offset(datasets, real_data, name):
-    """The sound's offset to the picture is the candidate lag (ITU-R BT.1359 window) at which the shipped UMF's
-    predicted opening follows the tracked one best, when that correlation is evidence, and audio.wav is the decoded
-    track moved by exactly that."""
-    from instag.audio.sync import candidate_lags, is_evidence, shift_audio
+    """The sound's offset to the picture is the lag `pick_lag` reads off the shipped UMF's predicted opening against
+    the tracked one at every searched lag, and audio.wav is the decoded track moved by exactly that."""
+    from instag.audio.sync import pick_lag, search_lags, shift_audio
     from instag.data.video import probe, read_audio
 
     ds = datasets(name)
     sync = ds.meta["audio"]["sync"]
     corr = {int(k): v for k, v in sync["correlation_by_lag_frames"].items()}
-    assert sorted(corr) == candidate_lags(ds.fps)
+    assert sorted(corr) == search_lags(ds.fps)
     lag = round(sync["offset_s"] * ds.fps)
-    best = max(corr, key=corr.get)
-    assert lag == (best if is_evidence(corr[best], len(ds.train_indices)) else 0)
+    assert lag == pick_lag(corr, len(ds.train_indices), ds.fps, sync["effective_frames"])
     audio, sr = ds.audio()
     decoded = read_audio(probe(real_data / name, 3.0), sr, len(audio))
     assert np.abs(audio - shift_audio(decoded, sr, lag, ds.fps)).max() <= 1.0 / 32767  # PCM-16 rounding
+
+
+LATE_CLIP = "OpenTalker_video-retalking_5.mp4"
+
+
+def test_a_sound_far_too_late_is_moved_back(datasets, real_data, tmp_path):
+    """A clip whose sound comes 400 ms late, far beyond what a viewer lets pass, gets it moved back by that much
+    more than the clip as recorded, and the user is told."""
+    import subprocess
+
+    from instag.audio.sync import candidate_lags
+
+    late = tmp_path / "late.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", real_data / LATE_CLIP, "-c:v", "copy", "-af",
+                    "adelay=400:all=1", "-c:a", "aac", late], check=True)
+    result = preprocess_clip(late, tmp_path / "late", PreprocessConfig(size=SIZE))
+    own = round(datasets(LATE_CLIP).meta["audio"]["sync"]["offset_s"] * 25)
+    found = round(load_dataset(tmp_path / "late").meta["audio"]["sync"]["offset_s"] * 25)
+    assert abs(found - (own + 10)) <= 1 and found not in candidate_lags(25.0), (own, found)
+    assert any("ms late on the picture" in w for w in result.warnings), result.warnings
 
 
 def test_cli_dataset_split_features_and_inspect(datasets, real_data, tmp_path):
