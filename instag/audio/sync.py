@@ -10,9 +10,10 @@ Where: offsets a viewer would not notice (the broadcast detectability window, IT
 after the picture, 45 ms before it) are taken on the best correlation, so a noisy estimate on a clip whose sound is
 in sync moves it by no more than that. Edited clips can be further off (5 of the 32 third-party clips of
 ../shared, up to 240 ms): lags out to SEARCH_MAX_S are searched too, and one is taken only where it is a peak (not
-the edge of the search), beats the window's best by OUTSIDE_MARGIN and is OUTSIDE_Z standard errors strong for
-the clip's smooth series (`stats.effective_count`): of 992 pairings of one person's lips with another's sound, 0.6 %
-were moved out of the window (benchmarks/audio_sync_cpu.md).
+the edge of the search), beats the window's best by OUTSIDE_MARGIN and stands OUTSIDE_Z standard errors above zero.
+The standard errors count what a clip's smooth series are worth as independent pairs (`stats.effective_count`,
+about a third of the frames): of 992 pairings of one person's lips with another's sound, 0.9 % were moved out of
+the window and 6.7 % at all (24 % when every frame counted as independent; benchmarks/audio_sync_cpu.md).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ OUTSIDE_MARGIN = 0.1  # correlation a lag outside the detectability window must 
 OUTSIDE_Z = 3.0  # and its standard errors over zero: a move noticeable to a viewer needs strong evidence
 
 
-def is_evidence(r: float, n: int) -> bool:
-    """Whether a correlation r over n frames says anything: above 2/√n, about the 95 % level for n independent
-    frames (lenient, as neighbouring frames are not independent). Below it a clip's sound tells nothing about its
-    mouth, and neither its offset nor the opening's scale is read off it: the synthetic demo speech gives r ≤ 0.08
-    over 150 frames."""
+def is_evidence(r: float, n: float) -> bool:
+    """Whether a correlation r over n independent pairs says anything: above 2/√n, about the 95 % level (lenient
+    where n counts neighbouring frames, which are not independent: the sync passes `stats.effective_count`). Below
+    it a clip's sound tells nothing about its mouth, and neither its offset nor the opening's scale is read off it:
+    the synthetic demo speech gives r ≤ 0.08 over 150 frames."""
     return n > 0 and r > 2.0 / math.sqrt(n)
 
 
@@ -61,11 +62,11 @@ def search_lags(fps: float) -> list[int]:
     return list(range(-m, m + 1))
 
 
-def pick_lag(correlations: dict[int, float], n: int, fps: float, effective_frames: float) -> int:
-    """The offset read off the correlation at each searched lag (over n frames, worth `effective_frames`
-    independent ones): the best inside the detectability window, 0 when that is no evidence (`is_evidence`); a
-    peak outside the window instead where it is short of the search's edge, beats the window's best by
-    OUTSIDE_MARGIN and stands OUTSIDE_Z standard errors (1/√effective_frames) above zero."""
+def pick_lag(correlations: dict[int, float], fps: float, effective_frames: float) -> int:
+    """The offset read off the correlation at each searched lag, over frames worth `effective_frames` independent
+    pairs: the best inside the detectability window, 0 when that is no evidence (`is_evidence`); a peak outside the
+    window instead where it is short of the search's edge, beats the window's best by OUTSIDE_MARGIN and stands
+    OUTSIDE_Z standard errors (1/√effective_frames) above zero."""
     window = [k for k in candidate_lags(fps) if k in correlations]
     best = max(window, key=lambda k: (correlations[k], k == 0))  # ties go to "in sync"
     outside = [k for k in correlations if k not in window]
@@ -75,7 +76,7 @@ def pick_lag(correlations: dict[int, float], n: int, fps: float, effective_frame
         if (far not in (min(correlations), max(correlations)) and r >= correlations[best] + OUTSIDE_MARGIN
                 and r > OUTSIDE_Z / math.sqrt(effective_frames)):
             return far
-    return best if is_evidence(correlations[best], n) else 0
+    return best if is_evidence(correlations[best], effective_frames) else 0
 
 
 def estimate_lag(
@@ -93,7 +94,7 @@ def estimate_lag(
         idx = frames[(frames + lag >= 0) & (frames + lag < t)]
         corr[lag] = correlation(tracked[idx], predicted[idx + lag]) or 0.0  # None: a constant series
     n_eff = effective_count(tracked[frames], predicted[frames])
-    return SyncEstimate(pick_lag(corr, len(frames), fps, n_eff), corr, n_eff)
+    return SyncEstimate(pick_lag(corr, fps, n_eff), corr, n_eff)
 
 
 def shift_audio(

@@ -41,7 +41,7 @@ def _curve(peak: int, height: float, width: float = 2.5) -> dict[int, float]:
 
 def test_outside_the_window_only_a_clear_strong_peak_is_taken():
     n, n_eff = 125, 40.0  # a 5 s clip's smooth opening: about a third of its frames are independent
-    pick = lambda c: sync.pick_lag(c, n, 25.0, n_eff)  # noqa: E731
+    pick = lambda c: sync.pick_lag(c, 25.0, n_eff)  # noqa: E731
     assert pick(_curve(6, 0.6)) == 6 and pick(_curve(-4, 0.6)) == -4
     # Just outside the window, the window's edge is nearly as good: within OUTSIDE_MARGIN it is kept.
     assert pick(_curve(4, 0.6)) == 3
@@ -52,9 +52,13 @@ def test_outside_the_window_only_a_clear_strong_peak_is_taken():
     # A peak out there that clears 2/√n but not OUTSIDE_Z standard errors of the smooth series is not taken.
     weak = _curve(8, 0.9 * sync.OUTSIDE_Z / np.sqrt(n_eff))
     assert max(weak.values()) > 2 / np.sqrt(n) and pick(weak) == 0
-    assert sync.pick_lag(weak, n, 25.0, effective_frames=n) == 8  # as strong as that over independent frames
+    assert sync.pick_lag(weak, 25.0, effective_frames=n) == 8  # as strong as that over independent frames
+    # Inside the window too, the evidence is counted in independent pairs, not frames.
+    faint = _curve(2, 0.25)
+    assert 2 / np.sqrt(n) < faint[2] < 2 / np.sqrt(n_eff) and pick(faint) == 0
+    assert sync.pick_lag(faint, 25.0, effective_frames=n) == 2
     # Still rising at the edge of the search: no peak, so the best inside the window (its edge) stands.
-    assert pick(_curve(20, 0.8, width=12.0)) == 3
+    assert pick(_curve(20, 0.95, width=12.0)) == 3
     # Correlations of the window alone (datasets written before the wider search) read as before.
     assert pick({k: v for k, v in _curve(2, 0.4).items() if k in sync.candidate_lags(25.0)}) == 2
 
