@@ -117,9 +117,9 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
             sync_feats = {}  # of the audio before the shift
             if sync[1] != "given" and sync[0].lag_frames not in candidate_lags(cfg.fps):
                 ms = round(1000 * sync[0].offset_s(cfg.fps))
-                result.warnings.append(f"{clip}: the sound is {abs(ms)} ms {'late' if ms > 0 else 'early'} on the "
-                                       f"picture, more than a viewer lets pass; moved to match (--audio-offset-frames "
-                                       f"N sets it yourself)")
+                result.warnings.append(f"{clip}: the sound {'lags' if ms > 0 else 'leads'} the picture by {abs(ms)} "
+                                       f"ms, more than a viewer lets pass; moved it to match (--audio-offset-frames N "
+                                       f"sets the offset yourself)")
         stages.done("sync")
 
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")

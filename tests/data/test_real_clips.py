@@ -167,7 +167,7 @@ def test_a_sound_far_too_late_is_moved_back(datasets, real_data, tmp_path):
     own = round(datasets(LATE_CLIP).meta["audio"]["sync"]["offset_s"] * 25)
     found = round(load_dataset(tmp_path / "late").meta["audio"]["sync"]["offset_s"] * 25)
     assert abs(found - (own + 10)) <= 1 and found not in candidate_lags(25.0), (own, found)
-    assert any("ms late on the picture" in w for w in result.warnings), result.warnings
+    assert any("the sound lags the picture by" in w for w in result.warnings), result.warnings
 
 
 def test_cli_dataset_split_features_and_inspect(datasets, real_data, tmp_path):
