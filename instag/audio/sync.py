@@ -12,8 +12,8 @@ in sync moves it by no more than that. Edited clips can be further off (5 of the
 ../shared, up to 240 ms): lags out to SEARCH_MAX_S are searched too, and one is taken only where it is a peak (not
 the edge of the search), beats the window's best by OUTSIDE_MARGIN and stands OUTSIDE_Z standard errors above zero.
 The standard errors count what a clip's smooth series are worth as independent pairs (`stats.effective_count`,
-about a third of the frames): of 992 pairings of one person's lips with another's sound, 0.9 % were moved out of
-the window and 6.7 % at all (24 % when every frame counted as independent; benchmarks/audio_sync_cpu.md).
+about a third of the frames), so chance correlations of a mouth that does not follow the sound are not taken for
+an offset (benchmarks/audio_sync_cpu.md).
 """
 
 from __future__ import annotations

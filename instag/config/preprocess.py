@@ -32,7 +32,7 @@ class PreprocessConfig:
     # only on strong evidence); off: keep it as decoded.
     sync_audio: bool = True
     # Frames the sound is late (negative: early), known beforehand: the audio is shifted by it and no offset is
-    # estimated. For a clip whose offset lies outside what the estimate searches (a corpus clip checked by
+    # estimated. For a clip whose offset the estimate cannot take on its own evidence (a corpus clip checked by
     # `instag bench lips`, say).
     audio_offset_frames: int | None = None
     sample_rate: int = 16000
