@@ -5,15 +5,21 @@ Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 
 features come from the CONTEXT_S seconds that end with it: the avatar's own feature kind, Whisper in its
 short-context mode (`encode_recent`). The audio nets also look at frames after k (`frame_audio_windows`); those
 have not been heard yet, so they repeat frame k, as at the end of a clip. A frame whose audio, and the audio of the
-frames its smoothing window looks back on, stays below GATE_DBFS is silence: it shows the idle loop's frame, with the
-lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S (`instag.avatar.rest`),
-as in a dub. Nothing is ever written to disk.
+frames its smoothing window looks back on, stays below the stream's silence gate is silence: it shows the idle
+loop's frame, with the lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S
+(`instag.avatar.rest`), as in a dub. Nothing is ever written to disk.
+
+The gate follows the room: GATE_MARGIN_DB over the stream's noise floor (the FLOOR_PERCENTILE of its frames' levels
+over the last FLOOR_HISTORY_S), within GATE_RANGE_DBFS; GATE_DBFS until FLOOR_MIN_S has been heard. A fixed gate
+takes a fan or a busy office for speech, and a quiet voice on a quiet microphone for silence
+(benchmarks/live_gate_cpu.md).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 
 import numpy as np
 import torch
@@ -33,9 +39,18 @@ MAX_CHUNK_SAMPLES = RATE // 4  # one message carries at most 0.25 s (the page se
 # How far a client may run ahead of real time, counted from its first chunk: room for network and scheduling
 # jitter, none for a stream faster than a microphone.
 BURST_S = 1.0
-# Silence: RMS below this (dBFS) over a frame and the frames its smoothing looks back on. A quiet room through a
-# laptop microphone reads about -60 dBFS, speech -35 to -15.
+# Silence: RMS below the gate (dBFS) over a frame and the frames its smoothing looks back on. A quiet room through a
+# laptop microphone reads about -60 dBFS, speech -35 to -15: the gate before the room has been heard.
 GATE_DBFS = -50.0
+# Then the room's noise floor plus a margin. The floor is a low percentile of the frames' levels over a stretch long
+# enough to hold pauses between phrases; steady noise's own 40 ms levels stay within a few dB of it, so 6 dB clears
+# them and still hears speech only 6 dB over the noise.
+GATE_MARGIN_DB = 6.0
+FLOOR_PERCENTILE = 10.0
+FLOOR_HISTORY_S = 10.0
+FLOOR_MIN_S = 1.0
+# Never below a level that breath and the microphone's own hiss reach, never above the quietest speech.
+GATE_RANGE_DBFS = (-65.0, -35.0)
 
 
 class LiveRefused(ValueError):
@@ -85,12 +100,17 @@ class RingBuffer:
 
 
 class LiveStream:
-    """One page's microphone: its ring buffer and the rate check (`push`), and which frames can be made."""
+    """One page's microphone: its ring buffer and the rate check (`push`), which frames can be made, and its
+    silence gate (`gate`)."""
 
     def __init__(self, fps: float) -> None:
         self.fps = fps
         self.buffer = RingBuffer(int(BUFFER_S * RATE))
         self.first: float | None = None  # when the first chunk arrived
+        # dBFS of the newest whole frames, up to FLOOR_HISTORY_S of them; the last is frame `_levels_end` − 1
+        self._levels: deque[float] = deque(maxlen=max(1, round(FLOOR_HISTORY_S * fps)))
+        self._levels_end = 0
+        self._lock = threading.Lock()
 
     def push(self, data: bytes, now: float) -> None:
         """Append one binary message arrived at `now` (seconds); LiveRefused when it is malformed or the stream
@@ -103,6 +123,12 @@ class LiveStream:
             raise LiveRefused(f"audio arrives faster than real time ({(self.buffer.total + len(samples)) / RATE:.1f} s "
                               f"of audio in {now - self.first:.1f} s)")
         self.buffer.push(samples)
+        done = self.newest_frame() + 1
+        levels = [rms_dbfs(self.buffer.read(self.frame_end(f), self.frame_end(f) - self.frame_end(f - 1)))
+                  for f in range(self._levels_end, done)]
+        with self._lock:
+            self._levels.extend(levels)
+            self._levels_end = max(self._levels_end, done)
 
     def frame_end(self, k: int) -> int:
         """The stream sample where live frame k ends."""
@@ -111,6 +137,29 @@ class LiveStream:
     def newest_frame(self) -> int:
         """The newest frame whose audio has all arrived (−1: none yet)."""
         return int(math.floor(self.buffer.total * self.fps / RATE + 1e-9)) - 1
+
+    def gate(self, k: int) -> float:
+        """The silence gate (dBFS) at frame k, from the levels of frames up to k (see the module doc)."""
+        with self._lock:
+            first = self._levels_end - len(self._levels)
+            heard = list(self._levels)[: max(0, k + 1 - first)]
+        if len(heard) < FLOOR_MIN_S * self.fps:
+            return GATE_DBFS
+        floor = float(np.percentile(heard, FLOOR_PERCENTILE))
+        return float(np.clip(floor + GATE_MARGIN_DB, *GATE_RANGE_DBFS))
+
+    def loud(self, k: int, look_back: int) -> bool:
+        """Whether frames k − look_back … k together are louder than the gate at k."""
+        start = int(round((k - look_back) * RATE / self.fps))
+        return rms_dbfs(self.buffer.read(self.frame_end(k), self.frame_end(k) - start)) > self.gate(k)
+
+    def quiet(self, k: int, n: int) -> bool:
+        """Whether each of the n frames that end with frame k is under the gate at k (before the stream counts as
+        silence)."""
+        end = self.frame_end(k)
+        start = int(round((k + 1 - n) * RATE / self.fps))
+        gate = self.gate(k)
+        return all(rms_dbfs(f) <= gate for f in np.array_split(self.buffer.read(end, end - start), n))
 
 
 def rms_dbfs(samples: np.ndarray, axis: int | None = None):
@@ -138,19 +187,13 @@ class LiveFeatures:
         return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
 
     def voiced(self, stream: LiveStream, k: int) -> bool:
-        """Whether live frame k, or a frame its smoothing looks back on, heard more than silence (GATE_DBFS)."""
-        look_back = self.avatar.cfg.audio.smooth_window // 2
-        start = int(round((k - look_back) * RATE / self.fps))
-        return rms_dbfs(stream.buffer.read(stream.frame_end(k), stream.frame_end(k) - start)) > GATE_DBFS
+        """Whether live frame k, or a frame its smoothing looks back on, heard more than silence (`LiveStream.gate`)."""
+        return stream.loud(k, self.avatar.cfg.audio.smooth_window // 2)
 
     def resting(self, stream: LiveStream, k: int) -> bool:
-        """Whether live frame k ends a silence of at least REST_AFTER_S (every frame of it under GATE_DBFS; before
-        the stream counts as silence): the lips rest there, as a dub's do (`instag.avatar.rest`)."""
-        n = max(int(math.ceil(REST_AFTER_S * self.fps)), 1)
-        end = stream.frame_end(k)
-        start = int(round((k + 1 - n) * RATE / self.fps))
-        frames = np.array_split(stream.buffer.read(end, end - start), n)
-        return all(rms_dbfs(f) <= GATE_DBFS for f in frames)
+        """Whether live frame k ends a silence of at least REST_AFTER_S (every frame of it under the gate): the lips
+        rest there, as a dub's do (`instag.avatar.rest`)."""
+        return stream.quiet(k, max(int(math.ceil(REST_AFTER_S * self.fps)), 1))
 
     def windows(self, stream: LiveStream, k: int) -> Tensor:
         """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of frame k."""

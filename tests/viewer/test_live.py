@@ -23,6 +23,8 @@ from instag.render.views import ViewRange, view_range
 from instag.viewer.camera import Orbit
 from instag.viewer.live import (
     BURST_S,
+    FLOOR_MIN_S,
+    GATE_DBFS,
     MAX_CHUNK_SAMPLES,
     RATE,
     LiveRefused,
@@ -283,6 +285,38 @@ def test_a_live_silence_rests_the_lips_only_once_it_has_lasted(preview_server):
     assert not live.resting(stream, last - 2)
     assert not live.resting(stream, last + int(1.0 * fps))  # a pause: the lips the silence predicts
     assert live.resting(stream, last + int((REST_AFTER_S + 0.3) * fps))
+
+
+def _stream_of(audio: np.ndarray, fps: float = 25.0, look_back: int = 4) -> tuple[LiveStream, list[bool]]:
+    """A stream fed `audio` [N] in 10 ms chunks at real-time pace, and each frame judged loud once it arrived."""
+    stream, loud = LiveStream(fps), []
+    for i, start in enumerate(range(0, len(audio), CHUNK)):
+        stream.push(pcm(audio[start:start + CHUNK]), (i + 1) * CHUNK / RATE)
+        loud += [stream.loud(k, look_back) for k in range(len(loud), stream.newest_frame() + 1)]
+    return stream, loud
+
+
+def _at(x: np.ndarray, dbfs: float) -> np.ndarray:
+    return x * 10 ** (dbfs / 20) / np.sqrt(np.mean(np.square(x)))
+
+
+@pytest.mark.parametrize("noise_dbfs, speech_dbfs", [(-45.0, -25.0), (-80.0, -56.0)])
+def test_the_silence_gate_follows_the_room(noise_dbfs, speech_dbfs):
+    """A fan under the microphone is silence and a quiet voice on a quiet microphone is speech, though the first is
+    louder than GATE_DBFS and the second quieter."""
+    rng = np.random.default_rng(0)
+    talk = _at(speech_like(2.0, RATE, 1, seed=3)[:, 0], speech_dbfs)
+    clean = np.concatenate([np.zeros(3 * RATE), talk, np.zeros(3 * RATE)])
+    audio = (clean + _at(rng.standard_normal(len(clean)), noise_dbfs)).astype(np.float32)
+    assert (noise_dbfs > GATE_DBFS) != (speech_dbfs < GATE_DBFS)  # each case defeats a fixed gate one way
+    stream, loud = _stream_of(audio)
+    fps = 25
+    assert stream.gate(int(FLOOR_MIN_S * fps) - 2) == GATE_DBFS  # the room not heard yet
+    assert noise_dbfs < stream.gate(3 * fps - 1) < speech_dbfs
+    in_speech = loud[3 * fps + 2 : 5 * fps]
+    assert np.mean(in_speech) > 0.9
+    assert not any(loud[int(1.5 * fps) : 3 * fps]) and not any(loud[6 * fps :])  # the noise before and after
+    assert stream.quiet(len(loud) - 1, int(np.ceil(REST_AFTER_S * fps)))  # and after it, the lips rest
 
 
 def _turned(yaw: float, pitch: float) -> np.ndarray:
