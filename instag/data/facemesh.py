@@ -30,6 +30,13 @@ RIGID_POINTS = np.array(
      299, 234, 454, 127, 356, 93, 323, 116, 345, 123, 352, 50, 280],
     dtype=np.int64,
 )
+# Both lip lines, outer and inner (mediapipe's FACEMESH_LIPS, sorted): what LMD and the lip losses compare. Written
+# out, so training and evaluation need no mediapipe; `contours` derives the same set from mediapipe's edges.
+LIP_INDICES = np.array(
+    [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270, 291,
+     308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415],
+    dtype=np.int64,
+)
 N_LANDMARKS = 478
 N_MESH_VERTICES = 468  # the iris points (468..477) are not part of the tessellation
 
@@ -129,10 +136,6 @@ def contours() -> dict[str, np.ndarray]:
     }
 
 
-def lip_indices() -> np.ndarray:
-    """Landmark indices [L] of both lip lines (outer and inner), sorted: what LMD and the lip loss compare."""
-    c = contours()
-    return np.unique(np.concatenate([c["lips_outer"], c["lips_inner"]]))
 
 
 WARM_UP_SIDE = 64  # pixels of the blank frame that starts a mediapipe graph

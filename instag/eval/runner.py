@@ -55,7 +55,7 @@ def score_frames(
     n = 0
     lmd, open_r, open_g = [], [], []
     trackers = (fm.FaceTracker(), fm.FaceTracker()) if track else None
-    mouth = fm.lip_indices()
+    mouth = fm.LIP_INDICES
     try:
         for pred, gt, gt_lm in pairs:
             size = gt.shape[0]

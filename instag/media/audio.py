@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from instag.errors import InputError
+
+if TYPE_CHECKING:
+    import av
 
 FEATURE_RATE = 16000
 
@@ -47,6 +50,8 @@ def _regular_file(path: Path) -> None:
 
 def _header_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
     """The length the stream (or else the container) header states, if any."""
+    import av
+
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -67,6 +72,8 @@ def decode_audio(path: str | Path, max_seconds: float | None = None) -> DecodedA
     With `max_seconds`, longer audio is refused (`AudioTooLong`) from the header's length before decoding, and
     decoding stops at the limit when the header states none or understates it: a few kB of compressed silence
     can otherwise decode to gigabytes."""
+    import av  # here, so that what only needs FEATURE_RATE runs where PyAV is not installed
+
     path = Path(path)
     _regular_file(path)
     try:
@@ -98,6 +105,8 @@ def _decode(container: av.container.InputContainer, stream: av.audio.stream.Audi
             max_seconds: float | None, path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The stream's samples at its own rate ([C, n] chunks) and at 16 kHz mono ([n] chunks); `AudioTooLong`
     as soon as more than `max_seconds` have come out."""
+    import av
+
     max_samples = None if max_seconds is None else max_seconds * rate
     keep = av.AudioResampler(format="fltp", layout=layout, rate=rate)
     feat = av.AudioResampler(format="flt", layout="mono", rate=FEATURE_RATE)

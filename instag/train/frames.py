@@ -71,17 +71,17 @@ class IdentityFrames:
         self._cache_bytes = 0
         self._budget = cache_bytes
 
-    # Only the lip landmark loss needs these; loading them lazily keeps mediapipe out of runs without it.
+    # Only the lip landmark loss needs these.
     @functools.cached_property
     def lip_vertices(self) -> Tensor:
-        """The face mesh's lip vertices [L, 3] (`facemesh.lip_indices` order), world."""
-        verts = self.ds.face_mesh()[0][fm.lip_indices()]
+        """The face mesh's lip vertices [L, 3] (`facemesh.LIP_INDICES` order), world."""
+        verts = self.ds.face_mesh()[0][fm.LIP_INDICES]
         return torch.from_numpy(verts.astype(np.float32)).to(self.device)
 
     @functools.cached_property
     def lip_landmarks(self) -> Tensor:
-        """Tracked lip landmarks [T, L, 2] (`facemesh.lip_indices` order), pixels."""
-        lms = self.ds.tracks["landmarks"][:, fm.lip_indices()]
+        """Tracked lip landmarks [T, L, 2] (`facemesh.LIP_INDICES` order), pixels."""
+        lms = self.ds.tracks["landmarks"][:, fm.LIP_INDICES]
         return torch.from_numpy(lms.astype(np.float32)).to(self.device)
 
     def _raw(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -170,6 +170,8 @@ def test_face_mesh_topology():
     assert tris.shape[1] == 3 and tris.max() < fm.N_MESH_VERTICES and len(tris) > 850
     c = fm.contours()
     assert len(c["face_oval"]) == 36 and len(c["lips_outer"]) == 20 and len(c["lips_inner"]) == 20
+    # The lip set written out for training and evaluation is the one mediapipe's edges give.
+    assert np.array_equal(fm.LIP_INDICES, np.unique(np.concatenate([c["lips_outer"], c["lips_inner"]])))
 
 
 def _synthetic_landmarks(t_frames: int, focal: float, size: int):

@@ -37,7 +37,7 @@ def _mesh() -> np.ndarray:
     """A 478-point landmark set: the face spans [16, 48]², the lips [26, 38] × [36, 42]."""
     lm = np.tile(np.array([[16.0, 16.0]]), (478, 1))
     lm[0] = (48.0, 48.0)
-    lips = fm.lip_indices()
+    lips = fm.LIP_INDICES
     lm[lips] = np.stack([np.linspace(26.0, 38.0, len(lips)), np.linspace(36.0, 42.0, len(lips))], 1)
     return lm
 
@@ -59,7 +59,7 @@ def test_ground_truth_against_itself_and_against_noise():
 def test_the_mouth_crop_scores_only_around_the_lips():
     gt = _frames(1)[0]
     lm = _mesh()
-    assert M.mouth_box(lm[fm.lip_indices()], 64) == (23, 33, 41, 45)  # grown by a quarter of the 12 px width
+    assert M.mouth_box(lm[fm.LIP_INDICES], 64) == (23, 33, 41, 45)  # grown by a quarter of the 12 px width
     off_mouth = gt.copy()
     off_mouth[:20] = 0  # wrong above the mouth box only
     scores = score_frames([(off_mouth, gt, lm)], track=False)
