@@ -2,6 +2,9 @@
 
 - model + rasterization: median time of `Avatar.render` per frame (motion fields → deformed Gaussians →
   rasterize → composite) at the avatar's size, conditions prepared beforehand: no decoding, no encoding, no I/O.
+  With `features_from` (a dataset of the avatar's feature kind) the conditions take its stored speech features
+  instead of features of the audio: for a machine without the speech front end (the time does not depend on the
+  features' values).
 - end to end: a whole dubbing job (decode audio, features, render, H.264 + AAC encode, write) for a `seconds`-long
   audio and for a `short_s`-long one, each in a fresh process, so each one's peak RSS is its own: frames are
   encoded as they are rendered, so the long job's peak should be within 10 % of the short one's. With
@@ -50,8 +53,23 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, device: str) -> dict[str, Any]:
-    """Median ms per `Avatar.render` over `runs` consecutive frames driven by `audio` (16 kHz mono)."""
+def stored_features(avatar_path: Path, dataset: Path, n: int) -> torch.Tensor:
+    """n frames [n, K, D] of the speech features a dataset stores of the avatar's kind, repeated as needed."""
+    from instag.avatar.bundle import load_avatar
+    from instag.data.dataset import load_dataset
+
+    av = load_avatar(avatar_path)
+    kind, shape = av.meta["audio_feature"], tuple(int(v) for v in av.meta["audio_feature_shape"])
+    feats = np.asarray(load_dataset(dataset).audio_features(kind), np.float32)
+    if feats.shape[1:] != shape or len(feats) == 0:
+        raise InputError(f"{dataset}: its '{kind}' features are {list(feats.shape)}, the avatar reads {list(shape)}")
+    return torch.from_numpy(np.resize(feats, (n, *shape)))
+
+
+def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, device: str,
+              features: torch.Tensor | None = None) -> dict[str, Any]:
+    """Median ms per `Avatar.render` over `runs` consecutive frames driven by `audio` (16 kHz mono), or by
+    `features` [WARMUP_FRAMES + runs, K, D] where given."""
     from instag.avatar.bundle import load_avatar
     from instag.avatar.driving import audio_driver
     from instag.machine import resolve_device
@@ -62,7 +80,7 @@ def model_fps(avatar_path: Path, audio: np.ndarray, runs: int, threads: int, dev
     if threads > 0 and dev.type == "cpu":
         torch.set_num_threads(threads)
     n = WARMUP_FRAMES + runs
-    driver = audio_driver(av, audio, n, device=dev)
+    driver = audio_driver(av, audio, n, device=dev, features=features)
     conds = [driver.condition(i).cond for i in range(n)]
     times, cpu = [], []
     for i, cond in enumerate(conds):
@@ -135,8 +153,8 @@ def dub_once(avatar: str, audio: str, out: str, threads: str, device: str, paste
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s: float = 10.0, runs: int = 50,
         threads: int = 0, device: str = "auto", paste_back: bool = False, crf: int = Encoding.crf,
-        preset: str | None = None,
-        dataset: Path | None = None, progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        preset: str | None = None, dataset: Path | None = None, features_from: Path | None = None,
+        model_only: bool = False, progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from instag.media.audio import FEATURE_RATE, decode_audio
 
     preset = preset or Encoding().preset_for(paste_back)
@@ -155,9 +173,15 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 60.0, short_s:
     if paste_back:
         doc["source"] = _source_info(avatar)
     doc["audio"] = str(audio) if audio else f"synthetic speech-like {seconds:g} s"
-    doc["model"] = model_fps(avatar, mono, runs, threads, device)
+    features = None
+    if features_from is not None:
+        features = stored_features(avatar, features_from, WARMUP_FRAMES + runs)
+        doc["model_features_from"] = str(features_from)
+    doc["model"] = model_fps(avatar, mono, runs, threads, device, features)
     if progress:
         progress("model", doc["model"])
+    if model_only:
+        return doc
     with tempfile.TemporaryDirectory(prefix="instag-bench-render-") as tmp:
         cases = {}
         for name, secs in (("short", short_s), ("long", seconds)):

@@ -154,6 +154,10 @@ def render(
     dataset: Path | None = typer.Option(None, "--dataset", help="The avatar's dataset: also score its face on "
                                         "held-out frames rendered at its size and upscaled vs at the source's scale, "
                                         "and the pasted face's colour and sharpness with and without seam matching."),
+    features_from: Path | None = typer.Option(None, "--features-from", help="Time the model on the speech features "
+                                              "this dataset stores (of the avatar's kind) instead of computing them "
+                                              "from the audio: for a machine without the speech front end."),
+    model_only: bool = typer.Option(False, "--model-only", help="Time the model and rasterization only, no dubs."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
     """Model + rasterization frames/s (no I/O) and end-to-end dubbing speed (× real time) and peak RSS; with
@@ -183,7 +187,7 @@ def render(
                       f"(process CPU {c['cpu_s']:.1f} s), peak RSS {c['peak_rss_mb']:.0f} MiB")
 
     doc = bench_render.run(avatar, audio, seconds, short, runs, threads, device, paste_back, crf, preset, dataset,
-                           progress=show)
+                           features_from, model_only, progress=show)
     pasted = doc.get("source")
     into = f"; pasted into {pasted['width']}×{pasted['height']} at {pasted['fps']:g} fps" if pasted else ""
     table = Table(title=f"render {avatar} ({doc['model']['size']}, {doc['model']['device']}, "
@@ -192,11 +196,12 @@ def render(
         table.add_column(col, justify="left" if col == "case" else "right")
     m = doc["model"]
     table.add_row("model + rasterization (no I/O)", f"{m['fps']:.1f}", "", "", "")
-    for name, c in doc["end_to_end"].items():
+    for name, c in doc.get("end_to_end", {}).items():
         table.add_row(f"dub {c['audio_s']:.0f} s ({name})", f"{c['frames'] / c['wall_s']:.1f}",
                       f"{c['x_real_time']:.2f}", f"{c['wall_s']:.1f}", f"{c['peak_rss_mb']:.0f}")
     con.print(table)
-    con.print(f"peak RSS long/short: {doc['peak_rss_ratio_long_short']:.3f}")
+    if "peak_rss_ratio_long_short" in doc:
+        con.print(f"peak RSS long/short: {doc['peak_rss_ratio_long_short']:.3f}")
     _save(doc, json_path, con)
 
 

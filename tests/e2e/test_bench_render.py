@@ -31,6 +31,20 @@ def test_bench_render_reports_model_fps_end_to_end_speed_and_peak_rss(tiny_avata
     assert 0.5 < doc["peak_rss_ratio_long_short"] < 2.0
 
 
+def test_bench_render_times_the_model_on_stored_features_without_the_speech_front_end(tiny_avatar, monkeypatch):
+    """Where the speech front end cannot load (a GPU machine without the Whisper packages), the model is timed on
+    the features the avatar's dataset stores, and --model-only dubs nothing."""
+    import instag.avatar.driving as driving
+
+    def no_front_end(*args, **kwargs):
+        raise AssertionError("the speech front end was asked for")
+
+    monkeypatch.setattr(driving, "audio_features", no_front_end)
+    doc = run(tiny_avatar, runs=3, features_from=tiny_avatar.parent / "ds", model_only=True)
+    assert doc["model"]["fps"] > 0 and doc["model"]["runs"] == 3
+    assert doc["model_features_from"] == str(tiny_avatar.parent / "ds") and "end_to_end" not in doc
+
+
 @pytest.mark.slow
 def test_bench_render_paste_back_dubs_into_the_source_frames(pasteable_avatar):
     doc = run(pasteable_avatar, seconds=1.0, short_s=0.5, runs=2, paste_back=True)
