@@ -127,11 +127,16 @@ def _slug(text: str) -> str:
 
 PROBE = """
 import importlib.util, json, torch, instag
+def found(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
 cuda = torch.cuda.is_available()
 print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "available": cuda,
                   "gpu": torch.cuda.get_device_name(0) if cuda else None,
                   "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
-                  "missing": [m for m in %r if importlib.util.find_spec(m) is None]}))
+                  "missing": [m for m in %r if not found(m)]}))
 """
 # What some stages need beyond the rest, and the lent GPU image lacks unless carried (docs/gpu_check.md): the
 # Whisper packages compute speech features, PyAV encodes MP4s, mediapipe tracks the renders for eval's LMD.
