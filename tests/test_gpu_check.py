@@ -51,12 +51,13 @@ def test_the_lent_image_s_missing_packages_leave_the_stages_that_can_run_running
                PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])))
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--dry", "--out", str(out), "--work",
-           str(tmp_path / "work"), "--only", "data,adapt,eval,render,preview,dub"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+           str(tmp_path / "work"), "--only", "tests,data,adapt,eval,render,preview,dub"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stages = {s["name"]: s for s in json.loads((out / "gpu_check.json").read_text())["stages"]}
     assert "no Whisper packages, PyAV, mediapipe" in stages["setup"]["figure"]
-    assert all(stages[n]["status"] == "ok" for n in ("data", "adapt", "render")), stages
+    assert all(stages[n]["status"] == "ok" for n in ("tests", "data", "adapt", "render")), stages
+    assert "tests collected" in stages["tests"]["figure"]  # the modules of the cuda tests import without them
     assert "no dub" in stages["render"]["figure"] and json.loads((out / "render.json").read_text())["model"]["fps"] > 0
     assert stages["eval"]["figure"] == "no mediapipe here" and stages["dub"]["figure"] == "no Whisper packages, PyAV here"
     assert stages["preview"]["status"] == "skipped"
