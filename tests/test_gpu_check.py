@@ -43,8 +43,9 @@ sys.meta_path.insert(0, _Absent())
 
 
 def test_the_lent_image_s_missing_packages_leave_the_stages_that_can_run_running(tmp_path):
-    """As on the lent GPU image (docs/gpu_check.md): no mediapipe, PyAV or Whisper packages. Adaptation and the
-    render bench still run; eval, preview and the dub are skipped, saying what is missing."""
+    """As on the lent GPU image (docs/gpu_check.md): no mediapipe, PyAV or Whisper packages. The CUDA tests,
+    adaptation, eval's image metrics and the render bench still run; preview and the dub are skipped, saying what
+    is missing."""
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK)
     env = dict(os.environ, OMP_NUM_THREADS="1",
@@ -56,8 +57,10 @@ def test_the_lent_image_s_missing_packages_leave_the_stages_that_can_run_running
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stages = {s["name"]: s for s in json.loads((out / "gpu_check.json").read_text())["stages"]}
     assert "no Whisper packages, PyAV, mediapipe" in stages["setup"]["figure"]
-    assert all(stages[n]["status"] == "ok" for n in ("tests", "data", "adapt", "render")), stages
+    assert all(stages[n]["status"] == "ok" for n in ("tests", "data", "adapt", "eval", "render")), stages
     assert "tests collected" in stages["tests"]["figure"]  # the modules of the cuda tests import without them
     assert "no dub" in stages["render"]["figure"] and json.loads((out / "render.json").read_text())["model"]["fps"] > 0
-    assert stages["eval"]["figure"] == "no mediapipe here" and stages["dub"]["figure"] == "no Whisper packages, PyAV here"
+    assert stages["eval"]["figure"].startswith("PSNR") and stages["eval"]["figure"].endswith("no LMD (no mediapipe here)")
+    assert json.loads((out / "eval.json").read_text())["lmd"] is None
+    assert stages["dub"]["figure"] == "no Whisper packages, PyAV here"
     assert stages["preview"]["status"] == "skipped"

@@ -37,6 +37,8 @@ def eval_avatar(
         v = result[key]
         table.add_row(key, "—" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
     Console().print(table)
+    if "untracked" in result:
+        con.print(escape(f"note: {result['untracked']}"), highlight=False)
     if json_path:
         write_text_atomic(json_path, json.dumps(result, indent=2) + "\n")
         Console().print(escape(f"wrote {json_path}"), highlight=False)

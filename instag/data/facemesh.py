@@ -60,6 +60,16 @@ class FaceBox:
         return self.x0 + self.w / 2, self.y0 + self.h / 2
 
 
+def tracker_available() -> bool:
+    """Whether mediapipe, which the tracker and detector run on, is installed (without importing it: seconds)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("mediapipe") is not None
+    except ImportError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def mesh_triangles() -> np.ndarray:
     """Triangles [F, 3] int64 of the 468-vertex face mesh: the faces of mediapipe's tessellation edge graph.

@@ -170,7 +170,12 @@ def evaluate(avatar: str | Path, dataset: str | Path, split: str = "test", limit
                 progress(i + 1, total)
             yield pred, gt, lm
 
-    out = score_frames(pairs())
+    from instag.data import facemesh as fm
+
+    track = fm.tracker_available()
+    out = score_frames(pairs(), track=track)
+    if not track:
+        out["untracked"] = "mediapipe is not installed: no LMD or mouth-opening figures"
     out["split"] = split
     out["avatar"] = str(Path(avatar))
     out["dataset"] = str(Path(dataset))
