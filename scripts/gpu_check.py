@@ -305,6 +305,9 @@ def render(c: Check, stage: Stage) -> None:
     # Without them the model is timed on the dataset's stored speech features, and no dub is made.
     model_only = [m for m in ("Whisper packages", "PyAV") if m in c.missing]
     if model_only:
+        if c.dataset is None:
+            stage.status, stage.figure = "skipped", f"no {', '.join(model_only)} here, and no dataset to time it on"
+            return
         args += ["--features-from", c.dataset, "--model-only"]
     if c.instag(stage, *args) is not None:
         doc = c.stamp("render")
