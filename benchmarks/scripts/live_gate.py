@@ -9,7 +9,8 @@ frame is judged as the preview judges it (`LiveStream.loud`, the smoothing's loo
 stream's gate, and with the fixed GATE_DBFS gate it replaces.
 
 - speech heard: the share of the file's voiced frames judged loud. Voiced: the clean file's speech-band energy
-  within `audio.silence.SILENCE_DB` of its loudest (the rule a dub's pauses are read with);
+  within `audio.silence.SILENCE_DB` of its loudest (the rule a dub's pauses are read with). Also with the speech
+  from the stream's first frame, no silence before it ("at once"): the noise floor is then learnt from speech;
 - silence gated: the share of the frames of the 3 s after the speech, from its second 1.0 s on (the look-back and
   the noise floor have settled), judged quiet;
 - rests: whether the last frame ends a silence long enough to rest the lips (`LiveStream.quiet`).
@@ -96,12 +97,15 @@ def main() -> None:
                     for name, fixed in (("adaptive", False), ("fixed", True)):
                         loud, rest = judge(audio.astype(np.float32), fixed)
                         tail = loud[lead + n_speech + int(FPS) : lead + n_speech + lead]
+                        at_once, _ = judge(audio[pad:].astype(np.float32), fixed)  # talking from the first frame
                         row[name] = {"speech_heard": round(float(loud[lead : lead + n_speech][voiced].mean()), 3),
+                                     "speech_heard_at_once": round(float(at_once[:n_speech][voiced].mean()), 3),
                                      "silence_gated": round(float(1 - tail.mean()), 3), "rests": bool(rest)}
                     rows.append(row)
                     print(f"{path.name[:28]:28s} speech {level:5.0f} {row['noise']:5s} {nl!s:>6}  "
-                          + "  ".join(f"{k}: heard {row[k]['speech_heard']:.2f} gated {row[k]['silence_gated']:.2f} "
-                                      f"rests {row[k]['rests']!s:5}" for k in ("adaptive", "fixed")), flush=True)
+                          + "  ".join(f"{k}: heard {row[k]['speech_heard']:.2f} (at once {row[k]['speech_heard_at_once']:.2f}) "
+                                      f"gated {row[k]['silence_gated']:.2f} rests {row[k]['rests']!s:5}"
+                                      for k in ("adaptive", "fixed")), flush=True)
     doc = {**header("live_gate"), "command": "python benchmarks/scripts/live_gate.py SPEECH...",
            "files": [str(p) for p in args.speech], "seconds": args.seconds, "rows": rows}
     if args.json:

@@ -44,9 +44,11 @@ BURST_S = 1.0
 GATE_DBFS = -50.0
 # Then the room's noise floor plus a margin. The floor is a low percentile of the frames' levels over a stretch long
 # enough to hold pauses between phrases; steady noise's own 40 ms levels stay within a few dB of it, so 6 dB clears
-# them and still hears speech only 6 dB over the noise.
+# them and still hears speech only 6 dB over the noise. A low percentile, since someone who talks from the start
+# and hardly pauses leaves only the dips between syllables to read the floor from; not the minimum, which one
+# dropped-out frame would set.
 GATE_MARGIN_DB = 6.0
-FLOOR_PERCENTILE = 10.0
+FLOOR_PERCENTILE = 2.0
 FLOOR_HISTORY_S = 10.0
 FLOOR_MIN_S = 1.0
 # Never below a level that breath and the microphone's own hiss reach, never above the quietest speech.
