@@ -21,7 +21,7 @@ from instag.media.audio import FEATURE_RATE
 from instag.motion.audio import frame_audio_windows
 from instag.render.avatar import FrameCondition, expression_matrix
 
-BACKGROUND_CACHE_BYTES = 256 << 20
+LAYER_CACHE_BYTES = 256 << 20  # the decoded layers one DriveLayers keeps
 
 
 def pingpong_index(i: int, n: int) -> int:
@@ -86,7 +86,7 @@ class DriveLayers:
 
     def __call__(self, j: int) -> tuple[Tensor, Tensor | None]:
         """Drive row j's plate with torso [size, size, 3] and what it draws over the head [size, size, 4] (or None),
-        uint8. Kept up to BACKGROUND_CACHE_BYTES (a long clip's rows beyond that are re-read), so memory does not
+        uint8. Kept up to LAYER_CACHE_BYTES (a long clip's rows beyond that are re-read), so memory does not
         grow with the audio."""
         got = self._kept.get(j)
         if got is not None:
@@ -98,7 +98,7 @@ class DriveLayers:
                     for img in imgs)
         nbytes = sum(img.nbytes for img in imgs if img is not None)
         with self._lock:
-            if j not in self._kept and self._kept_bytes + nbytes <= BACKGROUND_CACHE_BYTES:
+            if j not in self._kept and self._kept_bytes + nbytes <= LAYER_CACHE_BYTES:
                 self._kept[j] = got
                 self._kept_bytes += nbytes
         return got

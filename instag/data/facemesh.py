@@ -146,8 +146,6 @@ def contours() -> dict[str, np.ndarray]:
     }
 
 
-
-
 WARM_UP_SIDE = 64  # pixels of the blank frame that starts a mediapipe graph
 
 
