@@ -18,7 +18,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class CropPlan:
-    x0: int  # top-left corner in displayed source pixels (may be negative: padded)
+    x0: int  # top-left corner in displayed source pixels
     y0: int
     side: int
     face_px: float  # median face width in source pixels
@@ -92,25 +92,20 @@ def plan_crop(info: ClipInfo, cfg: PreprocessConfig, n_frames: int, progress: Pr
     cy = c[:, 1] + cfg.crop_drop * a
     lo_x, hi_x = (c[:, 0] - half).min(), (c[:, 0] + half).max()
     lo_y, hi_y = (cy - half).min(), (cy + half).max()
-    side = max(hi_x - lo_x, hi_y - lo_y)
-    short = min(info.width, info.height)
-    if side > short:  # do not pad more than needed: the frame edge is a fine border if the face still fits
-        side = max(short, 1.6 * a.max())
-    side = int(np.ceil(side))
-    x0 = place_crop(lo_x, hi_x, side, info.width)
-    y0 = place_crop(lo_y, hi_y, side, info.height)
+    # Never wider than the frame: padding is replicated frame edge, which the avatar would learn and draw as streaks
+    # under the chin. The frame's edge is the border instead, as in the clip (benchmarks/crop_placement_cpu.md).
+    side = int(np.ceil(min(hi_x - lo_x, hi_y - lo_y, info.width, info.height)))
     per_frame = np.full((n_frames, 2), np.nan, np.float32)
     per_frame[found] = np.array([b.centre for b in boxes], np.float32)
-    return CropPlan(x0, y0, side, face_px, per_frame, tuple(warnings))
+    return CropPlan(place_crop(lo_x, hi_x, side, info.width), place_crop(lo_y, hi_y, side, info.height), side,
+                    face_px, per_frame, tuple(warnings))
 
 
 def place_crop(lo: float, hi: float, side: int, extent: int) -> int:
-    """Where a crop of `side` pixels starts along an axis of the frame's `extent` pixels: centred on [lo, hi] (the
-    face's span with its margins), then moved to lie inside the frame. One longer than the frame covers all of it
-    and pads only by the difference: padding is replicated frame edge, which the avatar would learn and draw as
-    streaks under the chin."""
+    """Where a crop of `side` ≤ `extent` pixels starts along an axis of the frame's `extent` pixels: centred on
+    [lo, hi] (the face's span with its margins), then moved to lie inside the frame."""
     start = int(round((lo + hi) / 2 - side / 2))
-    return int(np.clip(start, min(0, extent - side), max(0, extent - side)))
+    return int(np.clip(start, 0, extent - side))
 
 
 def crop_square(img: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:

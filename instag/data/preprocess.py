@@ -129,7 +129,7 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
         write_meta(
             tmp, n_frames=n, fps=cfg.fps, size=cfg.size, focal=pose.focal, focal_fitted=pose.focal_fitted,
             n_train=n_train, source=_source_meta(clip, info),
-            crop_box={"x0": plan.x0, "y0": plan.y0, "side": plan.side, "padding": "edge"},
+            crop_box={"x0": plan.x0, "y0": plan.y0, "side": plan.side},
             audio={"sample_rate": cfg.sample_rate, "features": feature_meta, "sync": _sync_meta(sync, cfg)},
             tracking={"face_found_fraction": round((n - tracked.missing.size) / n, 4),
                       "missing_frames": _ranges_list(tracked.missing), "face_px": round(plan.face_px, 1),

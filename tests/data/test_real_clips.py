@@ -64,6 +64,10 @@ def test_clip_becomes_valid_dataset(datasets, name):
     src = ds.meta["source"]
     assert ds.n_frames == int(src["duration_s"] * 25 + 1e-6)  # constant 25 fps, whatever the source rate
     assert ds.meta["tracking"]["face_found_fraction"] >= 0.95
+    box, (w, h) = ds.meta["crop_box"], (src["width"], src["height"])
+    if src["rotation_deg"] % 180:
+        w, h = h, w
+    assert 0 <= box["x0"] <= w - box["side"] and 0 <= box["y0"] <= h - box["side"]  # nothing padded
 
 
 @pytest.mark.parametrize("name", CLIPS)
@@ -168,6 +172,31 @@ def test_a_sound_far_too_late_is_moved_back(datasets, real_data, tmp_path):
     found = round(load_dataset(tmp_path / "late").meta["audio"]["sync"]["offset_s"] * 25)
     assert abs(found - (own + 10)) <= 1 and found not in candidate_lags(25.0), (own, found)
     assert any("the sound lags the picture by" in w for w in result.warnings), result.warnings
+
+
+TIGHT_CLIP = "OpenTalker_SadTalker_WDA_KatieHill_000.mp4"
+
+
+def test_a_face_that_fills_the_frame_is_cropped_to_the_frame(datasets, real_data, tmp_path):
+    """A clip cut so tightly round the face that 2.3 × the face is wider than it: the crop is the whole frame,
+    tracked as well as the clip it came from, and no row of it is the frame's edge drawn out."""
+    import subprocess
+
+    ds = datasets(TIGHT_CLIP)
+    box = ds.meta["crop_box"]
+    pts = ds.tracks["landmarks"][0] * box["side"] / SIZE + (box["x0"], box["y0"])  # source pixels
+    side = int(1.3 * ds.meta["tracking"]["face_px"]) // 2 * 2
+    x0, y0 = (np.round(pts.mean(0)) - side // 2).astype(int)
+    tight = tmp_path / "tight.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-t", "4", "-i", real_data / TIGHT_CLIP, "-vf",
+                    f"crop={side}:{side}:{x0}:{y0}", "-c:a", "copy", tight], check=True)
+    preprocess_clip(tight, tmp_path / "tight", PreprocessConfig(size=SIZE))
+    cut = load_dataset(tmp_path / "tight")
+    assert cut.meta["crop_box"] == {"x0": 0, "y0": 0, "side": side}
+    assert cut.meta["tracking"]["face_found_fraction"] == 1.0
+    frame = cut.frame(0).astype(np.float32)
+    for edge in (frame[-3:], frame[:3], frame[:, :3].transpose(1, 0, 2), frame[:, -3:].transpose(1, 0, 2)):
+        assert np.abs(np.diff(edge, axis=0)).mean() > 1.0  # a replicated edge is constant across it
 
 
 def test_cli_dataset_split_features_and_inspect(datasets, real_data, tmp_path):
