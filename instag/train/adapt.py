@@ -29,7 +29,6 @@ from instag.motion.model import MotionModel
 from instag.motion.umf_file import load_umf
 from instag.render.plate import torso_layer
 from instag.render.views import view_range
-from instag.stats import effective_count
 from instag.train import checkpoint as ck
 from instag.train.frames import IdentityFrames, training_frames
 from instag.train.init import cancel_mean_motion, init_gaussians
@@ -251,7 +250,7 @@ def lip_gain(predicted: torch.Tensor, tracked: torch.Tensor) -> torch.Tensor:
         if len(p) < 3 or p.std() == 0 or t.std() == 0:
             continue
         r = float(torch.corrcoef(torch.stack([p, t]))[0, 1])
-        if is_evidence(r, effective_count(p.numpy(), t.numpy())):
+        if is_evidence(r, len(p)):
             gains[c] = float(t.std() / p.std())
     return gains
 
