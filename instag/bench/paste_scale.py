@@ -56,7 +56,7 @@ def compare_scales(avatar: str | Path, dataset: str | Path, n_frames: int = 24,
     for t, frame in enumerate(iter_frames(clip, ds.fps, picks[-1] + 1)):
         if t not in wanted:
             continue
-        gt = crop_square(frame, x0, y0, side, side)  # edge-padded outside the frame, as preprocessing
+        gt = crop_square(frame, x0, y0, side, side)  # edge-padded where a dataset's box leaves the frame
         face = M.face_box(tracks["landmarks"][t] * (side / ds.size), side)
         gt_face = M.crop(gt, face)
         plate = cv2.resize(paste_torso(av.plate, ds.frame(t), ds.label(t), torso_id), (side, side),
