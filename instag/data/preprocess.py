@@ -18,6 +18,8 @@ import soundfile
 
 from instag.atomic import atomic_dir
 from instag.audio import features as af
+from instag.audio.features import energy_envelope
+from instag.audio.silence import silent_mask
 from instag.audio.sync import SyncEstimate, candidate_lags, estimate_lag, shift_audio
 from instag.config import to_dict
 from instag.config.preprocess import PreprocessConfig
@@ -34,6 +36,8 @@ Progress = Callable[[str, int, int], None]
 # Front ends whose shipped UMF can judge a clip's audio offset, best first (benchmarks/lips_cpu.md: Whisper's
 # opening follows held-out people's lips about twice as closely as log-mel's).
 SYNC_KINDS = ("whisper", "mel")
+# Less speech than this in the frames trained on earns a warning: the lips' link to the voice is learnt from it.
+MIN_SPEECH_S = 2.0
 
 
 @dataclass
@@ -120,6 +124,11 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
                 result.warnings.append(f"{clip}: the sound {'lags' if ms > 0 else 'leads'} the picture by {abs(ms)} "
                                        f"ms, more than a viewer lets pass; moved it to match (--audio-offset-frames N "
                                        f"sets the offset yourself)")
+        speech_s = float((~silent_mask(energy_envelope(audio, cfg.sample_rate, cfg.fps, n)))[:n_train].sum()) / cfg.fps
+        if speech_s < MIN_SPEECH_S:
+            result.warnings.append(f"{clip}: only {speech_s:.1f} s of the {n_train / cfg.fps:.1f} s trained on hold "
+                                   f"speech, too little for the avatar to learn how the lips follow the voice (record "
+                                   f"yourself talking)")
         stages.done("sync")
 
         soundfile.write(tmp / "audio.wav", audio, cfg.sample_rate, subtype="PCM_16")

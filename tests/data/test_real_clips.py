@@ -172,6 +172,17 @@ def test_a_sound_far_too_late_is_moved_back(datasets, real_data, tmp_path):
     found = round(load_dataset(tmp_path / "late").meta["audio"]["sync"]["offset_s"] * 25)
     assert abs(found - (own + 10)) <= 1 and found not in candidate_lags(25.0), (own, found)
     assert any("the sound lags the picture by" in w for w in result.warnings), result.warnings
+    assert not any("hold speech" in w for w in result.warnings), result.warnings
+
+
+def test_a_clip_without_speech_is_warned_of(real_data, tmp_path):
+    import subprocess
+
+    muted = tmp_path / "muted.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", real_data / CLI_CLIP, "-c:v", "copy", "-af", "volume=0",
+                    "-c:a", "aac", muted], check=True)
+    result = preprocess_clip(muted, tmp_path / "muted", PreprocessConfig(size=SIZE, audio_features=["mel"]))
+    assert any("only 0.0 s of the 5.0 s trained on hold speech" in w for w in result.warnings), result.warnings
 
 
 TIGHT_CLIP = "OpenTalker_SadTalker_WDA_KatieHill_000.mp4"
