@@ -18,7 +18,6 @@ import soundfile
 
 from instag.atomic import atomic_dir
 from instag.audio import features as af
-from instag.audio.features import energy_envelope
 from instag.audio.silence import silent_mask
 from instag.audio.sync import SyncEstimate, candidate_lags, estimate_lag, shift_audio
 from instag.config import to_dict
@@ -124,7 +123,8 @@ def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, fo
                 result.warnings.append(f"{clip}: the sound {'lags' if ms > 0 else 'leads'} the picture by {abs(ms)} "
                                        f"ms, more than a viewer lets pass; moved it to match (--audio-offset-frames N "
                                        f"sets the offset yourself)")
-        speech_s = float((~silent_mask(energy_envelope(audio, cfg.sample_rate, cfg.fps, n)))[:n_train].sum()) / cfg.fps
+        speech = ~silent_mask(af.energy_envelope(audio, cfg.sample_rate, cfg.fps, n))  # [T]
+        speech_s = float(speech[:n_train].sum()) / cfg.fps
         if speech_s < MIN_SPEECH_S:
             result.warnings.append(f"{clip}: only {speech_s:.1f} s of the {n_train / cfg.fps:.1f} s trained on hold "
                                    f"speech, too little for the avatar to learn how the lips follow the voice (record "
