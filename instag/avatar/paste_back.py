@@ -13,7 +13,7 @@ frame; `lower_face_weight`): the dub changes the mouth, and above it the clip's 
 sharper than a 256² render upscaled 2–3× can be and already move with the clip's head
 (benchmarks/render_paste_back_seam_cpu.md: face sharpness 0.89 → 0.95 of the source's on demo2, 0.65 → 0.97 on
 KatieHill). "head" pastes the whole rendered head. The crop box (x0, y0, side) in displayed source pixels
-may reach outside the frame (preprocessing padded it by edge replication); the render covers it at S² pixels.
+may reach outside the frame (edge-replicated there); the render covers it at S² pixels.
 The head is the face and mouth branches (alpha α = 1 − (1 − α_face)(1 − α_mouth), premultiplied colour h), laid
 over the source frame s as s·(1 − w) + p with w = e·α and p = e·h, e a smoothstep ramp from 0 at the crop's edges
 to 1 `feather`·S inside (a head cut by the crop fades into the source instead of ending in a line). So the seam is
