@@ -188,8 +188,8 @@ def test_a_clip_without_speech_is_warned_of(real_data, tmp_path):
 TIGHT_CLIP = "OpenTalker_SadTalker_WDA_KatieHill_000.mp4"
 
 
-@pytest.mark.parametrize("widths", [1.3, 0.9])
-def test_a_face_that_fills_the_frame_is_cropped_to_the_frame(datasets, real_data, tmp_path, widths):
+@pytest.mark.parametrize("face_widths", [1.3, 0.9])
+def test_a_face_that_fills_the_frame_is_cropped_to_the_frame(datasets, real_data, tmp_path, face_widths):
     """A clip cut so tightly round the face that 2.3 × the face is wider than it (at 0.9 face widths, a close-up cut
     at the cheeks, which the detector finds only inside a border): the crop is the whole frame, tracked in every
     frame, and no row of it is the frame's edge drawn out."""
@@ -198,7 +198,7 @@ def test_a_face_that_fills_the_frame_is_cropped_to_the_frame(datasets, real_data
     ds = datasets(TIGHT_CLIP)
     box = ds.meta["crop_box"]
     pts = ds.tracks["landmarks"][0] * box["side"] / SIZE + (box["x0"], box["y0"])  # source pixels
-    side = int(widths * ds.meta["tracking"]["face_px"]) // 2 * 2
+    side = int(face_widths * ds.meta["tracking"]["face_px"]) // 2 * 2
     x0, y0 = (np.round(pts.mean(0)) - side // 2).astype(int)
     tight = tmp_path / "tight.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-t", "4", "-i", real_data / TIGHT_CLIP, "-vf",
