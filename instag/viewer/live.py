@@ -140,11 +140,15 @@ class LiveStream:
         """The newest frame whose audio has all arrived (−1: none yet)."""
         return int(math.floor(self.buffer.total * self.fps / RATE + 1e-9)) - 1
 
-    def gate(self, k: int) -> float:
-        """The silence gate (dBFS) at frame k, from the levels of frames up to k (see the module doc)."""
+    def _heard(self, k: int) -> list[float]:
+        """dBFS of the kept frames up to frame k, oldest first; the last is frame k's."""
         with self._lock:
             first = self._levels_end - len(self._levels)
-            heard = list(self._levels)[: max(0, k + 1 - first)]
+            return list(self._levels)[: max(0, k + 1 - first)]
+
+    def gate(self, k: int) -> float:
+        """The silence gate (dBFS) at frame k, from the levels of frames up to k (see the module doc)."""
+        heard = self._heard(k)
         if len(heard) < FLOOR_MIN_S * self.fps:
             return GATE_DBFS
         floor = float(np.percentile(heard, FLOOR_PERCENTILE))
@@ -157,11 +161,9 @@ class LiveStream:
 
     def quiet(self, k: int, n: int) -> bool:
         """Whether each of the n frames that end with frame k is under the gate at k (before the stream counts as
-        silence)."""
-        end = self.frame_end(k)
-        start = int(round((k + 1 - n) * RATE / self.fps))
+        silence), from the levels `push` keeps."""
         gate = self.gate(k)
-        return all(rms_dbfs(f) <= gate for f in np.array_split(self.buffer.read(end, end - start), n))
+        return all(level <= gate for level in self._heard(k)[-n:])
 
 
 def rms_dbfs(samples: np.ndarray, axis: int | None = None):
