@@ -18,6 +18,7 @@ import torch
 
 from instag.avatar.bundle import Avatar, load_avatar
 from instag.avatar.rest import lip_rest
+from instag.data import facemesh as fm
 from instag.data.dataset import Dataset, load_dataset
 from instag.errors import InputError
 from instag.eval import metrics as M
@@ -34,8 +35,6 @@ EVAL_KEYS = ("psnr_full", "psnr_face", "psnr_mouth", "ssim_full", "ssim_face", "
 
 def mouth_opening(lm: np.ndarray) -> float:
     """Inner-lip gap over the outer-eye-corner distance (scale-free), from landmarks [478, 2]."""
-    from instag.data import facemesh as fm
-
     gap = np.linalg.norm(lm[fm.UPPER_LIP_INNER] - lm[fm.LOWER_LIP_INNER])
     eyes = np.linalg.norm(lm[fm.RIGHT_EYE_OUTER] - lm[fm.LEFT_EYE_OUTER])
     return float(gap / max(eyes, 1e-6))
@@ -48,8 +47,6 @@ def score_frames(
     """Metrics over (render, ground truth) uint8 [S, S, 3] frame pairs; the landmarks place the face and mouth
     crops. LMD and the mouth-opening correlation use the frames where the tracker finds a face in both (None if
     none)."""
-    from instag.data import facemesh as fm
-
     sums = {"psnr_full": 0.0, "psnr_face": 0.0, "psnr_mouth": 0.0, "ssim_full": 0.0, "ssim_face": 0.0,
             "ssim_mouth": 0.0}
     n = 0
@@ -169,8 +166,6 @@ def evaluate(avatar: str | Path, dataset: str | Path, split: str = "test", limit
             if progress:
                 progress(i + 1, total)
             yield pred, gt, lm
-
-    from instag.data import facemesh as fm
 
     track = fm.tracker_available()
     out = score_frames(pairs(), track=track)
