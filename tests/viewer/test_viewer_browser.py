@@ -208,14 +208,20 @@ def test_the_microphone_drives_the_lips_and_silence_shuts_them(preview_server, t
     spf = RATE / fps
     loud = [rms_dbfs(heard[int(f["end"] - spf):f["end"]]) > -30 for f in frames]  # speech over the whole frame
     shut = [np.abs(heard[max(int(f["end"] - (look_back + 1) * spf), 0):f["end"]]).max() == 0 for f in frames]
-    assert sum(loud) >= 10 and sum(shut) >= 10, (sum(loud), sum(shut))
+    # Speech over the frame and every frame its smoothing looks back on, as `shut` is silence over them: the first
+    # frame of a burst is voiced, but the few milliseconds of speech at its end may not move the test avatar's lips
+    # by a whole grey level.
+    spoken = [i >= look_back and all(loud[i - look_back:i + 1]) for i in range(len(frames))]
+    assert sum(spoken) >= 10 and sum(shut) >= 10, (sum(spoken), sum(shut))
 
     def idle(k: int) -> np.ndarray:
         return decode(renderer.render_idle(k, Orbit()).jpeg)
 
-    for f, is_loud, is_shut in zip(frames, loud, shut, strict=True):
+    for f, is_loud, is_spoken, is_shut in zip(frames, loud, spoken, shut, strict=True):
         img = decode(bytes(f["jpeg"]))
         if is_shut:  # the closed mouth of the idle loop, at the same step of the head's motion
             assert not f["voiced"] and np.abs(img - idle(f["i"])).max() == 0, f["i"]
-        if is_loud:  # speaking: the mouth leaves the closed one
-            assert f["voiced"] and np.abs(img - idle(f["i"])).max() > 0, f["i"]
+        if is_loud:  # a voice heard over the frame drives it
+            assert f["voiced"], f["i"]
+        if is_spoken:  # speaking: the mouth leaves the closed one
+            assert np.abs(img - idle(f["i"])).max() > 0, f["i"]
