@@ -396,6 +396,35 @@ def lips(
         write_text_atomic(json_path.with_suffix(".md"), table)
 
 
+@app.command("live-lips")
+def live_lips(
+    avatar: Path = typer.Argument(..., help="Avatar dir (its audio nets and lip predictor)."),
+    datasets: list[Path] = typer.Argument(..., help="Dataset dirs: their sound is the microphone, their tracked "
+                                          "lips the truth."),
+    lookahead: str = typer.Option("0,1,2,3,4", "--lookahead", help="Comma-separated frames of look-ahead to score."),
+    step: int = typer.Option(2, "--step", help="Score every step-th frame."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
+                                          "table beside it as .md."),
+) -> None:
+    """The preview's microphone mode, by look-ahead: r of its predicted lips against the tracked ones and against
+    a dub's prediction of the same sound."""
+    from instag.atomic import write_text_atomic
+    from instag.bench import live_lips as bench_live_lips
+    from instag.errors import InputError
+
+    con = Console()
+    try:
+        ahead = [int(x) for x in lookahead.split(",") if x.strip()]
+    except ValueError as exc:
+        raise InputError(f"--lookahead {lookahead!r}: comma-separated whole frames") from exc
+    doc = bench_live_lips.run(avatar, datasets, ahead, step, progress=lambda m: con.print("  " + m, highlight=False))
+    table = bench_live_lips.markdown_table(doc)
+    con.print(table, highlight=False)
+    _save(doc, json_path, con)
+    if json_path:
+        write_text_atomic(json_path.with_suffix(".md"), table)
+
+
 @app.command("dub")
 def dub(
     avatar: Path = typer.Argument(..., help="Avatar dir."),

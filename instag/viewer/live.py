@@ -1,12 +1,15 @@
 """Live microphone drive: the page's 16 kHz PCM stream kept in a bounded ring buffer, and the speech features of
-its last few seconds computed in short context, so a frame can be rendered as soon as its audio has arrived.
+its last few seconds computed in short context, so a frame can be rendered as soon as its audio, and that of the
+LOOKAHEAD_FRAMES after it, has arrived.
 
 Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
-features come from the CONTEXT_S seconds that end with it: the avatar's own feature kind, Whisper in its
-short-context mode (`encode_recent`). The audio nets also look at frames after k (`frame_audio_windows`); those
-have not been heard yet, so they repeat frame k, as at the end of a clip. A frame whose audio, and the audio of the
-frames its smoothing window looks back on, stays below the stream's silence gate is silence: it shows the idle
-loop's frame, with the lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S
+features come from the CONTEXT_S seconds that end LOOKAHEAD_FRAMES after it: the avatar's own feature kind,
+Whisper in its short-context mode (`encode_recent`). The audio nets look at frames after k (`frame_audio_windows`),
+and Whisper's states attend to what follows them: a mouth shapes a sound before it is heard. Frames the context
+does not reach repeat its last, as at the end of a clip. Waiting for LOOKAHEAD_FRAMES costs their length in
+latency and buys most of the way to a dub's lips (benchmarks/preview_live_cpu.md). A frame whose audio, and the
+audio of the frames its smoothing window looks back on and the look-ahead reaches, stays below the stream's
+silence gate is silence: it shows the idle loop's frame, with the lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S
 (`instag.avatar.rest`), as in a dub. Nothing is ever written to disk.
 
 The gate follows the room: GATE_MARGIN_DB over the stream's noise floor (the FLOOR_PERCENTILE of its frames' levels
@@ -34,6 +37,10 @@ from instag.motion.audio import frame_audio_windows
 
 RATE = whisper.SAMPLE_RATE  # what the page sends: 16 kHz mono int16
 CONTEXT_S = 1.0  # seconds of audio the features of a frame are computed from
+# Frames of audio heard after a frame before it is drawn: the audio nets were trained seeing them. 2 (80 ms at
+# 25 fps) takes the live lips most of the way to a dub's, more adds little (`instag bench live-lips`,
+# benchmarks/live_lips_cpu.md).
+LOOKAHEAD_FRAMES = 2
 BUFFER_S = 4.0  # ring buffer length: the context plus room for frames still being rendered
 MAX_CHUNK_SAMPLES = RATE // 4  # one message carries at most 0.25 s (the page sends 10 ms)
 # How far a client may run ahead of real time, counted from its first chunk: room for network and scheduling
@@ -175,14 +182,18 @@ def rms_dbfs(samples: np.ndarray, axis: int | None = None):
 class LiveFeatures:
     """Audio windows for live frames, of the avatar's feature kind, from the last CONTEXT_S seconds."""
 
-    def __init__(self, avatar: Avatar, device: torch.device, audio_model: str | None = None) -> None:
+    def __init__(self, avatar: Avatar, device: torch.device, audio_model: str | None = None,
+                 lookahead: int = LOOKAHEAD_FRAMES) -> None:
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
         self.avatar = avatar
+        self.lookahead = lookahead
         self.device = device
         self.kind = avatar.meta["audio_feature"]
         self.shape = tuple(int(v) for v in avatar.meta["audio_feature_shape"])  # (K, D)
         self.fps = float(avatar.meta["fps"])
         self.front = af.load_front_end(self.kind, audio_model)
-        self.n_frames = max(int(round(CONTEXT_S * self.fps)), avatar.cfg.audio.smooth_window)
+        self.n_frames = max(int(round(CONTEXT_S * self.fps)), avatar.cfg.audio.smooth_window + lookahead)
 
     def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
         """Features [n_frames, K, D] of the context `audio` [N]; context frame 0 starts `start_s` after the audio."""
@@ -190,9 +201,18 @@ class LiveFeatures:
             return af.whisper_recent_features(self.front, audio, self.fps, self.n_frames, start_s)
         return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
 
+    def newest(self, stream: LiveStream) -> int:
+        """The newest live frame that can be drawn: its audio and the look-ahead's have arrived (−1: none yet)."""
+        return max(stream.newest_frame() - self.lookahead, -1)
+
+    def heard_end(self, stream: LiveStream, k: int) -> int:
+        """The stream sample up to which live frame k's features hear (the end of its look-ahead)."""
+        return stream.frame_end(k + self.lookahead)
+
     def voiced(self, stream: LiveStream, k: int) -> bool:
-        """Whether live frame k, or a frame its smoothing looks back on, heard more than silence (`LiveStream.gate`)."""
-        return stream.loud(k, self.avatar.cfg.audio.smooth_window // 2)
+        """Whether live frame k, a frame its smoothing looks back on or one its look-ahead reaches, heard more than
+        silence (`LiveStream.gate`)."""
+        return stream.loud(k + self.lookahead, self.avatar.cfg.audio.smooth_window // 2 + self.lookahead)
 
     def resting(self, stream: LiveStream, k: int) -> bool:
         """Whether live frame k ends a silence of at least REST_AFTER_S (every frame of it under the gate): the lips
@@ -200,9 +220,10 @@ class LiveFeatures:
         return stream.quiet(k, max(int(math.ceil(REST_AFTER_S * self.fps)), 1))
 
     def windows(self, stream: LiveStream, k: int) -> Tensor:
-        """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of frame k."""
-        end = stream.frame_end(k)
-        first = k - self.n_frames + 1  # context frame 0
+        """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of its look-ahead."""
+        last = k + self.lookahead  # the context's last frame
+        end = stream.frame_end(last)
+        first = last - self.n_frames + 1  # context frame 0
         frame_start = int(round(first * RATE / self.fps))
         # Whisper makes one state per 320 samples from the start of what it is given: a whole number of them,
         # ending where frame k ends.
@@ -213,4 +234,5 @@ class LiveFeatures:
         if feats.shape[1:] != self.shape:
             raise InputError(f"{self.avatar.path}: live '{self.kind}' features come out {list(feats.shape[1:])} "
                              f"per frame, the avatar was trained on {list(self.shape)}")
-        return frame_audio_windows(torch.from_numpy(feats).to(self.device), self.n_frames - 1, self.avatar.cfg.audio)
+        return frame_audio_windows(torch.from_numpy(feats).to(self.device), self.n_frames - 1 - self.lookahead,
+                                   self.avatar.cfg.audio)

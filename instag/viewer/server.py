@@ -388,10 +388,12 @@ class StreamSession:
                 await self.ws.send_json({"type": "error", "message": f"rendering stopped: {exc}"})
 
     def _plan_live(self, live: LiveStream) -> tuple[dict[str, Any], Any, tuple] | float:
-        """The newest live frame whose audio has arrived, or how long until the next one can have."""
-        k = live.newest_frame()
+        """The newest live frame whose audio (and its look-ahead's) has arrived, or how long until the next one can
+        have."""
+        features = self.app.renderer.live
+        k = features.newest(live)
         if k <= self.last_live:
-            return (live.frame_end(self.last_live + 1) - live.buffer.total) / RATE
+            return (features.heard_end(live, self.last_live + 1) - live.buffer.total) / RATE
         self.last_live = k
         st = self.state
         header = {"mode": "live", "clip": None, "rev": st.rev, "epoch": st.epoch}

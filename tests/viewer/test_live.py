@@ -16,6 +16,7 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+import torch
 from e2e.conftest import speech_like
 
 from instag.avatar.rest import REST_AFTER_S
@@ -25,6 +26,7 @@ from instag.viewer.live import (
     BURST_S,
     FLOOR_MIN_S,
     GATE_DBFS,
+    LOOKAHEAD_FRAMES,
     MAX_CHUNK_SAMPLES,
     RATE,
     LiveRefused,
@@ -39,6 +41,12 @@ CHUNK = RATE // 100  # what the page sends: 10 ms
 
 def pcm(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def feed(stream: LiveStream, samples: np.ndarray) -> None:
+    """Push `samples` [N] into `stream` in the largest messages allowed, at real-time pace from its first."""
+    for start in range(0, len(samples), MAX_CHUNK_SAMPLES):
+        stream.push(pcm(samples[start:start + MAX_CHUNK_SAMPLES]), (stream.buffer.total + MAX_CHUNK_SAMPLES) / RATE)
 
 
 def decode(jpeg: bytes) -> np.ndarray:
@@ -97,7 +105,7 @@ def test_silence_closes_the_mouth_and_speech_moves_it(preview_server):
     look_back = app.renderer.avatar.cfg.audio.smooth_window // 2
     in_speech = [(h, j) for h, j in frames if (quiet + 0.1) * fps < h["i"] < (quiet + talk - 0.1) * fps]
     after = [(h, j) for h, j in frames if h["i"] > (quiet + talk) * fps + look_back + 1]
-    before = [(h, j) for h, j in frames if h["i"] < quiet * fps - 1]
+    before = [(h, j) for h, j in frames if h["i"] < quiet * fps - 1 - LOOKAHEAD_FRAMES]
     assert in_speech and after and before
     assert all(h["voiced"] for h, _ in in_speech)
     assert not any(h["voiced"] for h, _ in before + after)
@@ -285,6 +293,30 @@ def test_a_live_silence_rests_the_lips_only_once_it_has_lasted(preview_server):
     assert not live.resting(stream, last - 2)
     assert not live.resting(stream, last + int(1.0 * fps))  # a pause: the lips the silence predicts
     assert live.resting(stream, last + int((REST_AFTER_S + 0.3) * fps))
+
+
+def test_a_live_frame_waits_for_its_look_ahead_and_hears_the_voice_in_it(preview_server):
+    live, fps = preview_server.app.renderer.live, preview_server.app.renderer.fps
+    assert live.lookahead == LOOKAHEAD_FRAMES > 0
+    quiet = 20  # frames of silence, then speech
+    audio = np.concatenate([np.zeros(int(quiet * RATE / fps)), speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32)
+    stream = LiveStream(fps)
+    feed(stream, audio[:stream.frame_end(quiet - 1)])
+    # Silence has been heard through frame quiet - 1: the frames before it that can be drawn are those whose
+    # look-ahead it covers, and none of them is voiced.
+    assert live.newest(stream) == quiet - 1 - LOOKAHEAD_FRAMES
+    assert not any(live.voiced(stream, k) for k in range(live.newest(stream) + 1))
+    feed(stream, audio[stream.frame_end(quiet - 1):stream.frame_end(quiet + 5)])
+    assert live.newest(stream) == quiet + 5 - LOOKAHEAD_FRAMES
+    # The last silent frame hears the voice that follows it, as a dub's does: the lips start to move before it.
+    assert live.voiced(stream, quiet - 1) and not live.voiced(stream, quiet - 1 - LOOKAHEAD_FRAMES)
+    # Its windows hold that voice: they differ from those of the same silent frame heard without what followed.
+    ahead = live.windows(stream, quiet - 1)
+    alone = LiveStream(fps)
+    feed(alone, np.concatenate([audio[:stream.frame_end(quiet - 1)],
+                                np.zeros(stream.frame_end(quiet + 5) - stream.frame_end(quiet - 1), np.float32)]))
+    assert ahead.shape == live.windows(alone, quiet - 1).shape
+    assert not torch.equal(ahead, live.windows(alone, quiet - 1))
 
 
 def _stream_of(audio: np.ndarray, fps: float = 25.0, look_back: int = 4) -> tuple[LiveStream, list[bool]]:

@@ -17,7 +17,7 @@ from e2e.conftest import speech_like
 
 from instag.bench.browser import CHROMIUM, chromium_page
 from instag.viewer.camera import Orbit, ViewRange
-from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, rms_dbfs
+from instag.viewer.live import LOOKAHEAD_FRAMES, MAX_CHUNK_SAMPLES, RATE, rms_dbfs
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "viewer"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make setup installs it)")
@@ -186,6 +186,7 @@ def test_the_microphone_drives_the_lips_and_silence_shuts_them(preview_server, t
         frames = page.evaluate("window.instagPreview.recFrames.map((f) => ({...f, jpeg: Array.from(f.jpeg)}))")
         heard = np.concatenate([np.asarray(c, np.float32) for c in page.evaluate(
             "window.instagPreview.recChunks.map((c) => Array.from(c[2]))")]) / 32768.0
+        sent = np.array(page.evaluate("window.instagPreview.recChunks.map((c) => [c[0], c[1]])"))  # [samples, ms]
         # The microphone slot is taken: another page is refused it.
         refusal = page.evaluate("""() => new Promise((done) => {
           const ws = new WebSocket(`ws://${location.host}/ws`);
@@ -202,12 +203,17 @@ def test_the_microphone_drives_the_lips_and_silence_shuts_them(preview_server, t
     assert oversized[0] == 1008 and "over the limit" in oversized[1], oversized
     assert malformed[0] == 1008 and "odd length" in malformed[1], malformed
 
-    # Where the microphone heard the file's speech and where its silences (digital zeros), frame by frame.
+    # Where the microphone heard the file's speech and where its silences (digital zeros), frame by frame; a frame
+    # is drawn once the look-ahead after it has been heard too.
     fps = renderer.fps
     look_back = renderer.avatar.cfg.audio.smooth_window // 2
     spf = RATE / fps
+    for f in frames:  # not drawn before the page had sent the look-ahead's audio
+        needed = int(round((f["i"] + 1 + LOOKAHEAD_FRAMES) * spf))
+        assert sent[np.searchsorted(sent[:, 0], needed), 1] <= f["drawn"], f["i"]
     loud = [rms_dbfs(heard[int(f["end"] - spf):f["end"]]) > -30 for f in frames]  # speech over the whole frame
-    shut = [np.abs(heard[max(int(f["end"] - (look_back + 1) * spf), 0):f["end"]]).max() == 0 for f in frames]
+    shut = [np.abs(heard[max(int(f["end"] - (look_back + 1) * spf), 0):int(f["end"] + LOOKAHEAD_FRAMES * spf)]).max()
+            == 0 for f in frames]
     # Speech over the frame and every frame its smoothing looks back on, as `shut` is silence over them: the first
     # frame of a burst is voiced, but the few milliseconds of speech at its end may not move the test avatar's lips
     # by a whole grey level.
