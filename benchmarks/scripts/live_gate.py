@@ -5,8 +5,8 @@
 Each speech file (its first SECONDS) is scaled so its voiced frames average LEVEL dBFS, framed by 3 s of nothing
 before and after, and steady noise of NOISE dBFS (white, or pink: as much energy per octave, like a fan or a room)
 laid under the whole. It is sent to a `LiveStream` in 10 ms chunks, as the page sends the microphone, and every
-frame is judged as the preview judges it (`LiveStream.loud`, the smoothing's look-back of 4 frames) twice: with the
-stream's gate, and with the fixed GATE_DBFS gate it replaces.
+frame is judged as the preview judges it (`LiveStream.loud` over the smoothing's look-back of 4 frames and the
+look-ahead, `LiveFeatures.voiced`) twice: with the stream's gate, and with the fixed GATE_DBFS gate it replaces.
 
 - speech heard: the share of the file's voiced frames judged loud. Voiced: the clean file's speech-band energy
   within `audio.silence.SILENCE_DB` of its loudest (the rule a dub's pauses are read with). Also with the speech
@@ -30,9 +30,11 @@ from instag.avatar.rest import REST_AFTER_S
 from instag.bench.record import header
 from instag.media.audio import decode_audio
 from instag.viewer import live
+from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 
 FPS = 25.0
 LOOK_BACK = 4  # the shipped avatars' smoothing window (8) halved, as `LiveFeatures.voiced` passes it
+LOOK_AHEAD = LIVE_LOOKAHEAD_FRAMES
 PAD_S = 3.0
 CHUNK = 160  # 10 ms
 LEVELS = (-45.0, -35.0, -25.0)
@@ -54,15 +56,17 @@ def noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def judge(audio: np.ndarray, fixed: bool) -> tuple[np.ndarray, bool]:
-    """Each frame judged loud [T], and whether the last one rests, by a LiveStream fed `audio` [N]."""
+    """Each frame judged loud [T − LOOK_AHEAD] (the last ones are never drawn), and whether the last one rests, by a
+    LiveStream fed `audio` [N]."""
     stream = live.LiveStream(FPS)
     if fixed:
         stream.gate = lambda k: live.GATE_DBFS
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     loud: list[bool] = []
-    for i, start in enumerate(range(0, len(pcm), CHUNK)):  # each frame judged once it has arrived, as the preview
+    for i, start in enumerate(range(0, len(pcm), CHUNK)):  # each frame judged once it can be drawn, as the preview
         stream.push(pcm[start : start + CHUNK].tobytes(), (i + 1) * CHUNK / live.RATE)
-        loud += [stream.loud(k, LOOK_BACK) for k in range(len(loud), stream.newest_frame() + 1)]
+        loud += [stream.loud(k + LOOK_AHEAD, LOOK_BACK + LOOK_AHEAD)
+                 for k in range(len(loud), stream.newest_frame() + 1 - LOOK_AHEAD)]
     rest = stream.quiet(len(loud) - 1, int(np.ceil(REST_AFTER_S * FPS)))
     return np.array(loud), rest
 

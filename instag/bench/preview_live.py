@@ -39,7 +39,7 @@ from instag.bench.render import speech_like
 from instag.media.audio import decode_audio
 from instag.stats import correlation
 from instag.viewer.camera import Orbit
-from instag.viewer.config import PreviewConfig
+from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES, PreviewConfig
 from instag.viewer.live import RATE, rms_dbfs
 from instag.viewer.server import PreviewServer
 
@@ -274,7 +274,8 @@ def _uptime() -> str:
 
 
 def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: int | None = None,
-        device: str = "auto", threads: int = 1, workers: int = 2) -> dict[str, Any]:
+        device: str = "auto", threads: int = 1, workers: int = 2,
+        lookahead: int = LIVE_LOOKAHEAD_FRAMES) -> dict[str, Any]:
     """Serve `avatar`, let Chromium hear `audio` (default: a speech-like signal) with pauses put in (`with_pauses`)
     for `seconds` through the page's microphone mode, and measure."""
     with tempfile.TemporaryDirectory(prefix="instag-bench-live-") as tmp:
@@ -282,7 +283,8 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: in
         sound = with_pauses(speech, seconds)
         wav = Path(tmp) / "microphone.wav"
         soundfile.write(wav, sound, RATE, subtype="PCM_16")
-        cfg = PreviewConfig(avatar=Path(avatar), port=0, size=size, device=device, threads=threads, workers=workers)
+        cfg = PreviewConfig(avatar=Path(avatar), port=0, size=size, device=device, threads=threads, workers=workers,
+                            live_lookahead=lookahead)
         with PreviewServer(cfg) as server:
             renderer = server.app.renderer
             idle = [renderer.render_idle(k, Orbit()).jpeg
@@ -294,6 +296,7 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: in
                                   f"each after {PAUSE_S:g} s of silence",
                     "size": f"{renderer.size}x{renderer.size}", "device": str(server.app.device),
                     "fps_target": renderer.fps, "workers": server.app.workers, "torch_threads": threads,
+                    "lookahead_frames": renderer.live.lookahead,
                     "n_gaussians": renderer.avatar.face.num_gaussians + renderer.avatar.mouth.num_gaussians,
                     "uptime_before": _uptime(), "load_average_1m_before": os.getloadavg()[0]}
             recorded = _record(server.url, wav, len(sound) / RATE, Path(tmp) / "profile")

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from instag.bench.record import write_json
 from instag.media.encoding import Encoding
+from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES, MAX_LIVE_LOOKAHEAD_FRAMES
 
 
 def _command() -> str:
@@ -227,6 +228,9 @@ def preview(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, "--threads", help="torch threads on CPU (0: torch's default)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Frames rendered at once."),
+    lookahead: int = typer.Option(LIVE_LOOKAHEAD_FRAMES, "--live-lookahead", min=0, max=MAX_LIVE_LOOKAHEAD_FRAMES,
+                                  help="With --live: frames of "
+                                  "sound heard after a frame before it is drawn."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
     """Frames/s the preview page receives and shows, audio-to-frame latency, sync, seek/orbit response; with
@@ -242,7 +246,7 @@ def preview(
     if live:
         from instag.bench import preview_live
 
-        doc = preview_live.run(avatar, audio, seconds, size, device, threads, workers)
+        doc = preview_live.run(avatar, audio, seconds, size, device, threads, workers, lookahead)
         lv = doc["live"]
         rows = [("live frames/s drawn", f"{lv['fps_drawn']:.1f}"), ("frames skipped", str(lv["frames_skipped"])),
                 ("features + render ms/frame (median)", f"{ms(lv['feature_ms_median'])} + "

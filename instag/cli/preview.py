@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from instag.viewer.config import PreviewConfig
+from instag.viewer.config import MAX_LIVE_LOOKAHEAD_FRAMES, PreviewConfig
 
 DEFAULTS = PreviewConfig(avatar=Path())  # the options' defaults are the server's
 
@@ -51,6 +51,9 @@ def preview(
     workers: int = typer.Option(DEFAULTS.workers, "--workers", min=1, help="Frames rendered at once (each with --threads)."),
     audio_model: Path | None = typer.Option(None, "--audio-model", help="Local hubert/wav2vec2 dir (avatars "
                                             "trained on those features)."),
+    live_lookahead: int = typer.Option(DEFAULTS.live_lookahead, "--live-lookahead", min=0, max=MAX_LIVE_LOOKAHEAD_FRAMES,
+                                       help="Microphone mode: frames of sound heard after a frame before it is "
+                                       "drawn (each adds a frame of delay; fewer follow the voice less well)."),
 ) -> None:
     """Serve a page that plays audio and shows the avatar speaking it in sync, or speaking what your microphone
     hears (orbit: drag; zoom: wheel)."""
@@ -62,7 +65,8 @@ def preview(
             err.print(f"[bold yellow]warning:[/] listening on {escape(host)}: anyone who can reach this machine can open the "
                       f"preview and upload audio", highlight=False, soft_wrap=True)
         cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
-                            threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None)
+                            threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None,
+                            live_lookahead=live_lookahead)
         with err.status("loading the avatar…"):
             server = PreviewServer(cfg)
             url = server.start()

@@ -8,6 +8,11 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 MAX_UPLOAD_BYTES = 20 << 20  # an uploaded audio file; 20 MB is minutes of compressed speech
+# Frames of microphone sound heard after a live frame before it is drawn: the audio nets were trained seeing them.
+# 2 (80 ms at 25 fps) takes the live lips most of the way to a dub's; more adds little and costs latency
+# (`instag bench live-lips`, benchmarks/live_lips_cpu.md).
+LIVE_LOOKAHEAD_FRAMES = 2
+MAX_LIVE_LOOKAHEAD_FRAMES = 12  # half a second at 25 fps: beyond it the page is no longer live
 
 
 @dataclass(frozen=True)
@@ -22,3 +27,4 @@ class PreviewConfig:
     workers: int = 2  # frames rendered at once (each with `threads` threads)
     audio_model: str | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    live_lookahead: int = LIVE_LOOKAHEAD_FRAMES  # frames

@@ -1,13 +1,13 @@
 """Live microphone drive: the page's 16 kHz PCM stream kept in a bounded ring buffer, and the speech features of
 its last few seconds computed in short context, so a frame can be rendered as soon as its audio, and that of the
-LOOKAHEAD_FRAMES after it, has arrived.
+look-ahead's after it (`LIVE_LOOKAHEAD_FRAMES` by default), has arrived.
 
 Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
-features come from the CONTEXT_S seconds that end LOOKAHEAD_FRAMES after it: the avatar's own feature kind,
+features come from the CONTEXT_S seconds that end with its look-ahead: the avatar's own feature kind,
 Whisper in its short-context mode (`encode_recent`). The audio nets look at frames after k (`frame_audio_windows`),
 and Whisper's states attend to what follows them: a mouth shapes a sound before it is heard. Frames the context
-does not reach repeat its last, as at the end of a clip. Waiting for LOOKAHEAD_FRAMES costs their length in
-latency and buys most of the way to a dub's lips (benchmarks/preview_live_cpu.md). A frame whose audio, and the
+does not reach repeat its last, as at the end of a clip. Waiting for the look-ahead costs its length in latency
+and buys most of the way to a dub's lips (benchmarks/live_lips_cpu.md). A frame whose audio, and the
 audio of the frames its smoothing window looks back on and the look-ahead reaches, stays below the stream's
 silence gate is silence: it shows the idle loop's frame, with the lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S
 (`instag.avatar.rest`), as in a dub. Nothing is ever written to disk.
@@ -34,13 +34,10 @@ from instag.avatar.bundle import Avatar
 from instag.avatar.rest import REST_AFTER_S
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
+from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 
 RATE = whisper.SAMPLE_RATE  # what the page sends: 16 kHz mono int16
 CONTEXT_S = 1.0  # seconds of audio the features of a frame are computed from
-# Frames of audio heard after a frame before it is drawn: the audio nets were trained seeing them. 2 (80 ms at
-# 25 fps) takes the live lips most of the way to a dub's, more adds little (`instag bench live-lips`,
-# benchmarks/live_lips_cpu.md).
-LOOKAHEAD_FRAMES = 2
 BUFFER_S = 4.0  # ring buffer length: the context plus room for frames still being rendered
 MAX_CHUNK_SAMPLES = RATE // 4  # one message carries at most 0.25 s (the page sends 10 ms)
 # How far a client may run ahead of real time, counted from its first chunk: room for network and scheduling
@@ -183,7 +180,7 @@ class LiveFeatures:
     """Audio windows for live frames, of the avatar's feature kind, from the last CONTEXT_S seconds."""
 
     def __init__(self, avatar: Avatar, device: torch.device, audio_model: str | None = None,
-                 lookahead: int = LOOKAHEAD_FRAMES) -> None:
+                 lookahead: int = LIVE_LOOKAHEAD_FRAMES) -> None:
         if lookahead < 0:
             raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
         self.avatar = avatar

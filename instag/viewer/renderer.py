@@ -25,6 +25,7 @@ from instag.avatar.driving import DriveLayers, Driver, audio_driver, to_uint8
 from instag.render.avatar import FrameCondition
 from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.clips import Clip
+from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 from instag.viewer.live import LiveFeatures, LiveStream
 
 CPU_SIZE = 256  # default side on CPU; on CUDA the avatar's own
@@ -60,7 +61,7 @@ class PreviewRenderer:
     """Renders frame `index` of a clip (or of the idle loop) from an orbit; safe to call from worker threads."""
 
     def __init__(self, avatar: Avatar, device: torch.device, size: int | None = None,
-                 audio_model: str | None = None) -> None:
+                 audio_model: str | None = None, live_lookahead: int = LIVE_LOOKAHEAD_FRAMES) -> None:
         self.avatar = avatar
         self.device = device
         self.size = int(size or default_size(avatar, device))
@@ -77,7 +78,7 @@ class PreviewRenderer:
         # the same frames with the lips the silence predicts, as a dub's pauses between phrases do.
         self.idle = audio_driver(avatar, silence, n_idle, audio_model, self.size, device, layers=self.layers)
         self.pause = Driver(avatar, self.idle.features, self.size, device=device, layers=self.layers)
-        self.live = LiveFeatures(avatar, device, audio_model)
+        self.live = LiveFeatures(avatar, device, audio_model, live_lookahead)
         self._idle_jpegs: dict[int, bytes] = {}  # idle-loop frame → its JPEG from the front, up to IDLE_CACHE_BYTES
         self._idle_bytes = 0
         self._drivers: dict[str, Driver] = {}

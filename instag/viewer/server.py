@@ -168,7 +168,7 @@ class PreviewApp:
         avatar.to(self.device)
         if self.device.type == "cpu" and cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        self.renderer = PreviewRenderer(avatar, self.device, cfg.size, cfg.audio_model)
+        self.renderer = PreviewRenderer(avatar, self.device, cfg.size, cfg.audio_model, cfg.live_lookahead)
         self.clips = ClipStore(self.renderer.fps, cfg.max_upload_bytes)
         try:
             for path in cfg.audio:

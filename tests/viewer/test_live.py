@@ -22,11 +22,11 @@ from e2e.conftest import speech_like
 from instag.avatar.rest import REST_AFTER_S
 from instag.render.views import ViewRange, view_range
 from instag.viewer.camera import Orbit
+from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 from instag.viewer.live import (
     BURST_S,
     FLOOR_MIN_S,
     GATE_DBFS,
-    LOOKAHEAD_FRAMES,
     MAX_CHUNK_SAMPLES,
     RATE,
     LiveRefused,
@@ -105,7 +105,7 @@ def test_silence_closes_the_mouth_and_speech_moves_it(preview_server):
     look_back = app.renderer.avatar.cfg.audio.smooth_window // 2
     in_speech = [(h, j) for h, j in frames if (quiet + 0.1) * fps < h["i"] < (quiet + talk - 0.1) * fps]
     after = [(h, j) for h, j in frames if h["i"] > (quiet + talk) * fps + look_back + 1]
-    before = [(h, j) for h, j in frames if h["i"] < quiet * fps - 1 - LOOKAHEAD_FRAMES]
+    before = [(h, j) for h, j in frames if h["i"] < quiet * fps - 1 - app.renderer.live.lookahead]
     assert in_speech and after and before
     assert all(h["voiced"] for h, _ in in_speech)
     assert not any(h["voiced"] for h, _ in before + after)
@@ -297,19 +297,19 @@ def test_a_live_silence_rests_the_lips_only_once_it_has_lasted(preview_server):
 
 def test_a_live_frame_waits_for_its_look_ahead_and_hears_the_voice_in_it(preview_server):
     live, fps = preview_server.app.renderer.live, preview_server.app.renderer.fps
-    assert live.lookahead == LOOKAHEAD_FRAMES > 0
+    assert live.lookahead == LIVE_LOOKAHEAD_FRAMES > 0  # the server's default
     quiet = 20  # frames of silence, then speech
     audio = np.concatenate([np.zeros(int(quiet * RATE / fps)), speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32)
     stream = LiveStream(fps)
     feed(stream, audio[:stream.frame_end(quiet - 1)])
     # Silence has been heard through frame quiet - 1: the frames before it that can be drawn are those whose
     # look-ahead it covers, and none of them is voiced.
-    assert live.newest(stream) == quiet - 1 - LOOKAHEAD_FRAMES
+    assert live.newest(stream) == quiet - 1 - live.lookahead
     assert not any(live.voiced(stream, k) for k in range(live.newest(stream) + 1))
     feed(stream, audio[stream.frame_end(quiet - 1):stream.frame_end(quiet + 5)])
-    assert live.newest(stream) == quiet + 5 - LOOKAHEAD_FRAMES
+    assert live.newest(stream) == quiet + 5 - live.lookahead
     # The last silent frame hears the voice that follows it, as a dub's does: the lips start to move before it.
-    assert live.voiced(stream, quiet - 1) and not live.voiced(stream, quiet - 1 - LOOKAHEAD_FRAMES)
+    assert live.voiced(stream, quiet - 1) and not live.voiced(stream, quiet - 1 - live.lookahead)
     # Its windows hold that voice: they differ from those of the same silent frame heard without what followed.
     ahead = live.windows(stream, quiet - 1)
     alone = LiveStream(fps)

@@ -17,7 +17,7 @@ from e2e.conftest import speech_like
 
 from instag.bench.browser import CHROMIUM, chromium_page
 from instag.viewer.camera import Orbit, ViewRange
-from instag.viewer.live import LOOKAHEAD_FRAMES, MAX_CHUNK_SAMPLES, RATE, rms_dbfs
+from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, rms_dbfs
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "viewer"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make setup installs it)")
@@ -209,10 +209,10 @@ def test_the_microphone_drives_the_lips_and_silence_shuts_them(preview_server, t
     look_back = renderer.avatar.cfg.audio.smooth_window // 2
     spf = RATE / fps
     for f in frames:  # not drawn before the page had sent the look-ahead's audio
-        needed = int(round((f["i"] + 1 + LOOKAHEAD_FRAMES) * spf))
+        needed = int(round((f["i"] + 1 + renderer.live.lookahead) * spf))
         assert sent[np.searchsorted(sent[:, 0], needed), 1] <= f["drawn"], f["i"]
     loud = [rms_dbfs(heard[int(f["end"] - spf):f["end"]]) > -30 for f in frames]  # speech over the whole frame
-    shut = [np.abs(heard[max(int(f["end"] - (look_back + 1) * spf), 0):int(f["end"] + LOOKAHEAD_FRAMES * spf)]).max()
+    shut = [np.abs(heard[max(int(f["end"] - (look_back + 1) * spf), 0):int(f["end"] + renderer.live.lookahead * spf)]).max()
             == 0 for f in frames]
     # Speech over the frame and every frame its smoothing looks back on, as `shut` is silence over them: the first
     # frame of a burst is voiced, but the few milliseconds of speech at its end may not move the test avatar's lips
