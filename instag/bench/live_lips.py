@@ -25,7 +25,7 @@ from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients
 from instag.errors import InputError
 from instag.stats import correlation
-from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, LiveFeatures, LiveStream
+from instag.viewer.live import CONTEXT_S, MAX_CHUNK_SAMPLES, RATE, LiveFeatures, LiveStream
 
 
 def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> np.ndarray:
@@ -46,9 +46,11 @@ def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> n
     return np.stack(out)
 
 
-def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2,
+def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2, context_s: float | None = None,
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """r of the live lips against the tracked ones and the file-mode prediction, per dataset and look-ahead."""
+    """r of the live lips against the tracked ones and the file-mode prediction, per dataset and look-ahead, with
+    live features of `context_s` seconds (the preview's CONTEXT_S when None)."""
+    context_s = CONTEXT_S if context_s is None else context_s
     if not lookaheads or min(lookaheads) < 0:
         raise InputError(f"--lookahead: frames ≥ 0, got {lookaheads}")
     if step < 1:
@@ -58,7 +60,10 @@ def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2
         raise InputError(f"{avatar}: the avatar predicts no lip shape (its model has no articulation head)")
     coeffs = list(av.cfg.lip_coeffs)
     corpus = {c.get("source_sha256") for c in av.meta["provenance"].get("umf", {}).get("corpus", [])}
-    fronts = {n: LiveFeatures(av, torch.device("cpu"), lookahead=n) for n in lookaheads}
+    try:
+        fronts = {n: LiveFeatures(av, torch.device("cpu"), lookahead=n, context_s=context_s) for n in lookaheads}
+    except ValueError as exc:
+        raise InputError(f"--context: {exc}") from exc
     rows = []
     for path in datasets:
         ds = load_dataset(path)
@@ -91,7 +96,8 @@ def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2
             progress(f"{ds.path.name}: file r {row['file'][coeffs[0]]}, live r "
                      + ", ".join(f"+{n}: {row[f'lookahead_{n}']['r'][coeffs[0]]}" for n in lookaheads))
     doc = header("live_lips")
-    doc.update({"avatar": str(avatar), "fps": av.meta["fps"], "step": step, "lookaheads": lookaheads,
+    doc.update({"avatar": str(avatar), "fps": av.meta["fps"], "step": step, "context_s": context_s,
+                "lookaheads": lookaheads,
                 "lip_coeffs": coeffs, "datasets": rows,
                 "mean": {group: _means(rows, lookaheads, coeffs, keep)
                          for group, keep in (("new_people", False), ("all", None))}})

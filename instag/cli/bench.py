@@ -407,6 +407,8 @@ def live_lips(
                                           "lips the truth."),
     lookahead: str = typer.Option("0,1,2,3,4", "--lookahead", help="Comma-separated frames of look-ahead to score."),
     step: int = typer.Option(2, "--step", help="Score every step-th frame."),
+    context: float | None = typer.Option(None, "--context", help="Seconds of sound the live features are "
+                                         "computed from (default: the preview's)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
                                           "table beside it as .md."),
 ) -> None:
@@ -421,7 +423,8 @@ def live_lips(
         ahead = [int(x) for x in lookahead.split(",") if x.strip()]
     except ValueError as exc:
         raise InputError(f"--lookahead {lookahead!r}: comma-separated whole frames") from exc
-    doc = bench_live_lips.run(avatar, datasets, ahead, step, progress=lambda m: con.print("  " + m, highlight=False))
+    doc = bench_live_lips.run(avatar, datasets, ahead, step, context,
+                              progress=lambda m: con.print("  " + m, highlight=False))
     table = bench_live_lips.markdown_table(doc)
     con.print(table, highlight=False)
     _save(doc, json_path, con)

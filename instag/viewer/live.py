@@ -181,9 +181,11 @@ class LiveFeatures:
     """Audio windows for live frames, of the avatar's feature kind, from the last CONTEXT_S seconds."""
 
     def __init__(self, avatar: Avatar, device: torch.device, audio_model: str | None = None,
-                 lookahead: int = LIVE_LOOKAHEAD_FRAMES) -> None:
+                 lookahead: int = LIVE_LOOKAHEAD_FRAMES, context_s: float = CONTEXT_S) -> None:
         if lookahead < 0:
             raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
+        if not 0 < context_s <= BUFFER_S - 1.0:
+            raise ValueError(f"context_s must be in (0, {BUFFER_S - 1.0:g}] s, got {context_s}")
         self.avatar = avatar
         self.lookahead = lookahead
         self.device = device
@@ -191,7 +193,7 @@ class LiveFeatures:
         self.shape = tuple(int(v) for v in avatar.meta["audio_feature_shape"])  # (K, D)
         self.fps = float(avatar.meta["fps"])
         self.front = af.load_front_end(self.kind, audio_model)
-        self.n_frames = max(int(round(CONTEXT_S * self.fps)), avatar.cfg.audio.smooth_window + lookahead)
+        self.n_frames = max(int(round(context_s * self.fps)), avatar.cfg.audio.smooth_window + lookahead)
 
     def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
         """Features [n_frames, K, D] of the context `audio` [N]; context frame 0 starts `start_s` after the audio."""

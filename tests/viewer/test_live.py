@@ -29,6 +29,7 @@ from instag.viewer.live import (
     GATE_DBFS,
     MAX_CHUNK_SAMPLES,
     RATE,
+    LiveFeatures,
     LiveRefused,
     LiveStream,
     RingBuffer,
@@ -392,3 +393,9 @@ def test_the_microphone_is_refused_to_another_machine(preview_server, monkeypatc
     refusal = asyncio.run(asyncio.wait_for(go(), 60))
     assert refusal["type"] == "error" and refusal["live"] is False and "this machine" in refusal["message"]
     assert preview_server.app.live_owner is None
+
+
+@pytest.mark.parametrize("kwargs", [{"lookahead": -1}, {"context_s": 0.0}, {"context_s": 3.5}])
+def test_live_features_refuse_a_negative_look_ahead_or_a_context_the_buffer_cannot_hold(preview_server, kwargs):
+    with pytest.raises(ValueError, match="lookahead|context_s"):
+        LiveFeatures(preview_server.app.renderer.avatar, torch.device("cpu"), **kwargs)
