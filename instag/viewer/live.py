@@ -1,6 +1,6 @@
 """Live microphone drive: the page's 16 kHz PCM stream kept in a bounded ring buffer, and the speech features of
-its last few seconds computed in short context, so a frame can be rendered as soon as its audio, and that of the
-look-ahead's after it (`LIVE_LOOKAHEAD_FRAMES` by default), has arrived.
+its last few seconds computed in short context, so a frame can be rendered as soon as its audio, and the audio of
+the look-ahead after it (`LIVE_LOOKAHEAD_FRAMES` frames by default), have arrived.
 
 Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
 features come from the CONTEXT_S seconds that end with its look-ahead: the avatar's own feature kind,
@@ -178,7 +178,8 @@ def rms_dbfs(samples: np.ndarray, axis: int | None = None):
 
 
 class LiveFeatures:
-    """Audio windows for live frames, of the avatar's feature kind, from the last CONTEXT_S seconds."""
+    """Audio windows for live frames, of the avatar's feature kind, from the `context_s` seconds (CONTEXT_S by
+    default) that end with a frame's look-ahead of `lookahead` frames."""
 
     def __init__(self, avatar: Avatar, device: torch.device, audio_model: str | None = None,
                  lookahead: int = LIVE_LOOKAHEAD_FRAMES, context_s: float = CONTEXT_S) -> None:
@@ -226,7 +227,7 @@ class LiveFeatures:
         first = last - self.n_frames + 1  # context frame 0
         frame_start = int(round(first * RATE / self.fps))
         # Whisper makes one state per 320 samples from the start of what it is given: a whole number of them,
-        # ending where frame k ends.
+        # ending where the look-ahead ends.
         n = end - frame_start
         if self.kind == "whisper":
             n = math.ceil(n / whisper.TOKEN_SAMPLES) * whisper.TOKEN_SAMPLES
