@@ -61,12 +61,10 @@ def judge(audio: np.ndarray, fixed: bool) -> tuple[np.ndarray, bool]:
     stream = live.LiveStream(FPS)
     if fixed:
         stream.gate = lambda k: live.GATE_DBFS
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     loud: list[bool] = []
-    for i, start in enumerate(range(0, len(pcm), CHUNK)):  # each frame judged once it can be drawn, as the preview
-        stream.push(pcm[start : start + CHUNK].tobytes(), (i + 1) * CHUNK / live.RATE)
-        loud += [stream.loud(k + LOOK_AHEAD, LOOK_BACK + LOOK_AHEAD)
-                 for k in range(len(loud), stream.newest_frame() + 1 - LOOK_AHEAD)]
+    for i, start in enumerate(range(0, len(audio), CHUNK)):  # each frame judged once it can be drawn, as the preview
+        stream.push(live.to_chunk(audio[start : start + CHUNK]), (i + 1) * CHUNK / live.RATE)
+        loud += [stream.loud(k, LOOK_BACK, LOOK_AHEAD) for k in range(len(loud), stream.newest_frame() + 1 - LOOK_AHEAD)]
     rest = stream.quiet(len(loud) - 1, int(np.ceil(REST_AFTER_S * FPS)))
     return np.array(loud), rest
 

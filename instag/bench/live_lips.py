@@ -25,7 +25,7 @@ from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients
 from instag.errors import InputError
 from instag.stats import correlation
-from instag.viewer.live import CONTEXT_S, MAX_CHUNK_SAMPLES, RATE, LiveFeatures, LiveStream
+from instag.viewer.live import CONTEXT_S, MAX_CHUNK_SAMPLES, RATE, LiveFeatures, LiveStream, to_chunk
 
 
 def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> np.ndarray:
@@ -39,8 +39,7 @@ def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> n
             needed = min(features.heard_end(stream, k), len(audio))
             while stream.buffer.total < needed:
                 piece = audio[stream.buffer.total:min(stream.buffer.total + MAX_CHUNK_SAMPLES, needed)]
-                pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-                stream.push(pcm, (stream.buffer.total + len(piece)) / RATE)
+                stream.push(to_chunk(piece), (stream.buffer.total + len(piece)) / RATE)
             windows = features.windows(stream, k)[None]
             out.append(umf.lip_shape(umf.audio_codes(windows), windows)[0].cpu().numpy())
     return np.stack(out)

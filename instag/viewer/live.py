@@ -76,6 +76,11 @@ def parse_chunk(data: bytes) -> np.ndarray:
     return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
 
 
+def to_chunk(samples: np.ndarray) -> bytes:
+    """Samples [N] in [-1, 1] → a binary live message as the page sends it (16-bit PCM, clipped)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
 class RingBuffer:
     """The newest `capacity` samples of a stream and how many have arrived in all; thread-safe."""
 
@@ -159,10 +164,11 @@ class LiveStream:
         floor = float(np.percentile(heard, FLOOR_PERCENTILE))
         return float(np.clip(floor + GATE_MARGIN_DB, *GATE_RANGE_DBFS))
 
-    def loud(self, k: int, look_back: int) -> bool:
-        """Whether frames k − look_back … k together are louder than the gate at k."""
+    def loud(self, k: int, look_back: int, look_ahead: int = 0) -> bool:
+        """Whether frames k − look_back … k + look_ahead together are louder than the gate at the last of them."""
+        last = k + look_ahead
         start = int(round((k - look_back) * RATE / self.fps))
-        return rms_dbfs(self.buffer.read(self.frame_end(k), self.frame_end(k) - start)) > self.gate(k)
+        return rms_dbfs(self.buffer.read(self.frame_end(last), self.frame_end(last) - start)) > self.gate(last)
 
     def quiet(self, k: int, n: int) -> bool:
         """Whether each of the n frames that end with frame k is under the gate at k (before the stream counts as
@@ -213,7 +219,7 @@ class LiveFeatures:
     def voiced(self, stream: LiveStream, k: int) -> bool:
         """Whether live frame k, a frame its smoothing looks back on or one its look-ahead reaches, heard more than
         silence (`LiveStream.gate`)."""
-        return stream.loud(k + self.lookahead, self.avatar.cfg.audio.smooth_window // 2 + self.lookahead)
+        return stream.loud(k, self.avatar.cfg.audio.smooth_window // 2, self.lookahead)
 
     def resting(self, stream: LiveStream, k: int) -> bool:
         """Whether live frame k ends a silence of at least REST_AFTER_S (every frame of it under the gate): the lips

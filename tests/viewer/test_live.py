@@ -34,14 +34,14 @@ from instag.viewer.live import (
     LiveStream,
     RingBuffer,
     parse_chunk,
+    to_chunk,
 )
 from instag.viewer.server import unpack_frame
 
 CHUNK = RATE // 100  # what the page sends: 10 ms
 
 
-def pcm(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+pcm = to_chunk
 
 
 def feed(stream: LiveStream, samples: np.ndarray) -> None:
