@@ -6,11 +6,15 @@
 // centres at (x + 0.5, y + 0.5); alpha = min(0.99, opacity * exp(power)); contributions with power > 0 or
 // alpha < 1/255 are skipped; a pixel stops before the Gaussian that would take its transmittance below 1e-4.
 //
-// Speed comes from SIMD across pixels: kLanes neighbouring pixels of a tile row walk the tile's list
-// together, every step branch-free with per-lane masks. The lanes are GCC/Clang vector extensions, so the
-// same source becomes AVX-512, AVX2, SSE or NEON code without intrinsics; exp is our own polynomial for the
-// same reason (a libm call would force scalar code). Threads split the tiles (dynamic schedule: list
-// lengths vary a lot). In the backward pass a Gaussian touches several tiles, so each tile writes its
+// Speed comes from SIMD across pixels: kLanes neighbouring pixels of a tile row walk their share of the
+// tile's list together, every step branch-free with per-lane masks. The lanes are GCC/Clang vector
+// extensions, so the same source becomes AVX-512, AVX2, SSE or NEON code without intrinsics; exp is our own
+// polynomial for the same reason (a libm call would force scalar code). A tile's list holds every Gaussian
+// whose 3-sigma square touches the tile, and a lane group meets only about a sixth of them, so each tile
+// first splits its list by row, keeping with each entry the span of that row where its alpha can reach 1/255,
+// and a lane group walks only the entries whose span meets it. The spans are loosened a little, so that they
+// never leave out a pixel the arithmetic would draw: the outputs are bit for bit those of walking the whole
+// list. Threads split the tiles (dynamic schedule: list lengths vary a lot). In the backward pass a Gaussian touches several tiles, so each tile writes its
 // gradients into the slots of its own list entries and a final pass sums the slots per Gaussian:
 // race-free without atomics, and deterministic.
 
@@ -90,16 +94,19 @@ inline vf gaussian_alpha(float a, float b, float c, float op, vf dx, float dy, v
 
 // One tile's Gaussians gathered into contiguous arrays (structure of arrays), nearest first, with the
 // pixel-centre rectangle [x_lo, x_hi] x [y_lo, y_hi] outside which a Gaussian's alpha is below kAlphaMin
-// (so it is skipped anyway): a lane group outside it skips the Gaussian without evaluating it. Lists hold
-// every Gaussian whose 3-sigma square touches the tile, and a row of the tile often misses many of them.
+// (so it is skipped anyway), and what its span on a row takes (`RowLists`).
 struct TileGaussians {
-    std::vector<float> mx, my, ca, cb, cc, op, feat, x_lo, x_hi, y_lo, y_hi;
+    // row_w2: the squared half-width of the span on the row through the mean; row_shrink: how fast it
+    // narrows with the row's distance dy (w^2 = row_w2 - row_shrink dy^2); row_shear: how far its middle
+    // moves per unit of dy (middle = mx - row_shear dy).
+    std::vector<float> mx, my, ca, cb, cc, op, feat, x_lo, x_hi, y_lo, y_hi, row_w2, row_shrink, row_shear;
     int n = 0;
 
     void gather(const float* means2d, const float* conics, const float* opacities, const float* features,
                 int channels, const int32_t* ids, int count) {
         n = count;
-        for (auto* v : {&mx, &my, &ca, &cb, &cc, &op, &x_lo, &x_hi, &y_lo, &y_hi}) v->resize(n);
+        for (auto* v : {&mx, &my, &ca, &cb, &cc, &op, &x_lo, &x_hi, &y_lo, &y_hi, &row_w2, &row_shrink, &row_shear})
+            v->resize(n);
         feat.resize(static_cast<size_t>(n) * channels);
         for (int j = 0; j < n; ++j) {
             const int64_t g = ids[j];
@@ -108,17 +115,23 @@ struct TileGaussians {
             const float a = ca[j] = conics[3 * g], b = cb[j] = conics[3 * g + 1], c = cc[j] = conics[3 * g + 2];
             op[j] = opacities[g];
             std::copy(features + g * channels, features + (g + 1) * channels, feat.begin() + static_cast<size_t>(j) * channels);
-            // Along a row at offset dy the largest exponent is -dy^2 det / (2a) (at dx = -b dy / a), so alpha
-            // can reach kAlphaMin only where dy^2 <= 2 ln(op / kAlphaMin) a / det; likewise in x with c.
-            // The 0.1 % + 0.01 px margin keeps the bound conservative under float rounding.
+            // alpha >= kAlphaMin where a dx^2 + 2 b dx dy + c dy^2 <= k = 2 ln(op / kAlphaMin). On a row at
+            // offset dy that is |dx + b dy / a| <= sqrt((k - dy^2 det / a) / a); the extremes over all rows
+            // give the box. The margins (0.1 % + 0.01 px, and on k 0.1 % + 1e-3) keep both conservative under
+            // float rounding.
             const float det = a * c - b * b;
             float ext_x = INFINITY, ext_y = INFINITY;
+            row_w2[j] = INFINITY;
+            row_shrink[j] = row_shear[j] = 0.0f;
             if (op[j] < kAlphaMin) {
                 ext_x = ext_y = -INFINITY;  // never drawn
             } else if (a > 0.0f && c > 0.0f && det > 0.0f) {
                 const float k = 2.0f * std::log(op[j] / kAlphaMin);
                 ext_x = std::sqrt(k * c / det) * 1.001f + 0.01f;
                 ext_y = std::sqrt(k * a / det) * 1.001f + 0.01f;
+                row_w2[j] = (k * 1.001f + 1e-3f) / a;
+                row_shrink[j] = det / (a * a);
+                row_shear[j] = b / a;
             }
             x_lo[j] = mx[j] - ext_x;
             x_hi[j] = mx[j] + ext_x;
@@ -126,10 +139,61 @@ struct TileGaussians {
             y_hi[j] = my[j] + ext_y;
         }
     }
+};
 
-    // Whether Gaussian j can be drawn anywhere on the row py between pixel centres x_first and x_last.
-    bool reaches(int j, float x_first, float x_last, float py) const {
-        return py >= y_lo[j] && py <= y_hi[j] && x_last >= x_lo[j] && x_first <= x_hi[j];
+// A tile's list split by row: row r's entries are the Gaussians whose box covers that row's pixel centres
+// within the tile, in list order (so nearest first), each with the pixel-centre span [lo, hi] of the row
+// outside which its alpha is below kAlphaMin.
+struct RowLists {
+    std::vector<int32_t> ids, first_row, last_row;
+    std::vector<float> lo, hi;
+    int start[kTile + 1];  // row r's entries are start[r] .. start[r + 1]
+
+    void build(const TileGaussians& gs, int tile_x0, int tile_y0) {
+        const float x_first = tile_x0 + 0.5f, x_last = tile_x0 + kTile - 0.5f;
+        first_row.resize(gs.n);
+        last_row.resize(gs.n);
+        std::fill(start, start + kTile + 1, 0);
+        for (int j = 0; j < gs.n; ++j) {
+            first_row[j] = 0;
+            last_row[j] = -1;
+            if (!(gs.x_hi[j] >= x_first && gs.x_lo[j] <= x_last)) continue;
+            const float r0 = std::max(std::ceil(gs.y_lo[j] - 0.5f - tile_y0), 0.0f);
+            const float r1 = std::min(std::floor(gs.y_hi[j] - 0.5f - tile_y0), static_cast<float>(kTile - 1));
+            if (!(r0 <= r1)) continue;
+            first_row[j] = static_cast<int>(r0);
+            last_row[j] = static_cast<int>(r1);
+            for (int r = first_row[j]; r <= last_row[j]; ++r) ++start[r + 1];
+        }
+        for (int r = 0; r < kTile; ++r) start[r + 1] += start[r];
+        ids.resize(start[kTile]);
+        lo.resize(start[kTile]);
+        hi.resize(start[kTile]);
+        int cursor[kTile];
+        std::copy(start, start + kTile, cursor);
+        for (int j = 0; j < gs.n; ++j) {
+            for (int r = first_row[j]; r <= last_row[j]; ++r) {
+                const int e = cursor[r]++;
+                const float dy = tile_y0 + r + 0.5f - gs.my[j];
+                const float half = std::sqrt(std::max(gs.row_w2[j] - gs.row_shrink[j] * dy * dy, 0.0f)) * 1.001f + 0.02f;
+                const float mid = gs.mx[j] - gs.row_shear[j] * dy;
+                ids[e] = j;
+                lo[e] = mid - half;
+                hi[e] = mid + half;
+            }
+        }
+    }
+
+    // Row r's entries whose span meets the pixel centres x_first .. x_last, written to `hits` (their indices
+    // in the tile list, in order) without a branch per entry; returns how many.
+    int meeting(int r, float x_first, float x_last, std::vector<int32_t>& hits) const {
+        hits.resize(start[r + 1] - start[r]);
+        int n_hits = 0;
+        for (int e = start[r]; e < start[r + 1]; ++e) {
+            hits[n_hits] = ids[e];
+            n_hits += (hi[e] >= x_first) & (lo[e] <= x_last);
+        }
+        return n_hits;
     }
 };
 
@@ -150,6 +214,103 @@ inline TileRange tile_range(float mx, float my, float r, int tiles_x, int tiles_
 // fails for it), and a NaN one would pass the clamp in tile_range and index far outside the lists.
 inline bool binnable(const float* means2d, int64_t g) {
     return std::isfinite(means2d[2 * g]) && std::isfinite(means2d[2 * g + 1]);
+}
+
+// Compositing of kLanes pixels of row y from x0 through `hits` (indices in the tile list, nearest first);
+// acc holds C vectors.
+void forward_group(const TileGaussians& gs, const int32_t* hits, int n_hits, int C, int x0, int y, int width,
+                   float* out_features, float* out_trans, int32_t* out_count, vf* acc) {
+    for (int k = 0; k < C; ++k) acc[k] = vf{};
+    const vf px = lane_index() + (x0 + 0.5f);
+    const float py = y + 0.5f;
+    vf T = vf{} + 1.0f;
+    vi count = vi{};
+    vi live = lane_index() < static_cast<float>(width - x0);  // lanes past the image edge start finished
+    for (int h = 0; h < n_hits; ++h) {
+        // Finished lanes draw nothing more (`live` masks them), so stopping early only saves work: asked every
+        // 16 entries, as the question is a reduction across lanes.
+        if ((h & 15) == 15 && !any(live)) break;
+        const int j = hits[h];
+        vf G;
+        const vf alpha = gaussian_alpha(gs.ca[j], gs.cb[j], gs.cc[j], gs.op[j], px - gs.mx[j], py - gs.my[j], G);
+        const vf next_T = T * (1.0f - alpha);
+        const vi drawn = alpha > 0.0f;
+        live &= ~(drawn & (next_T < kTMin));
+        const vi draw = live & drawn;
+        const vf w = draw ? alpha * T : 0.0f;
+        T = draw ? next_T : T;
+        count = draw ? j + 1 : count;
+        const float* f = &gs.feat[static_cast<size_t>(j) * C];
+        for (int k = 0; k < C; ++k) acc[k] += w * f[k];
+    }
+    for (int l = 0; l < kLanes && x0 + l < width; ++l) {
+        const int64_t p = static_cast<int64_t>(y) * width + x0 + l;
+        for (int k = 0; k < C; ++k) out_features[p * C + k] = acc[k][l];
+        out_trans[p] = T[l];
+        out_count[p] = count[l];
+    }
+}
+
+// The backward pass of `forward_group` for the same pixels and hits: walks them back to front from each
+// lane's last drawn Gaussian, adding each entry's per-lane gradients into its slots of `partial` (stride
+// floats per tile-list entry: d mean (2), d conic (3), d opacity, d features (C)); work holds 2 C vectors.
+void backward_group(const TileGaussians& gs, const int32_t* hits, int n_hits, int C, int x0, int y, int width,
+                    const float* trans, const int32_t* count, const float* grad_features, const float* grad_trans,
+                    vf* partial, vf* work) {
+    const int stride = 6 + C;
+    vf* g_feat = work;
+    vf* behind = work + C;
+    const vf px = lane_index() + (x0 + 0.5f);
+    const float py = y + 0.5f;
+    vf T_final = vf{} + 1.0f, g_trans{};
+    vi n_drawn{};
+    for (int k = 0; k < C; ++k) g_feat[k] = behind[k] = vf{};
+    for (int l = 0; l < kLanes && x0 + l < width; ++l) {
+        const int64_t p = static_cast<int64_t>(y) * width + x0 + l;
+        T_final[l] = trans[p];
+        g_trans[l] = grad_trans[p];
+        n_drawn[l] = count[p];
+        for (int k = 0; k < C; ++k) g_feat[k][l] = grad_features[p * C + k];
+    }
+    int longest = 0;
+    for (int l = 0; l < kLanes; ++l) longest = std::max(longest, static_cast<int>(n_drawn[l]));
+    // d T_final / d alpha_j = -T_final / (1 - alpha_j): the common factor -g_trans T_final.
+    const vf g_from_trans = -g_trans * T_final;
+    vf T = T_final;
+    int h = n_hits - 1;
+    while (h >= 0 && hits[h] >= longest) --h;  // behind every lane's last drawn Gaussian
+    for (; h >= 0; --h) {
+        const int j = hits[h];
+        const float a = gs.ca[j], b = gs.cb[j], c = gs.cc[j], op = gs.op[j];
+        const vf dx = px - gs.mx[j];
+        const float dy = py - gs.my[j];
+        vf G;
+        vf alpha = gaussian_alpha(a, b, c, op, dx, dy, G);
+        alpha = j < n_drawn ? alpha : 0.0f;
+        const vf inv_one_minus = 1.0f / (1.0f - alpha);
+        T *= inv_one_minus;  // now the transmittance in front of Gaussian j
+        const vf w = alpha * T;
+        const float* f = &gs.feat[static_cast<size_t>(j) * C];
+        vf* slot = &partial[static_cast<size_t>(j) * stride];
+        vf g_alpha = g_from_trans * inv_one_minus;
+        for (int k = 0; k < C; ++k) {
+            // d out_k / d alpha_j = f_jk T_j - behind_k / (1 - alpha_j)
+            g_alpha += g_feat[k] * (f[k] * T - behind[k] * inv_one_minus);
+            behind[k] += w * f[k];
+            slot[6 + k] += w * g_feat[k];
+        }
+        // Skipped lanes and lanes where alpha was clamped to kAlphaMax (there it depends on neither opacity
+        // nor position) pass no gradient on.
+        const vf raw = op * G;
+        const vf g = (alpha > 0.0f) & (raw <= kAlphaMax) ? g_alpha : 0.0f;
+        const vf g_power = raw * g;
+        slot[0] += g_power * (a * dx + b * dy);
+        slot[1] += g_power * (b * dx + c * dy);
+        slot[2] += -0.5f * g_power * dx * dx;
+        slot[3] += -g_power * dx * dy;
+        slot[4] += -0.5f * g_power * dy * dy;
+        slot[5] += G * g;
+    }
 }
 
 }  // namespace
@@ -201,45 +362,23 @@ void instag_rasterize_forward(const float* means2d, const float* conics, const f
     const int tiles_x = (width + kTile - 1) / kTile;
     const int tiles_y = (height + kTile - 1) / kTile;
     const int n_tiles = tiles_x * tiles_y;
-    const vf lanes = lane_index();
 #pragma omp parallel num_threads(num_threads)
     {
         TileGaussians gs;
+        RowLists rows;
+        std::vector<int32_t> hits;
         std::vector<vf> acc(channels);
 #pragma omp for schedule(dynamic, 1)
         for (int tile = 0; tile < n_tiles; ++tile) {
             const int start = offsets[tile];
             gs.gather(means2d, conics, opacities, features, channels, ids + start, offsets[tile + 1] - start);
             const int tx = tile % tiles_x, ty = tile / tiles_x;
+            rows.build(gs, tx * kTile, ty * kTile);
             for (int y = ty * kTile; y < std::min((ty + 1) * kTile, height); ++y) {
                 for (int x0 = tx * kTile; x0 < std::min((tx + 1) * kTile, width); x0 += kLanes) {
-                    const vf px = lanes + (x0 + 0.5f);
-                    const float py = y + 0.5f;
-                    vf T = vf{} + 1.0f;
-                    vi count = vi{};
-                    vi live = lanes < static_cast<float>(width - x0);  // lanes past the image edge start finished
-                    std::fill(acc.begin(), acc.end(), vf{});
-                    for (int j = 0; j < gs.n && any(live); ++j) {
-                        if (!gs.reaches(j, px[0], px[kLanes - 1], py)) continue;
-                        vf G;
-                        const vf alpha = gaussian_alpha(gs.ca[j], gs.cb[j], gs.cc[j], gs.op[j], px - gs.mx[j],
-                                                        py - gs.my[j], G);
-                        const vf next_T = T * (1.0f - alpha);
-                        const vi drawn = alpha > 0.0f;
-                        live &= ~(drawn & (next_T < kTMin));
-                        const vi draw = live & drawn;
-                        const vf w = draw ? alpha * T : 0.0f;
-                        T = draw ? next_T : T;
-                        count = draw ? j + 1 : count;
-                        const float* f = &gs.feat[static_cast<size_t>(j) * channels];
-                        for (int k = 0; k < channels; ++k) acc[k] += w * f[k];
-                    }
-                    for (int l = 0; l < kLanes && x0 + l < width; ++l) {
-                        const int64_t p = static_cast<int64_t>(y) * width + x0 + l;
-                        for (int k = 0; k < channels; ++k) out_features[p * channels + k] = acc[k][l];
-                        out_trans[p] = T[l];
-                        out_count[p] = count[l];
-                    }
+                    const int n_hits = rows.meeting(y - ty * kTile, x0 + 0.5f, x0 + kLanes - 0.5f, hits);
+                    forward_group(gs, hits.data(), n_hits, channels, x0, y, width, out_features, out_trans, out_count,
+                                  acc.data());
                 }
             }
         }
@@ -259,11 +398,12 @@ void instag_rasterize_backward(const float* means2d, const float* conics, const 
     const int tiles_y = (height + kTile - 1) / kTile;
     const int n_tiles = tiles_x * tiles_y;
     const int stride = 6 + channels;  // per entry: d mean (2), d conic (3), d opacity, d features (C)
-    const vf lanes = lane_index();
 #pragma omp parallel num_threads(num_threads)
     {
         TileGaussians gs;
-        std::vector<vf> g_feat(channels), behind(channels);
+        RowLists rows;
+        std::vector<int32_t> hits;
+        std::vector<vf> work(2 * channels);
         // Per-lane partial gradients of the tile's entries, summed over lanes once the tile is done.
         std::vector<vf> partial;
 #pragma omp for schedule(dynamic, 1)
@@ -272,58 +412,12 @@ void instag_rasterize_backward(const float* means2d, const float* conics, const 
             gs.gather(means2d, conics, opacities, features, channels, ids + start, offsets[tile + 1] - start);
             partial.assign(static_cast<size_t>(gs.n) * stride, vf{});
             const int tx = tile % tiles_x, ty = tile / tiles_x;
+            rows.build(gs, tx * kTile, ty * kTile);
             for (int y = ty * kTile; y < std::min((ty + 1) * kTile, height); ++y) {
                 for (int x0 = tx * kTile; x0 < std::min((tx + 1) * kTile, width); x0 += kLanes) {
-                    const vf px = lanes + (x0 + 0.5f);
-                    const float py = y + 0.5f;
-                    vf T_final = vf{} + 1.0f, g_trans{};
-                    vi n_drawn{};
-                    std::fill(g_feat.begin(), g_feat.end(), vf{});
-                    std::fill(behind.begin(), behind.end(), vf{});
-                    for (int l = 0; l < kLanes && x0 + l < width; ++l) {
-                        const int64_t p = static_cast<int64_t>(y) * width + x0 + l;
-                        T_final[l] = trans[p];
-                        g_trans[l] = grad_trans[p];
-                        n_drawn[l] = count[p];
-                        for (int k = 0; k < channels; ++k) g_feat[k][l] = grad_features[p * channels + k];
-                    }
-                    int longest = 0;
-                    for (int l = 0; l < kLanes; ++l) longest = std::max(longest, static_cast<int>(n_drawn[l]));
-                    // d T_final / d alpha_j = -T_final / (1 - alpha_j): the common factor -g_trans T_final.
-                    const vf g_from_trans = -g_trans * T_final;
-                    vf T = T_final;
-                    for (int j = longest - 1; j >= 0; --j) {
-                        if (!gs.reaches(j, px[0], px[kLanes - 1], py)) continue;  // alpha 0 on every lane
-                        const float a = gs.ca[j], b = gs.cb[j], c = gs.cc[j], op = gs.op[j];
-                        const vf dx = px - gs.mx[j];
-                        const float dy = py - gs.my[j];
-                        vf G;
-                        vf alpha = gaussian_alpha(a, b, c, op, dx, dy, G);
-                        alpha = j < n_drawn ? alpha : 0.0f;
-                        const vf inv_one_minus = 1.0f / (1.0f - alpha);
-                        T *= inv_one_minus;  // now the transmittance in front of Gaussian j
-                        const vf w = alpha * T;
-                        const float* f = &gs.feat[static_cast<size_t>(j) * channels];
-                        vf* slot = &partial[static_cast<size_t>(j) * stride];
-                        vf g_alpha = g_from_trans * inv_one_minus;
-                        for (int k = 0; k < channels; ++k) {
-                            // d out_k / d alpha_j = f_jk T_j - behind_k / (1 - alpha_j)
-                            g_alpha += g_feat[k] * (f[k] * T - behind[k] * inv_one_minus);
-                            behind[k] += w * f[k];
-                            slot[6 + k] += w * g_feat[k];
-                        }
-                        // Skipped lanes and lanes where alpha was clamped to kAlphaMax (there it depends on
-                        // neither opacity nor position) pass no gradient on.
-                        const vf raw = op * G;
-                        const vf g = (alpha > 0.0f) & (raw <= kAlphaMax) ? g_alpha : 0.0f;
-                        const vf g_power = raw * g;
-                        slot[0] += g_power * (a * dx + b * dy);
-                        slot[1] += g_power * (b * dx + c * dy);
-                        slot[2] += -0.5f * g_power * dx * dx;
-                        slot[3] += -g_power * dx * dy;
-                        slot[4] += -0.5f * g_power * dy * dy;
-                        slot[5] += G * g;
-                    }
+                    const int n_hits = rows.meeting(y - ty * kTile, x0 + 0.5f, x0 + kLanes - 0.5f, hits);
+                    backward_group(gs, hits.data(), n_hits, channels, x0, y, width, trans, count, grad_features,
+                                   grad_trans, partial.data(), work.data());
                 }
             }
             float* out = scratch + static_cast<int64_t>(start) * stride;
