@@ -98,6 +98,8 @@ def _rasterize_cpu(
 def _kernels() -> ctypes.CDLL:
     lib = build.cpu_library()
     p, i = ctypes.c_void_p, ctypes.c_int
+    lib.instag_rasterize_depth_order.argtypes = [p, p, ctypes.c_int64, p]
+    lib.instag_rasterize_depth_order.restype = ctypes.c_int64
     lib.instag_rasterize_count_tiles.argtypes = [p, p, p, i, i, i, p]
     lib.instag_rasterize_count_tiles.restype = ctypes.c_int64
     lib.instag_rasterize_fill_tiles.argtypes = [p, p, p, i, i, i, p, p]
@@ -133,15 +135,17 @@ def _project_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, 
 
 @torch.no_grad()
 def _bin_tiles_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int) -> TileBins:
-    """`rasterize_ref.bin_tiles` as two linear passes in C++ (a counting sort) instead of a torch sort of
-    every (tile, Gaussian) pair; means2d [N, 2] float32, radii [N] int32, depths [N]. Same lists."""
-    visible = torch.nonzero(radii > 0).squeeze(1)
-    order = visible[torch.sort(depths[visible], stable=True).indices].contiguous()
+    """`rasterize_ref.bin_tiles` in C++: the visible Gaussians ordered by depth (a radix sort), then two linear
+    passes (a counting sort) instead of a torch sort of every (tile, Gaussian) pair; means2d [N, 2] float32,
+    radii [N] int32, depths [N] (compared in float32, as the compositor draws them). Same lists."""
+    lib, ptr = _kernels(), _ffi.ptr
+    radii, depths = radii.contiguous(), depths.detach().float().contiguous()
+    order = torch.empty(radii.numel(), dtype=torch.int64)
+    n_visible = lib.instag_rasterize_depth_order(ptr(depths), ptr(radii), radii.numel(), ptr(order))
+    order = order[:n_visible]
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
     offsets = torch.empty(tiles_x * tiles_y + 1, dtype=torch.int32)
-    radii = radii.contiguous()
-    lib, ptr = _kernels(), _ffi.ptr
     gaussians = (ptr(means2d), ptr(radii), ptr(order), order.numel(), width, height)
     ids = torch.empty(lib.instag_rasterize_count_tiles(*gaussians, ptr(offsets)), dtype=torch.int32)
     lib.instag_rasterize_fill_tiles(*gaussians, ptr(offsets), ptr(ids))

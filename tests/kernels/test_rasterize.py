@@ -189,6 +189,24 @@ def test_cpu_binning_matches_reference(width, height):
     assert torch.equal(ours.offsets, ref.offsets) and torch.equal(ours.ids, ref.ids)
 
 
+def test_cpu_binning_orders_equal_depths_by_index():
+    """The C++ depth order (a radix sort of the depths' bits) is a stable sort: among Gaussians at the same depth
+    the lower index comes first in every tile, as in the reference; culled ones (radius 0) are listed nowhere."""
+    g = torch.Generator().manual_seed(3)
+    n, width, height = 4000, 80, 64
+    means2d = torch.rand(n, 2, generator=g) * torch.tensor([width, height])
+    radii = torch.randint(0, 12, (n,), generator=g, dtype=torch.int32)
+    depths = torch.tensor([0.5, 1.0, 1.0 + 2**-20, 3.0, 1e4])[torch.randint(0, 5, (n,), generator=g)]
+    ours = _bin_tiles_cpu(means2d, radii, depths, width, height)
+    ref = bin_tiles(means2d, radii, depths, width, height)
+    assert torch.equal(ours.offsets, ref.offsets) and torch.equal(ours.ids, ref.ids)
+    first = ours.ids[ours.offsets[0]:ours.offsets[1]].long()
+    assert len(first) > 10 and (radii[first] > 0).all()
+    d = depths[first]  # nearest first, then by index
+    assert ((d[1:] > d[:-1]) | ((d[1:] == d[:-1]) & (first[1:] > first[:-1]))).all()
+    assert (d[1:] == d[:-1]).any()
+
+
 def test_the_reference_waits_on_the_device_only_for_the_tile_list_lengths(device):
     # The torch twin is what renders on a GPU without gsplat. A read back (nonzero, a size taken from data, a
     # boolean index) stalls the host behind the whole queue; the list lengths must be read, nothing else.

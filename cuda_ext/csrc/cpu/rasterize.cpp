@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -316,6 +317,45 @@ void backward_group(const TileGaussians& gs, const int32_t* hits, int n_hits, in
 }  // namespace
 
 extern "C" {
+
+// The order the tiles are filled in: the indices of the Gaussians with radii [N] > 0, nearest first by depths
+// [N], ties by index (what a stable sort gives). Writes them to order [N] and returns how many there are.
+// A least-significant-digit radix sort (three passes of 11 bits) of the depths' bits, made to sort as their
+// values do: a stable sort in linear time, where a comparison sort of a face's 20k Gaussians took about 1 ms.
+int64_t instag_rasterize_depth_order(const float* depths, const int32_t* radii, int64_t n, int64_t* order) {
+    std::vector<uint32_t> keys, keys_tmp;
+    std::vector<int64_t> tmp;
+    keys.reserve(n);
+    int64_t n_visible = 0;
+    for (int64_t g = 0; g < n; ++g) {
+        if (radii[g] <= 0) continue;
+        uint32_t bits;
+        std::memcpy(&bits, &depths[g], sizeof bits);
+        // Flipping the sign bit of a non-negative float and every bit of a negative one orders the bit
+        // patterns as the values.
+        keys.push_back(bits & 0x80000000u ? ~bits : bits | 0x80000000u);
+        order[n_visible++] = g;
+    }
+    keys_tmp.resize(n_visible);
+    tmp.resize(n_visible);
+    constexpr int kBits = 11, kBuckets = 1 << kBits;
+    int64_t* src = order;
+    int64_t* dst = tmp.data();
+    for (int shift = 0; shift < 32; shift += kBits) {
+        std::vector<int64_t> start(kBuckets + 1, 0);
+        for (int64_t i = 0; i < n_visible; ++i) ++start[((keys[i] >> shift) & (kBuckets - 1)) + 1];
+        for (int b = 0; b < kBuckets; ++b) start[b + 1] += start[b];
+        for (int64_t i = 0; i < n_visible; ++i) {
+            const int64_t at = start[(keys[i] >> shift) & (kBuckets - 1)]++;
+            keys_tmp[at] = keys[i];
+            dst[at] = src[i];
+        }
+        keys.swap(keys_tmp);
+        std::swap(src, dst);
+    }
+    if (src != order) std::copy(src, src + n_visible, order);
+    return n_visible;
+}
 
 // Binning, pass 1. order [V] lists the visible Gaussians nearest first; radii [N] their pixel radii.
 // Writes offsets [tiles + 1] (tile t's list will be entries offsets[t] .. offsets[t + 1]) and returns the
