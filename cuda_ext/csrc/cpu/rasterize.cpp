@@ -14,9 +14,9 @@
 // first splits its list by row, keeping with each entry the span of that row where its alpha can reach 1/255,
 // and a lane group walks only the entries whose span meets it. The spans are loosened a little, so that they
 // never leave out a pixel the arithmetic would draw: the outputs are bit for bit those of walking the whole
-// list. Threads split the tiles (dynamic schedule: list lengths vary a lot). In the backward pass a Gaussian touches several tiles, so each tile writes its
-// gradients into the slots of its own list entries and a final pass sums the slots per Gaussian:
-// race-free without atomics, and deterministic.
+// list. Threads split the tiles (dynamic schedule: list lengths vary a lot). In the backward pass a Gaussian
+// touches several tiles, so each tile writes its gradients into the slots of its own list entries and a final
+// pass sums the slots per Gaussian: race-free without atomics, and deterministic.
 
 #include <omp.h>
 
@@ -176,7 +176,8 @@ struct RowLists {
             for (int r = first_row[j]; r <= last_row[j]; ++r) {
                 const int e = cursor[r]++;
                 const float dy = tile_y0 + r + 0.5f - gs.my[j];
-                const float half = std::sqrt(std::max(gs.row_w2[j] - gs.row_shrink[j] * dy * dy, 0.0f)) * 1.001f + 0.02f;
+                const float half_sq = gs.row_w2[j] - gs.row_shrink[j] * dy * dy;
+                const float half = std::sqrt(std::max(half_sq, 0.0f)) * 1.001f + 0.02f;
                 const float mid = gs.mx[j] - gs.row_shear[j] * dy;
                 ids[e] = j;
                 lo[e] = mid - half;
