@@ -75,7 +75,8 @@ def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2
         whole = torch.from_numpy(np.array(ds.audio_features(kind), np.float32))
         n = min(ds.n_frames, len(whole))
         first = max(f.n_frames for f in fronts.values())  # a full context behind every frame scored
-        frames = list(range(first, n - max(lookaheads), step))
+        # Only frames whose whole context the file holds: the preview draws no other.
+        frames = [k for k in range(first, n, step) if max(f.context_end(k) for f in fronts.values()) < n]
         if len(frames) < 10:
             raise InputError(f"{path}: too short to score ({n} frames)")
         tracked = lip_coefficients(ds.tracks, coeffs)[frames]

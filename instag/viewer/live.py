@@ -3,7 +3,8 @@ its last few seconds computed in short context, so a frame can be rendered as so
 the look-ahead after it (`LIVE_LOOKAHEAD_FRAMES` frames by default), have arrived.
 
 Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
-features come from the CONTEXT_S seconds that end with its look-ahead: the avatar's own feature kind,
+features come from the CONTEXT_S seconds that end with its look-ahead (on a CPU, with the look-ahead of the frame
+after it when the two share a feature pass: CPU_FEATURE_HOP): the avatar's own feature kind,
 Whisper in its short-context mode (`encode_recent`). The audio nets look at frames after k (`frame_audio_windows`),
 and Whisper's states attend to what follows them: a mouth shapes a sound before it is heard. Frames the context
 does not reach repeat its last, as at the end of a clip. Waiting for the look-ahead costs its length in latency
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections import deque
 
 import numpy as np
@@ -39,6 +41,12 @@ from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 
 RATE = whisper.SAMPLE_RATE  # what the page sends: 16 kHz mono int16
 CONTEXT_S = 1.0  # seconds of audio the features of a frame are computed from
+# On a CPU, neighbouring live frames that share one pass of the feature model: their context ends with the
+# look-ahead of the last of them, so the others hear up to CPU_FEATURE_HOP − 1 frames more of what follows them and
+# wait as long for it. There a Whisper pass costs about what rendering the frame does; sharing it lifts the frame
+# rate past 20 frames/s for about 30–40 ms of latency (benchmarks/preview_live_cpu.md). Elsewhere each frame has
+# its own.
+CPU_FEATURE_HOP = 2
 BUFFER_S = 4.0  # ring buffer length: the context plus room for frames still being rendered
 MAX_CHUNK_SAMPLES = RATE // 4  # one message carries at most 0.25 s (the page sends 10 ms)
 # How far a client may run ahead of real time, counted from its first chunk: room for network and scheduling
@@ -200,7 +208,12 @@ class LiveFeatures:
         self.shape = tuple(int(v) for v in avatar.meta["audio_feature_shape"])  # (K, D)
         self.fps = float(avatar.meta["fps"])
         self.front = af.load_front_end(self.kind, audio_model)
-        self.n_frames = max(int(round(context_s * self.fps)), avatar.cfg.audio.smooth_window + lookahead)
+        self.hop = CPU_FEATURE_HOP if device.type == "cpu" else 1
+        self.n_frames = max(int(round(context_s * self.fps)), avatar.cfg.audio.smooth_window + lookahead + self.hop - 1)
+        # Per stream, the feature passes by the last frame of their context: done, or being computed by a worker
+        # (the other waits for it rather than repeating it).
+        self._passes: weakref.WeakKeyDictionary[LiveStream, dict[int, _Pass]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
 
     def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
         """Features [n_frames, K, D] of the context `audio` [N]; context frame 0 starts `start_s` after the audio."""
@@ -208,13 +221,18 @@ class LiveFeatures:
             return af.whisper_recent_features(self.front, audio, self.fps, self.n_frames, start_s)
         return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
 
+    def context_end(self, k: int) -> int:
+        """The last frame of live frame k's context: the end of its look-ahead, rounded up to a multiple of the hop
+        (so `hop` neighbouring frames share it)."""
+        return -(-(k + self.lookahead) // self.hop) * self.hop
+
     def newest(self, stream: LiveStream) -> int:
-        """The newest live frame that can be drawn: its audio and the look-ahead's have arrived (−1: none yet)."""
-        return max(stream.newest_frame() - self.lookahead, -1)
+        """The newest live frame that can be drawn: the audio through its context's end has arrived (−1: none)."""
+        return max(stream.newest_frame() // self.hop * self.hop - self.lookahead, -1)
 
     def heard_end(self, stream: LiveStream, k: int) -> int:
-        """The stream sample up to which live frame k's features hear (the end of its look-ahead)."""
-        return stream.frame_end(k + self.lookahead)
+        """The stream sample up to which live frame k's features hear (its context's end)."""
+        return stream.frame_end(self.context_end(k))
 
     def voiced(self, stream: LiveStream, k: int) -> bool:
         """Whether live frame k, a frame its smoothing looks back on or one its look-ahead reaches, heard more than
@@ -227,13 +245,40 @@ class LiveFeatures:
         return stream.quiet(k, max(int(math.ceil(REST_AFTER_S * self.fps)), 1))
 
     def windows(self, stream: LiveStream, k: int) -> Tensor:
-        """Audio windows [S, W, D] of live frame k, from the audio heard up to the end of its look-ahead."""
-        last = k + self.lookahead  # the context's last frame
+        """Audio windows [S, W, D] of live frame k, from the audio heard up to its context's end, which must have
+        arrived (`newest`): a context is computed once."""
+        last = self.context_end(k)
+        if stream.buffer.total < stream.frame_end(last):
+            raise ValueError(f"live frame {k}: the audio through frame {last} has not arrived")
+        return frame_audio_windows(self._context(stream, last), self.n_frames - 1 - (last - k), self.avatar.cfg.audio)
+
+    def _context(self, stream: LiveStream, last: int) -> Tensor:
+        """Features [n_frames, K, D] of the context that ends with frame `last`, computed once per stream."""
+        with self._lock:
+            passes = self._passes.setdefault(stream, {})
+            done = passes.get(last)
+            mine = done is None
+            if mine:
+                done = passes[last] = _Pass()
+                for old in [e for e in passes if e < last - 4 * self.hop]:
+                    del passes[old]
+        if not mine:
+            return done.result()
+        try:
+            done.features = self._compute(stream, last)
+        finally:
+            if done.features is None:  # failed: forget it, so that the next frame tries again
+                with self._lock:
+                    passes.pop(last, None)
+            done.ready.set()
+        return done.features
+
+    def _compute(self, stream: LiveStream, last: int) -> Tensor:
         end = stream.frame_end(last)
         first = last - self.n_frames + 1  # context frame 0
         frame_start = int(round(first * RATE / self.fps))
         # Whisper makes one state per 320 samples from the start of what it is given: a whole number of them,
-        # ending where the look-ahead ends.
+        # ending where the context ends.
         n = end - frame_start
         if self.kind == "whisper":
             n = math.ceil(n / whisper.TOKEN_SAMPLES) * whisper.TOKEN_SAMPLES
@@ -241,5 +286,18 @@ class LiveFeatures:
         if feats.shape[1:] != self.shape:
             raise InputError(f"{self.avatar.path}: live '{self.kind}' features come out {list(feats.shape[1:])} "
                              f"per frame, the avatar was trained on {list(self.shape)}")
-        return frame_audio_windows(torch.from_numpy(feats).to(self.device), self.n_frames - 1 - self.lookahead,
-                                   self.avatar.cfg.audio)
+        return torch.from_numpy(feats).to(self.device)
+
+
+class _Pass:
+    """One feature pass of a live stream: its features once `ready` is set (None if computing them failed)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.features: Tensor | None = None
+
+    def result(self) -> Tensor:
+        self.ready.wait()
+        if self.features is None:
+            raise RuntimeError("the live features of this context could not be computed (see the first error)")
+        return self.features

@@ -394,6 +394,9 @@ class StreamSession:
         k = features.newest(live)
         if k <= self.last_live:
             return (features.heard_end(live, self.last_live + 1) - live.buffer.total) / RATE
+        # Frames become drawable `hop` at a time (they share a feature pass): draw each of the newest ones in turn,
+        # skipping only those older than that.
+        k = max(self.last_live + 1, k - features.hop + 1)
         self.last_live = k
         st = self.state
         header = {"mode": "live", "clip": None, "rev": st.rev, "epoch": st.epoch}

@@ -6,6 +6,7 @@ reaches the disk. Plus the ring buffer, the chunk parser and the orbit's bounds.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import math
 import os
@@ -303,12 +304,17 @@ def test_a_live_frame_waits_for_its_look_ahead_and_hears_the_voice_in_it(preview
     audio = np.concatenate([np.zeros(int(quiet * RATE / fps)), speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32)
     stream = LiveStream(fps)
     feed(stream, audio[:stream.frame_end(quiet - 1)])
-    # Silence has been heard through frame quiet - 1: the frames before it that can be drawn are those whose
-    # look-ahead it covers, and none of them is voiced.
-    assert live.newest(stream) == quiet - 1 - live.lookahead
+    # Silence has been heard through frame quiet - 1: the frames that can be drawn are those whose context (their
+    # look-ahead, rounded up to the feature hop) it covers, and none of them is voiced.
+    k = live.newest(stream)
+    assert live.context_end(k) <= quiet - 1 < live.context_end(k + 1)
+    assert quiet - 1 - live.lookahead - (live.hop - 1) <= k <= quiet - 1 - live.lookahead
     assert not any(live.voiced(stream, k) for k in range(live.newest(stream) + 1))
     feed(stream, audio[stream.frame_end(quiet - 1):stream.frame_end(quiet + 5)])
-    assert live.newest(stream) == quiet + 5 - live.lookahead
+    k = live.newest(stream)
+    assert live.context_end(k) <= quiet + 5 < live.context_end(k + 1)
+    with pytest.raises(ValueError, match="has not arrived"):
+        live.windows(stream, k + 1)
     # The last silent frame hears the voice that follows it, as a dub's does: the lips start to move before it.
     assert live.voiced(stream, quiet - 1) and not live.voiced(stream, quiet - 1 - live.lookahead)
     # Its windows hold that voice: they differ from those of the same silent frame heard without what followed.
@@ -318,6 +324,35 @@ def test_a_live_frame_waits_for_its_look_ahead_and_hears_the_voice_in_it(preview
                                 np.zeros(stream.frame_end(quiet + 5) - stream.frame_end(quiet - 1), np.float32)]))
     assert ahead.shape == live.windows(alone, quiet - 1).shape
     assert not torch.equal(ahead, live.windows(alone, quiet - 1))
+
+
+def test_neighbouring_live_frames_share_one_feature_pass(preview_server, monkeypatch):
+    """The `hop` frames whose contexts end together get their windows from one pass of the feature model, also when
+    two workers ask for them at once; each frame still gets its own windows."""
+    live, fps = preview_server.app.renderer.live, preview_server.app.renderer.fps
+    assert live.hop == 2  # on the CPU; where the features are cheap each frame has its own pass
+    assert LiveFeatures(preview_server.app.renderer.avatar, torch.device("cuda")).hop == 1
+    stream = LiveStream(fps)
+    feed(stream, (speech_like(2.0, RATE, 1)[:, 0] * 2).astype(np.float32))
+    calls = []
+    compute = live._features
+
+    def slow(audio, start_s):
+        calls.append(start_s)
+        time.sleep(0.2)  # long enough that both workers ask while it runs
+        return compute(audio, start_s)
+
+    monkeypatch.setattr(live, "_features", slow)
+    last = live.context_end(live.newest(stream))
+    pair = [last - live.lookahead - 1, last - live.lookahead]
+    assert [live.context_end(k) for k in pair] == [last, last]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        windows = list(pool.map(lambda k: live.windows(stream, k), pair))
+    assert len(calls) == 1
+    assert windows[0].shape == windows[1].shape and not torch.equal(windows[0], windows[1])
+    assert torch.equal(windows[1], live.windows(stream, pair[1])) and len(calls) == 1  # kept: no second pass
+    live.windows(stream, pair[0] - 1)  # the frame before belongs to the context before
+    assert len(calls) == 2
 
 
 def _stream_of(audio: np.ndarray, fps: float = 25.0, look_back: int = 4) -> tuple[LiveStream, list[bool]]:
