@@ -248,7 +248,7 @@ class LiveFeatures:
         """Audio windows [S, W, D] of live frame k, from the audio heard up to its context's end, which must have
         arrived (`newest`): a context is computed once."""
         last = self.context_end(k)
-        if stream.buffer.total < stream.frame_end(last):
+        if stream.buffer.total < self.heard_end(stream, k):
             raise ValueError(f"live frame {k}: the audio through frame {last} has not arrived")
         return frame_audio_windows(self._context(stream, last), self.n_frames - 1 - (last - k), self.avatar.cfg.audio)
 

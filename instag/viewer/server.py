@@ -22,11 +22,11 @@ Live microphone. A state with "live": true asks for the microphone slot; one pag
 gets an error message and stays as it was), and only over a loopback connection (a server given another --host
 refuses it to other machines). The server answers {"type": "live", "on": true, "rate": 16000}; from
 then on each binary message from the page is 16-bit little-endian mono PCM at 16 kHz (at most
-live.MAX_CHUNK_SAMPLES samples), kept in memory only (instag.viewer.live). The server renders the newest live frames
-whose audio (and their look-ahead's) has all arrived, skipping older ones when it falls behind: header {"mode": "live", "i": k, "end":
-stream samples it heard, "voiced", "feature_ms", …}. A malformed or oversized audio message, audio while the
-microphone is off, or audio faster than real time ends that page's stream with an error message (the server
-goes on serving the others).
+live.MAX_CHUNK_SAMPLES samples), kept in memory only (instag.viewer.live). The server renders the newest live
+frames whose audio (and their look-ahead's) has all arrived, skipping older ones when it falls behind: header
+{"mode": "live", "i": k, "end": stream samples it heard, "voiced", "feature_ms", …}. A malformed or oversized
+audio message, audio while the microphone is off, or audio faster than real time ends that page's stream with an
+error message (the server goes on serving the others).
 """
 
 from __future__ import annotations

@@ -342,8 +342,9 @@ int64_t instag_rasterize_depth_order(const float* depths, const int32_t* radii, 
     constexpr int kBits = 11, kBuckets = 1 << kBits;
     int64_t* src = order;
     int64_t* dst = tmp.data();
+    std::vector<int64_t> start(kBuckets + 1);
     for (int shift = 0; shift < 32; shift += kBits) {
-        std::vector<int64_t> start(kBuckets + 1, 0);
+        std::fill(start.begin(), start.end(), 0);
         for (int64_t i = 0; i < n_visible; ++i) ++start[((keys[i] >> shift) & (kBuckets - 1)) + 1];
         for (int b = 0; b < kBuckets; ++b) start[b + 1] += start[b];
         for (int64_t i = 0; i < n_visible; ++i) {
