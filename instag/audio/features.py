@@ -20,7 +20,6 @@ from instag.errors import InputError
 from instag.media.audio import FEATURE_RATE
 
 KINDS = ("whisper", "mel", "hubert", "wav2vec2")
-DEFAULT_KIND = "whisper"
 MEL_HOP_S = 0.01  # 100 mel frames per second
 MEL_SUBFRAMES = 4
 MODEL_SUBFRAMES = 2  # whisper / hubert / wav2vec2 run at 50 Hz

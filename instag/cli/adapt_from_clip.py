@@ -64,6 +64,6 @@ def adapt_from_clip(
                          f"checkpoints in {result.run_dir} (continue with --resume)"), highlight=False)
         raise typer.Exit(130)
     Console().print(escape(f"wrote {result.avatar} ({result.size}², recipe {result.recipe.name}, UMF {result.umf_note}; "
-                           f"dataset {result.dataset}; "
+                           f"dataset {result.dataset}{' (reused)' if result.reused_dataset else ''}; "
                            f"{', '.join(f'{k} {v:.0f}s' for k, v in result.timings_s.items())})"),
                     highlight=False, soft_wrap=True)

@@ -168,10 +168,6 @@ class GaussianField(nn.Module):
         return self.log_scales.exp()
 
     @property
-    def rotations(self) -> Tensor:  # [N, 4] unit quaternions (w, x, y, z)
-        return torch.nn.functional.normalize(self.quats, dim=-1)
-
-    @property
     def opacities(self) -> Tensor:  # [N] in (0, 1)
         return torch.sigmoid(self.opacity_logits)
 

@@ -132,13 +132,3 @@ def grid_encode_ref(xyz: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
         values = table[p][index]  # [N, L, 2^D, F]
         features.append((weights.unsqueeze(-1) * values).sum(2).reshape(n, layout.n_levels * n_features))
     return torch.cat(features, dim=1)
-
-
-def triplane_hash_encode_ref(xyz: torch.Tensor, table: torch.Tensor, layout: GridLayout) -> torch.Tensor:
-    """Tri-plane encode. xyz: [N, 3]; table: [3, plane_size, F] → [N, 3 * n_levels * F]."""
-    return grid_encode_ref(xyz, table, layout)
-
-
-def hash_encode_ref(xyz: torch.Tensor, table: torch.Tensor, layout: GridLayout) -> torch.Tensor:
-    """3D hash-grid encode. xyz: [N, 3]; table: [plane_size, F] → [N, n_levels * F]."""
-    return grid_encode_ref(xyz, table.unsqueeze(0), layout)

@@ -100,15 +100,10 @@ class Mp4Writer:
                 raise ValueError(f"audio must be [1 or 2, N], got {list(audio.shape)}")
             self._audio = self._container.add_stream("aac", rate=sample_rate,
                                                      layout="mono" if audio.shape[0] == 1 else "stereo")
-        self._n = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mp4-writer", daemon=True)
         self._thread.start()
-
-    @property
-    def frames_written(self) -> int:
-        return self._n
 
     def write(self, frame: Any) -> None:
         """Queue one RGB frame [H, W, 3] uint8, or one item for `prepare` (blocks while the encoder is behind)."""
@@ -116,7 +111,6 @@ class Mp4Writer:
             raise EncodeError(f"{self.path}: encoding failed ({self._error})") from self._error
         if self._prepare is not None:
             self._queue.put(frame)
-            self._n += 1
             return
         h, w = frame.shape[:2]
         if (h + h % 2, w + w % 2) != (self.height, self.width) or frame.dtype != np.uint8:
@@ -124,7 +118,6 @@ class Mp4Writer:
         if (h, w) != (self.height, self.width):
             frame = np.pad(frame, ((0, self.height - h), (0, self.width - w), (0, 0)), mode="edge")
         self._queue.put(np.ascontiguousarray(frame))
-        self._n += 1
 
     def _mux_audio_until(self, t_end: float | None) -> None:
         if self._audio is None:

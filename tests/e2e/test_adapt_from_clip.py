@@ -50,6 +50,10 @@ def test_clip_to_avatar_to_pasted_back_dub(real_data, tmp_path):
     assert av.size == 64 and (out / "dataset" / "meta.json").is_file() and (out / "source" / clip.name).is_file()
     assert not from_clip.staging_dataset(out).exists()
     assert av.meta["provenance"]["dataset"] == str((out / "dataset").resolve())
+    assert "(reused)" not in r.stdout
+    r = run_instag("adapt-from-clip", clip, "-o", tmp_path / "again", "--recipe", recipe, "--size", "64", "--no-umf",
+                   "--keep-dataset", out / "dataset")
+    assert r.returncode == 0 and "(reused)" in r.stdout and "preprocess" not in r.stdout, r.stderr
 
     audio = tmp_path / "line.wav"
     soundfile.write(audio, soundfile.read(real_data / "yerfor_Real3DPortrait_Obama_5s.wav")[0][:16000], 16000)
