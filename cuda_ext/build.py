@@ -12,6 +12,7 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ CPU_SOURCES = ("cpu/rasterize.cpp", "cpu/project.cpp", "cpu/hash_encode.cpp")
 CUDA_LIBRARY = "instag_cuda_kernels"
 CUDA_SOURCES = ("cuda/hash_encode.cu",)
 
-# -march=native: the cache lives on the machine that built it; OpenMP for the CPU kernels' threads.
+# -march=native, with a cache entry per kind of processor (the CUDA library's host code too), so that a cache
+# shared by several machines (a home directory on a cluster) never hands one of them another's instructions.
+# OpenMP for the CPU kernels' threads.
 # Tuples: torch's `cpp_extension.load` appends its own libraries to the lists it is given, which would leak
 # into every later user of these flags (the sanitizer build of tests/kernels/test_asan.py linked libtorch_python).
 CXX_FLAGS = ("-O3", "-std=c++17", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas")
@@ -74,6 +77,31 @@ def _headers_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def processor_key(cpuinfo: str) -> str:
+    """What a processor is and can do, from /proc/cpuinfo's text: a digest of its model and instruction-set flags
+    (not of what changes from read to read, such as its clock)."""
+    lines = [line for line in cpuinfo.splitlines() if line.startswith(("model name", "flags"))][:2]
+    return hashlib.sha256("\n".join(lines or [platform.processor(), platform.machine()]).encode()).hexdigest()[:12]
+
+
+@functools.cache  # the processor does not change within a process
+def _processor_key() -> str:
+    try:
+        return processor_key(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return processor_key("")
+
+
+def cpu_library_name() -> str:
+    """The CPU library's name, which is also its cache entry: one per kind of processor."""
+    return f"{CPU_LIBRARY}_{_processor_key()}"
+
+
+def cuda_library_name() -> str:
+    """The CUDA library's name and cache entry, one per kind of processor (its host code is built for it)."""
+    return f"{CUDA_LIBRARY}_{_processor_key()}"
+
+
 def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
     from torch.utils import cpp_extension
 
@@ -105,10 +133,10 @@ def _build(name: str, sources: tuple[str, ...], cuda: bool) -> ctypes.CDLL:
 @functools.cache
 def cpu_library() -> ctypes.CDLL:
     """The CPU kernel library (rasterizer, hash encoders), built on first call."""
-    return _build(CPU_LIBRARY, CPU_SOURCES, cuda=False)
+    return _build(cpu_library_name(), CPU_SOURCES, cuda=False)
 
 
 @functools.cache
 def cuda_library() -> ctypes.CDLL:
     """The CUDA kernel library (hash encoders), built on first call on a CUDA machine."""
-    return _build(CUDA_LIBRARY, CUDA_SOURCES, cuda=True)
+    return _build(cuda_library_name(), CUDA_SOURCES, cuda=True)

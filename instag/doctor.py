@@ -77,8 +77,8 @@ def report() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "kernels": {
             "cpu_compiler": build.compiler_available(),
-            "cpu_library_built": build.is_built(build.CPU_LIBRARY),
-            "cuda_library_built": build.is_built(build.CUDA_LIBRARY),
+            "cpu_library_built": build.is_built(build.cpu_library_name()),
+            "cuda_library_built": build.is_built(build.cuda_library_name()),
             "ops": ops,
         },
         "packages": {

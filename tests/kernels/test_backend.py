@@ -89,3 +89,14 @@ def test_auto_never_picks_tinycudann(monkeypatch):
     assert backend.resolve("triplane_hash_encode", "tinycudann", "cuda").impl == "instag-cuda"
     with pytest.raises(BackendUnavailableError, match="CUDA device"):
         backend.resolve("hash_encode", "tinycudann", "cpu")
+
+
+def test_each_kind_of_processor_builds_its_own_library():
+    """Builds are -march=native, so a cache shared by two kinds of machine must keep one per kind; the clock and
+    other lines that change between reads of /proc/cpuinfo must not make a new one."""
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2450.000\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert build.processor_key(epyc) == build.processor_key(epyc.replace("2450.000", "3100.117"))
+    assert build.processor_key(epyc) != build.processor_key(epyc.replace("avx2 fma", "avx2 fma avx512f"))
+    assert build.processor_key(epyc) != build.processor_key(epyc.replace("AMD EPYC", "Intel(R) Xeon(R) Processor"))
+    assert build.cpu_library_name().startswith(build.CPU_LIBRARY + "_")
+    assert build.cpu_library_name() != build.cuda_library_name()
