@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from instag.atomic import write_text_atomic
 from instag.bench.record import write_json
 from instag.media.encoding import Encoding
 from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES, MAX_LIVE_LOOKAHEAD_FRAMES
@@ -23,11 +24,15 @@ def _command() -> str:
     return "instag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _save(doc: dict[str, Any], json_path: Path | None, con: Console) -> None:
-    """Write a benchmark document where --json asks for it, with the command that made it."""
+def _save(doc: dict[str, Any], json_path: Path | None, con: Console, table: str | None = None) -> None:
+    """Write a benchmark document where --json asks for it, with the command that made it, and its Markdown
+    `table` beside it as .md."""
     if json_path:
         write_json({"command": _command()} | doc, json_path)
         con.print(f"wrote {json_path}")
+        if table is not None:
+            write_text_atomic(json_path.with_suffix(".md"), table)
+            con.print(f"wrote {json_path.with_suffix('.md')}")
 
 
 app = typer.Typer(help="Benchmarks: print a table and write JSON (machine, commit, medians).", no_args_is_help=True)
@@ -311,7 +316,6 @@ def umf_ablation(
                                           "table beside it as .md."),
 ) -> None:
     """Adapt with and without the pre-trained UMF on held-out clips; eval both on the test split."""
-    from instag.atomic import write_text_atomic
     from instag.bench import umf_ablation as bench_ablation
     from instag.config.recipe import load_recipe
     from instag.errors import InputError
@@ -336,10 +340,7 @@ def umf_ablation(
     doc["command"] = command
     table = bench_ablation.markdown_table(doc, command)
     con.print(table, highlight=False)
-    _save(doc, json_path, con)
-    if json_path:
-        write_text_atomic(json_path.with_suffix(".md"), table)
-        con.print(f"wrote {json_path.with_suffix('.md')}")
+    _save(doc, json_path, con, table)
 
 
 @app.command("audio")
@@ -382,7 +383,6 @@ def lips(
     """Leave one person out: ridge maps from audio features to the lip shape, r on the person left out, and
     each person's best audio offset (a sync check before training on a clip); with --lip-stage, the shipped
     predictor (the lip stage's nets) on held-out people."""
-    from instag.atomic import write_text_atomic
     from instag.bench import lips as bench_lips
 
     con = Console()
@@ -395,9 +395,7 @@ def lips(
     doc["command"] = _command()
     table = bench_lips.markdown_table(doc)
     con.print(table, highlight=False)
-    _save(doc, json_path, con)
-    if json_path:
-        write_text_atomic(json_path.with_suffix(".md"), table)
+    _save(doc, json_path, con, table)
 
 
 @app.command("live-lips")
@@ -414,7 +412,6 @@ def live_lips(
 ) -> None:
     """The preview's microphone mode, by look-ahead: r of its predicted lips against the tracked ones and against
     a dub's prediction of the same sound."""
-    from instag.atomic import write_text_atomic
     from instag.bench import live_lips as bench_live_lips
     from instag.errors import InputError
 
@@ -427,9 +424,7 @@ def live_lips(
                               progress=lambda m: con.print("  " + m, highlight=False))
     table = bench_live_lips.markdown_table(doc)
     con.print(table, highlight=False)
-    _save(doc, json_path, con)
-    if json_path:
-        write_text_atomic(json_path.with_suffix(".md"), table)
+    _save(doc, json_path, con, table)
 
 
 @app.command("dub")
