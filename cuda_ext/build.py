@@ -77,11 +77,20 @@ def _headers_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+# The /proc/cpuinfo fields that say what a processor is and which instructions it has (x86; Arm).
+PROCESSOR_FIELDS = ("model name", "flags", "CPU implementer", "CPU part", "Features")
+
+
 def processor_key(cpuinfo: str) -> str:
-    """What a processor is and can do, from /proc/cpuinfo's text: a digest of its model and instruction-set flags
+    """What a processor is and can do, from /proc/cpuinfo's text: a digest of the first core's PROCESSOR_FIELDS
     (not of what changes from read to read, such as its clock)."""
-    lines = [line for line in cpuinfo.splitlines() if line.startswith(("model name", "flags"))][:2]
-    return hashlib.sha256("\n".join(lines or [platform.processor(), platform.machine()]).encode()).hexdigest()[:12]
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        name = line.split(":", 1)[0].strip()
+        if name in PROCESSOR_FIELDS:
+            first.setdefault(name, line)
+    lines = [first[f] for f in PROCESSOR_FIELDS if f in first] or [platform.processor(), platform.machine()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
 @functools.cache  # the processor does not change within a process

@@ -98,5 +98,8 @@ def test_each_kind_of_processor_builds_its_own_library():
     assert build.processor_key(epyc) == build.processor_key(epyc.replace("2450.000", "3100.117"))
     assert build.processor_key(epyc) != build.processor_key(epyc.replace("avx2 fma", "avx2 fma avx512f"))
     assert build.processor_key(epyc) != build.processor_key(epyc.replace("AMD EPYC", "Intel(R) Xeon(R) Processor"))
+    arm = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n"
+    assert build.processor_key(arm) != build.processor_key(arm.replace("0xd40", "0xd0c"))
+    assert build.processor_key(arm) == build.processor_key(arm.replace("50.00", "48.00"))
     assert build.cpu_library_name().startswith(build.CPU_LIBRARY + "_")
     assert build.cpu_library_name() != build.cuda_library_name()
