@@ -12,6 +12,7 @@ are marked: their r is not a new person's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,18 @@ def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> n
 
 
 def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2, context_s: float | None = None,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        progress: Callable[[str], None] | None = None, score_from_s: float = 0.0) -> dict[str, Any]:
     """r of the live lips against the tracked ones and the file-mode prediction, per dataset and look-ahead, with
-    live features of `context_s` seconds (the preview's CONTEXT_S when None)."""
+    live features of `context_s` seconds (the preview's CONTEXT_S when None), over the frames from `score_from_s`
+    on (and from the first with a full context behind it: runs of several contexts score the same frames when it
+    is at least the longest)."""
     context_s = CONTEXT_S if context_s is None else context_s
     if not lookaheads or min(lookaheads) < 0:
         raise InputError(f"--lookahead: frames ≥ 0, got {lookaheads}")
     if step < 1:
         raise InputError(f"--step must be ≥ 1, got {step}")
+    if score_from_s < 0:
+        raise InputError(f"--score-from must be ≥ 0 s, got {score_from_s}")
     av = load_avatar(avatar)
     if not av.cfg.articulation:
         raise InputError(f"{avatar}: the avatar predicts no lip shape (its model has no articulation head)")
@@ -74,7 +79,8 @@ def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2
         kind = av.meta["audio_feature"]
         whole = torch.from_numpy(np.array(ds.audio_features(kind), np.float32))
         n = min(ds.n_frames, len(whole))
-        first = max(f.n_frames for f in fronts.values())  # a full context behind every frame scored
+        # A full context behind every frame scored, and none before score_from_s
+        first = max(max(f.n_frames for f in fronts.values()), int(math.ceil(score_from_s * ds.fps)))
         # Only frames whose whole context the file holds: the preview draws no other.
         frames = [k for k in range(first, n, step) if max(f.context_end(k) for f in fronts.values()) < n]
         if len(frames) < 10:
@@ -97,6 +103,7 @@ def run(avatar: Path, datasets: list[Path], lookaheads: list[int], step: int = 2
                      + ", ".join(f"+{n}: {row[f'lookahead_{n}']['r'][coeffs[0]]}" for n in lookaheads))
     doc = header("live_lips")
     doc.update({"avatar": str(avatar), "fps": av.meta["fps"], "step": step, "context_s": context_s,
+                "score_from_s": score_from_s,
                 "lookaheads": lookaheads,
                 "lip_coeffs": coeffs, "datasets": rows,
                 "mean": {group: _means(rows, lookaheads, coeffs, keep)

@@ -407,6 +407,8 @@ def live_lips(
     step: int = typer.Option(2, "--step", help="Score every step-th frame."),
     context: float | None = typer.Option(None, "--context", help="Seconds of sound the live features are "
                                          "computed from (default: the preview's)."),
+    score_from: float = typer.Option(0.0, "--score-from", help="Score frames from this second on (at least the "
+                                     "longest context, to compare runs of several on the same frames)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file, and the "
                                           "table beside it as .md."),
 ) -> None:
@@ -421,7 +423,7 @@ def live_lips(
     except ValueError as exc:
         raise InputError(f"--lookahead {lookahead!r}: comma-separated whole frames") from exc
     doc = bench_live_lips.run(avatar, datasets, ahead, step, context,
-                              progress=lambda m: con.print("  " + m, highlight=False))
+                              progress=lambda m: con.print("  " + m, highlight=False), score_from_s=score_from)
     table = bench_live_lips.markdown_table(doc)
     con.print(table, highlight=False)
     _save(doc, json_path, con, table)

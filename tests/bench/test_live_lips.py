@@ -15,6 +15,11 @@ def test_a_negative_or_missing_look_ahead_is_refused(tmp_path, lookaheads):
         live_lips.run(tmp_path, [], lookaheads)
 
 
+def test_a_negative_start_of_scoring_is_refused(tmp_path):
+    with pytest.raises(InputError, match="score-from"):
+        live_lips.run(tmp_path, [], [2], score_from_s=-1.0)
+
+
 def test_an_avatar_without_a_lip_predictor_is_refused(tiny_avatar, tmp_path):  # noqa: F811
     with pytest.raises(InputError, match="articulation"):
         live_lips.run(tiny_avatar, [tmp_path], [0, 2])
