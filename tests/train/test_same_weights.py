@@ -82,10 +82,10 @@ def _moved(weights: dict[str, dict[str, str]], record: dict[str, dict[str, str]]
 
 def test_training_gives_the_recorded_weights_bit_for_bit(weights):
     regen = os.environ.get("INSTAG_REGEN_WEIGHTS")
+    here = f"{cpu_model()}, torch CPU code {torch.backends.cpu.get_cpu_capability()}"
     records = json.loads(RECORD.read_text())["records"] if RECORD.is_file() else []
     if regen in ("1", "add"):
-        mine = {"machine": f"{cpu_model()}, torch CPU code {torch.backends.cpu.get_cpu_capability()}",
-                "weights": weights}
+        mine = {"machine": here, "weights": weights}
         kept = [r for r in records if r["weights"] != weights] if regen == "add" else []
         RECORD.write_text(json.dumps({"records": kept + [mine]}, indent=1, sort_keys=True) + "\n")
         records = kept + [mine]
@@ -93,5 +93,5 @@ def test_training_gives_the_recorded_weights_bit_for_bit(weights):
     moved = [_moved(weights, r["weights"]) for r in records]
     best = min(range(len(records)), key=lambda i: sum(len(v) for v in moved[i].values()))
     differ = {run: keys for run, keys in moved[best].items() if keys}
-    assert not differ, (f"no record matches; nearest ({records[best]['machine']}): "
+    assert not differ, (f"no record matches this machine's weights ({here}); nearest ({records[best]['machine']}): "
                         + "; ".join(f"{run}: {len(k)} tensors differ, e.g. {k[:3]}" for run, k in differ.items()))
