@@ -139,7 +139,7 @@ def _bin_tiles_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, h
     passes (a counting sort) instead of a torch sort of every (tile, Gaussian) pair; means2d [N, 2] float32,
     radii [N] int32, depths [N] (compared in float32, as the compositor draws them). Same lists."""
     lib, ptr = _kernels(), _ffi.ptr
-    radii, depths = radii.contiguous(), depths.detach().float().contiguous()
+    radii, depths = radii.contiguous(), depths.float().contiguous()
     order = torch.empty(radii.numel(), dtype=torch.int64)
     n_visible = lib.instag_rasterize_depth_order(ptr(depths), ptr(radii), radii.numel(), ptr(order))
     order = order[:n_visible]
