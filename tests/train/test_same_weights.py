@@ -1,97 +1,92 @@
-"""The training loop's behaviour, pinned bit for bit: a fixed-seed tiny two-identity pre-training (lip stage,
-densification, the negative contrast), its UMF exported, and tiny adaptations from that UMF and from scratch
-must give exactly the weights recorded in `same_weights.json` (sha256 of every tensor, on the CPU, one thread).
+"""The training loop's behaviour, pinned bit for bit against a reference commit: tiny fixed-seed runs of both
+workflows (`tiny_training.py`: pre-training, its exported UMF, adaptations from it and from scratch) must leave
+exactly the tensors that the reference commit's code leaves on the same machine.
 
-Bits depend on the processor: torch and our C++ kernels (built for the machine they run on) pick vector code by
-what it has, and sum in another order. So the file keeps one record per kind of machine, and the weights must
-equal one of them whole; a refactor that moved training would have to land exactly on another machine's bits.
+Bits depend on the processor (torch and our `-march=native` kernels pick vector code by what it has, and sum in
+another order), so no record of digests holds on every machine. Both trees run here, each in a process of its
+own, and only their outputs are compared: the working tree's, and the commit named in `same_weights.json`,
+unpacked from git with `git archive`. A refactor must leave the bits as they are.
 
-A change that moves training on purpose regenerates the record: `INSTAG_REGEN_WEIGHTS=1 pytest <this file>`
-replaces every machine's with this one's, and says so in its commit; a refactor must leave it as it is. On a kind
-of machine the file does not know, `INSTAG_REGEN_WEIGHTS=add` at an unchanged commit adds its record."""
+A change that moves training on purpose commits the change, then a second commit that names the first as the
+reference (`same_weights.json`, with a line on why training moved)."""
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from instag.config.recipe import from_dict
 from instag.machine import cpu_model
-from instag.train import checkpoint as ck
-from instag.train.adapt import adapt
-from instag.train.pretrain import export_umf, pretrain
-from instag.train.recipe import AdaptRecipe, PretrainRecipe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 
+ROOT = Path(__file__).resolve().parents[2]
 RECORD = Path(__file__).with_name("same_weights.json")
-MODEL = {**TINY_MODEL, "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
-LOSS = {"lambda_lips": 1.0, "lambda_lip_depth": 1.0, "lambda_depth_offset": 1.0}
-PRETRAIN = {"audio_feature": "mel", "model": MODEL, "init": TINY_INIT, "seed": 5, "loss": LOSS, "lips": {"steps": 3, "batch": 4},
-            "stages": {"face": 3, "mouth": 3, "joint": 3},
-            "densify": {"every": 2, "start": 1, "stop_before_end": 1, "opacity_reset_every": 4},
-            "run": {"checkpoint_every": 4, "log_every": 1, "previews": 1, "threads": 1}}
-ADAPT = {"audio_feature": "mel", "model": MODEL, "init": TINY_INIT, "seed": 2, "loss": LOSS,
-         "stages": {"warmup": 4, "align": 4, "fuse": 2},
-         "densify": {"every": 3, "start": 1, "stop_before_end": 1},
-         "run": {"checkpoint_every": 5, "log_every": 1, "previews": 1, "threads": 1}}
+RUNNER = Path(__file__).relative_to(ROOT).with_name("tiny_training.py")
+RUN_TIMEOUT_S = 900  # the runs take about 10 s; the reference may first build its own kernels
+FETCH_TIMEOUT_S = 120
 
 
-def _digests(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {k: hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16] for k, t in sorted(tensors.items())}
+def _git(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _final(run_dir: Path) -> dict[str, str]:
-    tensors, _ = ck.load_checkpoint(ck.latest_checkpoint(run_dir))
-    return _digests(tensors)
+def _have(commit: str) -> bool:
+    return _git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, dict[str, str]]:
-    threads = torch.get_num_threads()
-    root = tmp_path_factory.mktemp("same_weights")
-    datasets = [write_dataset(root / f"ds{i}", colour=c, seed=i, test_from=6)
-                for i, c in enumerate([(200, 150, 120), (120, 90, 70)])]
-    try:
-        pretrain(datasets, root / "pt", from_dict(PretrainRecipe, PRETRAIN))
-        umf, _ = export_umf(root / "pt", root / "umf" / "tiny")
-        from_umf = adapt(datasets[0], root / "av_umf", from_dict(AdaptRecipe, ADAPT), umf=umf)
-        scratch = adapt(datasets[1], root / "av_scratch", from_dict(AdaptRecipe, ADAPT))
-    finally:
-        torch.set_num_threads(threads)
-    return {
-        "pretrain": _final(root / "pt" / "rank0"),
-        "umf": _digests(load_file(str(umf))),
-        "adapt_from_umf": _final(from_umf.run_dir),
-        "adapt_from_umf_avatar": _digests(load_file(str(root / "av_umf" / "model.safetensors"))),
-        "adapt_scratch": _final(scratch.run_dir),
-    }
+def _reference_tree(commit: str, dest: Path) -> Path:
+    """The reference commit's code and runner, unpacked under `dest`; a shallow clone first fetches its history."""
+    if _git("rev-parse", "--git-dir").returncode != 0:
+        pytest.skip("not a git checkout: the reference commit's code cannot be had")
+    if not _have(commit) and _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        _git("fetch", "--quiet", "--unshallow", timeout=FETCH_TIMEOUT_S)
+    assert _have(commit), (f"the reference commit {commit} is not in this checkout's history "
+                           "(`git fetch --unshallow`, or a full clone, brings it)")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "instag", "cuda_ext", str(RUNNER)],
+                             capture_output=True, timeout=60)
+    assert archive.returncode == 0, f"git archive {commit} failed: {archive.stderr.decode(errors='replace')}"
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
 
 
-def _moved(weights: dict[str, dict[str, str]], record: dict[str, dict[str, str]]) -> dict[str, list[str]]:
-    """Per run, the tensors whose digests differ from the record's (a missing or extra tensor counts)."""
-    assert record.keys() == weights.keys()
+def _start(tree: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(tree / RUNNER), str(out)], cwd=tree,
+                            env={**os.environ, **env, "PYTHONPATH": str(tree)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, out: Path, tree: Path, what: str) -> dict[str, dict[str, str]]:
+    log, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, f"the tiny runs of {what} failed:\n{log[-4000:]}"
+    result = json.loads(out.read_text())
+    assert Path(result["instag"]) == (tree / "instag").resolve(), f"{what} ran {result['instag']}, not its own code"
+    return result["weights"]
+
+
+def _moved(weights: dict[str, dict[str, str]], reference: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """Per run, the tensors whose digests differ from the reference's (a missing or extra tensor counts)."""
+    assert weights.keys() == reference.keys()
     return {run: sorted(k for k in tensors.keys() | weights[run].keys() if weights[run].get(k) != tensors.get(k))
-            for run, tensors in record.items()}
+            for run, tensors in reference.items()}
 
 
-def test_training_gives_the_recorded_weights_bit_for_bit(weights):
-    regen = os.environ.get("INSTAG_REGEN_WEIGHTS")
-    here = f"{cpu_model()}, torch CPU code {torch.backends.cpu.get_cpu_capability()}"
-    records = json.loads(RECORD.read_text())["records"] if RECORD.is_file() else []
-    if regen in ("1", "add"):
-        mine = {"machine": here, "weights": weights}
-        kept = [r for r in records if r["weights"] != weights] if regen == "add" else []
-        RECORD.write_text(json.dumps({"records": kept + [mine]}, indent=1, sort_keys=True) + "\n")
-        records = kept + [mine]
-    assert records, f"{RECORD} holds no record"
-    moved = [_moved(weights, r["weights"]) for r in records]
-    best = min(range(len(records)), key=lambda i: sum(len(v) for v in moved[i].values()))
-    differ = {run: keys for run, keys in moved[best].items() if keys}
-    assert not differ, (f"no record matches this machine's weights ({here}); nearest ({records[best]['machine']}): "
+def test_training_gives_the_reference_commits_weights_bit_for_bit(tmp_path):
+    commit = json.loads(RECORD.read_text())["reference"]
+    tree = _reference_tree(commit, tmp_path / "reference")
+    # A reference whose kernel sources differ builds them apart, so it does not replace this tree's build.
+    kernels_differ = _git("diff", "--quiet", commit, "--", "cuda_ext").returncode != 0
+    ref_env = {"TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions")} if kernels_differ else {}
+    # The two run side by side, one thread each.
+    ref_proc = _start(tree, tmp_path / "reference.json", ref_env)
+    here_proc = _start(ROOT, tmp_path / "here.json", {})
+    reference = _finish(ref_proc, tmp_path / "reference.json", tree, f"the reference commit {commit}")
+    here = _finish(here_proc, tmp_path / "here.json", ROOT, "the working tree")
+    differ = {run: keys for run, keys in _moved(here, reference).items() if keys}
+    assert not differ, (f"training moved from the reference commit {commit} (on {cpu_model()}): "
                         + "; ".join(f"{run}: {len(k)} tensors differ, e.g. {k[:3]}" for run, k in differ.items()))
