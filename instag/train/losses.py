@@ -33,29 +33,32 @@ def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     return _masked_mean((pred - target).abs(), mask)
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
+def _gaussian_taps(size: int, sigma: float, like: Tensor) -> Tensor:
+    """The normalised 1D Gaussian [size] whose outer product is the SSIM window."""
     coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2.0
     g = torch.exp(-(coords**2) / (2.0 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
 
 
 def ssim_map(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     """pred, target: [H, W, C] in [0, 1] → per-pixel SSIM [H, W, C] (Gaussian window, zero padding as 3DGS)."""
     c = pred.shape[-1]
-    x, y = pred.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None]  # [1, C, H, W]
-    w = _gaussian_window(window, sigma, c, pred)
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, w, padding=window // 2, groups=c)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    x, y = pred.permute(2, 0, 1), target.permute(2, 0, 1)  # [C, H, W]
+    # The five local moments are blurred in one call, the Gaussian as a column pass then a row pass: the 2D window's
+    # sums in 2·window taps a pixel instead of window² (benchmarks/train_ssim_cpu.md).
+    moments = torch.cat([x, y, x * x, y * y, x * y])[None]  # [1, 5C, H, W]
+    n, g = moments.shape[1], _gaussian_taps(window, sigma, pred)
+    column = g.view(1, 1, window, 1).expand(n, 1, window, 1).contiguous()
+    row = g.view(1, 1, 1, window).expand(n, 1, 1, window).contiguous()
+    blurred = F.conv2d(moments, column, padding=(window // 2, 0), groups=n)
+    blurred = F.conv2d(blurred, row, padding=(0, window // 2), groups=n)
+    mu_x, mu_y, xx, yy, xy = blurred[0].split(c)  # each [C, H, W]
+    var_x = xx - mu_x**2
+    var_y = yy - mu_y**2
+    cov = xy - mu_x * mu_y
     num = (2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)
     den = (mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    return (num / den)[0].permute(1, 2, 0)
+    return (num / den).permute(1, 2, 0)
 
 
 def dssim_loss(

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from skimage.metrics import structural_similarity
 
 from instag.train.losses import (
     aligner_regulariser,
@@ -53,6 +54,20 @@ def test_dssim_is_zero_for_identical_images_and_positive_otherwise():
     assert torch.allclose(ssim_map(img, img), torch.ones(24, 20, 3), atol=1e-5)
     assert dssim_loss(img, img).abs() < 1e-6
     assert dssim_loss(img, torch.rand(24, 20, 3)) > 0.1
+
+
+def test_ssim_matches_scikit_image_away_from_the_border():
+    """scikit-image's Gaussian SSIM (σ 1.5, 11 taps, population covariance) as an independent reference; it pads
+    by reflection where ours pads with zeros as 3DGS does, so the 5-pixel border is left out."""
+    gen = torch.Generator().manual_seed(3)
+    a = torch.rand(40, 36, 3, generator=gen)
+    b = (a + 0.2 * torch.rand(40, 36, 3, generator=gen)).clamp(0, 1)
+    _, reference = structural_similarity(a.double().numpy(), b.double().numpy(), gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=1.0, channel_axis=-1, full=True)
+    ours = ssim_map(a, b, window=11, sigma=1.5)
+    assert ours.shape == (40, 36, 3)
+    assert torch.allclose(ours[5:-5, 5:-5].double(), torch.from_numpy(reference)[5:-5, 5:-5], atol=2e-5)
+    assert (ours[5:-5, 5:-5] < 0.99).float().mean() > 0.5  # the images differ enough for the comparison to mean something
 
 
 def test_masked_photometric_loss_ignores_pixels_outside_the_mask():
