@@ -26,13 +26,17 @@ from instag.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = Path(__file__).with_name("same_weights.json")
-RUNNER = Path(__file__).relative_to(ROOT).with_name("tiny_training.py")
+RUNNER = Path(__file__).resolve().relative_to(ROOT).with_name("tiny_training.py")
 RUN_TIMEOUT_S = 900  # the runs take about 10 s; the reference may first build its own kernels
 FETCH_TIMEOUT_S = 120
 
 
+# A checkout owned by another user (a CI container's) is otherwise refused as of "dubious ownership".
+GIT = ["git", "-c", f"safe.directory={ROOT}", "-C", str(ROOT)]
+
+
 def _git(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*GIT, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def _have(commit: str) -> bool:
@@ -47,7 +51,7 @@ def _reference_tree(commit: str, dest: Path) -> Path:
         _git("fetch", "--quiet", "--unshallow", timeout=FETCH_TIMEOUT_S)
     assert _have(commit), (f"the reference commit {commit} is not in this checkout's history "
                            "(`git fetch --unshallow`, or a full clone, brings it)")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "instag", "cuda_ext", str(RUNNER)],
+    archive = subprocess.run([*GIT, "archive", commit, "instag", "cuda_ext", str(RUNNER)],
                              capture_output=True, timeout=60)
     assert archive.returncode == 0, f"git archive {commit} failed: {archive.stderr.decode(errors='replace')}"
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
