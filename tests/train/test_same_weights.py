@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -45,6 +46,8 @@ def _have(commit: str) -> bool:
 
 def _reference_tree(commit: str, dest: Path) -> Path:
     """The reference commit's code and runner, unpacked under `dest`; a shallow clone first fetches its history."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: the reference commit's code cannot be had")
     if _git("rev-parse", "--git-dir").returncode != 0:
         pytest.skip("not a git checkout: the reference commit's code cannot be had")
     if not _have(commit) and _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
