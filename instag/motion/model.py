@@ -29,7 +29,9 @@ class AvatarMotion:
     aligner_offsets: Tensor | None  # [N + M, 3] (face then mouth), for the aligner regulariser
     aligner_scales: Tensor | None  # [N + M, 3]
     probe_d_means: Tensor | None = None  # [P, 3] total face-branch motion at the probe points, when asked for
-    lip_shape: Tensor | None = None  # [C] the UMF's prediction from the audio (articulation on), for its loss
+    # [C] the UMF's prediction from the audio (articulation on), for its loss; None where a lip shape was given and
+    # no loss could train the nets that predict it (`condition`).
+    lip_shape: Tensor | None = None
     face_condition: Tensor | None = None  # [condition_dim] what the face branches read: expression (⊕ lip shape)
 
 
@@ -108,7 +110,7 @@ class MotionModel(nn.Module):
         expression: Tensor,  # [expression_dim]
         personalized: PersonalizedField | None = None,
         probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
-        lip_shape: Tensor | None = None,  # [C] tracked (training): fed to the face branch instead of predicted
+        lip_shape: Tensor | None = None,  # [C] tracked (training) or a rest's: fed to the face branch instead of predicted
         points: MotionPoints | None = None,  # `self.points` of these positions (⊕ probes), when already computed
     ) -> AvatarMotion:
         code, expression, predicted = self.condition(audio_windows, expression, lip_shape)
@@ -159,7 +161,14 @@ class MotionModel(nn.Module):
                   lip_shape: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The frame's audio code [code_dim] (the speaker's mean once calibrated), the face branch's condition
         (expression [expression_dim] ⊕ lip shape [C] with the articulation head) and the predicted lip shape [C]
-        (None without the head). `lip_shape` (training): the tracked one, fed in place of the prediction."""
+        (None without the head, or where nothing reads it). `lip_shape` (training, a dub's rests): fed in place of
+        the prediction."""
+        if lip_shape is not None and self.speaker_code is not None and not self._audio_nets_learn():
+            # The speaker's code and the given lip shape stand in for all the audio nets would give, and no loss
+            # trains them (adapting from a fixed UMF, or rendering a rest): their pass is skipped.
+            if self.umf.articulation is not None:
+                expression = torch.cat([expression, lip_shape])
+            return self.speaker_code, expression, None
         code = self.umf.audio_code(audio_windows)
         predicted = None
         if self.umf.articulation is not None:
@@ -168,6 +177,11 @@ class MotionModel(nn.Module):
         if self.speaker_code is not None:
             code = self.speaker_code
         return code, expression, predicted
+
+    def _audio_nets_learn(self) -> bool:
+        """Whether a loss on the predicted lip shape would train the audio nets or the head (a host-side check of
+        flags: no device work)."""
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.umf.audio_encoder.parameters())
 
     def _face_motion(self, points: MotionPoints, face_xyz: Tensor, code: Tensor, condition: Tensor,
                      personalized: PersonalizedField | None) -> tuple[FaceMotion, Tensor | None]:

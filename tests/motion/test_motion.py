@@ -244,6 +244,40 @@ def test_speaker_code_leaves_the_audio_only_the_opening_and_the_bias_centres_it(
     assert torch.equal(model(face, lips, mouth, audio, expr).lip_shape, raw)
 
 
+def test_the_audio_nets_are_skipped_where_nothing_reads_or_trains_them(cfg):
+    """With a speaker code and a given lip shape, the audio nets' output is read by no branch; it is computed only
+    where a loss on the predicted lip shape could train them."""
+    cfg = dataclasses.replace(cfg, articulation=True)
+    torch.manual_seed(0)
+    model = MotionModel(cfg)
+    face, lips, mouth, audio, expr = _inputs(cfg)
+    opening = torch.tensor([0.7])
+    passes = []
+    model.umf.audio_encoder.register_forward_hook(lambda *_: passes.append(1))
+
+    def run(**kw):
+        passes.clear()
+        return model(face, lips, mouth, audio, expr, **kw), len(passes)
+
+    model.set_calibration(model.umf.audio_code(audio).detach(), [0.25])
+    trained, n = run(lip_shape=opening)  # the nets require grad: the articulation loss could train them
+    assert n == 1 and trained.lip_shape is not None and trained.lip_shape.requires_grad
+    model.umf.requires_grad_(False)  # a fixed UMF, as adaptation keeps it
+    fixed, n = run(lip_shape=opening)
+    assert n == 0 and fixed.lip_shape is None
+    for a, b in ((fixed.face.d_means, trained.face.d_means), (fixed.mouth_d_means, trained.mouth_d_means),
+                 (fixed.face_condition, trained.face_condition), (fixed.audio_code, trained.audio_code)):
+        assert torch.equal(a, b)
+    model.umf.requires_grad_(True)
+    with torch.no_grad():  # rendering a rest: no loss at all
+        assert run(lip_shape=opening)[1] == 0
+        driven, n = run()  # driven by the audio: the prediction is the condition
+        assert n == 1 and driven.lip_shape is not None
+    model.set_calibration(None, [0.0])  # each frame's own code: the branches read it
+    with torch.no_grad():
+        assert run(lip_shape=opening)[1] == 1
+
+
 def test_state_round_trips_through_safetensors(cfg, tmp_path):
     torch.manual_seed(0)
     model = MotionModel(cfg, with_aligner=True)
