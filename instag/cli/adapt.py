@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# The UMF choice (instag.train.umf.choose_umf), shared by `adapt` and `adapt-from-clip`.
+# The UMF choice (instag.train.umf.choose_umf), shared by `adapt`, `adapt-from-clip` and `bench train`.
 UMF_OPTION = typer.Option(None, "--umf", help="Pre-trained UMF (DIR/NAME[.safetensors], or a shipped NAME; default: the "
                           "UMF shipped for the recipe's audio features, when its front end matches). Its motion sizes "
                           "replace the recipe's.")

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from instag.atomic import write_text_atomic
 from instag.bench.record import write_json
+from instag.cli.adapt import NO_UMF_OPTION, UMF_OPTION
 from instag.media.encoding import Encoding
 from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES, MAX_LIVE_LOOKAHEAD_FRAMES
 
@@ -122,16 +123,20 @@ def train(
     runs: int = typer.Option(10, "--runs", help="Timed iterations per size (medians)."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: the recipe's)."),
     sizes: list[int] | None = typer.Option(None, "--size", help="Image side to time (repeatable; default 256 and 512)."),
+    umf: Path | None = UMF_OPTION,
+    no_umf: bool = NO_UMF_OPTION,
     json_path: Path | None = typer.Option(None, "--json", help="Write the results to this JSON file."),
 ) -> None:
-    """Seconds per adaptation iteration (alignment stage) at 256² and 512² on synthetic data, on the recipe's
-    run.device (auto: CUDA when torch sees one)."""
+    """Seconds per adaptation iteration (alignment stage) at 256² and 512² on synthetic data, from the UMF an
+    adaptation would start from, on the recipe's run.device (auto: CUDA when torch sees one)."""
     from instag.bench import train as bench_train
 
     con = Console()
     doc = bench_train.run(recipe, runs=runs, threads=threads, sizes=tuple(sizes) if sizes else bench_train.SIZES,
+                          umf=umf, use_umf=not no_umf,
                           progress=lambda c: con.print(f"  {c['size']}: {c['s_per_it']:.3f} s/it "
                                                        f"({c['n_face']}+{c['n_mouth']} Gaussians)"))
+    con.print(f"UMF: {escape(doc['umf'])}", highlight=False)
     table = Table(title=f"adaptation iterations ({recipe.name}, {doc['device']}, {doc['threads']} thread(s), "
                         f"median of {runs})")
     for col in ("size", "stage", "Gaussians", "s/it", "it/s"):

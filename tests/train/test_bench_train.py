@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -34,3 +36,14 @@ def test_bench_train_times_on_cuda(tmp_path):
     doc = bench_train.run(_tiny_recipe(tmp_path, "cuda"), runs=3, sizes=(32,))
     assert doc["device"].startswith("cuda") and doc["cases"][0]["device"] == "cuda"
     assert doc["machine"]["gpu"]
+
+
+def test_bench_train_starts_from_the_umf_an_adaptation_would(tmp_path):
+    """The shipped recipe times the step users run, from the shipped UMF of its features; --no-umf from scratch."""
+    shipped = bench_train.run(Path("adapt_quick_cpu"), runs=3, threads=1, sizes=(32,))
+    assert shipped["umf"].endswith("whisper_v3.safetensors (shipped)"), shipped["umf"]
+    scratch = bench_train.run(Path("adapt_quick_cpu"), runs=3, threads=1, sizes=(32,), use_umf=False)
+    assert scratch["umf"] == "none (--no-umf)"
+    assert shipped["cases"][0]["s_per_it"] > 0 and scratch["cases"][0]["s_per_it"] > 0
+    # The tiny recipe's front end matches no shipped UMF, so it times from scratch and says why.
+    assert bench_train.run(_tiny_recipe(tmp_path, "cpu"), runs=3, sizes=(32,))["umf"].startswith("none (")
