@@ -179,9 +179,10 @@ class MotionModel(nn.Module):
         return code, expression, predicted
 
     def _audio_nets_learn(self) -> bool:
-        """Whether a loss on the predicted lip shape would train the audio nets or the head (a host-side check of
-        flags: no device work)."""
-        return torch.is_grad_enabled() and any(p.requires_grad for p in self.umf.audio_encoder.parameters())
+        """Whether a loss on the predicted lip shape would train the nets that predict it: the audio encoder, its
+        attention or the head (a host-side check of flags: no device work)."""
+        nets = (self.umf.audio_encoder, self.umf.audio_smoother, self.umf.articulation)
+        return torch.is_grad_enabled() and any(p.requires_grad for n in nets if n is not None for p in n.parameters())
 
     def _face_motion(self, points: MotionPoints, face_xyz: Tensor, code: Tensor, condition: Tensor,
                      personalized: PersonalizedField | None) -> tuple[FaceMotion, Tensor | None]:
