@@ -5,9 +5,9 @@ colour, alpha and expected-depth images, differentiably in means, quats, scales,
 Backends (`instag.kernels.backend`):
 
 - cuda: gsplat's projection, tile intersection and rasterization kernels;
-- cpu: our C++ tile binning and OpenMP compositor (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward,
-  after the shared torch projection (`rasterize_ref`) with gradients on, or our C++ projection
-  (`cuda_ext/csrc/cpu/project.cpp`) with them off (a render: the torch one is a dozen small ops per call);
+- cpu: our C++ projection (`cuda_ext/csrc/cpu/project.cpp`), tile binning and OpenMP compositor
+  (`cuda_ext/csrc/cpu/rasterize.cpp`), forward and backward (the torch projection is a dozen small ops per call
+  and three dozen in its backward, more time than the arithmetic);
 - torch: the pure-torch twin `rasterize_ref`.
 
 Depth rides as one extra feature channel (camera z) through the compositor and is divided by alpha at the
@@ -78,10 +78,7 @@ def _rasterize_cpu(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmat: Tensor, K: Tensor,
     width: int, height: int, background: Tensor | None, near_plane: float, eps2d: float,
 ) -> RasterOutput:
-    # Only with gradients off (a render, not a training step): a training step's frozen branch keeps the torch
-    # projection too, so training stays bit for bit what it was.
-    project = project_gaussians if torch.is_grad_enabled() else _project_cpu
-    proj = project(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
+    proj = _project_cpu(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
     bins = _bin_tiles_cpu(proj.means2d.detach().float().contiguous(), proj.radii, proj.depths, width, height)
     features = torch.cat((colors, proj.depths[:, None]), dim=-1)
     # The kernels are float32; the casts sit outside the autograd Function so gradients come back in the
@@ -111,26 +108,58 @@ def _kernels() -> ctypes.CDLL:
     f = ctypes.c_float
     lib.instag_project_forward.argtypes = [p, p, p, ctypes.c_int64, p, p, i, i, f, f, p, p, p, p, i]
     lib.instag_project_forward.restype = None
+    lib.instag_project_backward.argtypes = [p, p, p, ctypes.c_int64, p, p, i, i, f, f, p, p, p, p, p, p, i]
+    lib.instag_project_backward.restype = None
     return lib
 
 
-@torch.no_grad()
 def _project_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, K: Tensor, width: int, height: int,
                  near_plane: float, eps2d: float) -> Projection:
-    """`rasterize_ref.project_gaussians` in one C++ pass, without gradients (means [N, 3], quats [N, 4], scales
-    [N, 3], viewmat [4, 4], K [3, 3]), computed in float32 and returned in the means' dtype."""
-    n = means.shape[0]
-    ins = [t.detach().float().contiguous() for t in (means, quats, scales, viewmat, K)]
-    means2d = torch.empty(n, 2)
-    conics = torch.empty(n, 3)
-    depths = torch.empty(n)
-    radii = torch.empty(n, dtype=torch.int32)
-    ptr = _ffi.ptr
-    _kernels().instag_project_forward(*(ptr(t) for t in ins[:3]), n, ptr(ins[3]), ptr(ins[4]), width, height,
-                                      near_plane, eps2d, ptr(means2d), ptr(conics), ptr(depths), ptr(radii),
-                                      _ffi.num_threads())
+    """`rasterize_ref.project_gaussians` in one C++ pass each way (means [N, 3], quats [N, 4], scales [N, 3],
+    viewmat [4, 4], K [3, 3]), computed in float32 and returned in the means' dtype; differentiable in means,
+    quats and scales. A camera that needs gradients takes the torch projection."""
+    if viewmat.requires_grad or K.requires_grad:
+        return project_gaussians(means, quats, scales, viewmat, K, width, height, near_plane, eps2d)
+    camera = (viewmat.detach().float().contiguous(), K.detach().float().contiguous(), width, height, near_plane, eps2d)
+    means2d, conics, depths, radii = _ProjectCPU.apply(means.float().contiguous(), quats.float().contiguous(),
+                                                       scales.float().contiguous(), camera)
     dtype = means.dtype
     return Projection(means2d.to(dtype), conics.to(dtype), depths.to(dtype), radii)
+
+
+class _ProjectCPU(torch.autograd.Function):
+    """forward(means [N, 3], quats [N, 4], scales [N, 3], camera) → means2d [N, 2], conics [N, 3], depths [N]
+    (float32) and radii [N] (int32, no gradient); camera: (viewmat, K, width, height, near_plane, eps2d)."""
+
+    @staticmethod
+    def forward(ctx, means: Tensor, quats: Tensor, scales: Tensor, camera: tuple) -> tuple[Tensor, ...]:
+        n = means.shape[0]
+        means2d = torch.empty(n, 2)
+        conics = torch.empty(n, 3)
+        depths = torch.empty(n)
+        radii = torch.empty(n, dtype=torch.int32)
+        viewmat, K, width, height, near_plane, eps2d = camera
+        ptr = _ffi.ptr
+        _kernels().instag_project_forward(ptr(means), ptr(quats), ptr(scales), n, ptr(viewmat), ptr(K), width,
+                                          height, near_plane, eps2d, ptr(means2d), ptr(conics), ptr(depths),
+                                          ptr(radii), _ffi.num_threads())
+        ctx.save_for_backward(means, quats, scales)
+        ctx.camera = camera
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, grad_means2d: Tensor, grad_conics: Tensor, grad_depths: Tensor, _grad_radii: Tensor):
+        means, quats, scales = ctx.saved_tensors
+        viewmat, K, width, height, near_plane, eps2d = ctx.camera
+        n = means.shape[0]
+        grads = [g.float().contiguous() for g in (grad_means2d, grad_conics, grad_depths)]
+        g_means, g_quats, g_scales = torch.empty(n, 3), torch.empty(n, 4), torch.empty(n, 3)
+        ptr = _ffi.ptr
+        _kernels().instag_project_backward(ptr(means), ptr(quats), ptr(scales), n, ptr(viewmat), ptr(K), width,
+                                           height, near_plane, eps2d, *(ptr(g) for g in grads), ptr(g_means),
+                                           ptr(g_quats), ptr(g_scales), _ffi.num_threads())
+        return g_means, g_quats, g_scales, None
 
 
 @torch.no_grad()
