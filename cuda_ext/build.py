@@ -24,7 +24,7 @@ log = logging.getLogger("instag.kernels")
 CSRC = Path(__file__).resolve().parent / "csrc"
 
 CPU_LIBRARY = "instag_cpu_kernels"
-CPU_SOURCES = ("cpu/rasterize.cpp", "cpu/project.cpp", "cpu/hash_encode.cpp")
+CPU_SOURCES = ("cpu/rasterize.cpp", "cpu/project.cpp", "cpu/hash_encode.cpp", "cpu/blur.cpp")
 CUDA_LIBRARY = "instag_cuda_kernels"
 CUDA_SOURCES = ("cuda/hash_encode.cu",)
 

@@ -37,6 +37,9 @@ _TABLE: dict[tuple[str, str, torch.dtype], Tol] = {
     ("composited", "cpu", F64): Tol(1e-3, 1e-5),  # the C++ compositor works in float32 whatever comes in
     # Rasterizer parameter gradients, atol scaled by the largest expected magnitude.
     ("raster_gradient", "cpu", F32): Tol(1e-3, 1e-4),
+    # A separable blur and its gradient: at most 2·K products of unit-scale values summed in another order.
+    ("blurred", "cpu", F32): Tol(1e-5, 1e-5),
+    ("blurred", "cuda", F32): Tol(1e-5, 1e-5),
 }
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from instag.kernels.blur import separable_blur
 from instag.train.init import project
 
 SSIM_C1 = 0.01**2  # SSIM stabilisers for images in [0, 1] (Wang et al. 2004)
@@ -45,14 +46,9 @@ def ssim_map(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5)
     c = pred.shape[-1]
     x, y = pred.permute(2, 0, 1), target.permute(2, 0, 1)  # [C, H, W]
     # The five local moments are blurred in one call, the Gaussian as a column pass then a row pass: the 2D window's
-    # sums in 2·window taps a pixel instead of window² (benchmarks/train_ssim_cpu.md).
-    moments = torch.cat([x, y, x * x, y * y, x * y])[None]  # [1, 5C, H, W]
-    n, g = moments.shape[1], _gaussian_taps(window, sigma, pred)
-    column = g.view(1, 1, window, 1).expand(n, 1, window, 1).contiguous()
-    row = g.view(1, 1, 1, window).expand(n, 1, 1, window).contiguous()
-    blurred = F.conv2d(moments, column, padding=(window // 2, 0), groups=n)
-    blurred = F.conv2d(blurred, row, padding=(0, window // 2), groups=n)
-    mu_x, mu_y, xx, yy, xy = blurred[0].split(c)  # each [C, H, W]
+    # sums in 2·window taps a pixel instead of window² (benchmarks/train_ssim_cpu.md), in C++ on the CPU.
+    moments = torch.cat([x, y, x * x, y * y, x * y])  # [5C, H, W]
+    mu_x, mu_y, xx, yy, xy = separable_blur(moments, _gaussian_taps(window, sigma, pred)).split(c)  # each [C, H, W]
     var_x = xx - mu_x**2
     var_y = yy - mu_y**2
     cov = xy - mu_x * mu_y

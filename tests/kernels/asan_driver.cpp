@@ -32,6 +32,8 @@ void instag_rasterize_backward(const float* means2d, const float* conics, const 
                                const float* grad_features, const float* grad_trans, int n_gaussians,
                                float* scratch, float* grad_means2d, float* grad_conics, float* grad_opacities,
                                float* grad_features_out, int num_threads);
+void instag_blur_separable(const float* images, int64_t n, int h, int w, const float* taps, int size, int adjoint,
+                           float* out, int threads);
 }
 
 namespace {
@@ -198,6 +200,20 @@ int main() {
     calls += run_raster(rng, 37, 29, channels, 300);
     calls += run_raster(rng, 16, 16, channels, 50);
     calls += run_raster(rng, 1, 70, channels, 50);
+  }
+  // The blur on images narrower and shorter than its window, forward and adjoint.
+  for (int size : {1, 3, 11}) {
+    for (int h : {1, 4, 13}) {
+      for (int w : {1, 5, 16}) {
+        std::vector<float> images(static_cast<size_t>(2) * h * w), out(images.size()), taps(size);
+        for (float& v : images) v = specials()[rng.next() % specials().size()];
+        for (float& v : taps) v = 0.5f;
+        for (int adjoint : {0, 1}) {
+          instag_blur_separable(images.data(), 2, h, w, taps.data(), size, adjoint, out.data(), 2);
+          ++calls;
+        }
+      }
+    }
   }
   std::printf("asan driver: %d kernel calls returned\n", calls);
   return 0;

@@ -1,0 +1,46 @@
+"""The separable blur (the photometric loss's SSIM window) on each device against its pure-torch twin: values and
+gradients, images smaller than the window, uneven taps; and what its zero padding means."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kernel_tolerances import assert_close
+
+from instag.kernels.blur import blur_ref, separable_blur
+
+
+def _taps(kind: str, generator: torch.Generator) -> torch.Tensor:
+    if kind == "gaussian":
+        g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+        return g / g.sum()
+    if kind == "uneven":  # not symmetric: the backward pass must reverse the taps
+        return torch.rand(7, generator=generator)
+    return torch.tensor([0.7])
+
+
+@pytest.mark.parametrize("taps_kind", ["gaussian", "uneven", "one"])
+@pytest.mark.parametrize("shape", [(15, 64, 48), (2, 7, 3), (3, 4, 30), (1, 30, 4), (1, 1, 1)])
+def test_blur_matches_reference(shape, taps_kind, device):
+    g = torch.Generator().manual_seed(sum(shape))
+    images = torch.rand(shape, generator=g).to(device).requires_grad_(True)
+    taps = _taps(taps_kind, g).to(device)
+    weight = torch.randn(shape, generator=g).to(device)
+    ours, ref = separable_blur(images, taps), blur_ref(images, taps)
+    assert ours.shape == ref.shape == images.shape and ours.device == images.device
+    assert_close(ours, ref, "blurred")
+    grad_ours, = torch.autograd.grad((ours * weight).sum(), images)
+    grad_ref, = torch.autograd.grad((ref * weight).sum(), images)
+    assert_close(grad_ours, grad_ref, "blurred", scale=float(weight.abs().max()))
+
+
+def test_blur_pads_with_zeros_and_keeps_a_constant_inside(device):
+    """A constant image stays constant where the whole window lies inside it, and fades towards the edges, where
+    the window reaches past the image (zero padding, as the SSIM of 3DGS)."""
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    out = separable_blur(torch.ones(1, 32, 40, device=device), g.to(device))[0].cpu()
+    torch.testing.assert_close(out[5:-5, 5:-5], torch.ones(22, 30))
+    inside = g[5:].sum()  # at the first row, the taps that fall inside the image
+    torch.testing.assert_close(out[0, 5:-5], inside.expand(30))
+    torch.testing.assert_close(out[0, 0], inside * inside)  # a corner: inside along both axes
