@@ -20,12 +20,11 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 import torch
+from readout_variants import cached_features
 
 from instag.audio import features as af
 from instag.audio import whisper
-from instag.bench.lips import LIP_COEFFS, with_context
-from instag.data.dataset import load_dataset
-from instag.data.pose import lip_coefficients, lip_standardisation
+from instag.bench.lips import with_context
 from instag.stats import correlation, ridge_from_moments, ridge_moments
 
 RATE = af.FEATURE_RATE
@@ -109,32 +108,21 @@ GATED = ("clean", "white 10 dB", "pink 10 dB", "4 talkers 15 dB", "room 1.0 s")
 
 
 def _features(cache: Path, babble: Path, datasets: list[Path]) -> list[dict[str, np.ndarray]]:
-    cache.mkdir(parents=True, exist_ok=True)
     talkers = [a if a.ndim == 1 else a.mean(1) for a in (sf.read(f)[0] for f in sorted(babble.glob("*.wav")))]
     conds = conditions(talkers)
-    front = None
-    out = []
-    for path in datasets:
-        f = cache / f"{path.name}.npz"
-        if not f.exists():
-            front = front or whisper.load_whisper()
-            ds = load_dataset(path)
-            audio, _ = ds.audio()
-            lips = lip_coefficients(ds.tracks, LIP_COEFFS)
-            mean, std = lip_standardisation(lips, np.arange(ds.n_frames))
-            d = {"lips": (lips - mean) / std}
-            for name, make in conds.items():
-                rng = np.random.default_rng(zlib.crc32(f"{path.name}/{name}".encode()))
-                noisy = make(audio.astype(np.float64), rng)
-                for gated in (False, True) if name in GATED else (False,):
-                    y = (_gate(noisy) if gated else noisy).astype(np.float32)
-                    y /= max(1.0, float(np.abs(y).max()))
-                    key = f"gated, {name}" if gated else name
-                    d[key] = af.whisper_features(front, y, ds.fps, ds.n_frames).mean(1).astype(np.float32)
-            np.savez(f, **d)
-            print(path.name, flush=True)
-        out.append(dict(np.load(f)))
-    return out
+
+    def encode(front: whisper.WhisperFrontEnd, ds, audio: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, make in conds.items():
+            rng = np.random.default_rng(zlib.crc32(f"{ds.path.name}/{name}".encode()))
+            noisy = make(audio.astype(np.float64), rng)
+            for gated in (False, True) if name in GATED else (False,):
+                y = (_gate(noisy) if gated else noisy).astype(np.float32)
+                y /= max(1.0, float(np.abs(y).max()))
+                key = f"gated, {name}" if gated else name
+                out[key] = af.whisper_features(front, y, ds.fps, ds.n_frames).mean(1).astype(np.float32)
+        return out
+    return cached_features(cache, datasets, encode)
 
 
 def _score(data: list[dict[str, np.ndarray]], fit_on: list[str], scored: list[str]) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ of the opening and width over the held-out people per variant and ridge strength
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,9 @@ VARIANTS = {
 }
 
 
-def _features(cache: Path, datasets: list[Path]) -> list[dict[str, np.ndarray]]:
+def cached_features(cache: Path, datasets: list[Path], encode: Callable) -> list[dict[str, np.ndarray]]:
+    """Per dataset, its tracked lip shape standardised over the clip ("lips" [T, C]) and what
+    encode(front, dataset, audio) returns ({name: [T, D]}), cached in CACHE/<dataset name>.npz."""
     cache.mkdir(parents=True, exist_ok=True)
     front = None
     out = []
@@ -58,18 +61,23 @@ def _features(cache: Path, datasets: list[Path]) -> list[dict[str, np.ndarray]]:
             audio, _ = ds.audio()
             lips = lip_coefficients(ds.tracks, LIP_COEFFS)
             mean, std = lip_standardisation(lips, np.arange(ds.n_frames))
-            d = {"lips": (lips - mean) / std}
-            for layer in range(1, 7):
-                front.layer = layer
-                d[f"L{layer}"] = af.whisper_features(front, audio, ds.fps, ds.n_frames).mean(1).astype(np.float32)
-            np.savez(f, **d)
+            np.savez(f, lips=(lips - mean) / std, **encode(front, ds, audio))
+            print(path.name, flush=True)
         out.append(dict(np.load(f)))
+    return out
+
+
+def _layers(front: whisper.WhisperFrontEnd, ds, audio: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for layer in range(1, 7):
+        front.layer = layer
+        out[f"L{layer}"] = af.whisper_features(front, audio, ds.fps, ds.n_frames).mean(1).astype(np.float32)
     return out
 
 
 def main(cache: Path, datasets: list[Path]) -> None:
     torch.set_num_threads(2)
-    data = _features(cache, datasets)
+    data = cached_features(cache, datasets, _layers)
     for name, make in VARIANTS.items():
         x = [make(d).astype(np.float64) for d in data]
         y = [d["lips"].astype(np.float64) for d in data]

@@ -34,6 +34,55 @@ inline void rotmat(float w, float a, float b, float c, float* G) {
     G[6] = 2 * (a * c - w * b), G[7] = 2 * (b * c + w * a), G[8] = 1 - 2 * (a * a + b * b);
 }
 
+// One Gaussian's projection, every intermediate the backward pass needs: camera-space centre, the Jacobian at
+// its clamped x/z and y/z, the rotation in camera axes and M = J · Rc · diag(scales), whose rows give the 2D
+// covariance.
+struct Projected {
+    float x, y, z_cam, z;  // z: z_cam, or 1 for a Gaussian behind the near plane (finite values, as in torch)
+    bool in_front, inside_x, inside_y;  // inside: x/z (y/z) within the field of view's clamp
+    float cux, cuy, tx, ty, j00, j02, j11, j12;
+    float raw_norm, norm, w, a, b, c;  // the quaternion's norm, floored, and the unit quaternion
+    float Rc[9], A0[3], A1[3], M0[3], M1[3];  // A = J · Rc, M = A · diag(scales)
+    float cxx, cxy, cyy, det;
+
+    Projected(const Camera& cam, const float* m, const float* q, const float* s, float near_plane, float eps2d) {
+        const float* R = cam.R;
+        x = m[0] * R[0] + m[1] * R[1] + m[2] * R[2] + R[3];
+        y = m[0] * R[4] + m[1] * R[5] + m[2] * R[6] + R[7];
+        z_cam = m[0] * R[8] + m[1] * R[9] + m[2] * R[10] + R[11];
+        in_front = z_cam > near_plane;
+        z = in_front ? z_cam : 1.0f;
+        const float ux = x / z, uy = y / z;
+        inside_x = ux >= cam.lim_x0 && ux <= cam.lim_x1;
+        inside_y = uy >= cam.lim_y0 && uy <= cam.lim_y1;
+        cux = std::clamp(ux, cam.lim_x0, cam.lim_x1);
+        cuy = std::clamp(uy, cam.lim_y0, cam.lim_y1);
+        tx = z * cux, ty = z * cuy;
+        j00 = cam.fx / z, j02 = -cam.fx * tx / (z * z);
+        j11 = cam.fy / z, j12 = -cam.fy * ty / (z * z);
+
+        raw_norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+        norm = std::max(raw_norm, 1e-12f);
+        w = q[0] / norm, a = q[1] / norm, b = q[2] / norm, c = q[3] / norm;
+        float G[9];
+        rotmat(w, a, b, c, G);
+        // Rc = R_cw · G (the Gaussian's axes in camera space).
+        for (int r = 0; r < 3; ++r)
+            for (int k = 0; k < 3; ++k)
+                Rc[3 * r + k] = R[4 * r] * G[k] + R[4 * r + 1] * G[3 + k] + R[4 * r + 2] * G[6 + k];
+        for (int k = 0; k < 3; ++k) {
+            A0[k] = j00 * Rc[k] + j02 * Rc[6 + k];
+            A1[k] = j11 * Rc[3 + k] + j12 * Rc[6 + k];
+            M0[k] = A0[k] * s[k];
+            M1[k] = A1[k] * s[k];
+        }
+        cxx = M0[0] * M0[0] + M0[1] * M0[1] + M0[2] * M0[2] + eps2d;
+        cxy = M0[0] * M1[0] + M0[1] * M1[1] + M0[2] * M1[2];
+        cyy = M1[0] * M1[0] + M1[1] * M1[1] + M1[2] * M1[2] + eps2d;
+        det = cxx * cyy - cxy * cxy;
+    }
+};
+
 }  // namespace
 
 extern "C" {
@@ -46,53 +95,23 @@ void instag_project_forward(const float* means, const float* quats, const float*
                             float eps2d, float* means2d, float* conics, float* depths, int32_t* radii,
                             int threads) {
     const Camera cam(viewmat, K, width, height);
-    const float* R = cam.R;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-        const float* m = means + 3 * i;
-        const float x = m[0] * R[0] + m[1] * R[1] + m[2] * R[2] + R[3];
-        const float y = m[0] * R[4] + m[1] * R[5] + m[2] * R[6] + R[7];
-        const float z_cam = m[0] * R[8] + m[1] * R[9] + m[2] * R[10] + R[11];
-        const bool in_front = z_cam > near_plane;
-        // Culled Gaussians still get finite values, as in the torch code.
-        const float z = in_front ? z_cam : 1.0f;
-        const float tx = z * std::clamp(x / z, cam.lim_x0, cam.lim_x1);
-        const float ty = z * std::clamp(y / z, cam.lim_y0, cam.lim_y1);
-        const float j00 = cam.fx / z, j02 = -cam.fx * tx / (z * z);
-        const float j11 = cam.fy / z, j12 = -cam.fy * ty / (z * z);
-
-        const float* q = quats + 4 * i;
-        const float norm = std::max(std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]), 1e-12f);
-        float G[9];
-        rotmat(q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm, G);
-        // Rc = R_cw · G (the Gaussian's axes in camera space), then M = J · Rc · diag(scales).
-        float Rc[9];
-        for (int r = 0; r < 3; ++r)
-            for (int k = 0; k < 3; ++k)
-                Rc[3 * r + k] = R[4 * r] * G[k] + R[4 * r + 1] * G[3 + k] + R[4 * r + 2] * G[6 + k];
-        const float* s = scales + 3 * i;
-        float M0[3], M1[3];
-        for (int k = 0; k < 3; ++k) {
-            M0[k] = (j00 * Rc[k] + j02 * Rc[6 + k]) * s[k];
-            M1[k] = (j11 * Rc[3 + k] + j12 * Rc[6 + k]) * s[k];
-        }
-        const float cxx = M0[0] * M0[0] + M0[1] * M0[1] + M0[2] * M0[2] + eps2d;
-        const float cxy = M0[0] * M1[0] + M0[1] * M1[1] + M0[2] * M1[2];
-        const float cyy = M1[0] * M1[0] + M1[1] * M1[1] + M1[2] * M1[2] + eps2d;
-        const float det = cxx * cyy - cxy * cxy;
+        const Projected p(cam, means + 3 * i, quats + 4 * i, scales + 3 * i, near_plane, eps2d);
+        const float cxx = p.cxx, cxy = p.cxy, cyy = p.cyy, det = p.det;
         conics[3 * i] = cyy / det;
         conics[3 * i + 1] = -cxy / det;
         conics[3 * i + 2] = cxx / det;
-        const float mx = cam.fx * x / z + cam.cx, my = cam.fy * y / z + cam.cy;
+        const float mx = cam.fx * p.x / p.z + cam.cx, my = cam.fy * p.y / p.z + cam.cy;
         means2d[2 * i] = mx;
         means2d[2 * i + 1] = my;
-        depths[i] = z_cam;
+        depths[i] = p.z_cam;
 
         const float mid = 0.5f * (cxx + cyy);
         const float lam_max = mid + std::sqrt(std::max(mid * mid - det, 0.0f));
         const float radius = std::ceil(3.0f * std::sqrt(lam_max));
         const bool on_screen = (mx + radius > 0) && (mx - radius < width) && (my + radius > 0) && (my - radius < height);
-        radii[i] = (in_front && on_screen && det > 0) ? static_cast<int32_t>(radius) : 0;
+        radii[i] = (p.in_front && on_screen && det > 0) ? static_cast<int32_t>(radius) : 0;
     }
 }
 
@@ -109,41 +128,12 @@ void instag_project_backward(const float* means, const float* quats, const float
     const float* R = cam.R;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-        const float* m = means + 3 * i;
-        const float x = m[0] * R[0] + m[1] * R[1] + m[2] * R[2] + R[3];
-        const float y = m[0] * R[4] + m[1] * R[5] + m[2] * R[6] + R[7];
-        const float z_cam = m[0] * R[8] + m[1] * R[9] + m[2] * R[10] + R[11];
-        const bool in_front = z_cam > near_plane;
-        const float z = in_front ? z_cam : 1.0f;
-        const float ux = x / z, uy = y / z;
-        const bool inside_x = ux >= cam.lim_x0 && ux <= cam.lim_x1, inside_y = uy >= cam.lim_y0 && uy <= cam.lim_y1;
-        const float cux = std::clamp(ux, cam.lim_x0, cam.lim_x1), cuy = std::clamp(uy, cam.lim_y0, cam.lim_y1);
-        const float tx = z * cux, ty = z * cuy;
-        const float j00 = cam.fx / z, j02 = -cam.fx * tx / (z * z);
-        const float j11 = cam.fy / z, j12 = -cam.fy * ty / (z * z);
-
-        const float* q = quats + 4 * i;
-        const float raw_norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-        const float norm = std::max(raw_norm, 1e-12f);
-        const float w = q[0] / norm, a = q[1] / norm, b = q[2] / norm, c = q[3] / norm;
-        float G[9];
-        rotmat(w, a, b, c, G);
-        float Rc[9];
-        for (int r = 0; r < 3; ++r)
-            for (int k = 0; k < 3; ++k)
-                Rc[3 * r + k] = R[4 * r] * G[k] + R[4 * r + 1] * G[3 + k] + R[4 * r + 2] * G[6 + k];
         const float* s = scales + 3 * i;
-        float A0[3], A1[3], M0[3], M1[3];  // A = J · Rc, M = A · diag(scales)
-        for (int k = 0; k < 3; ++k) {
-            A0[k] = j00 * Rc[k] + j02 * Rc[6 + k];
-            A1[k] = j11 * Rc[3 + k] + j12 * Rc[6 + k];
-            M0[k] = A0[k] * s[k];
-            M1[k] = A1[k] * s[k];
-        }
-        const float cxx = M0[0] * M0[0] + M0[1] * M0[1] + M0[2] * M0[2] + eps2d;
-        const float cxy = M0[0] * M1[0] + M0[1] * M1[1] + M0[2] * M1[2];
-        const float cyy = M1[0] * M1[0] + M1[1] * M1[1] + M1[2] * M1[2] + eps2d;
-        const float det = cxx * cyy - cxy * cxy;
+        const Projected p(cam, means + 3 * i, quats + 4 * i, s, near_plane, eps2d);
+        const float x = p.x, y = p.y, z = p.z, tx = p.tx, ty = p.ty, j00 = p.j00, j02 = p.j02, j11 = p.j11,
+                    j12 = p.j12, w = p.w, a = p.a, b = p.b, c = p.c, norm = p.norm;
+        const float cxx = p.cxx, cxy = p.cxy, cyy = p.cyy, det = p.det;
+        const float *Rc = p.Rc, *A0 = p.A0, *A1 = p.A1, *M0 = p.M0, *M1 = p.M1;
 
         // conics (cyy, -cxy, cxx) / det → the 2D covariance's three terms.
         const float ga = grad_conics[3 * i], gb = grad_conics[3 * i + 1], gc = grad_conics[3 * i + 2];
@@ -183,7 +173,7 @@ void instag_project_backward(const float* means, const float* quats, const float
         const float gc_ = 2.0f * (-2.0f * c * gG[0] - w * gG[1] + a * gG[2] + w * gG[3] - 2.0f * c * gG[4]
                                   + b * gG[5] + a * gG[6] + b * gG[7]);
         float* gq = grad_quats + 4 * i;
-        if (raw_norm > 1e-12f) {
+        if (p.raw_norm > 1e-12f) {
             const float dot = w * gw + a * ga_ + b * gb_ + c * gc_;
             gq[0] = (gw - w * dot) / norm, gq[1] = (ga_ - a * dot) / norm;
             gq[2] = (gb_ - b * dot) / norm, gq[3] = (gc_ - c * dot) / norm;
@@ -198,10 +188,10 @@ void instag_project_backward(const float* means, const float* quats, const float
         float gx = gmx * cam.fx / z, gy = gmy * cam.fy / z;
         float gz = -g_j00 * cam.fx / (z * z) - g_j11 * cam.fy / (z * z)
                    + 2.0f * g_j02 * cam.fx * tx / (z * z * z) + 2.0f * g_j12 * cam.fy * ty / (z * z * z)
-                   - gmx * cam.fx * x / (z * z) - gmy * cam.fy * y / (z * z) + g_tx * cux + g_ty * cuy;
-        if (inside_x) gx += g_tx, gz -= g_tx * x / z;
-        if (inside_y) gy += g_ty, gz -= g_ty * y / z;
-        const float g_zcam = (in_front ? gz : 0.0f) + grad_depths[i];
+                   - gmx * cam.fx * x / (z * z) - gmy * cam.fy * y / (z * z) + g_tx * p.cux + g_ty * p.cuy;
+        if (p.inside_x) gx += g_tx, gz -= g_tx * x / z;
+        if (p.inside_y) gy += g_ty, gz -= g_ty * y / z;
+        const float g_zcam = (p.in_front ? gz : 0.0f) + grad_depths[i];
         float* gm = grad_means + 3 * i;
         for (int k = 0; k < 3; ++k) gm[k] = R[k] * gx + R[4 + k] * gy + R[8 + k] * g_zcam;
     }
