@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import statistics
 import sys
 import time
@@ -89,7 +90,7 @@ def main() -> None:
     train = [int(t) for t in frames.train_indices]
     for t in train:  # every frame's caches warm, as after the first epoch
         optimise(run, run.identity, t, stage, [])
-    counter = iter(range(10**9))
+    counter = itertools.count()
 
     def adapt_step() -> None:
         optimise(run, run.identity, train[(next(counter) * 7) % len(train)], stage, [])

@@ -19,7 +19,16 @@ from torch import Tensor
 from cuda_ext import build
 from instag.kernels import _ffi
 
-__all__ = ["blur_ref", "separable_blur"]
+__all__ = ["blur_ref", "gaussian_taps", "separable_blur"]
+
+
+@functools.cache  # the same few taps every training step: made once per window, dtype and device
+def gaussian_taps(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The normalised 1D Gaussian [size] whose outer product is the 2D window (the SSIM's); not to be written to."""
+    with torch.inference_mode(False):  # a cached tensor must serve autograd too, whoever asked first
+        coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2.0
+        g = torch.exp(-(coords**2) / (2.0 * sigma**2))
+        return g / g.sum()
 
 
 def blur_ref(images: Tensor, taps: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from instag.kernels.blur import separable_blur
+from instag.kernels.blur import gaussian_taps, separable_blur
 from instag.train.init import project
 
 SSIM_C1 = 0.01**2  # SSIM stabilisers for images in [0, 1] (Wang et al. 2004)
@@ -34,13 +34,6 @@ def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     return _masked_mean((pred - target).abs(), mask)
 
 
-def _gaussian_taps(size: int, sigma: float, like: Tensor) -> Tensor:
-    """The normalised 1D Gaussian [size] whose outer product is the SSIM window."""
-    coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2.0
-    g = torch.exp(-(coords**2) / (2.0 * sigma**2))
-    return g / g.sum()
-
-
 def ssim_map(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     """pred, target: [H, W, C] in [0, 1] → per-pixel SSIM [H, W, C] (Gaussian window, zero padding as 3DGS)."""
     c = pred.shape[-1]
@@ -48,7 +41,8 @@ def ssim_map(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5)
     # The five local moments are blurred in one call, the Gaussian as a column pass then a row pass: the 2D window's
     # sums in 2·window taps a pixel instead of window² (benchmarks/train_ssim_cpu.md), in C++ on the CPU.
     moments = torch.cat([x, y, x * x, y * y, x * y])  # [5C, H, W]
-    mu_x, mu_y, xx, yy, xy = separable_blur(moments, _gaussian_taps(window, sigma, pred)).split(c)  # each [C, H, W]
+    taps = gaussian_taps(window, sigma, pred.dtype, pred.device)
+    mu_x, mu_y, xx, yy, xy = separable_blur(moments, taps).split(c)  # each [C, H, W]
     var_x = xx - mu_x**2
     var_y = yy - mu_y**2
     cov = xy - mu_x * mu_y

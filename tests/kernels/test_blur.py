@@ -7,13 +7,12 @@ import pytest
 import torch
 from kernel_tolerances import assert_close
 
-from instag.kernels.blur import blur_ref, separable_blur
+from instag.kernels.blur import blur_ref, gaussian_taps, separable_blur
 
 
 def _taps(kind: str, generator: torch.Generator) -> torch.Tensor:
     if kind == "gaussian":
-        g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
-        return g / g.sum()
+        return gaussian_taps(11, 1.5, torch.float32, torch.device("cpu"))
     if kind == "uneven":  # not symmetric: the backward pass must reverse the taps
         return torch.rand(7, generator=generator)
     return torch.tensor([0.7])
@@ -39,8 +38,7 @@ def test_blur_matches_reference(shape, taps_kind, device):
 def test_blur_pads_with_zeros_and_keeps_a_constant_inside(device):
     """A constant image stays constant where the whole window lies inside it, and fades towards the edges, where
     the window reaches past the image (zero padding, as the SSIM of 3DGS)."""
-    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
-    g = g / g.sum()
+    g = gaussian_taps(11, 1.5, torch.float32, torch.device("cpu"))
     out = separable_blur(torch.ones(1, 32, 40, device=device), g.to(device))[0].cpu()
     torch.testing.assert_close(out[5:-5, 5:-5], torch.ones(22, 30))
     inside = g[5:].sum()  # at the first row, the taps that fall inside the image
