@@ -122,6 +122,15 @@ def load_front_end(kind: str, audio_model: str | None) -> Any:
     return load_speech_model(kind, audio_model)
 
 
+def feature_source(kind: str, front: Any) -> str:
+    """What computes `kind` features with `front` (`load_front_end`), as a dataset's meta.json records it."""
+    if kind == "mel":
+        return "librosa log-mel (dB)"
+    if kind == "whisper":
+        return f"{front.source}, encoder layer {front.layer}"
+    return str(front.path)
+
+
 def compute_features(kind: str, front: Any, audio: np.ndarray, fps: float, n_frames: int,
                      n_mels: int = 80) -> np.ndarray:
     """Features [n_frames, K, D] of `kind` for 16 kHz mono `audio` [N], with `front` from `load_front_end`."""

@@ -156,8 +156,8 @@ def load_avatar(path: str | Path) -> Avatar:
     _check_meta(meta, where)
     try:
         # Avatars written before the loss weights moved to the recipe's own `loss` carry them in the model; those
-        # written before the lip read-out have none.
-        model = {"lip_readout": False} | {k: v for k, v in meta["recipe"]["model"].items() if k != "loss"}
+        # written before the lip read-outs have none.
+        model = {"lip_readout": False, "live_readout": False} | {k: v for k, v in meta["recipe"]["model"].items() if k != "loss"}
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{where}: no recipe.model") from exc
     cfg = from_dict(ModelConfig, model, where=f"{where}: recipe.model")

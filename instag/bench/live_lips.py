@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from instag.audio.live_context import CONTEXT_S
 from instag.avatar.bundle import load_avatar
 from instag.bench.record import header
 from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients
 from instag.errors import InputError
 from instag.stats import correlation
-from instag.viewer.live import CONTEXT_S, MAX_CHUNK_SAMPLES, RATE, LiveFeatures, LiveStream, to_chunk
+from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, LiveFeatures, LiveStream, to_chunk
 
 
 def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> np.ndarray:
@@ -42,7 +43,7 @@ def live_lips(features: LiveFeatures, audio: np.ndarray, frames: list[int]) -> n
                 piece = audio[stream.buffer.total:min(stream.buffer.total + MAX_CHUNK_SAMPLES, needed)]
                 stream.push(to_chunk(piece), (stream.buffer.total + len(piece)) / RATE)
             windows = features.windows(stream, k)[None]
-            out.append(umf.lip_shape(umf.audio_codes(windows), windows)[0].cpu().numpy())
+            out.append(umf.lip_shape(umf.audio_codes(windows), windows, live=True)[0].cpu().numpy())
     return np.stack(out)
 
 

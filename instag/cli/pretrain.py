@@ -22,7 +22,10 @@ def pretrain(
     export: Path | None = typer.Option(None, "--export", help="Write the UMF of this RUN as OUT.safetensors + OUT.json "
                                        "+ OUT_MODEL_CARD.md with loss curves beside them."),
     readout_of: Path | None = typer.Option(None, "--readout-of", help="Write this UMF (a path or a shipped name) as "
-                                           "OUT with its lip read-out fitted on DATASETs, its other weights kept."),
+                                           "OUT with its lip read-outs (for files and for the live microphone) "
+                                           "fitted on DATASETs, its other weights kept."),
+    keep_readout: bool = typer.Option(False, "--keep-readout", help="With --readout-of: keep the UMF's fitted lip "
+                                      "read-out (files are driven as before) and fit only the live one."),
     limits: Path | None = typer.Option(None, "--limits", help="With --export or --readout-of: a Markdown file of "
                                        "the UMF's known limits, for the model card."),
 ) -> None:
@@ -43,7 +46,10 @@ def pretrain(
             if not datasets:
                 raise InputError("pretrain --readout-of: give the dataset dirs to fit the read-out on")
             r = load_recipe(recipe, PretrainRecipe) if recipe else PretrainRecipe()
-            st, js = refit_lip_readout(readout_of, datasets, out, r.lips.readout_alpha, notes)
+            err = Console(stderr=True)
+            st, js = refit_lip_readout(readout_of, datasets, out, r.lips.readout_alpha, notes,
+                                       lambda done, total: err.print(f"live read-out: {done}/{total} clips"),
+                                       keep_readout)
         else:
             st, js = export_umf(export, out, notes=notes)
         Console().print(escape(f"wrote {st}, {js} and {card_path(st)}"), highlight=False)

@@ -144,6 +144,10 @@ class ModelConfig:
     # is the mean of the two, which follows people held out of both better than either alone
     # (benchmarks/lips_readout_cpu.md). Ignored without articulation.
     lip_readout: bool = True
+    # A second read-out, fitted on the features the preview's microphone mode computes from a second of sound
+    # (`audio.live_context`) rather than a whole file's, takes the first's place there: fitted on what it reads, it
+    # follows held-out people's lips better live (benchmarks/preview_live_cpu.md). Ignored without lip_readout.
+    live_readout: bool = True
     umf: MotionFieldConfig = field(default_factory=MotionFieldConfig)
     personalized: MotionFieldConfig = field(default_factory=_personalized_default)
     aligner: AlignerConfig = field(default_factory=AlignerConfig)

@@ -63,14 +63,6 @@ def _check_features(cfg: PreprocessConfig) -> dict[str, Any]:
     return {kind: af.load_front_end(kind, cfg.audio_model) for kind in cfg.audio_features}
 
 
-def _feature_source(kind: str, front: Any) -> str:
-    if kind == "mel":
-        return "librosa log-mel (dB)"
-    if kind == "whisper":
-        return f"{front.source}, encoder layer {front.layer}"
-    return str(front.path)
-
-
 def preprocess_clip(clip: str | Path, out: str | Path, cfg: PreprocessConfig, force: bool = False,
                     progress: Progress | None = None) -> PreprocessResult:
     """Turn `clip` into the dataset dir `out`. Raises InputError (nothing written) for unusable input."""
@@ -267,7 +259,7 @@ def _write_features(root: Path, audio: np.ndarray, models: dict[str, Any], sync_
         if feats is None or (kind != "mel" and cfg.audio_model is not None):  # the sync read packaged weights
             feats = af.compute_features(kind, models[kind], audio, cfg.fps, n, cfg.mel_bins)
         np.save(root / "audio" / f"{kind}.npy", feats)
-        feature_meta[kind] = {"shape": list(feats.shape), "source": _feature_source(kind, models[kind])}
+        feature_meta[kind] = {"shape": list(feats.shape), "source": af.feature_source(kind, models[kind])}
     return feature_meta
 
 

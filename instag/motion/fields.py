@@ -26,6 +26,10 @@ OUTPUT_INIT_GAIN = 0.01
 # Frames whose audio codes are computed at once over a whole clip: all its windows at once would take hundreds of
 # MB (41 KB a frame at the quick sizes).
 AUDIO_CODE_CHUNK = 256
+# The articulation head's share of the live mode's lip shape, the live read-out's the rest. The head learnt from whole
+# files' features and follows held-out people's lips worse than the live read-out on live features (r 0.60 against
+# 0.64, four folds of 32 people); a quarter of it still helps (0.643), half less (0.636): benchmarks/preview_live_cpu.md.
+LIVE_HEAD_WEIGHT = 0.25
 
 
 @dataclass
@@ -172,6 +176,7 @@ class UniversalMotionField(_TwoBranchField):
         articulation: bool = False,
         lip_coeffs: tuple[str, ...] = ("mouth_open",),
         lip_readout: bool = False,
+        live_readout: bool = False,
     ) -> None:
         super().__init__(cfg, audio.code_dim, expression_dim + (len(lip_coeffs) if articulation else 0), hook_dim,
                          backend)
@@ -181,21 +186,30 @@ class UniversalMotionField(_TwoBranchField):
         # features does (benchmarks/lips_cpu.md: ridge regression across people).
         self.articulation = nn.Linear(audio.code_dim, len(lip_coeffs)) if articulation else None
         self.lip_readout = LipReadout(audio, len(lip_coeffs)) if articulation and lip_readout else None
+        # The read-out fitted on live features (`audio.live_context`), for the preview's microphone mode.
+        self.lip_readout_live = (LipReadout(audio, len(lip_coeffs))
+                                 if articulation and lip_readout and live_readout else None)
 
-    def lip_shape(self, code: Tensor, windows: Tensor) -> Tensor:
+    def lip_shape(self, code: Tensor, windows: Tensor, live: bool = False) -> Tensor:
         """The predicted lip shape [B, C] (`ModelConfig.lip_coeffs`, standardised per person as
         `IdentityFrames.tracked_lips`) of B frames from their codes [B, code_dim] and the windows they were
         computed from [B, smooth_window, window, feature_dim]: the articulation head's, averaged with the fitted
-        lip read-out's where there is one."""
+        lip read-out's where there is one. `live`: the windows are the live mode's (`audio.live_context`); where
+        the live read-out is fitted, it stands in for the read-out, weighted LIVE_HEAD_WEIGHT against the head."""
         if self.articulation is None:
             raise ValueError("this UMF has no articulation head (model.articulation is off)")
         lips = self.articulation(code)
         if self.lip_readout is None:
             return lips
-        # Blended by the `fitted` flag (exactly the head's, or exactly the mean) rather than branched on it:
-        # reading the flag would wait for the device every frame.
+        # Blended by the `fitted` flags (exactly the head's, or exactly the mean) rather than branched on them:
+        # reading a flag would wait for the device every frame.
         fitted = self.lip_readout.fitted
-        return 0.5 * (lips + self.lip_readout(windows)) * fitted + lips * (1.0 - fitted)
+        if not live or self.lip_readout_live is None:
+            return 0.5 * (lips + self.lip_readout(windows)) * fitted + lips * (1.0 - fitted)
+        live_fitted = self.lip_readout_live.fitted
+        readout = self.lip_readout_live(windows) * live_fitted + self.lip_readout(windows) * (1.0 - live_fitted)
+        head = LIVE_HEAD_WEIGHT * live_fitted + 0.5 * (1.0 - live_fitted)
+        return (head * lips + (1.0 - head) * readout) * fitted + lips * (1.0 - fitted)
 
     def audio_code(self, windows: Tensor) -> Tensor:
         """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""

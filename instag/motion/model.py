@@ -53,7 +53,7 @@ class MotionModel(nn.Module):
         super().__init__()
         self.umf = UniversalMotionField(
             cfg.umf, cfg.audio, cfg.expression_dim, cfg.hook.code_dim, cfg.backend, cfg.articulation, cfg.lip_coeffs,
-            cfg.lip_readout)
+            cfg.lip_readout, cfg.live_readout)
         self.hook = FaceMouthHook(cfg.hook)
         self.aligner = MotionAligner(cfg.aligner, cfg.backend) if with_aligner else None
         # The person's calibration, set by adaptation (`set_calibration`) and kept in avatar.json, not the weights.
@@ -79,10 +79,10 @@ class MotionModel(nn.Module):
         self.lip_bias = bias.to(dev)
         self.lip_gain = gain.to(dev)
 
-    def predicted_lips(self, codes: Tensor, windows: Tensor) -> Tensor:
+    def predicted_lips(self, codes: Tensor, windows: Tensor, live: bool = False) -> Tensor:
         """The UMF's lip shape [B, C] of B frames, calibrated, from their codes [B, code_dim] and windows
-        [B, smooth_window, window, feature_dim]."""
-        return (self.umf.lip_shape(codes, windows) - self.lip_bias) * self.lip_gain
+        [B, smooth_window, window, feature_dim] (`live`: the live mode's, `UniversalMotionField.lip_shape`)."""
+        return (self.umf.lip_shape(codes, windows, live) - self.lip_bias) * self.lip_gain
 
     def points(
         self,
@@ -112,8 +112,9 @@ class MotionModel(nn.Module):
         probe_xyz: Tensor | None = None,  # [P, 3] extra canonical points moved like the face (not rendered)
         lip_shape: Tensor | None = None,  # [C] tracked (training) or a rest's: fed to the face branch instead of predicted
         points: MotionPoints | None = None,  # `self.points` of these positions (⊕ probes), when already computed
+        live_audio: bool = False,  # audio_windows are the live mode's (`UniversalMotionField.lip_shape`)
     ) -> AvatarMotion:
-        code, expression, predicted = self.condition(audio_windows, expression, lip_shape)
+        code, expression, predicted = self.condition(audio_windows, expression, lip_shape, live_audio)
         n_face = face_xyz.shape[0]
         if probe_xyz is not None:
             # Probes (e.g. the tracked lip vertices the lip loss compares) ride along in the face branch's call.
@@ -157,8 +158,8 @@ class MotionModel(nn.Module):
             face_condition=expression,
         )
 
-    def condition(self, audio_windows: Tensor, expression: Tensor,
-                  lip_shape: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    def condition(self, audio_windows: Tensor, expression: Tensor, lip_shape: Tensor | None,
+                  live_audio: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         """The frame's audio code [code_dim] (the speaker's mean once calibrated), the face branch's condition
         (expression [expression_dim] ⊕ lip shape [C] with the articulation head) and the predicted lip shape [C]
         (None without the head, or where nothing reads it). `lip_shape` (training, a dub's rests): fed in place of
@@ -172,7 +173,7 @@ class MotionModel(nn.Module):
         code = self.umf.audio_code(audio_windows)
         predicted = None
         if self.umf.articulation is not None:
-            predicted = self.predicted_lips(code.unsqueeze(0), audio_windows.unsqueeze(0)).squeeze(0)
+            predicted = self.predicted_lips(code.unsqueeze(0), audio_windows.unsqueeze(0), live_audio).squeeze(0)
             expression = torch.cat([expression, predicted if lip_shape is None else lip_shape])
         if self.speaker_code is not None:
             code = self.speaker_code

@@ -23,17 +23,17 @@ from instag.versioned import read_versioned_json
 
 UMF_DIR = package_dir("assets/umf")
 # The shipped UMF each audio front end starts from by default (stems in UMF_DIR).
-SHIPPED_UMFS = {"whisper": "whisper_v3", "mel": "mel_v3"}
+SHIPPED_UMFS = {"whisper": "whisper_v4", "mel": "mel_v3"}
 UMF_FORMAT = "instag-umf"
 UMF_VERSION = 1
 # ModelConfig fields a UMF file fixes
-SHARED_SIZES = ("audio", "expression_dim", "articulation", "lip_coeffs", "lip_readout", "umf", "hook")
+SHARED_SIZES = ("audio", "expression_dim", "articulation", "lip_coeffs", "lip_readout", "live_readout", "umf", "hook")
 
 
 def saved_sizes(doc: dict[str, Any]) -> dict[str, Any]:
     """The model sizes a UMF description records; files from before the articulation head (or before it read
-    more than the opening, or before the lip read-out) lack those keys."""
-    return {"articulation": False, "lip_coeffs": ["mouth_open"], "lip_readout": False} | doc["config"]
+    more than the opening, or before the lip read-outs) lack those keys."""
+    return {"articulation": False, "lip_coeffs": ["mouth_open"], "lip_readout": False, "live_readout": False} | doc["config"]
 
 
 def umf_paths(stem: str | Path) -> tuple[Path, Path]:

@@ -41,6 +41,8 @@ class FrameCondition:
     # [H, W, 4] in [0, 1]: the replayed clip's own pixels drawn over the head with weight alpha (the hair band of
     # `render.plate.torso_layer`), or None. Only where the view is the replayed frame's, so never in an orbit.
     foreground: Tensor | None = None
+    # audio_windows are the preview's live features (`audio.live_context`), which the UMF's live read-out reads.
+    live_audio: bool = False
 
 
 def expression_matrix(tracks: dict[str, np.ndarray], dim: int) -> np.ndarray:
@@ -147,6 +149,7 @@ def render_avatar(
         probe_xyz=probe_xyz,
         lip_shape=cond.lip_shape,
         points=points,
+        live_audio=cond.live_audio,
     )
     face_means = face.means + m.face.d_means
     face_log_scales = face.log_scales + m.face.d_log_scales

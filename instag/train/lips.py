@@ -8,19 +8,22 @@ frames a step, the head of `mel_v3` fitted its 10 voices (r 0.9) and generalised
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from instag.config.model import ModelConfig
+from instag.audio import features as af
+from instag.audio import live_context as lc
+from instag.config.model import AudioConfig, ModelConfig
 from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.errors import InputError
-from instag.motion.audio import frame_audio_windows
+from instag.motion.audio import LipReadout, frame_audio_windows
 from instag.motion.fields import AUDIO_CODE_CHUNK, UniversalMotionField
 from instag.stats import ridge_from_moments, ridge_moments
 from instag.train.recipe import LipStageConfig
@@ -34,6 +37,7 @@ class LipClip:
     features: Tensor  # [T, K, D]
     lips: Tensor  # [T, C] standardised
     frames: np.ndarray  # [F] the frames to learn from (a dataset's training split)
+    path: Path  # the dataset dir
 
 
 def load_lip_clip(path: str | Path, audio_feature: str, cfg: ModelConfig) -> LipClip:
@@ -47,7 +51,7 @@ def load_lip_clip(path: str | Path, audio_feature: str, cfg: ModelConfig) -> Lip
     lips = lip_coefficients(ds.tracks, cfg.lip_coeffs)
     train = ds.train_indices
     mean, std = lip_standardisation(lips, train)
-    return LipClip(ds.path.name, feats, torch.from_numpy(((lips - mean) / std).astype(np.float32)), train)
+    return LipClip(ds.path.name, feats, torch.from_numpy(((lips - mean) / std).astype(np.float32)), train, ds.path)
 
 
 def lip_audio_nets(umf: UniversalMotionField) -> list[torch.nn.Module]:
@@ -115,8 +119,87 @@ def fit_lip_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: ModelC
         for i in range(0, len(frames), AUDIO_CODE_CHUNK):
             chunk = frames[i:i + AUDIO_CODE_CHUNK]
             windows = torch.stack([frame_audio_windows(c.features, t, cfg.audio) for t in chunk])
-            m = ridge_moments(readout.inputs(windows).numpy(), c.lips[chunk].numpy())
-            total = {k: total.get(k, 0) + v for k, v in m.items()}
+            total = _add_moments(total, readout.inputs(windows), c.lips[chunk])
+    _set_ridge(readout, total, alpha)
+
+
+def live_feature_model(clips: list[LipClip], kind: str) -> tuple[Any, str | None]:
+    """The feature model that computes the live mode's `kind` features as every clip's own were computed, for the
+    live read-out's fit: (the front end, None), or (None, why the live read-out cannot be fitted here). hubert and
+    wav2vec2 come from a local model that pre-training is not given."""
+    if kind not in ("mel", "whisper"):
+        return None, f"'{kind}' features come from a local model that pre-training is not given"
+    front = af.load_front_end(kind, None)
+    want = af.feature_source(kind, front)
+    for c in clips:
+        ds = load_dataset(c.path)
+        source = ds.meta.get("audio", {}).get("features", {}).get(kind, {}).get("source")
+        if source != want:
+            return None, f"{c.path}: its '{kind}' features came from {source!r}, the live mode computes {want!r}"
+        if not (c.path / "audio.wav").is_file():
+            return None, f"{c.path}: no audio.wav"
+    return front, None
+
+
+def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: ModelConfig, alpha: float, kind: str,
+                     front: Any, progress: Callable[[int, int], None] | None = None) -> int:
+    """Fit the UMF's live read-out (`UniversalMotionField.lip_readout_live`) as `fit_lip_readout` fits the
+    read-out, on the features the preview's microphone mode computes for each training frame instead of the
+    whole file's (`audio.live_context`, its default look-ahead, both positions of the CPU's feature hop);
+    `front` from `live_feature_model`. Frames whose look-ahead runs past the clip are left out, as the preview
+    never draws them. Returns how many frames it was fitted on; `progress(clips done, clips)`."""
+    readout = umf.lip_readout_live
+    if readout is None:
+        raise InputError("the live read-out needs model.articulation, model.lip_readout and model.live_readout on")
+    if not clips:
+        raise InputError("the live read-out needs at least one clip to fit")
+    total: dict[str, np.ndarray] = {}
+    count = 0
+    for i, c in enumerate(clips):
+        ds = load_dataset(c.path)
+        audio, rate = ds.audio()
+        if rate != lc.RATE:
+            raise InputError(f"{c.path}: audio.wav is {rate} Hz, the live mode hears {lc.RATE}")
+        frames = [int(t) for t in c.frames]
+        for group, windows in live_windows(audio, ds.fps, frames, len(c.features), kind, front, cfg.audio,
+                                           c.features.shape[2]):
+            total = _add_moments(total, readout.inputs(windows), c.lips[group])
+            count += len(group)
+        if progress:
+            progress(i + 1, len(clips))
+    if not count:
+        raise InputError("the live read-out has no frame to fit: every clip is shorter than its look-ahead")
+    _set_ridge(readout, total, alpha)
+    return count
+
+
+def live_windows(audio: np.ndarray, fps: float, frames: list[int], clip_frames: int, kind: str, front: Any,
+                 cfg: AudioConfig, feature_dim: int) -> Iterator[tuple[list[int], Tensor]]:
+    """The audio windows the preview's microphone mode computes for `frames` of a clip whose `audio` [N] it heard
+    from its start (`audio.live_context`: the default look-ahead, the CPU's feature hop): per context, the frames
+    that share it and their windows [B, smooth_window, window, feature_dim]. Frames whose look-ahead runs past
+    the clip's `clip_frames` frames are left out: the preview never draws them."""
+    look, hop = lc.LOOKAHEAD_FRAMES, lc.CPU_FEATURE_HOP
+    n_ctx = lc.context_frames(fps, cfg.smooth_window, look, hop)
+    by_end: dict[int, list[int]] = {}
+    for t in frames:
+        if lc.context_end(t, look, hop) < clip_frames:
+            by_end.setdefault(lc.context_end(t, look, hop), []).append(t)
+    for last, group in by_end.items():
+        end, n, start_s = lc.context_span(kind, last, n_ctx, fps)
+        context = torch.from_numpy(lc.context_features(kind, front, lc.clip_window(audio, end, n), fps, n_ctx,
+                                                       start_s, feature_dim))
+        yield group, torch.stack([frame_audio_windows(context, n_ctx - 1 - (last - t), cfg) for t in group])
+
+
+def _add_moments(total: dict[str, np.ndarray], inputs: Tensor, lips: Tensor) -> dict[str, np.ndarray]:
+    """`total` plus the ridge moments of read-out inputs [B, I] against lip shapes [B, C]."""
+    m = ridge_moments(inputs.numpy(), lips.numpy())
+    return {k: total.get(k, 0) + v for k, v in m.items()}
+
+
+def _set_ridge(readout: LipReadout, total: dict[str, np.ndarray], alpha: float) -> None:
+    """Solve the ridge of strength `alpha` from summed moments into `readout`'s buffers; it takes part from then on."""
     mean, scale, weights, bias = ridge_from_moments(total, (alpha,))
     dev = readout.weight.device
     with torch.no_grad():

@@ -71,6 +71,24 @@ def _readout_line(doc: dict[str, Any]) -> str:
     return line
 
 
+def _live_readout_line(doc: dict[str, Any]) -> str:
+    """The card's line on the live read-out: what it was fitted on, or that it was not."""
+    fit = doc.get("live_readout_fit") or {}
+    if not fit.get("fitted"):
+        why = fit.get("not_fitted")
+        return ("- live read-out: not fitted" + (f" ({why})" if why else "")
+                + "; the preview's microphone mode reads the lip read-out")
+    line = (f"- live read-out: the same ridge on the features the preview's microphone mode computes "
+            f"({fit['context_s']:g} s of sound ending {fit['lookahead_frames']} frames after the frame, feature "
+            f"passes shared by {fit['feature_hop']} frames); the microphone mode reads it in place of the lip "
+            "read-out")
+    if "refitted_from" in fit:
+        src = fit["refitted_from"]
+        line += (f"; fitted afterwards onto the weights of `{src['umf']}` (sha256 {src['sha256'][:12]}…), over "
+                 f"{fit['frames']} frames of {len(fit['datasets'])} clips, every other weight unchanged")
+    return line
+
+
 def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | None) -> str:
     """Markdown: what the UMF is, how it was trained (corpus by file name, steps, device, time), the loss
     curves, known limits (`notes`, written by whoever trained it) and how to use it."""
@@ -98,6 +116,7 @@ def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | 
            "articulation head from the tracked landmarks; fixed afterwards)"]
           if (lips := doc.get("lip_stage") or {}).get("steps") else []),
         *([_readout_line(doc)] if doc["config"].get("lip_readout") else []),
+        *([_live_readout_line(doc)] if doc["config"].get("lip_readout") and doc["config"].get("live_readout") else []),
         f"- device: {doc.get('device')}",
         f"- training-loop time: {hours:.2f} h (from the logged rates)",
         f"- exported {doc.get('time')}",

@@ -29,12 +29,20 @@ from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.gaussians.field import GaussianField
 from instag.machine import device_description, resolve_device
-from instag.motion.fields import PersonalizedField
+from instag.motion.fields import PersonalizedField, UniversalMotionField
 from instag.motion.model import MotionModel, build_personalized
 from instag.train import checkpoint as ck
 from instag.train.frames import training_frames
 from instag.train.init import init_gaussians
-from instag.train.lips import fit_lip_predictor, fit_lip_readout, lip_audio_nets, load_lip_clip
+from instag.train.lips import (
+    LipClip,
+    fit_lip_predictor,
+    fit_lip_readout,
+    fit_live_readout,
+    lip_audio_nets,
+    live_feature_model,
+    load_lip_clip,
+)
 from instag.train.loop import LoopOutputs, save_checkpoint, start_fresh, train, use_threads
 from instag.train.recipe import PretrainRecipe
 from instag.train.run import (
@@ -245,7 +253,7 @@ def _lip_stage(run: _Pretraining, recipe: PretrainRecipe, datasets: list[str | P
                callback: Callback | None) -> None:
     """The lip stage over every identity (each rank reads them all: features and tracks only) and the fit of the
     lip read-out, then rank 0's audio nets and read-out everywhere, so the ranks' replicas agree to the bit
-    whatever their arithmetic."""
+    whatever their arithmetic. Rank 0 alone fits the live read-out, which runs the feature model over the audio."""
     clips = [load_lip_clip(d, recipe.audio_feature, recipe.model) for d in datasets]
     t0 = time.perf_counter()
 
@@ -259,10 +267,30 @@ def _lip_stage(run: _Pretraining, recipe: PretrainRecipe, datasets: list[str | P
         fit_lip_predictor(umf, clips, recipe.model, recipe.lips, recipe.seed, report)
     if umf.lip_readout is not None:
         fit_lip_readout(umf, clips, recipe.model, recipe.lips.readout_alpha)
+    if umf.lip_readout_live is not None and (world == 1 or dist.get_rank() == 0):
+        _fit_live_readout(umf, clips, recipe, callback)
     if world > 1:
-        readout = [] if umf.lip_readout is None else list(umf.lip_readout.buffers())
+        readout = [b for r in (umf.lip_readout, umf.lip_readout_live) if r is not None for b in r.buffers()]
         for t in [p for net in lip_audio_nets(umf) for p in net.parameters()] + readout:
             dist.broadcast(t.data, src=0)
+
+
+def _fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], recipe: PretrainRecipe,
+                      callback: Callback | None) -> None:
+    """The live read-out's fit, or a note on why it cannot be fitted here (then the preview's microphone mode
+    reads the read-out, as before there was a live one)."""
+    front, why = live_feature_model(clips, recipe.audio_feature)
+    if why is not None:
+        if callback:
+            callback(ProgressEvent(0, len(clips), "live read-out", {}, 0.0, f"live read-out not fitted: {why}"))
+        return
+    t0 = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        if callback:
+            callback(ProgressEvent(done, total, "live read-out", {}, done / max(time.perf_counter() - t0, 1e-9)))
+
+    fit_live_readout(umf, clips, recipe.model, recipe.lips.readout_alpha, recipe.audio_feature, front, report)
 
 
 def _barrier(world: int) -> None:

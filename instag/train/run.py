@@ -116,13 +116,13 @@ def save_recipe(run_dir: Path, recipe: Any) -> None:
 
 def load_run_recipe(run_dir: Path, cls: type[T]) -> T:
     """The recipe a run saved (`save_recipe`), as `cls`, read as the run meant it when an older instag wrote it: its
-    loss weights under `model.loss` (before they moved to the recipe's own `loss`), and no `model.lip_readout`
-    (before the read-out existed, so its model had none)."""
+    loss weights under `model.loss` (before they moved to the recipe's own `loss`), and no `model.lip_readout` or
+    `model.live_readout` (before those read-outs existed, so its model had none)."""
     path = run_dir / "recipe.yaml"
     data = read_recipe_yaml(path)
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict):
-        model = {"lip_readout": False} | model
+        model = {"lip_readout": False, "live_readout": False} | model
         if "loss" in model:
             data = {"loss": model.pop("loss")} | data
         data = data | {"model": model}

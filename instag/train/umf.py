@@ -7,6 +7,7 @@ import datetime as _dt
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from instag.atomic import atomic_file, write_text_atomic
+from instag.audio import live_context as lc
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
@@ -29,7 +31,7 @@ from instag.motion.umf_file import (
     umf_doc,
     umf_paths,
 )
-from instag.train.lips import fit_lip_readout, load_lip_clip
+from instag.train.lips import fit_lip_readout, fit_live_readout, live_feature_model, load_lip_clip
 from instag.train.model_card import card_path, model_card, write_loss_curves
 from instag.train.run import read_losses, training_seconds
 
@@ -97,6 +99,12 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
     tensors |= {f"hook.{k}": v for k, v in motion.hook.state_dict().items()}
     model = to_dict(cfg)
     rows = read_losses(losses) if losses is not None and losses.is_file() else []
+    live = motion.umf.lip_readout_live
+    if live is not None:
+        # what the live read-out was fitted on (`train.lips.fit_live_readout`)
+        info = info | {"live_readout_fit": info.get("live_readout_fit", {}) | {
+            "fitted": bool(live.fitted), "lookahead_frames": lc.LOOKAHEAD_FRAMES, "feature_hop": lc.CPU_FEATURE_HOP,
+            "context_s": lc.CONTEXT_S}}
     # `info` may carry training_s: a UMF refitted from another keeps the training time of its weights.
     doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, "training_s": round(training_seconds(rows)), **info,
            "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}
@@ -118,34 +126,52 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
 
 
 def refit_lip_readout(stem: str | Path, datasets: list[str | Path], out: str | Path, alpha: float,
-                      notes: str | None = None) -> tuple[Path, Path]:
-    """Write the UMF `stem` as `out` with its lip read-out fitted on `datasets` (their training frames) at ridge
-    strength `alpha`, every other weight as it was: the read-out needs tracked landmarks and audio only, so a UMF
-    trained before it existed gains one without pre-training again. Its model card says so (`notes`: the known
-    limits)."""
+                      notes: str | None = None, progress: Callable[[int, int], None] | None = None,
+                      keep_readout: bool = False) -> tuple[Path, Path]:
+    """Write the UMF `stem` as `out` with its lip read-outs (the read-out and the live one) fitted on `datasets`
+    (their training frames) at ridge strength `alpha`, every other weight as it was: the read-outs need tracked
+    landmarks and audio only, so a UMF trained before they existed gains them without pre-training again. Its
+    model card says so (`notes`: the known limits). `keep_readout`: the UMF's fitted read-out stays as it is and
+    only the live one is fitted, so files are driven exactly as before. `progress(clips done, clips)` follows the
+    live read-out's fit, which runs the feature model over the audio; where it cannot be fitted
+    (`train.lips.live_feature_model`), the UMF's JSON says why."""
     st_path, json_path = find_umf(stem)
     doc = umf_doc(json_path)
     sizes = saved_sizes(doc)
     if not sizes.get("articulation"):
         raise InputError(f"{json_path}: this UMF has no articulation head, so no lip read-out to fit")
-    cfg = from_dict(ModelConfig, sizes | {"lip_readout": True}, f"{json_path}: config")
+    if keep_readout and not sizes.get("lip_readout"):
+        raise InputError(f"{json_path}: no fitted lip read-out to keep")
+    cfg = from_dict(ModelConfig, sizes | {"lip_readout": True, "live_readout": True}, f"{json_path}: config")
     motion = MotionModel(cfg, with_aligner=False)
     tensors = read_umf_tensors(st_path)
-    # a read-out it may already have is fitted anew
-    own = {k[4:]: v for k, v in tensors.items() if k.startswith("umf.") and not k.startswith("umf.lip_readout.")}
+    # read-outs it may already have are fitted anew
+    refit = ("lip_readout_live.",) if keep_readout else ("lip_readout.", "lip_readout_live.")
+    own = {k[4:]: v for k, v in tensors.items() if k.startswith("umf.") and not k[4:].startswith(refit)}
     try:
         missing, unexpected = motion.umf.load_state_dict(own, strict=False)
         motion.hook.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("hook.")})
     except RuntimeError as exc:
         raise InputError(f"{st_path}: weights do not fit the described sizes ({exc})") from exc
-    if unexpected or any(not k.startswith("lip_readout.") for k in missing):
+    if unexpected or any(not k.startswith(refit) for k in missing):
         raise InputError(f"{st_path}: weights do not fit the described sizes (missing {missing}, "
                          f"unexpected {unexpected})")
     clips = [load_lip_clip(d, doc["audio_feature"], cfg) for d in datasets]
-    fit_lip_readout(motion.umf, clips, cfg, alpha)
+    if keep_readout and not float(motion.umf.lip_readout.fitted):
+        raise InputError(f"{st_path}: no fitted lip read-out to keep")
+    if not keep_readout:
+        fit_lip_readout(motion.umf, clips, cfg, alpha)
+    front, why = live_feature_model(clips, doc["audio_feature"])
+    source = {"umf": st_path.name, "sha256": hashlib.sha256(st_path.read_bytes()).hexdigest()}
+    names = [c.name for c in clips]
+    live = ({"alpha": alpha, "datasets": names,
+             "frames": fit_live_readout(motion.umf, clips, cfg, alpha, doc["audio_feature"], front, progress)}
+            if why is None else {"not_fitted": why})
     kept = {k: v for k, v in doc.items() if k not in ("format", "format_version", "config", "backend")}
-    fit = {"alpha": alpha, "datasets": [c.name for c in clips], "frames": int(sum(len(c.frames) for c in clips)),
-           "refitted_from": {"umf": st_path.name, "sha256": hashlib.sha256(st_path.read_bytes()).hexdigest()}}
-    info = kept | {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "lip_readout": fit}
+    info = kept | {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   "live_readout_fit": live | {"refitted_from": source}}
+    if not keep_readout:  # a kept read-out keeps the description it had
+        info["lip_readout"] = {"alpha": alpha, "datasets": names,
+                               "frames": int(sum(len(c.frames) for c in clips)), "refitted_from": source}
     return write_umf(out, motion, cfg, info, notes=notes,
                      curves_of=st_path.with_name(f"{st_path.stem}_losses.png"))

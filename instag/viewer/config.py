@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from instag.audio.live_context import LOOKAHEAD_FRAMES as LIVE_LOOKAHEAD_FRAMES
+
 LOOPBACK = "127.0.0.1"
 MAX_UPLOAD_BYTES = 20 << 20  # an uploaded audio file; 20 MB is minutes of compressed speech
-# Frames of microphone sound heard after a live frame before it is drawn: the audio nets were trained seeing them.
-# 2 (80 ms at 25 fps) closes more than half the gap between live lips and a dub's; more adds little and costs latency
-# (`instag bench live-lips`, benchmarks/preview_live_cpu.md).
-LIVE_LOOKAHEAD_FRAMES = 2
 MAX_LIVE_LOOKAHEAD_FRAMES = 12  # half a second at 25 fps: beyond it the page is no longer live
 
 

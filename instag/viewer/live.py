@@ -5,7 +5,9 @@ the look-ahead after it (`LIVE_LOOKAHEAD_FRAMES` frames by default), have arrive
 Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
 features come from the CONTEXT_S seconds that end with its look-ahead (on a CPU, with the look-ahead of the frame
 after it when the two share a feature pass: CPU_FEATURE_HOP): the avatar's own feature kind,
-Whisper in its short-context mode (`encode_recent`). The audio nets look at frames after k (`frame_audio_windows`),
+Whisper in its short-context mode (`encode_recent`); `audio.live_context` says which sound that is, for this module
+and for the fit of the UMF's live read-out, which the frames' lips read (`FrameCondition.live_audio`). The audio nets
+look at frames after k (`frame_audio_windows`),
 and Whisper's states attend to what follows them: a mouth shapes a sound before it is heard. Frames the context
 does not reach repeat its last, as at the end of a clip. Waiting for the look-ahead costs its length in latency
 and brings the live lips more than half the way to a dub's (benchmarks/preview_live_cpu.md). A frame whose audio,
@@ -32,21 +34,14 @@ import torch
 from torch import Tensor
 
 from instag.audio import features as af
-from instag.audio import whisper
+from instag.audio import live_context as lc
+from instag.audio.live_context import CONTEXT_S, CPU_FEATURE_HOP, RATE
 from instag.avatar.bundle import Avatar
 from instag.avatar.rest import REST_AFTER_S
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
 from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 
-RATE = whisper.SAMPLE_RATE  # what the page sends: 16 kHz mono int16
-CONTEXT_S = 1.0  # seconds of audio the features of a frame are computed from
-# On a CPU, neighbouring live frames that share one pass of the feature model: their context ends with the
-# look-ahead of the last of them, so the others hear up to CPU_FEATURE_HOP − 1 frames more of what follows them and
-# wait as long for it. There a Whisper pass costs about what rendering the frame does; sharing it lifts the frame
-# rate past 20 frames/s for about 30–40 ms of latency (benchmarks/preview_live_cpu.md). Elsewhere each frame has
-# its own.
-CPU_FEATURE_HOP = 2
 BUFFER_S = 4.0  # ring buffer length: the context plus room for frames still being rendered
 MAX_CHUNK_SAMPLES = RATE // 4  # one message carries at most 0.25 s (the page sends 10 ms)
 # How far a client may run ahead of real time, counted from its first chunk: room for network and scheduling
@@ -152,7 +147,7 @@ class LiveStream:
 
     def frame_end(self, k: int) -> int:
         """The stream sample where live frame k ends."""
-        return int(round((k + 1) * RATE / self.fps))
+        return lc.frame_end(k, self.fps)
 
     def newest_frame(self) -> int:
         """The newest frame whose audio has all arrived (−1: none yet)."""
@@ -209,7 +204,7 @@ class LiveFeatures:
         self.fps = float(avatar.meta["fps"])
         self.front = af.load_front_end(self.kind, audio_model)
         self.hop = CPU_FEATURE_HOP if device.type == "cpu" else 1
-        self.n_frames = max(int(round(context_s * self.fps)), avatar.cfg.audio.smooth_window + lookahead + self.hop - 1)
+        self.n_frames = lc.context_frames(self.fps, avatar.cfg.audio.smooth_window, lookahead, self.hop, context_s)
         # Per stream, the feature passes by the last frame of their context: done, or being computed by a worker
         # (the other waits for it rather than repeating it).
         self._passes: weakref.WeakKeyDictionary[LiveStream, dict[int, _Pass]] = weakref.WeakKeyDictionary()
@@ -217,14 +212,11 @@ class LiveFeatures:
 
     def _features(self, audio: np.ndarray, start_s: float) -> np.ndarray:
         """Features [n_frames, K, D] of the context `audio` [N]; context frame 0 starts `start_s` after the audio."""
-        if self.kind == "whisper":
-            return af.whisper_recent_features(self.front, audio, self.fps, self.n_frames, start_s)
-        return af.compute_features(self.kind, self.front, audio, self.fps, self.n_frames, n_mels=self.shape[1])
+        return lc.context_features(self.kind, self.front, audio, self.fps, self.n_frames, start_s, self.shape[1])
 
     def context_end(self, k: int) -> int:
-        """The last frame of live frame k's context: the end of its look-ahead, rounded up to a multiple of the hop
-        (so `hop` neighbouring frames share it)."""
-        return -(-(k + self.lookahead) // self.hop) * self.hop
+        """The last frame of live frame k's context (`audio.live_context.context_end`)."""
+        return lc.context_end(k, self.lookahead, self.hop)
 
     def newest(self, stream: LiveStream) -> int:
         """The newest live frame that can be drawn: the audio through its context's end has arrived (−1: none)."""
@@ -274,15 +266,8 @@ class LiveFeatures:
         return done.features
 
     def _compute(self, stream: LiveStream, last: int) -> Tensor:
-        end = stream.frame_end(last)
-        first = last - self.n_frames + 1  # context frame 0
-        frame_start = int(round(first * RATE / self.fps))
-        # Whisper makes one state per 320 samples from the start of what it is given: a whole number of them,
-        # ending where the context ends.
-        n = end - frame_start
-        if self.kind == "whisper":
-            n = math.ceil(n / whisper.TOKEN_SAMPLES) * whisper.TOKEN_SAMPLES
-        feats = self._features(stream.buffer.read(end, n), (frame_start - (end - n)) / RATE)
+        end, n, start_s = lc.context_span(self.kind, last, self.n_frames, self.fps)
+        feats = self._features(stream.buffer.read(end, n), start_s)
         if feats.shape[1:] != self.shape:
             raise InputError(f"{self.avatar.path}: live '{self.kind}' features come out {list(feats.shape[1:])} "
                              f"per frame, the avatar was trained on {list(self.shape)}")

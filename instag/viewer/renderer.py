@@ -148,7 +148,8 @@ class PreviewRenderer:
         windows = self.live.windows(stream, k)
         feature_ms = (time.perf_counter() - t0) * 1e3
         # The idle loop's pose, blink and torso at k; the lips from the voice (`pause` has no rest).
-        cond = dataclasses.replace(self.pause.condition(k % self.pause.n_frames).cond, audio_windows=windows)
+        cond = dataclasses.replace(self.pause.condition(k % self.pause.n_frames).cond, audio_windows=windows,
+                                   live_audio=True)
         frame = self._frame(cond, k, orbit, t0)
         frame.header = {"end": end, "voiced": True, "feature_ms": round(feature_ms, 2)}
         return frame

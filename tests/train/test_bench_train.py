@@ -41,7 +41,7 @@ def test_bench_train_times_on_cuda(tmp_path):
 def test_bench_train_starts_from_the_umf_an_adaptation_would(tmp_path):
     """The shipped recipe times the step users run, from the shipped UMF of its features; --no-umf from scratch."""
     shipped = bench_train.run(Path("adapt_quick_cpu"), runs=3, threads=1, sizes=(32,))
-    assert shipped["umf"].endswith("whisper_v3.safetensors (shipped)"), shipped["umf"]
+    assert shipped["umf"].endswith("whisper_v4.safetensors (shipped)"), shipped["umf"]
     scratch = bench_train.run(Path("adapt_quick_cpu"), runs=3, threads=1, sizes=(32,), use_umf=False)
     assert scratch["umf"] == "none (--no-umf)"
     assert shipped["cases"][0]["s_per_it"] > 0 and scratch["cases"][0]["s_per_it"] > 0

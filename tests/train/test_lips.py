@@ -7,20 +7,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from safetensors.torch import load_file
 
+from instag.audio.live_context import CPU_FEATURE_HOP, LOOKAHEAD_FRAMES, context_end
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict
+from instag.data.dataset import load_dataset
 from instag.errors import InputError
 from instag.motion.audio import frame_audio_windows
+from instag.motion.fields import LIVE_HEAD_WEIGHT
 from instag.motion.model import MotionModel
 from instag.motion.umf_file import load_umf
 from instag.train.lips import (
     LipClip,
     fit_lip_predictor,
     fit_lip_readout,
+    fit_live_readout,
     lip_audio_nets,
+    live_feature_model,
+    live_windows,
     load_lip_clip,
     predict_lips,
 )
@@ -116,7 +123,7 @@ def test_the_read_out_is_fitted_in_closed_form_and_then_averaged_with_the_head(d
         feats = torch.randn(200, 4, cfg.audio.feature_dim, generator=gen)
         windows = torch.stack([frame_audio_windows(feats, t, cfg.audio) for t in range(200)])
         lips = umf.lip_readout.inputs(windows) @ truth + 0.1 * torch.randn(200, 2, generator=gen)
-        return LipClip(f"c{i}", feats, lips, np.arange(200))
+        return LipClip(f"c{i}", feats, lips, np.arange(200), Path(f"c{i}"))
 
     synthetic = [clip(i) for i in range(4)]
     fit_lip_readout(umf, synthetic[:3], cfg, alpha=1.0)
@@ -136,11 +143,24 @@ def test_a_umf_without_a_read_out_gains_one_and_keeps_its_other_weights(datasets
     export_umf(tmp_path / "run", tmp_path / "old")
     refit_lip_readout(tmp_path / "old", datasets, tmp_path / "new", alpha=100.0)
     old, new = load_file(str(tmp_path / "old.safetensors")), load_file(str(tmp_path / "new.safetensors"))
-    assert set(new) - set(old) == {f"umf.lip_readout.{k}" for k in ("in_mean", "in_scale", "weight", "bias", "fitted")}
+    assert set(new) - set(old) == {f"umf.{r}.{k}" for r in ("lip_readout", "lip_readout_live")
+                                   for k in ("in_mean", "in_scale", "weight", "bias", "fitted")}
     assert all(torch.equal(v, new[k]) for k, v in old.items())
     assert float(new["umf.lip_readout.fitted"]) == 1.0 and new["umf.lip_readout.weight"].abs().sum() > 0
     doc = json.loads((tmp_path / "new.json").read_text())
     assert doc["config"]["lip_readout"] is True and doc["lip_readout"]["alpha"] == 100.0
+    # The synthetic datasets have no sound to run the live mode's feature model on: the live read-out stays
+    # unfitted, and the JSON and the card say why.
+    assert float(new["umf.lip_readout_live.fitted"]) == 0.0 and doc["live_readout_fit"]["fitted"] is False
+    assert "live mode computes" in doc["live_readout_fit"]["not_fitted"]
+    assert "live read-out: not fitted" in (tmp_path / "new_MODEL_CARD.md").read_text()
+    # --keep-readout fits the live read-out alone: the read-out stays to the bit, and needs to be there.
+    refit_lip_readout(tmp_path / "new", datasets, tmp_path / "newer", alpha=5.0, keep_readout=True)
+    newer = load_file(str(tmp_path / "newer.safetensors"))
+    assert newer.keys() == new.keys() and all(torch.equal(newer[k], v) for k, v in new.items() if ".lip_readout." in k)
+    assert json.loads((tmp_path / "newer.json").read_text())["lip_readout"]["alpha"] == 100.0  # its own account
+    with pytest.raises(InputError, match="no fitted lip read-out to keep"):
+        refit_lip_readout(tmp_path / "old", datasets, tmp_path / "never", alpha=5.0, keep_readout=True)
     assert doc["lip_readout"]["refitted_from"]["umf"] == "old.safetensors"
     assert doc["iterations"] == json.loads((tmp_path / "old.json").read_text())["iterations"]
     assert "fitted afterwards onto the weights of `old.safetensors`" in (tmp_path / "new_MODEL_CARD.md").read_text()
@@ -151,3 +171,67 @@ def test_a_umf_without_a_read_out_gains_one_and_keeps_its_other_weights(datasets
         pretrain(datasets, tmp_path / "bare", _recipe(model={**MODEL, "articulation": False}, lips={"steps": 0}))
         export_umf(tmp_path / "bare", tmp_path / "bare_umf")
         refit_lip_readout(tmp_path / "bare_umf", datasets, tmp_path / "never", alpha=100.0)
+
+
+def _with_sound(path: Path, seed: int) -> Path:
+    """A synthetic dataset given a second of speech-like sound and features marked as librosa's log-mel: what the
+    live read-out's fit needs besides the lips."""
+    from instag.audio import features as af
+    from instag.bench.render import speech_like
+
+    soundfile.write(path / "audio.wav", speech_like(16 / 25, seed=seed), 16000)
+    meta = json.loads((path / "meta.json").read_text())
+    meta["audio"]["features"]["mel"]["source"] = af.feature_source("mel", None)
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_the_live_read_out_is_fitted_on_the_live_modes_windows(datasets, tmp_path):
+    cfg = _recipe().model
+    torch.manual_seed(0)
+    umf = MotionModel(cfg).umf
+    clips = [load_lip_clip(d, "mel", cfg) for d in datasets]
+    front, why = live_feature_model(clips, "mel")
+    assert front is None and "the live mode computes 'librosa log-mel (dB)'" in why  # no sound, no source
+    sounded = [_with_sound(write_dataset(tmp_path / f"s{i}", frames=16, seed=i), seed=i) for i in range(4)]
+    clips = [load_lip_clip(d, "mel", cfg) for d in sounded]
+    assert live_feature_model(clips, "mel") == (None, None)  # mel needs no model
+
+    # Lip shapes that are a linear map of the live windows' read-out inputs: fitted on three clips, it predicts
+    # a fourth it never saw; frames whose look-ahead runs past the clip are left out.
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.randn(umf.lip_readout_live.weight.shape, generator=gen)
+    windows = {}
+    for c in clips:
+        audio, _ = load_dataset(c.path).audio()
+        groups = list(live_windows(audio, 25.0, list(range(16)), 16, "mel", None, cfg.audio, cfg.audio.feature_dim))
+        frames = [t for g, _ in groups for t in g]
+        assert frames == [t for t in range(16) if context_end(t, LOOKAHEAD_FRAMES, CPU_FEATURE_HOP) < 16]
+        windows[c.name] = torch.cat([w for _, w in groups])
+        c.lips = torch.zeros(16, 2)
+        c.lips[frames] = umf.lip_readout.inputs(windows[c.name]) @ truth
+    assert fit_live_readout(umf, clips[:3], cfg, 1.0, "mel", None) == 3 * len(frames)
+    assert float(umf.lip_readout_live.fitted) == 1.0 and float(umf.lip_readout.fitted) == 0.0
+    read = umf.lip_readout_live(windows[clips[3].name])
+    assert all(np.corrcoef(read[:, j], clips[3].lips[frames, j])[0, 1] > 0.95 for j in range(2))
+
+
+def test_live_frames_read_the_live_read_out_once_it_is_fitted():
+    cfg = _recipe().model
+    torch.manual_seed(0)
+    umf = MotionModel(cfg).umf
+    windows = torch.randn(5, cfg.audio.smooth_window, cfg.audio.window, cfg.audio.feature_dim)
+    code = umf.audio_codes(windows)
+    head = umf.articulation(code)
+    for readout in (umf.lip_readout, umf.lip_readout_live):
+        readout.weight.normal_()
+    umf.lip_readout.fitted.fill_(1.0)
+    file_lips = umf.lip_shape(code, windows)
+    torch.testing.assert_close(file_lips, 0.5 * (head + umf.lip_readout(windows)))
+    # Unfitted, the live read-out takes no part: a live frame's lips are a file frame's.
+    assert torch.equal(umf.lip_shape(code, windows, live=True), file_lips)
+    umf.lip_readout_live.fitted.fill_(1.0)
+    live = umf.lip_shape(code, windows, live=True)
+    torch.testing.assert_close(live, LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * umf.lip_readout_live(windows))
+    assert not torch.allclose(live, file_lips)
+    assert torch.equal(umf.lip_shape(code, windows), file_lips)  # files keep the read-out

@@ -57,3 +57,15 @@ def test_a_bare_name_finds_a_shipped_umf_and_writing_never_goes_there(tmp_path, 
     with pytest.raises(InputError, match="no such UMF"):
         find_umf(tmp_path / "runs" / "whisper_v1")  # a path elsewhere is that path, not the shipped one
     assert umf_paths("whisper_v1")[0] == Path("whisper_v1.safetensors")  # where a new UMF of that name goes
+
+
+def test_the_shipped_whisper_umf_drives_files_as_whisper_v3_and_has_a_fitted_live_read_out():
+    """`whisper_v4` is `whisper_v3` with a live read-out added (`--keep-readout`): every tensor of `whisper_v3` is
+    there unchanged, so dubs and adaptations are those `whisper_v3` gave, and the live read-out is fitted."""
+    from safetensors.torch import load_file
+
+    v3 = load_file(str(umf_paths(UMF_DIR / "whisper_v3")[0]))
+    shipped = load_file(str(umf_paths(shipped_umf("whisper"))[0]))
+    assert all(shipped[k].equal(v) for k, v in v3.items())
+    assert {k.rsplit(".", 1)[0] for k in shipped.keys() - v3.keys()} == {"umf.lip_readout_live"}
+    assert float(shipped["umf.lip_readout_live.fitted"]) == 1.0 and shipped["umf.lip_readout_live.weight"].abs().sum() > 0

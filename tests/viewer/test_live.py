@@ -22,6 +22,7 @@ from e2e.conftest import speech_like
 
 from instag.avatar.rest import REST_AFTER_S
 from instag.render.views import ViewRange, view_range
+from instag.train.lips import live_windows
 from instag.viewer.camera import Orbit
 from instag.viewer.config import LIVE_LOOKAHEAD_FRAMES
 from instag.viewer.live import (
@@ -324,6 +325,39 @@ def test_a_live_frame_waits_for_its_look_ahead_and_hears_the_voice_in_it(preview
                                 np.zeros(stream.frame_end(quiet + 5) - stream.frame_end(quiet - 1), np.float32)]))
     assert ahead.shape == live.windows(alone, quiet - 1).shape
     assert not torch.equal(ahead, live.windows(alone, quiet - 1))
+
+
+def test_the_live_read_out_is_fitted_on_the_windows_the_preview_computes(preview_server):
+    """`train.lips.live_windows`, which the UMF's live read-out is fitted on, gives each frame of a clip the windows
+    the preview computes for it from a microphone stream of the same sound, to the bit."""
+    renderer = preview_server.app.renderer
+    live, fps = renderer.live, renderer.fps
+    sound = (speech_like(2.0, RATE, 1)[:, 0] * 2).astype(np.float32)
+    audio = np.concatenate([parse_chunk(pcm(sound[i:i + CHUNK])) for i in range(0, len(sound), CHUNK)])  # as heard
+    stream = LiveStream(fps)
+    feed(stream, sound)
+    n = int(len(audio) * fps / RATE)
+    got = {t: w for group, windows in live_windows(audio, fps, list(range(n)), n, live.kind, live.front,
+                                                  renderer.avatar.cfg.audio, live.shape[1])
+           for t, w in zip(group, windows, strict=True)}
+    assert sorted(got) == list(range(live.newest(stream) + 1))
+    assert all(torch.equal(w, live.windows(stream, t)) for t, w in got.items())
+
+
+def test_a_voiced_live_frame_is_driven_as_live_audio(preview_server, monkeypatch):
+    """A live frame's audio windows are marked as the live mode's, so the UMF reads its live read-out there
+    (`UniversalMotionField.lip_shape`); a clip's frames are not."""
+    renderer = preview_server.app.renderer
+    seen = []
+    frame = renderer._frame
+    monkeypatch.setattr(renderer, "_frame", lambda cond, *a: seen.append(cond.live_audio) or frame(cond, *a))
+    stream = LiveStream(renderer.fps)
+    feed(stream, (speech_like(2.0, RATE, 1)[:, 0] * 2).astype(np.float32))
+    k = renderer.live.newest(stream)
+    assert renderer.live.voiced(stream, k)
+    renderer.render_live(stream, k, Orbit())
+    renderer.render(renderer.pause, 3, Orbit())
+    assert seen == [True, False]
 
 
 def test_neighbouring_live_frames_share_one_feature_pass(preview_server, monkeypatch):
