@@ -108,11 +108,7 @@ def fit_lip_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: ModelC
     """Fit the UMF's lip read-out (`motion.audio.LipReadout`) in closed form: a ridge regression of strength `alpha`
     (`stats.ridge_from_moments`) from every clip's training frames to their tracked lip shape, over all of them at
     once; its buffers are set and it takes part from then on."""
-    readout = umf.lip_readout
-    if readout is None:
-        raise InputError("the lip read-out needs model.articulation and model.lip_readout on")
-    if not clips:
-        raise InputError("the lip read-out needs at least one clip to fit")
+    readout = _to_fit(umf.lip_readout, clips, "lip read-out", "model.articulation and model.lip_readout")
     total: dict[str, np.ndarray] = {}
     for c in clips:
         frames = [int(t) for t in c.frames]
@@ -148,11 +144,8 @@ def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: Model
     whole file's (`audio.live_context`, its default look-ahead, both positions of the CPU's feature hop);
     `front` from `live_feature_model`. Frames whose look-ahead runs past the clip are left out, as the preview
     never draws them. Returns how many frames it was fitted on; `progress(clips done, clips)`."""
-    readout = umf.lip_readout_live
-    if readout is None:
-        raise InputError("the live read-out needs model.articulation, model.lip_readout and model.live_readout on")
-    if not clips:
-        raise InputError("the live read-out needs at least one clip to fit")
+    readout = _to_fit(umf.lip_readout_live, clips, "live read-out",
+                      "model.articulation, model.lip_readout and model.live_readout")
     total: dict[str, np.ndarray] = {}
     count = 0
     for i, c in enumerate(clips):
@@ -190,6 +183,15 @@ def live_windows(audio: np.ndarray, fps: float, frames: list[int], clip_frames: 
         context = torch.from_numpy(lc.context_features(kind, front, lc.clip_window(audio, end, n), fps, n_ctx,
                                                        start_s, feature_dim))
         yield group, torch.stack([frame_audio_windows(context, n_ctx - 1 - (last - t), cfg) for t in group])
+
+
+def _to_fit(readout: LipReadout | None, clips: list[LipClip], name: str, needs: str) -> LipReadout:
+    """`readout`, or InputError where the model has none or there is nothing to fit it on."""
+    if readout is None:
+        raise InputError(f"the {name} needs {needs} on")
+    if not clips:
+        raise InputError(f"the {name} needs at least one clip to fit")
+    return readout
 
 
 def _add_moments(total: dict[str, np.ndarray], inputs: Tensor, lips: Tensor) -> dict[str, np.ndarray]:

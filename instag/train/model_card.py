@@ -64,11 +64,7 @@ def _readout_line(doc: dict[str, Any]) -> str:
     line = (f"- lip read-out: a ridge regression{strength} from the audio features to the lip shape, "
             "fitted in closed form over the identities' frames; the predicted lip shape is its mean with the "
             "articulation head's")
-    if "refitted_from" in fit:
-        src = fit["refitted_from"]
-        line += (f"; fitted afterwards onto the weights of `{src['umf']}` (sha256 {src['sha256'][:12]}…), over "
-                 f"{fit['frames']} frames of {len(fit['datasets'])} clips, every other weight unchanged")
-    return line
+    return line + _refitted(fit)
 
 
 def _live_readout_line(doc: dict[str, Any]) -> str:
@@ -82,11 +78,16 @@ def _live_readout_line(doc: dict[str, Any]) -> str:
             f"({fit['context_s']:g} s of sound ending {fit['lookahead_frames']} frames after the frame, feature "
             f"passes shared by {fit['feature_hop']} frames); the microphone mode reads it in place of the lip "
             "read-out")
-    if "refitted_from" in fit:
-        src = fit["refitted_from"]
-        line += (f"; fitted afterwards onto the weights of `{src['umf']}` (sha256 {src['sha256'][:12]}…), over "
-                 f"{fit['frames']} frames of {len(fit['datasets'])} clips, every other weight unchanged")
-    return line
+    return line + _refitted(fit)
+
+
+def _refitted(fit: dict[str, Any]) -> str:
+    """The clause of a read-out's line that says it was fitted later onto another UMF's weights, if it was."""
+    if "refitted_from" not in fit:
+        return ""
+    src = fit["refitted_from"]
+    return (f"; fitted afterwards onto the weights of `{src['umf']}` (sha256 {src['sha256'][:12]}…), over "
+            f"{fit['frames']} frames of {len(fit['datasets'])} clips, every other weight unchanged")
 
 
 def model_card(name: str, doc: dict[str, Any], curves: str | None, notes: str | None) -> str:
