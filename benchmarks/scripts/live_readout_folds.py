@@ -7,8 +7,11 @@ each held-out person is then predicted from live windows, as the preview's micro
     python benchmarks/scripts/live_readout_folds.py DATASET...
 
 Prints the mean r of the opening and width over the held-out people per predictor, how many people each
-follows better than the shipped live predictor (the head averaged with the file read-out), and the median spread
-of each prediction's opening over the dub's (whole-file prediction).
+follows better than the live predictor before (the head averaged with the file read-out), the median spread of
+each prediction's opening over the dub's (whole-file prediction), and, calibrated as an avatar is (the gain that
+gives the dub's prediction the tracked spread over the person's first 5 s), the median spread of the opening over
+the tracked one on the frames after those 5 s (people with at least 7 s). The shipped live predictor is scaled by
+the live read-out's gain: the median over the training people of the dub's spread over its own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from instag.train.lips import fit_lip_predictor, live_windows, load_lip_clip
 from instag.train.recipe import PretrainRecipe
 
 FOLDS = 4
+CALIBRATION_FRAMES = 125  # an avatar's 5 s at 25 fps
 
 
 def main(paths: list[Path]) -> None:
@@ -61,10 +65,10 @@ def main(paths: list[Path]) -> None:
         umf = MotionModel(cfg).umf
         fit_lip_predictor(umf, [c for i, c in enumerate(clips) if i % FOLDS != fold], cfg, recipe.lips, recipe.seed)
         ridge = {key: _ridge(train, key, alpha) for key in ("file_in", "live_in")}
+        gain = np.median([(0.5 * (hf + ridge["file_in"](p["file_in"]))).std(0) / _blend(ridge, hl, p).std(0)
+                          for p in train for hl, hf in [_heads(umf, p)]], axis=0)
         for p in people[fold::FOLDS]:
-            with torch.no_grad():
-                head_live = umf.articulation(umf.audio_codes(p["live_w"])).numpy()
-                head_file = umf.articulation(umf.audio_codes(p["file_w"])).numpy()
+            head_live, head_file = _heads(umf, p)
             file_ro, live_ro = ridge["file_in"](p["file_in"]), ridge["live_in"](p["live_in"])
             preds[p["name"]] = {
                 "dub: mean(head, read-out)": 0.5 * (head_file + file_ro),
@@ -72,21 +76,45 @@ def main(paths: list[Path]) -> None:
                 "live: head alone": head_live,
                 "live: live read-out alone": live_ro,
                 "live: mean(head, live read-out)": 0.5 * (head_live + live_ro),
-                f"live: {LIVE_HEAD_WEIGHT:g} head + {1 - LIVE_HEAD_WEIGHT:g} live read-out (shipped)":
+                f"live: {LIVE_HEAD_WEIGHT:g} head + {1 - LIVE_HEAD_WEIGHT:g} live read-out":
                     LIVE_HEAD_WEIGHT * head_live + (1 - LIVE_HEAD_WEIGHT) * live_ro,
+                "live: the same × the gain (shipped)": _blend(ridge, head_live, p) * gain,
             }
-        print(f"fold {fold} done", flush=True)
+        print(f"fold {fold} done, gain {np.round(gain, 3)}", flush=True)
     before = "live: mean(head, read-out) (before)"
     print(f"\n{len(people)} people, four folds, ridge strength {alpha:g}\n")
-    print("| predictor | mean r opening / width | better than before (opening) | spread over the dub's |")
-    print("| --- | --- | --- | --- |")
+    dub = "dub: mean(head, read-out)"
+    long = [p for p in people if len(p["lips"]) >= CALIBRATION_FRAMES + 50]
+    print("| predictor | mean r opening / width | better than before (opening) | spread over the dub's "
+          f"| calibrated spread over the tracked ({len(long)} people) |")
+    print("| --- | --- | --- | --- | --- |")
     for variant in preds[people[0]["name"]]:
         r = np.array([[_r(p["lips"][:, j], preds[p["name"]][variant][:, j]) for j in range(2)] for p in people])
         better = sum(_r(p["lips"][:, 0], preds[p["name"]][variant][:, 0])
                      > _r(p["lips"][:, 0], preds[p["name"]][before][:, 0]) for p in people)
-        spread = np.median([preds[p["name"]][variant][:, 0].std() / preds[p["name"]]["dub: mean(head, read-out)"][:, 0].std()
-                            for p in people])
-        print(f"| {variant} | {r[:, 0].mean():.3f} / {r[:, 1].mean():.3f} | {better} of {len(people)} | {spread:.2f} |")
+        spread = np.median([preds[p["name"]][variant][:, 0].std() / preds[p["name"]][dub][:, 0].std() for p in people])
+        calibrated = np.median([_calibrated_spread(p["lips"][:, 0], preds[p["name"]][dub][:, 0],
+                                                   preds[p["name"]][variant][:, 0]) for p in long])
+        print(f"| {variant} | {r[:, 0].mean():.3f} / {r[:, 1].mean():.3f} | {better} of {len(people)} | {spread:.2f} "
+              f"| {calibrated:.2f} |")
+
+
+def _heads(umf, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The articulation head's lip shape from a person's live windows and from their file windows."""
+    with torch.no_grad():
+        return (umf.articulation(umf.audio_codes(p["live_w"])).numpy(),
+                umf.articulation(umf.audio_codes(p["file_w"])).numpy())
+
+
+def _blend(ridge: dict, head_live: np.ndarray, p: dict) -> np.ndarray:
+    return LIVE_HEAD_WEIGHT * head_live + (1 - LIVE_HEAD_WEIGHT) * ridge["live_in"](p["live_in"])
+
+
+def _calibrated_spread(tracked: np.ndarray, dub: np.ndarray, pred: np.ndarray) -> float:
+    """The spread of `pred` over the tracked one's after the first 5 s, scaled by the gain that gives the dub's
+    prediction the tracked spread over those 5 s (`train.adapt.lip_gain`, without its evidence test)."""
+    n = CALIBRATION_FRAMES
+    return float(tracked[:n].std() / dub[:n].std() * pred[n:].std() / tracked[n:].std())
 
 
 def _ridge(people: list[dict], key: str, alpha: float):

@@ -108,7 +108,22 @@ class LipReadout(nn.Module):
 
     def forward(self, windows: Tensor) -> Tensor:
         """windows: [B, smooth_window, window, feature_dim] → lip shape [B, C]."""
-        return ((self.inputs(windows) - self.in_mean) / self.in_scale) @ self.weight + self.bias
+        return self.forward_inputs(self.inputs(windows))
+
+    def forward_inputs(self, inputs: Tensor) -> Tensor:
+        """The lip shape [B, C] of unstandardised inputs [B, I] (`inputs`)."""
+        return ((inputs - self.in_mean) / self.in_scale) @ self.weight + self.bias
+
+
+class LiveLipReadout(LipReadout):
+    """The read-out of the live mode (`instag.audio.live_context`), fitted on its windows
+    (`instag.train.lips.fit_live_readout`), and `gain` [C]: how much more widely the corpus's lip shapes predicted
+    from whole files spread than those predicted live, by which the live lip shape is scaled, so that a person's
+    calibration (measured on file predictions) opens the live mouth as wide as a dub's."""
+
+    def __init__(self, cfg: AudioConfig, n_out: int) -> None:
+        super().__init__(cfg, n_out)
+        self.register_buffer("gain", torch.ones(n_out))
 
 
 def frame_audio_windows(features: Tensor, index: int, cfg: AudioConfig) -> Tensor:

@@ -16,7 +16,14 @@ from torch import Tensor, nn
 
 from instag.config.model import AudioConfig, MotionFieldConfig
 from instag.kernels.hash_encode import TriplaneHashEncoder
-from instag.motion.audio import LEAK, AudioAttention, AudioEncoder, LipReadout, frame_audio_windows
+from instag.motion.audio import (
+    LEAK,
+    AudioAttention,
+    AudioEncoder,
+    LipReadout,
+    LiveLipReadout,
+    frame_audio_windows,
+)
 
 FACE_OUT = 10  # Δμ (3) + Δlog-scale (3) + Δquaternion (4)
 MOUTH_OUT = 3  # Δμ
@@ -187,7 +194,7 @@ class UniversalMotionField(_TwoBranchField):
         self.articulation = nn.Linear(audio.code_dim, len(lip_coeffs)) if articulation else None
         self.lip_readout = LipReadout(audio, len(lip_coeffs)) if articulation and lip_readout else None
         # The read-out fitted on live features (`audio.live_context`), for the preview's microphone mode.
-        self.lip_readout_live = (LipReadout(audio, len(lip_coeffs))
+        self.lip_readout_live = (LiveLipReadout(audio, len(lip_coeffs))
                                  if articulation and lip_readout and live_readout else None)
 
     def lip_shape(self, code: Tensor, windows: Tensor, live: bool = False) -> Tensor:
@@ -195,7 +202,8 @@ class UniversalMotionField(_TwoBranchField):
         `IdentityFrames.tracked_lips`) of B frames from their codes [B, code_dim] and the windows they were
         computed from [B, smooth_window, window, feature_dim]: the articulation head's, averaged with the fitted
         lip read-out's where there is one. `live`: the windows are the live mode's (`audio.live_context`); where
-        the live read-out is fitted, it stands in for the read-out, weighted LIVE_HEAD_WEIGHT against the head."""
+        the live read-out is fitted, it stands in for the read-out, weighted LIVE_HEAD_WEIGHT against the head, and
+        the blend is scaled by its `gain`."""
         if self.articulation is None:
             raise ValueError("this UMF has no articulation head (model.articulation is off)")
         lips = self.articulation(code)
@@ -209,7 +217,8 @@ class UniversalMotionField(_TwoBranchField):
         live_fitted = self.lip_readout_live.fitted
         readout = self.lip_readout_live(windows) * live_fitted + self.lip_readout(windows) * (1.0 - live_fitted)
         head = LIVE_HEAD_WEIGHT * live_fitted + 0.5 * (1.0 - live_fitted)
-        return (head * lips + (1.0 - head) * readout) * fitted + lips * (1.0 - fitted)
+        gain = self.lip_readout_live.gain * live_fitted + (1.0 - live_fitted)
+        return (head * lips + (1.0 - head) * readout) * gain * fitted + lips * (1.0 - fitted)
 
     def audio_code(self, windows: Tensor) -> Tensor:
         """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""

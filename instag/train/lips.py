@@ -24,7 +24,7 @@ from instag.data.dataset import load_dataset
 from instag.data.pose import lip_coefficients, lip_standardisation
 from instag.errors import InputError
 from instag.motion.audio import LipReadout, frame_audio_windows
-from instag.motion.fields import AUDIO_CODE_CHUNK, UniversalMotionField
+from instag.motion.fields import AUDIO_CODE_CHUNK, LIVE_HEAD_WEIGHT, UniversalMotionField
 from instag.stats import ridge_from_moments, ridge_moments
 from instag.train.recipe import LipStageConfig
 
@@ -143,26 +143,39 @@ def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: Model
     read-out, on the features the preview's microphone mode computes for each training frame instead of the
     whole file's (`audio.live_context`, its default look-ahead, both positions of the CPU's feature hop);
     `front` from `live_feature_model`. Frames whose look-ahead runs past the clip are left out, as the preview
-    never draws them. Returns how many frames it was fitted on; `progress(clips done, clips)`."""
+    never draws them. Then its `gain`: per lip coefficient, the median over the clips of how much more widely the
+    UMF's file prediction spreads than its live one (the audio nets as they are). Returns how many frames it was
+    fitted on; `progress(clips done, clips)`."""
     readout = _to_fit(umf.lip_readout_live, clips, "live read-out",
                       "model.articulation, model.lip_readout and model.live_readout")
     total: dict[str, np.ndarray] = {}
+    spreads = []  # per clip: its frames' live read-out inputs, the head's live lip shape, the file prediction
     count = 0
     for i, c in enumerate(clips):
         ds = load_dataset(c.path)
         audio, rate = ds.audio()
         if rate != lc.RATE:
             raise InputError(f"{c.path}: audio.wav is {rate} Hz, the live mode hears {lc.RATE}")
-        frames = [int(t) for t in c.frames]
-        for group, windows in live_windows(audio, ds.fps, frames, len(c.features), kind, front, cfg.audio,
-                                           c.features.shape[2]):
-            total = _add_moments(total, readout.inputs(windows), c.lips[group])
-            count += len(group)
+        inputs, heads, done = [], [], []
+        with torch.no_grad():
+            for group, windows in live_windows(audio, ds.fps, [int(t) for t in c.frames], len(c.features), kind,
+                                               front, cfg.audio, c.features.shape[2]):
+                inputs.append(readout.inputs(windows))
+                heads.append(umf.articulation(umf.audio_codes(windows)))
+                done += group
+            if done:
+                total = _add_moments(total, torch.cat(inputs), c.lips[done])
+                spreads.append((torch.cat(inputs), torch.cat(heads), umf.clip_lips(c.features, done, cfg.audio)[1]))
+        count += len(done)
         if progress:
             progress(i + 1, len(clips))
     if not count:
         raise InputError("the live read-out has no frame to fit: every clip is shorter than its look-ahead")
     _set_ridge(readout, total, alpha)
+    with torch.no_grad():
+        ratios = [file.std(0) / (LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * readout.forward_inputs(x)).std(0)
+                  for x, head, file in spreads if len(x) > 2]
+        readout.gain.copy_(torch.stack(ratios).nanmedian(0).values if ratios else torch.ones_like(readout.gain))
     return count
 
 

@@ -77,7 +77,8 @@ def _live_readout_line(doc: dict[str, Any]) -> str:
     line = (f"- live read-out: the same ridge on the features the preview's microphone mode computes "
             f"({fit['context_s']:g} s of sound ending {fit['lookahead_frames']} frames after the frame, feature "
             f"passes shared by {fit['feature_hop']} frames); the microphone mode reads it in place of the lip "
-            "read-out")
+            "read-out, its lip shape scaled by " + " and ".join(f"{g:.3f}" for g in fit.get("gain", []))
+            + " (how much more widely the corpus's file predictions spread than its live ones)")
     return line + _refitted(fit)
 
 

@@ -104,7 +104,7 @@ def write_umf(stem: str | Path, motion: MotionModel, cfg: ModelConfig, info: dic
         # what the live read-out was fitted on (`train.lips.fit_live_readout`)
         info = info | {"live_readout_fit": info.get("live_readout_fit", {}) | {
             "fitted": bool(live.fitted), "lookahead_frames": lc.LOOKAHEAD_FRAMES, "feature_hop": lc.CPU_FEATURE_HOP,
-            "context_s": lc.CONTEXT_S}}
+            "context_s": lc.CONTEXT_S, "gain": [round(float(g), 4) for g in live.gain]}}
     # `info` may carry training_s: a UMF refitted from another keeps the training time of its weights.
     doc = {"format": UMF_FORMAT, "format_version": UMF_VERSION, "training_s": round(training_seconds(rows)), **info,
            "config": {k: model[k] for k in SHARED_SIZES}, "backend": cfg.backend}

@@ -144,7 +144,8 @@ def test_a_umf_without_a_read_out_gains_one_and_keeps_its_other_weights(datasets
     refit_lip_readout(tmp_path / "old", datasets, tmp_path / "new", alpha=100.0)
     old, new = load_file(str(tmp_path / "old.safetensors")), load_file(str(tmp_path / "new.safetensors"))
     assert set(new) - set(old) == {f"umf.{r}.{k}" for r in ("lip_readout", "lip_readout_live")
-                                   for k in ("in_mean", "in_scale", "weight", "bias", "fitted")}
+                                   for k in ("in_mean", "in_scale", "weight", "bias", "fitted")} | {
+                                       "umf.lip_readout_live.gain"}
     assert all(torch.equal(v, new[k]) for k, v in old.items())
     assert float(new["umf.lip_readout.fitted"]) == 1.0 and new["umf.lip_readout.weight"].abs().sum() > 0
     doc = json.loads((tmp_path / "new.json").read_text())
@@ -212,6 +213,9 @@ def test_the_live_read_out_is_fitted_on_the_live_modes_windows(datasets, tmp_pat
         c.lips[frames] = umf.lip_readout.inputs(windows[c.name]) @ truth
     assert fit_live_readout(umf, clips[:3], cfg, 1.0, "mel", None) == 3 * len(frames)
     assert float(umf.lip_readout_live.fitted) == 1.0 and float(umf.lip_readout.fitted) == 0.0
+    # Its gain: how much more widely the file prediction (here the head's alone) spreads than the live one.
+    assert torch.isfinite(umf.lip_readout_live.gain).all() and (umf.lip_readout_live.gain > 0).all()
+    assert not torch.equal(umf.lip_readout_live.gain, torch.ones(2))
     read = umf.lip_readout_live(windows[clips[3].name])
     assert all(np.corrcoef(read[:, j], clips[3].lips[frames, j])[0, 1] > 0.95 for j in range(2))
 
@@ -231,7 +235,9 @@ def test_live_frames_read_the_live_read_out_once_it_is_fitted():
     # Unfitted, the live read-out takes no part: a live frame's lips are a file frame's.
     assert torch.equal(umf.lip_shape(code, windows, live=True), file_lips)
     umf.lip_readout_live.fitted.fill_(1.0)
+    umf.lip_readout_live.gain.copy_(torch.tensor([1.5, 0.5]))
     live = umf.lip_shape(code, windows, live=True)
-    torch.testing.assert_close(live, LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * umf.lip_readout_live(windows))
+    blend = LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * umf.lip_readout_live(windows)
+    torch.testing.assert_close(live, blend * torch.tensor([1.5, 0.5]))
     assert not torch.allclose(live, file_lips)
     assert torch.equal(umf.lip_shape(code, windows), file_lips)  # files keep the read-out
