@@ -118,8 +118,9 @@ class LipReadout(nn.Module):
 class LiveLipReadout(LipReadout):
     """The read-out of the live mode (`instag.audio.live_context`), fitted on its windows
     (`instag.train.lips.fit_live_readout`), and `gain` [C]: how much more widely the corpus's lip shapes predicted
-    from whole files spread than those predicted live, by which the live lip shape is scaled, so that a person's
-    calibration (measured on file predictions) opens the live mouth as wide as a dub's."""
+    from whole files spread than those predicted live, by which a person's live lip shape is scaled about their
+    calibration's bias (`MotionModel.predicted_lips`), so that the calibration, measured on file predictions,
+    opens the live mouth as wide as a dub's."""
 
     def __init__(self, cfg: AudioConfig, n_out: int) -> None:
         super().__init__(cfg, n_out)

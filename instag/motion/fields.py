@@ -202,8 +202,8 @@ class UniversalMotionField(_TwoBranchField):
         `IdentityFrames.tracked_lips`) of B frames from their codes [B, code_dim] and the windows they were
         computed from [B, smooth_window, window, feature_dim]: the articulation head's, averaged with the fitted
         lip read-out's where there is one. `live`: the windows are the live mode's (`audio.live_context`); where
-        the live read-out is fitted, it stands in for the read-out, weighted LIVE_HEAD_WEIGHT against the head, and
-        the blend is scaled by its `gain`."""
+        the live read-out is fitted, it stands in for the read-out, weighted LIVE_HEAD_WEIGHT against the head
+        (its `gain` is for the calibrated shape: `live_gain`)."""
         if self.articulation is None:
             raise ValueError("this UMF has no articulation head (model.articulation is off)")
         lips = self.articulation(code)
@@ -217,8 +217,16 @@ class UniversalMotionField(_TwoBranchField):
         live_fitted = self.lip_readout_live.fitted
         readout = self.lip_readout_live(windows) * live_fitted + self.lip_readout(windows) * (1.0 - live_fitted)
         head = LIVE_HEAD_WEIGHT * live_fitted + 0.5 * (1.0 - live_fitted)
-        gain = self.lip_readout_live.gain * live_fitted + (1.0 - live_fitted)
-        return (head * lips + (1.0 - head) * readout) * gain * fitted + lips * (1.0 - fitted)
+        return (head * lips + (1.0 - head) * readout) * fitted + lips * (1.0 - fitted)
+
+    def live_gain(self) -> Tensor:
+        """[C]: the live read-out's gain where it is fitted, else ones: how much wider a person's live lip shape,
+        centred on their calibration, is scaled (`MotionModel.predicted_lips`)."""
+        n = self.articulation.out_features
+        if self.lip_readout_live is None:
+            return torch.ones(n, device=self.articulation.weight.device)
+        fitted = self.lip_readout_live.fitted
+        return self.lip_readout_live.gain * fitted + (1.0 - fitted)
 
     def audio_code(self, windows: Tensor) -> Tensor:
         """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""

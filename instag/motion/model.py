@@ -81,8 +81,10 @@ class MotionModel(nn.Module):
 
     def predicted_lips(self, codes: Tensor, windows: Tensor, live: bool = False) -> Tensor:
         """The UMF's lip shape [B, C] of B frames, calibrated, from their codes [B, code_dim] and windows
-        [B, smooth_window, window, feature_dim] (`live`: the live mode's, `UniversalMotionField.lip_shape`)."""
-        return (self.umf.lip_shape(codes, windows, live) - self.lip_bias) * self.lip_gain
+        [B, smooth_window, window, feature_dim] (`live`: the live mode's, `UniversalMotionField.lip_shape`, whose
+        spread about the person's bias, measured on file predictions, is scaled to a file's: `live_gain`)."""
+        centred = self.umf.lip_shape(codes, windows, live) - self.lip_bias
+        return (centred * self.umf.live_gain() if live else centred) * self.lip_gain
 
     def points(
         self,

@@ -223,7 +223,8 @@ def test_the_live_read_out_is_fitted_on_the_live_modes_windows(datasets, tmp_pat
 def test_live_frames_read_the_live_read_out_once_it_is_fitted():
     cfg = _recipe().model
     torch.manual_seed(0)
-    umf = MotionModel(cfg).umf
+    motion = MotionModel(cfg)
+    umf = motion.umf
     windows = torch.randn(5, cfg.audio.smooth_window, cfg.audio.window, cfg.audio.feature_dim)
     code = umf.audio_codes(windows)
     head = umf.articulation(code)
@@ -234,10 +235,17 @@ def test_live_frames_read_the_live_read_out_once_it_is_fitted():
     torch.testing.assert_close(file_lips, 0.5 * (head + umf.lip_readout(windows)))
     # Unfitted, the live read-out takes no part: a live frame's lips are a file frame's.
     assert torch.equal(umf.lip_shape(code, windows, live=True), file_lips)
+    assert torch.equal(umf.live_gain(), torch.ones(2))
     umf.lip_readout_live.fitted.fill_(1.0)
     umf.lip_readout_live.gain.copy_(torch.tensor([1.5, 0.5]))
     live = umf.lip_shape(code, windows, live=True)
-    blend = LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * umf.lip_readout_live(windows)
-    torch.testing.assert_close(live, blend * torch.tensor([1.5, 0.5]))
+    torch.testing.assert_close(live, LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * umf.lip_readout_live(windows))
+    assert torch.equal(umf.live_gain(), torch.tensor([1.5, 0.5]))
+    # Calibrated, the live shape's spread about the person's bias is scaled by the gain; a file's is not.
+    bias, gain = torch.tensor([0.3, -0.2]), torch.tensor([2.0, 1.0])
+    motion.set_calibration(None, bias, gain)
+    torch.testing.assert_close(motion.predicted_lips(code, windows, live=True),
+                               (live - bias) * torch.tensor([1.5, 0.5]) * gain)
+    torch.testing.assert_close(motion.predicted_lips(code, windows), (file_lips - bias) * gain)
     assert not torch.allclose(live, file_lips)
     assert torch.equal(umf.lip_shape(code, windows), file_lips)  # files keep the read-out
