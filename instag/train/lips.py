@@ -151,6 +151,7 @@ def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: Model
     total: dict[str, np.ndarray] = {}
     spreads = []  # per clip: its frames' live read-out inputs, the head's live lip shape, the file prediction
     count = 0
+    dev = next(umf.audio_encoder.parameters()).device  # windows are made on the CPU, the nets may be elsewhere
     for i, c in enumerate(clips):
         ds = load_dataset(c.path)
         audio, rate = ds.audio()
@@ -161,11 +162,12 @@ def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: Model
             for group, windows in live_windows(audio, ds.fps, [int(t) for t in c.frames], len(c.features), kind,
                                                front, cfg.audio, c.features.shape[2]):
                 inputs.append(readout.inputs(windows))
-                heads.append(umf.articulation(umf.audio_codes(windows)))
+                heads.append(umf.articulation(umf.audio_codes(windows.to(dev))).cpu())
                 done += group
             if done:
                 total = _add_moments(total, torch.cat(inputs), c.lips[done])
-                spreads.append((torch.cat(inputs), torch.cat(heads), umf.clip_lips(c.features, done, cfg.audio)[1]))
+                spreads.append((torch.cat(inputs), torch.cat(heads),
+                                umf.clip_lips(c.features, done, cfg.audio)[1].cpu()))
         count += len(done)
         if progress:
             progress(i + 1, len(clips))
@@ -173,9 +175,10 @@ def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: Model
         raise InputError("the live read-out has no frame to fit: every clip is shorter than its look-ahead")
     _set_ridge(readout, total, alpha)
     with torch.no_grad():
-        ratios = [file.std(0) / (LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * readout.forward_inputs(x)).std(0)
-                  for x, head, file in spreads if len(x) > 2]
-        readout.gain.copy_(torch.stack(ratios).nanmedian(0).values if ratios else torch.ones_like(readout.gain))
+        live = [LIVE_HEAD_WEIGHT * head + (1 - LIVE_HEAD_WEIGHT) * readout.forward_inputs(x.to(dev)).cpu()
+                for x, head, _ in spreads]
+        ratios = [file.std(0) / lips.std(0) for lips, (_, _, file) in zip(live, spreads, strict=True) if len(lips) > 2]
+        readout.gain.copy_(torch.stack(ratios).nanmedian(0).values.to(dev) if ratios else torch.ones_like(readout.gain))
     return count
 
 

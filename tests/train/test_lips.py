@@ -187,10 +187,10 @@ def _with_sound(path: Path, seed: int) -> Path:
     return path
 
 
-def test_the_live_read_out_is_fitted_on_the_live_modes_windows(datasets, tmp_path):
+def test_the_live_read_out_is_fitted_on_the_live_modes_windows(datasets, tmp_path, device):
     cfg = _recipe().model
     torch.manual_seed(0)
-    umf = MotionModel(cfg).umf
+    umf = MotionModel(cfg).umf.to(device)  # the windows are made on the CPU wherever the nets are
     clips = [load_lip_clip(d, "mel", cfg) for d in datasets]
     front, why = live_feature_model(clips, "mel")
     assert front is None and "the live mode computes 'librosa log-mel (dB)'" in why  # no sound, no source
@@ -210,13 +210,13 @@ def test_the_live_read_out_is_fitted_on_the_live_modes_windows(datasets, tmp_pat
         assert frames == [t for t in range(16) if context_end(t, LOOKAHEAD_FRAMES, CPU_FEATURE_HOP) < 16]
         windows[c.name] = torch.cat([w for _, w in groups])
         c.lips = torch.zeros(16, 2)
-        c.lips[frames] = umf.lip_readout.inputs(windows[c.name]) @ truth
+        c.lips[frames] = umf.lip_readout.inputs(windows[c.name]) @ truth  # inputs: no weights, any device
     assert fit_live_readout(umf, clips[:3], cfg, 1.0, "mel", None) == 3 * len(frames)
     assert float(umf.lip_readout_live.fitted) == 1.0 and float(umf.lip_readout.fitted) == 0.0
     # Its gain: how much more widely the file prediction (here the head's alone) spreads than the live one.
-    assert torch.isfinite(umf.lip_readout_live.gain).all() and (umf.lip_readout_live.gain > 0).all()
-    assert not torch.equal(umf.lip_readout_live.gain, torch.ones(2))
-    read = umf.lip_readout_live(windows[clips[3].name])
+    gain = umf.lip_readout_live.gain.cpu()
+    assert torch.isfinite(gain).all() and (gain > 0).all() and not torch.equal(gain, torch.ones(2))
+    read = umf.lip_readout_live(windows[clips[3].name].to(device)).cpu()
     assert all(np.corrcoef(read[:, j], clips[3].lips[frames, j])[0, 1] > 0.95 for j in range(2))
 
 
