@@ -220,13 +220,11 @@ class UniversalMotionField(_TwoBranchField):
         return (head * lips + (1.0 - head) * readout) * fitted + lips * (1.0 - fitted)
 
     def live_gain(self) -> Tensor:
-        """[C]: the live read-out's gain where it is fitted, else ones: how much wider a person's live lip shape,
-        centred on their calibration, is scaled (`MotionModel.predicted_lips`)."""
-        n = self.articulation.out_features
+        """[C]: how much wider a person's live lip shape, centred on their calibration, is scaled
+        (`MotionModel.predicted_lips`): the live read-out's gain, ones until it is fitted (the fit sets both)."""
         if self.lip_readout_live is None:
-            return torch.ones(n, device=self.articulation.weight.device)
-        fitted = self.lip_readout_live.fitted
-        return self.lip_readout_live.gain * fitted + (1.0 - fitted)
+            return torch.ones(self.articulation.out_features, device=self.articulation.weight.device)
+        return self.lip_readout_live.gain
 
     def audio_code(self, windows: Tensor) -> Tensor:
         """windows: [smooth_window, window, feature_dim] (the frames around this one) → smoothed code [code_dim]."""

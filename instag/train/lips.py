@@ -165,9 +165,9 @@ def fit_live_readout(umf: UniversalMotionField, clips: list[LipClip], cfg: Model
                 heads.append(umf.articulation(umf.audio_codes(windows.to(dev))).cpu())
                 done += group
             if done:
-                total = _add_moments(total, torch.cat(inputs), c.lips[done])
-                spreads.append((torch.cat(inputs), torch.cat(heads),
-                                umf.clip_lips(c.features, done, cfg.audio)[1].cpu()))
+                x = torch.cat(inputs)
+                total = _add_moments(total, x, c.lips[done])
+                spreads.append((x, torch.cat(heads), umf.clip_lips(c.features, done, cfg.audio)[1].cpu()))
         count += len(done)
         if progress:
             progress(i + 1, len(clips))

@@ -4,17 +4,16 @@ the look-ahead after it (`LIVE_LOOKAHEAD_FRAMES` frames by default), have arrive
 
 Frame k of a live stream covers samples [k · R / fps, (k + 1) · R / fps) (R = 16 kHz) of what the page sent. Its
 features come from the CONTEXT_S seconds that end with its look-ahead (on a CPU, with the look-ahead of the frame
-after it when the two share a feature pass: CPU_FEATURE_HOP): the avatar's own feature kind,
-Whisper in its short-context mode (`encode_recent`); `audio.live_context` says which sound that is, for this module
-and for the fit of the UMF's live read-out, which the frames' lips read (`FrameCondition.live_audio`). The audio nets
-look at frames after k (`frame_audio_windows`),
-and Whisper's states attend to what follows them: a mouth shapes a sound before it is heard. Frames the context
-does not reach repeat its last, as at the end of a clip. Waiting for the look-ahead costs its length in latency
-and brings the live lips more than half the way to a dub's (benchmarks/preview_live_cpu.md). A frame whose audio,
-and the audio of the frames its smoothing window looks back on and its look-ahead reaches, stays below the
-stream's silence gate is silence: it shows the idle loop's frame, with the lips the silence predicts in a pause and
-at rest once the silence has lasted REST_AFTER_S (`instag.avatar.rest`), as in a dub. Nothing is ever written to
-disk.
+after it when the two share a feature pass: CPU_FEATURE_HOP): the avatar's own feature kind, Whisper in its
+short-context mode (`encode_recent`); `audio.live_context` says which sound that is, for this module and for the fit
+of the UMF's live read-out, which the frames' lips read (`FrameCondition.live_audio`). The audio nets look at frames
+after k (`frame_audio_windows`), and Whisper's states attend to what follows them: a mouth shapes a sound before it
+is heard. Frames the context does not reach repeat its last, as at the end of a clip. Waiting for the look-ahead
+costs its length in latency and brings the live lips more than half the way to a dub's
+(benchmarks/preview_live_cpu.md). A frame whose audio, and the audio of the frames its smoothing window looks back
+on and its look-ahead reaches, stays below the stream's silence gate is silence: it shows the idle loop's frame,
+with the lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S
+(`instag.avatar.rest`), as in a dub. Nothing is ever written to disk.
 
 The gate follows the room: GATE_MARGIN_DB over the stream's noise floor (the FLOOR_PERCENTILE of its frames' levels
 over the last FLOOR_HISTORY_S), within GATE_RANGE_DBFS; GATE_DBFS until FLOOR_MIN_S has been heard. A fixed gate
