@@ -52,16 +52,15 @@ def parse_case(text: str) -> tuple[Path, float]:
 
 
 def _dataset(clip: Path, test_from: float, size: int, recipe: AdaptRecipe, work: Path, report: Report) -> Path:
-    from instag.data.preprocess import preprocess_clip, sync_umf_sha256
+    from instag.data.preprocess import placed_as_now, preprocess_clip
 
     path = work / "dataset"
     cfg = PreprocessConfig(size=size, test_from_s=test_from, audio_features=(recipe.audio_feature,),
                            mel_bins=recipe.model.audio.feature_dim)
     try:
         ds = load_dataset(path)
-        sync = ds.meta.get("audio", {}).get("sync", {})
-        # The sync's offset depends on the shipped UMF it read: a dataset placed by another (or by none) is stale.
-        same_sync = sync.get("umf_sha256") == sync_umf_sha256() or not cfg.sync_audio
+        # The sync's offset depends on the lip predictor it read: a dataset placed by another (or none) is stale.
+        same_sync = placed_as_now(ds.meta.get("audio", {}).get("sync", {})) or not cfg.sync_audio
         if (ds.meta.get("source", {}).get("sha256") == sha256_of(clip) and ds.meta.get("preprocess") == to_dict(cfg)
                 and same_sync):
             report(f"{clip.name}: reusing {path}")

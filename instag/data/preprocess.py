@@ -295,12 +295,33 @@ def sync_kind() -> str | None:
 
 
 def sync_umf_sha256() -> str | None:
-    """sha256 of the UMF file the sync reads now, None when there is none: a dataset's recorded one says
-    whether its audio was placed by the same model."""
+    """sha256 of the UMF file the sync reads now, None when there is none."""
     from instag.motion.umf_file import shipped_umf, umf_paths
 
     kind = sync_kind()
     return None if kind is None else sha256_of(umf_paths(shipped_umf(kind))[0])
+
+
+def sync_reader_sha256() -> str | None:
+    """The lip predictor's digest (`umf_file.lip_predictor_sha256`) of the UMF the sync reads now, None when there
+    is none: a dataset's recorded one says whether its audio was placed as it would be now."""
+    from instag.motion.umf_file import lip_predictor_sha256, shipped_umf
+
+    kind = sync_kind()
+    return None if kind is None else lip_predictor_sha256(shipped_umf(kind))
+
+
+def placed_as_now(sync: dict[str, Any]) -> bool:
+    """Whether a dataset's recorded sync (its meta's `audio.sync`) read the lip predictor the sync reads now; one
+    recorded before the predictor's digest names only its UMF file, which counts where a shipped UMF with that
+    sha256 reads the same predictor."""
+    from instag.motion.umf_file import UMF_DIR, lip_predictor_sha256
+
+    recorded = sync.get("umf_lip_predictor_sha256")
+    if recorded is None and "umf_sha256" in sync:
+        recorded = next((lip_predictor_sha256(st) for st in sorted(UMF_DIR.glob("*.safetensors"))
+                         if sha256_of(st) == sync["umf_sha256"]), "another UMF")
+    return recorded == sync_reader_sha256()
 
 
 def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) -> dict:
@@ -311,7 +332,8 @@ def _sync_meta(found: tuple[SyncEstimate, str] | None, cfg: PreprocessConfig) ->
     if kind == "given":
         return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": "given (--audio-offset-frames)"}
     return {"offset_s": round(sync.offset_s(cfg.fps), 4), "method": f"shipped {kind} UMF mouth-opening prediction",
-            "umf_sha256": sync_umf_sha256(), "effective_frames": round(sync.effective_frames, 2),
+            "umf_sha256": sync_umf_sha256(), "umf_lip_predictor_sha256": sync_reader_sha256(),
+            "effective_frames": round(sync.effective_frames, 2),
             "correlation_by_lag_frames": {str(k): round(v, 4) for k, v in sync.correlations.items()}}
 
 

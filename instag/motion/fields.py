@@ -37,6 +37,8 @@ AUDIO_CODE_CHUNK = 256
 # files' features and follows held-out people's lips worse than the live read-out on live features (r 0.60 against
 # 0.64, four folds of 32 people); a quarter of it still helps (0.643), half less (0.636): benchmarks/preview_live_cpu.md.
 LIVE_HEAD_WEIGHT = 0.25
+# The UniversalMotionField modules a clip's file-mode lip shape reads (`clip_lips` without `live`).
+FILE_LIP_MODULES = ("audio_encoder", "audio_smoother", "articulation", "lip_readout")
 
 
 @dataclass

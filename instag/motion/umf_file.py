@@ -6,6 +6,7 @@ adaptation, is training's (`instag.train.umf`)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 from instag.config.model import ModelConfig
 from instag.config.recipe import from_dict, to_dict
 from instag.errors import InputError
+from instag.motion.fields import FILE_LIP_MODULES
 from instag.motion.model import MotionModel
 from instag.package_data import package_dir
 from instag.versioned import read_versioned_json
@@ -98,6 +100,22 @@ def read_umf_tensors(st_path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(st_path))
     except (OSError, SafetensorError) as exc:
         raise InputError(f"{st_path}: not a valid safetensors file ({exc})") from exc
+
+
+def lip_predictor_sha256(stem: str | Path) -> str:
+    """sha256 of what a UMF's file-mode lip prediction (`UniversalMotionField.clip_lips`) reads: the tensors of
+    FILE_LIP_MODULES and the sizes of its audio features and lip shape. Two UMF files with the same digest place a
+    clip's sound identically (`instag.data.preprocess`'s sync), whatever else differs between them."""
+    st_path, json_path = umf_paths(stem)
+    sizes = saved_sizes(umf_doc(json_path))
+    digest = hashlib.sha256(json.dumps({k: sizes.get(k) for k in ("audio", "lip_coeffs")}, sort_keys=True).encode())
+    prefixes = tuple(f"umf.{m}." for m in FILE_LIP_MODULES)
+    tensors = read_umf_tensors(st_path)
+    for name in sorted(k for k in tensors if k.startswith(prefixes)):
+        value = tensors[name]
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def predict_opening(features: np.ndarray, audio_feature: str, stem: str | Path | None = None) -> np.ndarray | None:

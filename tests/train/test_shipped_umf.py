@@ -69,3 +69,47 @@ def test_the_shipped_whisper_umf_drives_files_as_whisper_v3_and_has_a_fitted_liv
     assert all(shipped[k].equal(v) for k, v in v3.items())
     assert {k.rsplit(".", 1)[0] for k in shipped.keys() - v3.keys()} == {"umf.lip_readout_live"}
     assert float(shipped["umf.lip_readout_live.fitted"]) == 1.0 and shipped["umf.lip_readout_live.weight"].abs().sum() > 0
+
+
+def _copy_with(tmp_path: Path, name: str, key: str) -> Path:
+    """A copy of shipped UMF `name` under tmp_path with tensor `key` changed."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    st_path, json_path = umf_paths(UMF_DIR / name)
+    tensors = load_file(str(st_path))
+    tensors[key] = tensors[key] + 1.0
+    save_file(tensors, str(tmp_path / st_path.name))
+    shutil.copy(json_path, tmp_path / json_path.name)
+    return tmp_path / name
+
+
+def test_the_lip_predictor_digest_changes_with_what_a_file_prediction_reads_and_nothing_else(tmp_path):
+    from instag.motion.umf_file import lip_predictor_sha256
+
+    v3 = lip_predictor_sha256(UMF_DIR / "whisper_v3")
+    assert lip_predictor_sha256(UMF_DIR / "whisper_v4") == v3  # v4 added the live read-out alone
+    assert lip_predictor_sha256(UMF_DIR / "whisper_v2") != v3
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert lip_predictor_sha256(_copy_with(tmp_path / "a", "whisper_v4", "umf.lip_readout_live.weight")) == v3
+    assert lip_predictor_sha256(_copy_with(tmp_path / "b", "whisper_v4", "umf.lip_readout.weight")) != v3
+
+
+def test_a_dataset_placed_by_an_older_file_with_the_same_lip_predictor_counts_as_placed_now(monkeypatch):
+    from instag.data import preprocess
+    from instag.data.video import sha256_of
+    from instag.motion.umf_file import lip_predictor_sha256
+
+    monkeypatch.setattr(preprocess, "sync_kind", lambda: "whisper")
+    v3_file, v2_file = (sha256_of(umf_paths(UMF_DIR / n)[0]) for n in ("whisper_v3", "whisper_v2"))
+    now = lip_predictor_sha256(shipped_umf("whisper"))
+    assert preprocess.placed_as_now({"umf_sha256": v3_file})  # recorded before the digest was
+    assert not preprocess.placed_as_now({"umf_sha256": v2_file})
+    assert not preprocess.placed_as_now({"umf_sha256": "0" * 64})
+    assert not preprocess.placed_as_now({})  # given, off or unavailable: no predictor read it
+    assert preprocess.placed_as_now({"umf_sha256": v2_file, "umf_lip_predictor_sha256": now})
+    assert not preprocess.placed_as_now({"umf_sha256": v3_file, "umf_lip_predictor_sha256": "0" * 64})
+    monkeypatch.setattr(preprocess, "sync_kind", lambda: None)
+    assert preprocess.placed_as_now({}) and not preprocess.placed_as_now({"umf_sha256": v3_file})
