@@ -14,7 +14,10 @@ drew (the JPEG and when it was drawn). Afterwards:
   the mouth opened beyond OPEN_LEVELS of that scale, within MAX_LATENCY_S;
 - first_frame_ms: from an onset to the first drawn frame that heard it, however open (the pipeline's share of
   the latency; the rest is how fast the avatar's mouth opens);
-- versus_file_mode: the live openings against those of the same sound dubbed as a file (`versus_file_mode`);
+- versus_file_mode: the live openings against those of the same sound dubbed as a file (`versus_file_mode`): their
+  correlation, how wide the live mouth opens in speech against the dub's, and how long after each onset the dub's
+  mouth opens (a speech that starts on a closed consonant keeps even a dub's lips shut a while): the latency the
+  live path adds is the live latency less it;
 - fps: live frames drawn per second; silence: the scaled opening of the frames drawn for silence.
 """
 
@@ -245,10 +248,12 @@ def file_offset(heard: np.ndarray, sound: np.ndarray) -> int:
 
 
 def versus_file_mode(avatar, sound: np.ndarray, heard: np.ndarray, recorded_frames: list[dict],
-                     opening: np.ndarray) -> dict[str, Any]:
+                     opening: np.ndarray, live: dict[str, Any]) -> dict[str, Any]:
     """The live lips against the same sound dubbed as `instag render` dubs a file (the whole of it in view, its
     future included), both read by the face tracker: the correlation of the openings frame by frame, with the live
-    frames shifted by 0 … 5 frames (the best shift: how far the live mouth runs behind)."""
+    frames shifted by 0 … 5 frames (the best shift: how far the live mouth runs behind); at that shift how wide
+    the live mouth opens in speech against the file's (the tracker's units, so runs of one avatar compare); and
+    how long after each onset of `live` (`measure`'s) the file's mouth opens (`onsets_in_file`)."""
     from instag.bench.dub import rendered_openings
 
     fps = float(avatar.meta["fps"])
@@ -263,7 +268,54 @@ def versus_file_mode(avatar, sound: np.ndarray, heard: np.ndarray, recorded_fram
         ok = np.isfinite(a) & np.isfinite(b)
         r[shift] = correlation(a[ok], b[ok]) if ok.sum() > 2 else None
     best = max((k for k in r if r[k] is not None), key=lambda k: r[k], default=None)
-    return {"r_by_shift_frames": r, "best_shift_frames": best, "offset_in_file_s": offset / RATE}
+    doc = {"r_by_shift_frames": r, "best_shift_frames": best, "offset_in_file_s": offset / RATE,
+           "onsets": onsets_in_file(file_open, fps, offset, len(sound), live)}
+    if best is not None:
+        doc["speech_opening"] = speech_amplitude(opening, file_open[np.maximum(idx - best, 0)],
+                                                 np.array([f["voiced"] for f in recorded_frames]))
+    return doc
+
+
+def onsets_in_file(file_open: np.ndarray, fps: float, offset: int, n_sound: int, live: dict[str, Any]
+                   ) -> dict[str, Any]:
+    """How long after each onset of `live` (`measure`'s; the captured stream starts `offset` samples into the
+    sound of `n_sound` samples) the file's mouth (openings [T] of its frames at `fps`) opens beyond each of
+    OPEN_LEVELS on the live scale: the time the speech itself takes to open the lips, which a dub that sees the
+    future takes too; and the live latency less it, the delay the live path adds."""
+    closed, wide = live["opening"]["closed_idle"], live["opening"]["open_p90_voiced"]
+    if not wide > closed:
+        return {}
+    scale = (file_open - closed) / (wide - closed)
+    out = {}
+    for level in OPEN_LEVELS:
+        q = str(level)
+        own, added = [], []
+        for row in live["per_onset"]:
+            at = ((row["at_s"] * RATE + offset) % n_sound) / RATE  # seconds into the file
+            first = int(at * fps)  # the file frame playing at the onset
+            hit = np.nonzero(scale[first:int((at + MAX_LATENCY_S) * fps) + 1] >= level)[0]
+            if not hit.size:
+                continue
+            own.append(max(0.0, ((first + hit[0]) / fps - at) * 1e3))  # an open frame the onset falls in: 0
+            if row[q] is not None:
+                added.append(row[q] - own[-1])
+        out[q] = {"file_ms": {"median": percentile(own, 50), "p95": percentile(own, 95), "n": len(own)},
+                  "live_less_file_ms": {"median": percentile(added, 50), "p95": percentile(added, 95),
+                                        "n": len(added)}}
+    return out
+
+
+def speech_amplitude(live: np.ndarray, file: np.ndarray, voiced: np.ndarray) -> dict[str, Any]:
+    """How wide the live mouth opens against the file mode's in the frames the microphone heard speech: both
+    openings [F] (the tracker's, NaN where no face) side by side; `voiced` [F] bool."""
+    ok = voiced & np.isfinite(live) & np.isfinite(file)
+    if ok.sum() < 3:
+        return {"frames": int(ok.sum())}
+    spread = float(np.std(file[ok]))
+    return {"frames": int(ok.sum()), "live_median": float(np.median(live[ok])), "file_median": float(np.median(file[ok])),
+            "live_p90": float(np.percentile(live[ok], 90)), "file_p90": float(np.percentile(file[ok], 90)),
+            # 1: the live mouth swings as widely as the dub's
+            "spread_ratio": float(np.std(live[ok]) / spread) if spread > 0 else None}
 
 
 def _uptime() -> str:
@@ -307,7 +359,8 @@ def run(avatar: Path, audio: Path | None = None, seconds: float = 20.0, size: in
         # microphone-to-screen latency is latency_ms plus this.
         doc["live"]["capture_latency_ms_reported"] = recorded["input_latency_ms"]
         if doc["live"]["opening"]["tracked_share"] > 0:
-            doc["versus_file_mode"] = versus_file_mode(renderer.avatar, sound, heard, recorded["frames"], opening)
+            doc["versus_file_mode"] = versus_file_mode(renderer.avatar, sound, heard, recorded["frames"], opening,
+                                                       doc["live"])
         # On a machine shared with other work the frame rate depends on the CPU left: what a frame cost
         cpu = recorded["cpu_s"]
         doc["cpu"] = cpu | {"server_ms_per_frame_drawn": cpu["server"] * 1e3 / doc["live"]["frames_drawn"]}

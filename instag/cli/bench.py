@@ -271,6 +271,11 @@ def preview(
             rows.append(("lips vs the same sound dubbed as a file: r (at the best shift, frames)",
                          f"{r2(vs['r_by_shift_frames'][0])} ({r2(vs['r_by_shift_frames'][vs['best_shift_frames']])}"
                          f" at {vs['best_shift_frames']})"))
+            rows.append(("live mouth's spread in speech over the dub's", r2(vs["speech_opening"].get("spread_ratio"))))
+        for q, on in (vs or {}).get("onsets", {}).items():
+            rows.append((f"the dub's own delay to {float(q):.0%} open; voice → lips less it, ms (median / p95)",
+                         f"{ms(on['file_ms']['median'])} / {ms(on['file_ms']['p95'])}; "
+                         f"{ms(on['live_less_file_ms']['median'])} / {ms(on['live_less_file_ms']['p95'])}"))
         rows.append(("capture before the page hears it, ms (Chromium's figure)",
                      ms(lv["capture_latency_ms_reported"])))
         rows.append(("silence: opening on the 0–1 scale (median / p95)",

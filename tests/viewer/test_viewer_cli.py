@@ -17,7 +17,14 @@ import pytest
 
 from instag.bench.browser import CHROMIUM
 from instag.bench.preview import run as bench_preview
-from instag.bench.preview_live import HOP, capture_ms, sound_onsets, with_pauses
+from instag.bench.preview_live import (
+    HOP,
+    capture_ms,
+    onsets_in_file,
+    sound_onsets,
+    speech_amplitude,
+    with_pauses,
+)
 from instag.bench.preview_live import run as bench_preview_live
 from instag.bench.render import speech_like
 from instag.viewer.live import RATE
@@ -116,6 +123,38 @@ def test_the_live_bench_finds_the_onsets_it_made():
     chunks = np.array([[160 * (k + 1), 1000.0 + 10 * k] for k in range(10)])
     assert capture_ms(chunks, 160) == pytest.approx(1000.0)
     assert capture_ms(chunks, 560) == pytest.approx(1030.0 - 80 / 16)  # in the chunk [480, 640) of 1030 ms
+
+
+def test_the_live_mouths_amplitude_is_read_in_speech_frames_against_the_files():
+    rng = np.random.default_rng(0)
+    file = 0.3 + 0.1 * rng.standard_normal(200)
+    live = 0.3 + 1.5 * (file - 0.3)
+    voiced = np.arange(200) < 150
+    live[150:] = 5.0  # silence: not counted
+    live[:10] = np.nan  # no face found: not counted
+    doc = speech_amplitude(live, file, voiced)
+    assert doc["frames"] == 140 and doc["spread_ratio"] == pytest.approx(1.5)
+    assert doc["live_median"] == pytest.approx(0.3 + 1.5 * (np.median(file[10:150]) - 0.3))
+    assert doc["file_median"] == pytest.approx(np.median(file[10:150]))
+    assert doc["live_p90"] > doc["file_p90"]
+    assert speech_amplitude(live, file, np.arange(200) < 12) == {"frames": 2}
+
+
+def test_the_dubs_own_delay_after_an_onset_is_found_and_taken_off_the_live_latency():
+    fps, n_sound = 25.0, 10 * RATE
+    file_open = np.zeros(250)
+    file_open[53:60] = 1.0  # the onset at 2.1 s into the file: open from frame 53 (2.12 s), 20 ms later
+    file_open[100:110] = 1.0  # open already in the frame the onset at 4.01 s falls in
+    live = {"opening": {"closed_idle": 0.0, "open_p90_voiced": 1.0},
+            # the captured stream starts 0.1 s into the file; the third onset's mouth never opens in the file
+            "per_onset": [{"at_s": 2.0, "0.25": 200.0, "0.5": None}, {"at_s": 3.91, "0.25": 150.0, "0.5": 150.0},
+                          {"at_s": 7.0, "0.25": 300.0, "0.5": 300.0}]}
+    doc = onsets_in_file(file_open, fps, RATE // 10, n_sound, live)
+    assert doc["0.25"]["file_ms"] == {"median": pytest.approx(10.0), "p95": pytest.approx(19.0), "n": 2}
+    assert doc["0.25"]["live_less_file_ms"]["median"] == pytest.approx((180.0 + 150.0) / 2)
+    assert doc["0.5"]["live_less_file_ms"] == {"median": 150.0, "p95": 150.0, "n": 1}  # the live mouth of the first never opened so far
+    live["opening"]["open_p90_voiced"] = 0.0
+    assert onsets_in_file(file_open, fps, RATE // 10, n_sound, live) == {}
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make setup installs it)")
