@@ -10,12 +10,15 @@ the person's own most-closed shape, and back to the prediction just before the v
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import torch
 from torch import Tensor
 
 from instag.audio.features import energy_envelope
 from instag.audio.silence import runs, silent_mask
+from instag.audio.voice import RATE as VOICE_RATE
+from instag.audio.voice import voiced_frames
 from instag.avatar.bundle import Avatar
 from instag.data.pose import lip_coefficients, lip_standardisation
 
@@ -25,18 +28,33 @@ REST_ANTICIPATE_S = 0.1  # the lips are back on the prediction this long before 
 REST_PERCENTILE = 5.0  # the rest opening: this percentile of the person's tracked opening over the training frames
 
 
-def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """Per video frame [n_frames], how far the lips are at rest (0: as predicted, 1: the rest shape) for mono
-    `audio` [N]. A silence that opens or closes the track rests from or to its edge; a silent track, throughout."""
-    weights = np.zeros(n_frames, np.float32)
-    if n_frames == 0:
-        return weights
+def quiet_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """[n_frames] bool: video frames of mono `audio` [N] in which nobody speaks: silent (`silence.silent_mask`) or
+    holding no voice (`voice.voiced_frames`: music, a room's noise, a track's sound effects)."""
     audio = audio if audio.size else np.zeros(1, np.float32)
     silent = silent_mask(energy_envelope(audio, sample_rate, fps, n_frames))
+    if sample_rate != VOICE_RATE:
+        audio = librosa.resample(np.asarray(audio, np.float32), orig_sr=sample_rate, target_sr=VOICE_RATE)
+    return silent | ~voiced_frames(audio, fps, n_frames)
+
+
+def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """Per video frame [n_frames], how far the lips are at rest (0: as predicted, 1: the rest shape) for mono
+    `audio` [N]: through every run of `quiet_frames` at least REST_AFTER_S long. A quiet run that opens or closes
+    the track rests from or to its edge; a quiet track, throughout."""
+    if n_frames == 0:
+        return np.zeros(0, np.float32)
+    return weights_over(quiet_frames(audio, sample_rate, fps, n_frames), fps)
+
+
+def weights_over(quiet: np.ndarray, fps: float) -> np.ndarray:
+    """The rest weights [T] of the quiet frames `quiet` [T] bool (`rest_weights`)."""
+    n_frames = len(quiet)
+    weights = np.zeros(n_frames, np.float32)
     ease = max(REST_EASE_S * fps, 1.0)
     lead = REST_ANTICIPATE_S * fps
-    for start, end in runs(silent):
-        if end - start < REST_AFTER_S * fps and (start, end) != (0, n_frames):  # a silent track rests throughout
+    for start, end in runs(quiet):
+        if end - start < REST_AFTER_S * fps and (start, end) != (0, n_frames):  # a quiet track rests throughout
             continue
         t = np.arange(start, end, dtype=np.float32)
         closing = np.ones_like(t) if start == 0 else (t - start + 1) / ease

@@ -1,0 +1,50 @@
+"""Whether anyone speaks (`instag.audio.voice`): Silero VAD per chunk and per video frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from instag.audio.features import energy_envelope
+from instag.audio.silence import silent_mask
+from instag.audio.voice import CHUNK, RATE, voice_probability, voiced_frames
+from instag.avatar.rest import quiet_frames, weights_over
+from instag.demo.speech import SAMPLE_VOICE, synthesize
+from instag.media.audio import decode_audio
+
+FPS = 25.0
+
+
+def test_loading_the_detector_keeps_the_processs_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        voice_probability(np.zeros(RATE, np.float32))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_probability_per_chunk_and_one_flag_per_frame():
+    voice = synthesize(3.0, SAMPLE_VOICE, seed=0).samples.astype(np.float32)
+    p = voice_probability(voice)
+    assert p.shape == (int(np.ceil(len(voice) / CHUNK)),) and p.min() >= 0 and p.max() <= 1
+    assert p.max() > 0.9 and p[:5].max() < 0.05  # its syllables; its 0.3 s of silence before them
+    frames = voiced_frames(voice, FPS, 80)
+    assert frames.shape == (80,) and frames[10:60].mean() > 0.8
+    assert not voiced_frames(voice[: RATE // 2], FPS, 80)[20:].any()  # past the audio's end nobody speaks
+    assert voice_probability(np.zeros(0, np.float32)).shape == (0,)
+    # the same sound, the same answer: the detector's state starts afresh on every track
+    assert np.array_equal(voice_probability(voice), p)
+
+
+@pytest.mark.parametrize("name", ["TMElyralab_MuseTalk_eng.wav", "yerfor_GeneFacePlusPlus_MacronSpeech.wav",
+                                  "OpenTalker_SadTalker_chinese_news.wav", "yerfor_Real3DPortrait_Obama_5s.wav"])
+def test_real_speech_in_any_language_is_never_rested_for_want_of_a_voice(real_data, name):
+    """English, French, Mandarin: every quiet run of REST_AFTER_S is silent by loudness too."""
+    audio = decode_audio(real_data / name).mono16k
+    n = int(len(audio) / RATE * FPS)
+    by_loudness = weights_over(silent_mask(energy_envelope(audio, RATE, FPS, n)), FPS)
+    assert np.array_equal(weights_over(quiet_frames(audio, RATE, FPS, n), FPS), by_loudness)
+    assert (by_loudness == 0).mean() > 0.8
