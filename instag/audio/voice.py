@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections import deque
 from functools import lru_cache
 
 import numpy as np
@@ -21,15 +22,22 @@ VOICE_THRESHOLD = 0.05
 _LOCK = threading.Lock()  # the model keeps a state between chunks: one track at a time
 
 
-@lru_cache(maxsize=1)
-def _model() -> torch.jit.ScriptModule:
+def _load() -> torch.jit.ScriptModule:
+    """A fresh detector (its state is its own)."""
     threads = torch.get_num_threads()
     with warnings.catch_warnings():  # its loader's own deprecations (importlib.resources.path, torch.jit.load)
         warnings.simplefilter("ignore", DeprecationWarning)
         from silero_vad import load_silero_vad  # its import sets torch to one thread for the whole process
 
-        torch.set_num_threads(threads)
-        return load_silero_vad()
+        model = load_silero_vad()
+    torch.set_num_threads(threads)
+    return model
+
+
+@lru_cache(maxsize=1)
+def _model() -> torch.jit.ScriptModule:
+    """The detector whole tracks share, one at a time (_LOCK)."""
+    return _load()
 
 
 def voice_probability(audio: np.ndarray) -> np.ndarray:
@@ -52,3 +60,38 @@ def voiced_frames(audio: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
         lo, hi = int(i / fps * RATE) // CHUNK, int(np.ceil((i + 1) / fps * RATE / CHUNK))
         out[i] = bool(voiced[lo:hi].any())
     return out
+
+
+class VoiceStream:
+    """Whether a live stream holds a voice, chunk by chunk as its 16 kHz samples arrive (`push`); a detector of its
+    own, whose state runs with the stream. Keeps the newest `keep` chunks' answers."""
+
+    def __init__(self, keep: int) -> None:
+        with _LOCK:  # the loader sets the process's torch threads before putting them back
+            self._model = _load()
+        self._pending = np.zeros(0, np.float32)
+        self._voiced: deque[bool] = deque(maxlen=keep)
+        self.chunks = 0  # chunks decided so far; the last is chunk `chunks` − 1
+        self._lock = threading.Lock()
+
+    def push(self, samples: np.ndarray) -> None:
+        """Decide every whole CHUNK that `samples` [N] (the stream's next) completes."""
+        with self._lock:
+            self._pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
+            n = len(self._pending) // CHUNK
+            with torch.no_grad():
+                for i in range(n):
+                    p = float(self._model(torch.from_numpy(self._pending[i * CHUNK:(i + 1) * CHUNK]), RATE))
+                    self._voiced.append(p > VOICE_THRESHOLD)
+            self._pending = self._pending[n * CHUNK:]
+            self.chunks += n
+
+    def voiceless(self, start: int, end: int) -> bool:
+        """Whether the stream's samples [start, end) hold no voice: every chunk they reach has been decided, is still
+        kept and is under VOICE_THRESHOLD."""
+        first, last = max(start, 0) // CHUNK, (end - 1) // CHUNK
+        with self._lock:
+            oldest = self.chunks - len(self._voiced)
+            if end <= start or first < oldest or last >= self.chunks:
+                return False
+            return not any(self._voiced[i - oldest] for i in range(first, last + 1))

@@ -33,6 +33,7 @@ import numpy as np
 import soundfile
 import torch
 
+from instag.audio.synthetic_speech import VoiceStyle, synthesize
 from instag.bench.record import header
 from instag.errors import InputError
 from instag.media.encoding import Encoding
@@ -40,12 +41,22 @@ from instag.media.encoding import Encoding
 WARMUP_FRAMES = 3
 
 
+# A voice that talks without pausing: a voice detector (`audio.voice`) hears it in every 32 ms, so nothing rests.
+_TALKER = VoiceStyle(f0_hz=150.0, syllable_s=(0.17, 0.3), phrase_syllables=(10_000, 10_000), pause_s=(0.0, 0.0),
+                     pitch_swing=0.12)
+_LEAD_IN_S = 0.3  # the synthesiser's silence before its first syllable
+
+
 def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """[N] float32: a 150 Hz buzz with syllable-rate loudness changes and a little noise (stands in for speech)."""
+    """[N] float32: stands in for speech: a synthesised voice (`audio.synthetic_speech`) from its first syllable, over a
+    150 Hz buzz whose loudness changes at the syllable rate (so no 40 ms of it is as quiet as a pause), and a
+    little noise."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * rate))) / rate
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    return (env * (0.15 * np.sign(np.sin(2 * np.pi * 150 * t)) + 0.03 * rng.standard_normal(t.size))).astype(np.float32)
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    voice = synthesize(seconds + 1.0, _TALKER, seed=seed, sample_rate=rate).samples[int(_LEAD_IN_S * rate):][:n]
+    buzz = (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2) * np.sign(np.sin(2 * np.pi * 150 * t))
+    return (0.3 * voice / np.abs(voice).max() + 0.0375 * buzz + 0.0125 * rng.standard_normal(n)).astype(np.float32)
 
 
 def _sync(dev: torch.device) -> None:

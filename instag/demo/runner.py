@@ -106,8 +106,8 @@ def _make_sample(path: Path, progress: Callable[[int, int], None]) -> None:
 def _make_line(path: Path) -> None:
     import soundfile as sf
 
+    from instag.audio.synthetic_speech import DUB_VOICE, synthesize
     from instag.demo.sample import usual_permissions
-    from instag.demo.speech import DUB_VOICE, synthesize
 
     utt = synthesize(LINE_SECONDS, DUB_VOICE, LINE_SEED)
     with atomic_file(path, suffix=".wav") as tmp:

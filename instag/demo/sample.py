@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from instag.atomic import atomic_file
+from instag.audio.synthetic_speech import SAMPLE_VOICE, Utterance, synthesize
 from instag.data import facemesh as fm
-from instag.demo.speech import SAMPLE_VOICE, Utterance, synthesize
 from instag.errors import InstagError
 from instag.media.mp4 import Mp4Writer
 

@@ -35,6 +35,7 @@ from torch import Tensor
 from instag.audio import features as af
 from instag.audio import live_context as lc
 from instag.audio.live_context import CONTEXT_S, CPU_FEATURE_HOP, RATE
+from instag.audio.voice import CHUNK, VoiceStream
 from instag.avatar.bundle import Avatar
 from instag.avatar.rest import REST_AFTER_S
 from instag.errors import InputError
@@ -125,6 +126,7 @@ class LiveStream:
         self._levels: deque[float] = deque(maxlen=max(1, round(FLOOR_HISTORY_S * fps)))
         self._levels_end = 0
         self._lock = threading.Lock()
+        self.voice = VoiceStream(keep=int(BUFFER_S * RATE) // CHUNK)
 
     def push(self, data: bytes, now: float) -> None:
         """Append one binary message arrived at `now` (seconds); LiveRefused when it is malformed or the stream
@@ -137,6 +139,7 @@ class LiveStream:
             raise LiveRefused(f"audio arrives faster than real time ({(self.buffer.total + len(samples)) / RATE:.1f} s "
                               f"of audio in {now - self.first:.1f} s)")
         self.buffer.push(samples)
+        self.voice.push(samples)
         done = self.newest_frame() + 1
         levels = [rms_dbfs(self.buffer.read(self.frame_end(f), self.frame_end(f) - self.frame_end(f - 1)))
                   for f in range(self._levels_end, done)]
@@ -172,6 +175,10 @@ class LiveStream:
         start = int(round((k - look_back) * RATE / self.fps))
         return rms_dbfs(self.buffer.read(self.frame_end(last), self.frame_end(last) - start)) > self.gate(last)
 
+    def voiceless(self, k: int, n: int) -> bool:
+        """Whether the n frames that end with frame k hold no voice (`audio.voice.VoiceStream`), loud or not."""
+        return self.voice.voiceless(self.frame_end(k - n), self.frame_end(k))
+
     def quiet(self, k: int, n: int) -> bool:
         """Whether each of the n frames that end with frame k is under the gate at k (before the stream counts as
         silence), from the levels `push` keeps."""
@@ -204,6 +211,7 @@ class LiveFeatures:
         self.front = af.load_front_end(self.kind, audio_model)
         self.hop = CPU_FEATURE_HOP if device.type == "cpu" else 1
         self.n_frames = lc.context_frames(self.fps, avatar.cfg.audio.smooth_window, lookahead, self.hop, context_s)
+        self._rest_frames = max(int(math.ceil(REST_AFTER_S * self.fps)), 1)
         # Per stream, the feature passes by the last frame of their context: done, or being computed by a worker
         # (the other waits for it rather than repeating it).
         self._passes: weakref.WeakKeyDictionary[LiveStream, dict[int, _Pass]] = weakref.WeakKeyDictionary()
@@ -233,7 +241,12 @@ class LiveFeatures:
     def resting(self, stream: LiveStream, k: int) -> bool:
         """Whether live frame k ends a silence of at least REST_AFTER_S (every frame of it under the gate): the lips
         rest there, as a dub's do (`instag.avatar.rest`)."""
-        return stream.quiet(k, max(int(math.ceil(REST_AFTER_S * self.fps)), 1))
+        return stream.quiet(k, self._rest_frames)
+
+    def voiceless(self, stream: LiveStream, k: int) -> bool:
+        """Whether no voice was heard for REST_AFTER_S up to the end of live frame k's look-ahead (music, a room's
+        noise): the lips rest there too, however loud, and wake as the look-ahead meets a voice."""
+        return stream.voiceless(k + self.lookahead, self._rest_frames + self.lookahead)
 
     def windows(self, stream: LiveStream, k: int) -> Tensor:
         """Audio windows [S, W, D] of live frame k, from the audio heard up to its context's end, which must have

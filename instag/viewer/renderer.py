@@ -136,14 +136,16 @@ class PreviewRenderer:
     @torch.inference_mode()
     def render_live(self, stream: LiveStream, k: int, orbit: Orbit) -> Frame:
         """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG; in silence the idle
-        loop's frame k, its lips at rest once the silence is long enough (`LiveFeatures.resting`)."""
+        loop's frame k, its lips at rest once the silence is long enough (`LiveFeatures.resting`), and at rest too
+        where no voice has been heard that long (`LiveFeatures.voiceless`)."""
         t0 = time.perf_counter()
         end = stream.frame_end(k)
-        if not self.live.voiced(stream, k):
-            if self.live.resting(stream, k):
-                frame = self.render_idle(k, orbit)
-            else:
+        voiced = self.live.voiced(stream, k)
+        if not voiced or self.live.voiceless(stream, k):  # silence, or sound with no voice in it for a while
+            if not voiced and not self.live.resting(stream, k):
                 frame = self.render(self.pause, k % self.pause.n_frames, orbit)
+            else:
+                frame = self.render_idle(k, orbit)
             return Frame(frame.jpeg, k, frame.render_ms, {"end": end, "voiced": False, "feature_ms": 0.0})
         windows = self.live.windows(stream, k)
         feature_ms = (time.perf_counter() - t0) * 1e3

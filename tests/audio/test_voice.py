@@ -8,9 +8,9 @@ import torch
 
 from instag.audio.features import energy_envelope
 from instag.audio.silence import silent_mask
-from instag.audio.voice import CHUNK, RATE, voice_probability, voiced_frames
+from instag.audio.synthetic_speech import SAMPLE_VOICE, synthesize
+from instag.audio.voice import CHUNK, RATE, VOICE_THRESHOLD, VoiceStream, voice_probability, voiced_frames
 from instag.avatar.rest import quiet_frames, weights_over
-from instag.demo.speech import SAMPLE_VOICE, synthesize
 from instag.media.audio import decode_audio
 
 FPS = 25.0
@@ -48,3 +48,25 @@ def test_real_speech_in_any_language_is_never_rested_for_want_of_a_voice(real_da
     by_loudness = weights_over(silent_mask(energy_envelope(audio, RATE, FPS, n)), FPS)
     assert np.array_equal(weights_over(quiet_frames(audio, RATE, FPS, n), FPS), by_loudness)
     assert (by_loudness == 0).mean() > 0.8
+
+
+def test_a_stream_decides_each_chunk_as_the_whole_track_does_and_says_nothing_of_what_it_lacks():
+    voice = synthesize(3.0, SAMPLE_VOICE, seed=1).samples.astype(np.float32)
+    sound = np.concatenate([np.zeros(RATE, np.float32), voice])
+    whole = voice_probability(sound) > VOICE_THRESHOLD
+    stream = VoiceStream(keep=60)
+    rng = np.random.default_rng(0)
+    at = 0
+    while at < len(sound):  # pieces of any size, as the page's messages come
+        step = int(rng.integers(1, 3000))
+        stream.push(sound[at:at + step])
+        at += step
+    assert stream.chunks == len(sound) // CHUNK
+    kept = range(stream.chunks - 60, stream.chunks)
+    assert all(stream.voiceless(c * CHUNK, (c + 1) * CHUNK) == (not whole[c]) for c in kept)
+    assert not stream.voiceless(0, CHUNK)  # dropped: not known any more
+    assert not stream.voiceless((stream.chunks - 1) * CHUNK, (stream.chunks + 1) * CHUNK)  # not decided yet
+    assert not stream.voiceless(len(sound) - CHUNK, len(sound) - CHUNK)  # an empty span
+    quiet = VoiceStream(keep=60)
+    quiet.push(np.zeros(RATE, np.float32))
+    assert quiet.voiceless(0, RATE // CHUNK * CHUNK)

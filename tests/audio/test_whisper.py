@@ -24,7 +24,7 @@ PARITY = {"rtol": 1e-4, "atol": 1e-4}
 
 
 def speechlike(seconds: float, seed: int) -> np.ndarray:
-    from instag.demo.speech import DUB_VOICE, synthesize
+    from instag.audio.synthetic_speech import DUB_VOICE, synthesize
 
     return synthesize(seconds, DUB_VOICE, seed).samples.astype(np.float32)
 

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from instag.audio.synthetic_speech import SAMPLE_VOICE, synthesize
 from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import audio_driver
 from instag.avatar.rest import (
@@ -21,7 +22,6 @@ from instag.avatar.rest import (
 )
 from instag.config.recipe import from_dict
 from instag.data.pose import EXPRESSION_NAMES
-from instag.demo.speech import SAMPLE_VOICE, synthesize
 from instag.train.adapt import adapt
 from instag.train.recipe import AdaptRecipe
 from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
@@ -31,7 +31,7 @@ FPS = 25.0
 
 
 def _voice(seconds: float, seed: int = 0) -> np.ndarray:
-    """[N] float32: a synthesised voice (`demo.speech`): phrases of syllables with short pauses between them."""
+    """[N] float32: a synthesised voice (`audio.synthetic_speech`): phrases of syllables with short pauses between them."""
     return synthesize(seconds, SAMPLE_VOICE, seed=seed).samples.astype(np.float32)
 
 

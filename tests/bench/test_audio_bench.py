@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from instag.audio import whisper
+from instag.audio.synthetic_speech import DUB_VOICE, synthesize
 from instag.bench.audio import short_context_distance
-from instag.demo.speech import DUB_VOICE, synthesize
 
 
 def test_short_context_stream_is_compared_at_the_same_times():

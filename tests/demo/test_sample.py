@@ -6,10 +6,10 @@ import av
 import numpy as np
 import pytest
 
+from instag.audio.synthetic_speech import DUB_VOICE, SAMPLE_VOICE, synthesize
 from instag.data import facemesh as fm
 from instag.data.pose import face_signals
 from instag.demo.sample import FPS, SAMPLE_SECONDS, make_sample_clip
-from instag.demo.speech import DUB_VOICE, SAMPLE_VOICE, synthesize
 from instag.media.audio import decode_audio
 
 

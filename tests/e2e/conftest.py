@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from instag.bench.render import speech_like as bench_speech_like
 from instag.config.recipe import from_dict
 from instag.data.video import sha256_of
 from instag.train.adapt import adapt
@@ -33,12 +34,8 @@ def tiny_avatar(tmp_path_factory) -> Path:
 
 
 def speech_like(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:
-    """[N, C] float32: a 150 Hz buzz with syllable-rate (4 Hz) loudness changes and a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * rate))) / rate
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    x = env * (0.3 * np.sign(np.sin(2 * np.pi * 150 * t)) * 0.5 + 0.05 * rng.standard_normal(t.size))
-    return np.repeat(x[:, None], channels, axis=1).astype(np.float32) * 0.5
+    """[N, C] float32: the benchmarks' stand-in for speech (a synthesised voice over a buzz), at half its level."""
+    return np.repeat(bench_speech_like(seconds, rate, seed)[:, None], channels, axis=1) * 0.5
 
 
 def write_m4a(path: Path, samples: np.ndarray, rate: int) -> Path:

@@ -468,3 +468,26 @@ def test_the_microphone_is_refused_to_another_machine(preview_server, monkeypatc
 def test_live_features_refuse_a_negative_look_ahead_or_a_context_the_buffer_cannot_hold(preview_server, kwargs):
     with pytest.raises(ValueError, match="lookahead|context_s"):
         LiveFeatures(preview_server.app.renderer.avatar, torch.device("cpu"), **kwargs)
+
+
+def test_music_with_no_voice_rests_the_live_lips_and_a_voice_wakes_them(preview_server):
+    """Loud sound without a voice (`audio.voice`) for REST_AFTER_S through the look-ahead: the idle loop's frame, as
+    in silence; the frames that hear a voice again are driven by it."""
+    renderer = preview_server.app.renderer
+    fps, live = renderer.fps, renderer.live
+    t = np.arange(int(4.0 * RATE)) / RATE
+    root = np.array([220.0, 174.6, 196.0, 261.6])[(t // 2.0).astype(int) % 4]
+    chords = sum(np.sin(2 * np.pi * root * ratio * h * t) / h for ratio in (1.0, 1.26, 1.5) for h in range(1, 7))
+    music = 0.3 * chords / np.abs(chords).max()
+    stream = LiveStream(fps)
+    feed(stream, np.concatenate([music, speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32))
+    in_music = int(3.8 * fps)  # REST_AFTER_S after the chord change at 2 s (its click reads as a hint of a voice)
+    assert live.voiced(stream, in_music) and live.voiceless(stream, in_music)  # loud, but nobody speaks
+    frame = renderer.render_live(stream, in_music, Orbit())
+    assert not frame.header["voiced"]
+    assert np.abs(decode(frame.jpeg) - decode(renderer.render_idle(in_music, Orbit()).jpeg)).max() == 0
+    assert not live.voiceless(stream, int(1.0 * fps))  # not yet REST_AFTER_S of it
+    talking = int(4.5 * fps)
+    assert not live.voiceless(stream, talking) and renderer.render_live(stream, talking, Orbit()).header["voiced"]
+    # the look-ahead meets the voice: its frames wake before the voice is under them
+    assert not live.voiceless(stream, int(4.0 * fps) - live.lookahead + 1)
