@@ -87,11 +87,13 @@ class VoiceStream:
             self.chunks += n
 
     def voiceless(self, start: int, end: int) -> bool:
-        """Whether the stream's samples [start, end) hold no voice: every chunk they reach has been decided, is still
-        kept and is under VOICE_THRESHOLD."""
+        """Whether the stream's samples [start, end) hold no voice: every chunk they reach is still kept and under
+        VOICE_THRESHOLD. The chunk still filling at the stream's head (under 32 ms) is left to the next frames; a
+        span with nothing decided in it, or reaching chunks already dropped, is not known to be voiceless."""
         first, last = max(start, 0) // CHUNK, (end - 1) // CHUNK
         with self._lock:
             oldest = self.chunks - len(self._voiced)
-            if end <= start or first < oldest or last >= self.chunks:
+            last = min(last, self.chunks - 1)
+            if end <= start or first < oldest or last < first:
                 return False
             return not any(self._voiced[i - oldest] for i in range(first, last + 1))

@@ -248,6 +248,14 @@ class LiveFeatures:
         noise): the lips rest there too, however loud, and wake as the look-ahead meets a voice."""
         return stream.voiceless(k + self.lookahead, self._rest_frames + self.lookahead)
 
+    def shows(self, stream: LiveStream, k: int) -> str:
+        """What live frame k shows: "voice" (lips from its audio), "pause" (a silence shorter than a rest: the lips
+        the silence predicts) or "rest" (the idle loop, lips at rest: `resting`, or loud with no voice: `voiceless`)."""
+        voiced = self.voiced(stream, k)
+        if voiced and not self.voiceless(stream, k):
+            return "voice"
+        return "pause" if not voiced and not self.resting(stream, k) else "rest"
+
     def windows(self, stream: LiveStream, k: int) -> Tensor:
         """Audio windows [S, W, D] of live frame k, from the audio heard up to its context's end, which must have
         arrived (`newest`): a context is computed once."""

@@ -135,14 +135,13 @@ class PreviewRenderer:
 
     @torch.inference_mode()
     def render_live(self, stream: LiveStream, k: int, orbit: Orbit) -> Frame:
-        """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG; in silence the idle
-        loop's frame k, its lips at rest once the silence is long enough (`LiveFeatures.resting`), and at rest too
-        where no voice has been heard that long (`LiveFeatures.voiceless`)."""
+        """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG; where no voice is heard,
+        the idle loop's frame k, its lips at rest once that has lasted long enough (`LiveFeatures.shows`)."""
         t0 = time.perf_counter()
         end = stream.frame_end(k)
-        voiced = self.live.voiced(stream, k)
-        if not voiced or self.live.voiceless(stream, k):  # silence, or sound with no voice in it for a while
-            if not voiced and not self.live.resting(stream, k):
+        shows = self.live.shows(stream, k)
+        if shows != "voice":
+            if shows == "pause":
                 frame = self.render(self.pause, k % self.pause.n_frames, orbit)
             else:
                 frame = self.render_idle(k, orbit)
