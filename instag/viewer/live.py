@@ -176,7 +176,7 @@ class LiveStream:
         return rms_dbfs(self.buffer.read(self.frame_end(last), self.frame_end(last) - start)) > self.gate(last)
 
     def voiceless(self, k: int, n: int) -> bool:
-        """Whether the n frames that end with frame k hold no voice (`audio.voice.VoiceStream`), loud or not."""
+        """Whether the n frames that end with frame k hold no voice (`audio.voice.VoiceStream`)."""
         return self.voice.voiceless(self.frame_end(k - n), self.frame_end(k))
 
     def quiet(self, k: int, n: int) -> bool:
@@ -184,6 +184,11 @@ class LiveStream:
         silence), from the levels `push` keeps."""
         gate = self.gate(k)
         return all(level <= gate for level in self._heard(k)[-n:])
+
+    def loud_throughout(self, k: int, n: int) -> bool:
+        """Whether each of the n frames that end with frame k is over the gate at k (none before the stream)."""
+        gate, heard = self.gate(k), self._heard(k)[-n:]
+        return len(heard) == n and all(level > gate for level in heard)
 
 
 def rms_dbfs(samples: np.ndarray, axis: int | None = None):
@@ -244,9 +249,12 @@ class LiveFeatures:
         return stream.quiet(k, self._rest_frames)
 
     def voiceless(self, stream: LiveStream, k: int) -> bool:
-        """Whether no voice was heard for REST_AFTER_S up to the end of live frame k's look-ahead (music, a room's
-        noise): the lips rest there too, however loud, and wake as the look-ahead meets a voice."""
-        return stream.voiceless(k + self.lookahead, self._rest_frames + self.lookahead)
+        """Whether live frame k ends REST_AFTER_S of sound over the gate in which no voice was heard, through its
+        look-ahead (music, a television): the lips rest there too, and wake as the look-ahead meets a voice. Sound
+        rising out of silence is left to the gate, which wakes the lips as soon as the look-ahead hears it rise
+        (the detector needs a few chunks of a voice to be sure of it)."""
+        n = self._rest_frames
+        return stream.loud_throughout(k, n) and stream.voiceless(k + self.lookahead, n + self.lookahead)
 
     def shows(self, stream: LiveStream, k: int) -> str:
         """What live frame k shows: "voice" (lips from its audio), "pause" (a silence shorter than a rest: the lips

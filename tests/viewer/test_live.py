@@ -491,3 +491,15 @@ def test_music_with_no_voice_rests_the_live_lips_and_a_voice_wakes_them(preview_
     assert not live.voiceless(stream, talking) and renderer.render_live(stream, talking, Orbit()).header["voiced"]
     # the look-ahead meets the voice: its frames wake before the voice is under them
     assert not live.voiceless(stream, int(4.0 * fps) - live.lookahead + 1)
+
+
+def test_a_sound_out_of_a_long_silence_wakes_the_lips_by_the_gate_as_soon_as_the_look_ahead_hears_it(preview_server):
+    """The voice detector needs a few chunks of a voice to be sure of it; out of silence the gate's look-ahead wakes
+    the lips first, even when what comes first is no voice (here 80 ms of noise, as a breath before a word)."""
+    live = preview_server.app.renderer.live
+    stream = LiveStream(live.fps)
+    breath = 0.1 * np.random.default_rng(0).standard_normal(int(0.08 * RATE))
+    feed(stream, np.concatenate([np.zeros(int(2.4 * RATE)), breath, speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32))
+    onset = int(2.4 * live.fps)
+    assert live.shows(stream, onset - live.lookahead - 2) == "rest"
+    assert live.shows(stream, onset - live.lookahead) == "voice"
