@@ -87,6 +87,7 @@ def report() -> dict[str, Any]:
             "tinycudann": _package("tinycudann", "tinycudann", needs_cuda=True) | {"note": "backend 'tinycudann' only"},
             "mediapipe": _package("mediapipe", "mediapipe", needs_cuda=False),
             "transformers": _package("transformers", "transformers", needs_cuda=False),
+            "silero-vad": _package("silero-vad", "silero_vad", needs_cuda=False),  # where the lips rest: audio.voice
             **{pkg: _package(pkg.replace("_", "-"), pkg, needs_cuda=False) for pkg in whisper.PACKAGES},
         },
         "media": _media(),

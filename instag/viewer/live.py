@@ -13,7 +13,9 @@ costs its length in latency and brings the live lips more than half the way to a
 (benchmarks/preview_live_cpu.md). A frame whose audio, and the audio of the frames its smoothing window looks back
 on and its look-ahead reaches, stays below the stream's silence gate is silence: it shows the idle loop's frame,
 with the lips the silence predicts in a pause and at rest once the silence has lasted REST_AFTER_S
-(`instag.avatar.rest`), as in a dub. Nothing is ever written to disk.
+(`instag.avatar.rest`), as in a dub. Sound over the gate in which no voice has been heard for REST_AFTER_S through
+the look-ahead (`audio.voice`: music, a television) rests the lips as well (`LiveFeatures.shows`). Nothing is ever
+written to disk.
 
 The gate follows the room: GATE_MARGIN_DB over the stream's noise floor (the FLOOR_PERCENTILE of its frames' levels
 over the last FLOOR_HISTORY_S), within GATE_RANGE_DBFS; GATE_DBFS until FLOOR_MIN_S has been heard. A fixed gate
