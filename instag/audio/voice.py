@@ -19,18 +19,19 @@ CHUNK = 512  # the samples of one VAD decision at 16 kHz (32 ms)
 # goes unheard in 54 % of 1.6 s windows, at 0.05 in none; in 9 of 10 pieces of music 98–100 % of those windows stay
 # below it (`benchmarks/voice_activity_cpu.md`).
 VOICE_THRESHOLD = 0.05
-_LOCK = threading.Lock()  # the model keeps a state between chunks: one track at a time
+_LOCK = threading.Lock()  # the shared detector keeps a state between chunks: one track at a time
+_LOAD_LOCK = threading.Lock()  # loading sets the process's torch threads before putting them back
 
 
 def _load() -> torch.jit.ScriptModule:
     """A fresh detector (its state is its own)."""
-    threads = torch.get_num_threads()
-    with warnings.catch_warnings():  # its loader's own deprecations (importlib.resources.path, torch.jit.load)
+    with _LOAD_LOCK, warnings.catch_warnings():  # its loader's own deprecations (importlib.resources, torch.jit.load)
         warnings.simplefilter("ignore", DeprecationWarning)
+        threads = torch.get_num_threads()
         from silero_vad import load_silero_vad  # its import sets torch to one thread for the whole process
 
         model = load_silero_vad()
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     return model
 
 
@@ -67,8 +68,7 @@ class VoiceStream:
     own, whose state runs with the stream. Keeps the newest `keep` chunks' answers."""
 
     def __init__(self, keep: int) -> None:
-        with _LOCK:  # the loader sets the process's torch threads before putting them back
-            self._model = _load()
+        self._model = _load()
         self._pending = np.zeros(0, np.float32)
         self._voiced: deque[bool] = deque(maxlen=keep)
         self.chunks = 0  # chunks decided so far; the last is chunk `chunks` − 1
