@@ -61,12 +61,14 @@ def audio_features(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_mod
 
 def audio_driver(avatar: Avatar, mono16k: np.ndarray, n_frames: int, audio_model: str | None = None,
                  size: int | None = None, device: torch.device | str = "cpu",
-                 features: Tensor | None = None, layers: DriveLayers | None = None) -> Driver:
+                 features: Tensor | None = None, layers: DriveLayers | None = None,
+                 rest_without_voice: bool = True) -> Driver:
     """The Driver of 16 kHz mono `mono16k` [N] over `n_frames` output frames: its features (`audio_features`, unless
-    given [n_frames, K, D]) and its long silences' rest (`rest.rest_weights`)."""
+    given [n_frames, K, D]) and where nobody speaks for long, its lips' rest (`rest.rest_weights`; with
+    `rest_without_voice`, where no voice is heard as well as in silence)."""
     feats = audio_features(avatar, mono16k, n_frames, audio_model) if features is None else features
-    return Driver(avatar, feats, size, device, rest=lip_rest(avatar, mono16k, FEATURE_RATE, n_frames, device),
-                  layers=layers)
+    rest = lip_rest(avatar, mono16k, FEATURE_RATE, n_frames, device, rest_without_voice)
+    return Driver(avatar, feats, size, device, rest=rest, layers=layers)
 
 
 class DriveLayers:

@@ -58,6 +58,9 @@ class RenderOptions:
     feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
     paste_region: str = REGIONS[0]  # paste-back: what of the rendered head replaces the source's (REGIONS)
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
+    # The lips rest where no voice is heard (music, effects) as well as in silence; off for a song, whose singing
+    # the voice detector may not take for a voice (benchmarks/voice_activity_cpu.md).
+    rest_without_voice: bool = True
     force: bool = False  # re-render outputs that exist
     # torch threads on CPU (0: torch's default, all cores; a paste-back job renders with PASTE_BACK_THREADS):
     # all cores are faster on an idle machine, 1 on a busy one (benchmarks/performance_notes.md).
@@ -227,7 +230,7 @@ class Dubber:
         if self._layers is None:
             self._layers = DriveLayers(av, opt.size or av.size, self.device)
         driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats,
-                              layers=self._layers)
+                              layers=self._layers, rest_without_voice=opt.rest_without_voice)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps

@@ -28,23 +28,28 @@ REST_ANTICIPATE_S = 0.1  # the lips are back on the prediction this long before 
 REST_PERCENTILE = 5.0  # the rest opening: this percentile of the person's tracked opening over the training frames
 
 
-def quiet_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """[n_frames] bool: video frames of mono `audio` [N] in which nobody speaks: silent (`silence.silent_mask`) or
-    holding no voice (`voice.voiced_frames`: music, a room's noise, a track's sound effects)."""
+def quiet_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
+                 without_voice: bool = True) -> np.ndarray:
+    """[n_frames] bool: video frames of mono `audio` [N] in which nobody speaks: silent (`silence.silent_mask`) or,
+    with `without_voice`, holding no voice (`voice.voiced_frames`: music, a room's noise, a track's sound effects;
+    off for a song, whose singing the detector may not take for a voice)."""
     audio = audio if audio.size else np.zeros(1, np.float32)
     silent = silent_mask(energy_envelope(audio, sample_rate, fps, n_frames))
+    if not without_voice:
+        return silent
     if sample_rate != VOICE_RATE:
         audio = librosa.resample(np.asarray(audio, np.float32), orig_sr=sample_rate, target_sr=VOICE_RATE)
     return silent | ~voiced_frames(audio, fps, n_frames)
 
 
-def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
+                 without_voice: bool = True) -> np.ndarray:
     """Per video frame [n_frames], how far the lips are at rest (0: as predicted, 1: the rest shape) for mono
     `audio` [N]: through every run of `quiet_frames` at least REST_AFTER_S long. A quiet run that opens or closes
     the track rests from or to its edge; a quiet track, throughout."""
     if n_frames == 0:
         return np.zeros(0, np.float32)
-    return weights_over(quiet_frames(audio, sample_rate, fps, n_frames), fps)
+    return weights_over(quiet_frames(audio, sample_rate, fps, n_frames, without_voice), fps)
 
 
 def weights_over(quiet: np.ndarray, fps: float) -> np.ndarray:
@@ -97,9 +102,10 @@ class LipRest:
 
 
 def lip_rest(avatar: Avatar, audio: np.ndarray, sample_rate: int, n_frames: int,
-             device: torch.device | str = "cpu") -> LipRest | None:
-    """The LipRest of mono `audio` [N] over `n_frames` video frames; None for an avatar whose motion has no lip
-    condition to rest."""
+             device: torch.device | str = "cpu", without_voice: bool = True) -> LipRest | None:
+    """The LipRest of mono `audio` [N] over `n_frames` video frames (`without_voice`: as `quiet_frames`); None for
+    an avatar whose motion has no lip condition to rest."""
     if not avatar.cfg.articulation:
         return None
-    return LipRest(avatar, rest_weights(audio, sample_rate, float(avatar.meta["fps"]), n_frames), device)
+    weights = rest_weights(audio, sample_rate, float(avatar.meta["fps"]), n_frames, without_voice)
+    return LipRest(avatar, weights, device)

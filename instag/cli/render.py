@@ -67,6 +67,9 @@ def render(
     threads: int | None = typer.Option(None, "--threads", min=0, help="torch threads on CPU (default, or 0: all "
                                        "cores, 1 for --paste-back jobs); the encoder runs in its own thread beside "
                                        "them."),
+    voice_rest: bool = typer.Option(True, "--voice-rest/--no-voice-rest", help="Rest the lips where no voice is "
+                                    "heard for 1.6 s (music, effects) as well as in silence; --no-voice-rest: in "
+                                    "silence only, for a song whose singing the voice detector may miss."),
     force: bool = typer.Option(False, "--force", help="Re-render outputs that already exist."),
 ) -> None:
     """Render one MP4 (H.264 + AAC) per audio; finished outputs are skipped; exit 1 if any job failed."""
@@ -80,6 +83,7 @@ def render(
     jobs = read_manifest(manifest, out, paste_back) if manifest else jobs_from_audio(audio, out, paste_back)
     options = RenderOptions(size=size, crf=crf, preset=preset, source=source,
                             audio_model=str(audio_model) if audio_model else None, force=force,
+                            rest_without_voice=voice_rest,
                             **({} if threads is None else {"threads": threads}),
                             **({} if paste_region is None else {"paste_region": paste_region}))
     av = load_avatar(avatar)

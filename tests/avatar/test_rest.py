@@ -97,6 +97,7 @@ def test_music_between_lines_rests_the_lips_and_under_a_voice_does_not():
     gap = (_n(before), _n(before) + _n(music))
     assert np.all(w[(gap[0] + gap[1]) // 2:gap[1] - _frames(REST_ANTICIPATE_S + 0.3)] == 1.0)
     assert np.all(w[_frames(0.6):_frames(3.6)] == 0) and np.all(w[gap[1] + _frames(0.6):-_frames(0.4)] == 0)
+    assert not np.any(rest_weights(track, RATE, FPS, _n(track), without_voice=False)[gap[0]:gap[1]])  # a song's
     bed = _voice(6.0, seed=3) + 0.3 * _chords(6.0)  # music 10 dB under the voice
     assert np.all(rest_weights(bed, RATE, FPS, _n(bed))[_frames(0.6):_frames(5.4)] == 0)
     # 8 kHz audio is heard as 16 kHz is
@@ -129,6 +130,12 @@ def test_a_dub_rests_the_lips_in_a_long_silence_and_follows_the_voice_elsewhere(
     mid = _n(voice) + _n(silence) // 2
     assert torch.allclose(driver.condition(mid).cond.lip_shape, rest)
     assert driver.condition(_n(voice) // 2).cond.lip_shape is None  # the motion predicts it
+    # Music between the lines rests them too, unless the job says the track is a song (`--no-voice-rest`).
+    music = np.concatenate([voice, _chords(REST_AFTER_S + 5.0), _voice(2.0, seed=1)])
+    in_music = _n(voice) + _frames(REST_AFTER_S + 4.0)
+    assert torch.allclose(audio_driver(avatar, music, _n(music)).condition(in_music).cond.lip_shape, rest)
+    song = audio_driver(avatar, music, _n(music), rest_without_voice=False)
+    assert song.condition(in_music).cond.lip_shape is None
     cond = driver.condition(mid).cond
     with torch.no_grad():
         resting = avatar.render(cond).image
