@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from instag.audio import features as af
-from instag.audio.features import energy_envelope
-from instag.audio.silence import silent_mask
 from instag.audio.voice import CHUNK, voice_probability
 from instag.avatar.rest import REST_AFTER_S, quiet_frames, weights_over
 from instag.data.dataset import load_dataset
@@ -35,7 +33,7 @@ RATE = af.FEATURE_RATE
 
 def weights(audio: np.ndarray, rate: int, fps: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Rest weights [n] before (loudness alone) and now."""
-    before = weights_over(silent_mask(energy_envelope(audio, rate, fps, n)), fps)
+    before = weights_over(quiet_frames(audio, rate, fps, n, without_voice=False), fps)
     return before, weights_over(quiet_frames(audio, rate, fps, n), fps)
 
 

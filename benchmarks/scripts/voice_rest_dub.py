@@ -16,19 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-import instag.avatar.rest as rest
-from instag.audio.features import energy_envelope
-from instag.audio.silence import silent_mask
 from instag.avatar.bundle import load_avatar
 from instag.bench.dub import rendered_openings
 from instag.media.audio import decode_audio
 
 RATE = 16000
 FPS = 25
-
-
-def by_loudness(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    return silent_mask(energy_envelope(audio if audio.size else np.zeros(1, np.float32), sample_rate, fps, n_frames))
 
 
 def main(avatar_path: str, speech_wav: str, *music_files: str) -> None:
@@ -42,11 +35,7 @@ def main(avatar_path: str, speech_wav: str, *music_files: str) -> None:
         music = np.tile(music, int(np.ceil(6 * RATE / len(music))))[:6 * RATE]
         track = np.concatenate([s1, music * np.std(s1) / np.std(music), s2]).astype(np.float32)
         now, _ = rendered_openings(avatar, track)
-        shipped, rest.quiet_frames = rest.quiet_frames, by_loudness
-        try:
-            before, _ = rendered_openings(avatar, track)
-        finally:
-            rest.quiet_frames = shipped
+        before, _ = rendered_openings(avatar, track, rest_without_voice=False)  # loudness alone, as before
         lo, hi = np.nanpercentile(before[speech_part], [10, 90])
         a, b = (before[music_part] - lo) / (hi - lo), (now[music_part] - lo) / (hi - lo)
         print(f"{Path(avatar_path).name} {Path(path).name}: over the music, before "

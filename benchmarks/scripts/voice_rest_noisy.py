@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 from noisy_speech import _at_snr, _phone, _pink, _reverb
 
-from instag.audio.features import energy_envelope
-from instag.audio.silence import silent_mask
 from instag.avatar.rest import quiet_frames, weights_over
 from instag.data.dataset import load_dataset
 
@@ -43,7 +41,7 @@ def main(paths: list[str]) -> None:
         rng = np.random.default_rng(zlib.crc32(Path(path).name.encode()))
         for name, x in conditions(audio.astype(np.float64), rng).items():
             x = x.astype(np.float32)
-            by_loudness = weights_over(silent_mask(energy_envelope(x, RATE, FPS, n)), FPS) > 0.5
+            by_loudness = weights_over(quiet_frames(x, RATE, FPS, n, without_voice=False), FPS) > 0.5
             now = weights_over(quiet_frames(x, RATE, FPS, n), FPS) > 0.5
             rows.setdefault(name, []).append(float((now & ~by_loudness).sum()))
             if rows[name][-1]:

@@ -9,6 +9,7 @@ import warnings
 from collections import deque
 from functools import lru_cache
 
+import librosa
 import numpy as np
 import torch
 
@@ -52,15 +53,18 @@ def voice_probability(audio: np.ndarray) -> np.ndarray:
     return out[0].numpy().astype(np.float32)
 
 
-def voiced_frames(audio: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-    """[n_frames] bool: video frames at `fps` during which mono 16 kHz `audio` [N] holds speech: some chunk over
-    the frame's span hears it above VOICE_THRESHOLD (frames past the audio's end: none)."""
+def voiced_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """[n_frames] bool: video frames at `fps` during which mono `audio` [N] holds speech: some chunk over the
+    frame's span hears it above VOICE_THRESHOLD (frames past the audio's end: none). Heard at RATE, the detector's."""
+    if sample_rate != RATE:
+        audio = librosa.resample(np.asarray(audio, np.float32), orig_sr=sample_rate, target_sr=RATE)
     voiced = voice_probability(audio) > VOICE_THRESHOLD
-    out = np.zeros(n_frames, bool)
-    for i in range(n_frames):
-        lo, hi = int(i / fps * RATE) // CHUNK, int(np.ceil((i + 1) / fps * RATE / CHUNK))
-        out[i] = bool(voiced[lo:hi].any())
-    return out
+    # chunks [lo, hi) over each frame's span, counted with a cumulative sum
+    frames = np.arange(n_frames + 1)
+    lo = (frames[:-1] / fps * RATE).astype(int) // CHUNK
+    hi = np.ceil(frames[1:] / fps * RATE / CHUNK).astype(int)
+    heard = np.concatenate([[0], np.cumsum(voiced)])
+    return heard[np.minimum(hi, len(voiced))] > heard[np.minimum(lo, len(voiced))]
 
 
 class VoiceStream:

@@ -10,14 +10,12 @@ the person's own most-closed shape, and back to the prediction just before the v
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import torch
 from torch import Tensor
 
 from instag.audio.features import energy_envelope
 from instag.audio.silence import runs, silent_mask
-from instag.audio.voice import RATE as VOICE_RATE
 from instag.audio.voice import voiced_frames
 from instag.avatar.bundle import Avatar
 from instag.data.pose import lip_coefficients, lip_standardisation
@@ -35,11 +33,7 @@ def quiet_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
     off for a song, whose singing the detector may not take for a voice)."""
     audio = audio if audio.size else np.zeros(1, np.float32)
     silent = silent_mask(energy_envelope(audio, sample_rate, fps, n_frames))
-    if not without_voice:
-        return silent
-    if sample_rate != VOICE_RATE:
-        audio = librosa.resample(np.asarray(audio, np.float32), orig_sr=sample_rate, target_sr=VOICE_RATE)
-    return silent | ~voiced_frames(audio, fps, n_frames)
+    return silent | ~voiced_frames(audio, sample_rate, fps, n_frames) if without_voice else silent
 
 
 def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,

@@ -39,14 +39,15 @@ def silent_frames(energy_db: np.ndarray, silence_db: float = SILENCE_DB, min_run
     return out
 
 
-def rendered_openings(avatar, audio: np.ndarray) -> tuple[np.ndarray, int]:
-    """The tracked opening [T] of each rendered frame of a dub of 16 kHz `audio` (NaN where no face is found)."""
+def rendered_openings(avatar, audio: np.ndarray, rest_without_voice: bool = True) -> tuple[np.ndarray, int]:
+    """The tracked opening [T] of each rendered frame of a dub of 16 kHz `audio` (NaN where no face is found;
+    `rest_without_voice` as `audio_driver`'s)."""
     from instag.avatar.driving import audio_driver, frame_count, to_uint8
     from instag.data import facemesh as fm
     from instag.eval.runner import mouth_opening
 
     n = frame_count(len(audio) / FEATURE_RATE, float(avatar.meta["fps"]))
-    driver = audio_driver(avatar, audio, n)
+    driver = audio_driver(avatar, audio, n, rest_without_voice=rest_without_voice)
     tracker = fm.FaceTracker()
     out = np.full(n, np.nan)
     try:

@@ -31,9 +31,9 @@ def test_one_probability_per_chunk_and_one_flag_per_frame():
     p = voice_probability(voice)
     assert p.shape == (int(np.ceil(len(voice) / CHUNK)),) and p.min() >= 0 and p.max() <= 1
     assert p.max() > 0.9 and p[:5].max() < 0.05  # its syllables; its 0.3 s of silence before them
-    frames = voiced_frames(voice, FPS, 80)
+    frames = voiced_frames(voice, RATE, FPS, 80)
     assert frames.shape == (80,) and frames[10:60].mean() > 0.8
-    assert not voiced_frames(voice[: RATE // 2], FPS, 80)[20:].any()  # past the audio's end nobody speaks
+    assert not voiced_frames(voice[: RATE // 2], RATE, FPS, 80)[20:].any()  # past the audio's end nobody speaks
     assert voice_probability(np.zeros(0, np.float32)).shape == (0,)
     # the same sound, the same answer: the detector's state starts afresh on every track
     assert np.array_equal(voice_probability(voice), p)
