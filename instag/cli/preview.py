@@ -54,6 +54,10 @@ def preview(
     live_lookahead: int = typer.Option(DEFAULTS.live_lookahead, "--live-lookahead", min=0, max=MAX_LIVE_LOOKAHEAD_FRAMES,
                                        help="Microphone mode: frames of sound heard after a frame before it is "
                                        "drawn (each adds a frame of delay; fewer follow the voice less well)."),
+    voice_rest: bool = typer.Option(DEFAULTS.voice_rest, "--voice-rest/--no-voice-rest", help="Rest the lips where "
+                                    "no voice is heard for 1.6 s (music, a television) as well as in silence; "
+                                    "--no-voice-rest: in silence only, for songs, whose singing the voice detector "
+                                    "may miss."),
 ) -> None:
     """Serve a page that plays audio and shows the avatar speaking it in sync, or speaking what your microphone
     hears (orbit: drag; zoom: wheel)."""
@@ -66,7 +70,7 @@ def preview(
                       f"preview and upload audio", highlight=False, soft_wrap=True)
         cfg = PreviewConfig(avatar=avatar, audio=tuple(audio), host=host, port=port, size=size, device=device,
                             threads=threads, workers=workers, audio_model=str(audio_model) if audio_model else None,
-                            live_lookahead=live_lookahead)
+                            live_lookahead=live_lookahead, voice_rest=voice_rest)
         with err.status("loading the avatar…"):
             server = PreviewServer(cfg)
             url = server.start()

@@ -26,3 +26,4 @@ class PreviewConfig:
     audio_model: str | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     live_lookahead: int = LIVE_LOOKAHEAD_FRAMES  # frames
+    voice_rest: bool = True  # rest the lips where no voice is heard as well as in silence (off for songs)

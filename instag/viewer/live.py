@@ -118,9 +118,10 @@ class RingBuffer:
 
 class LiveStream:
     """One page's microphone: its ring buffer and the rate check (`push`), which frames can be made, and its
-    silence gate (`gate`)."""
+    silence gate (`gate`); with `hear_voice`, whether it holds a voice (`voiceless`), else it never counts as
+    voiceless (a song, whose singing the detector may miss)."""
 
-    def __init__(self, fps: float) -> None:
+    def __init__(self, fps: float, hear_voice: bool = True) -> None:
         self.fps = fps
         self.buffer = RingBuffer(int(BUFFER_S * RATE))
         self.first: float | None = None  # when the first chunk arrived
@@ -128,7 +129,7 @@ class LiveStream:
         self._levels: deque[float] = deque(maxlen=max(1, round(FLOOR_HISTORY_S * fps)))
         self._levels_end = 0
         self._lock = threading.Lock()
-        self.voice = VoiceStream(keep=int(BUFFER_S * RATE) // CHUNK)
+        self.voice = VoiceStream(keep=int(BUFFER_S * RATE) // CHUNK) if hear_voice else None
 
     def push(self, data: bytes, now: float) -> None:
         """Append one binary message arrived at `now` (seconds); LiveRefused when it is malformed or the stream
@@ -141,7 +142,8 @@ class LiveStream:
             raise LiveRefused(f"audio arrives faster than real time ({(self.buffer.total + len(samples)) / RATE:.1f} s "
                               f"of audio in {now - self.first:.1f} s)")
         self.buffer.push(samples)
-        self.voice.push(samples)
+        if self.voice is not None:
+            self.voice.push(samples)
         done = self.newest_frame() + 1
         levels = [rms_dbfs(self.buffer.read(self.frame_end(f), self.frame_end(f) - self.frame_end(f - 1)))
                   for f in range(self._levels_end, done)]
@@ -179,7 +181,7 @@ class LiveStream:
 
     def voiceless(self, k: int, n: int) -> bool:
         """Whether the n frames that end with frame k hold no voice (`audio.voice.VoiceStream`)."""
-        return self.voice.voiceless(self.frame_end(k - n), self.frame_end(k))
+        return self.voice is not None and self.voice.voiceless(self.frame_end(k - n), self.frame_end(k))
 
     def quiet(self, k: int, n: int) -> bool:
         """Whether each of the n frames that end with frame k is under the gate at k (before the stream counts as

@@ -61,12 +61,14 @@ class PreviewRenderer:
     """Renders frame `index` of a clip (or of the idle loop) from an orbit; safe to call from worker threads."""
 
     def __init__(self, avatar: Avatar, device: torch.device, size: int | None = None,
-                 audio_model: str | None = None, live_lookahead: int = LIVE_LOOKAHEAD_FRAMES) -> None:
+                 audio_model: str | None = None, live_lookahead: int = LIVE_LOOKAHEAD_FRAMES,
+                 voice_rest: bool = True) -> None:
         self.avatar = avatar
         self.device = device
         self.size = int(size or default_size(avatar, device))
         self.fps = float(avatar.meta["fps"])
         self.audio_model = audio_model
+        self.voice_rest = voice_rest  # clips' and live streams' lips rest where no voice is heard (`avatar.rest`)
         # Head centre: the mean of the face branch's Gaussians (world coordinates), what the orbit turns about.
         self.centre = avatar.face.means.detach().mean(dim=0).to(device)
         self.view = avatar.view
@@ -90,7 +92,7 @@ class PreviewRenderer:
             d = self._drivers.get(clip.id)
         if d is None:
             d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device,
-                             layers=self.layers)
+                             layers=self.layers, rest_without_voice=self.voice_rest)
             with self._lock:
                 self._drivers[clip.id] = d
         return d

@@ -168,7 +168,8 @@ class PreviewApp:
         avatar.to(self.device)
         if self.device.type == "cpu" and cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        self.renderer = PreviewRenderer(avatar, self.device, cfg.size, cfg.audio_model, cfg.live_lookahead)
+        self.renderer = PreviewRenderer(avatar, self.device, cfg.size, cfg.audio_model, cfg.live_lookahead,
+                                        cfg.voice_rest)
         self.clips = ClipStore(self.renderer.fps, cfg.max_upload_bytes)
         try:
             for path in cfg.audio:
@@ -359,7 +360,7 @@ class StreamSession:
                                          "the microphone drives the avatar in another tab of this preview; "
                                          "stop it there first"})
                 return dataclasses.replace(state, live=False)
-            app.live_owner, self.live, self.last_live = self, LiveStream(app.renderer.fps), -1
+            app.live_owner, self.live, self.last_live = self, LiveStream(app.renderer.fps, app.cfg.voice_rest), -1
             await self.ws.send_json({"type": "live", "on": True, "rate": RATE})
         elif not state.live and self.live is not None:
             self._release_live()

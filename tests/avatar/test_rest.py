@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from e2e.conftest import talking_avatar  # noqa: F401  (a fixture; tests/ is on sys.path)
 
 from instag.audio.synthetic_speech import SAMPLE_VOICE, synthesize
 from instag.avatar.bundle import load_avatar
@@ -20,11 +21,7 @@ from instag.avatar.rest import (
     rest_weights,
     weights_over,
 )
-from instag.config.recipe import from_dict
 from instag.data.pose import EXPRESSION_NAMES
-from instag.train.adapt import adapt
-from instag.train.recipe import AdaptRecipe
-from instag.train.synthetic import TINY_INIT, TINY_MODEL, write_dataset
 
 RATE = 16000
 FPS = 25.0
@@ -116,13 +113,8 @@ def test_the_rest_shape_is_the_persons_own_most_closed_opening():
     assert float(rest[1]) == 0.0  # the width at its mean
 
 
-def test_a_dub_rests_the_lips_in_a_long_silence_and_follows_the_voice_elsewhere(tmp_path):
-    model = {**TINY_MODEL, "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
-    recipe = {"audio_feature": "mel", "model": model, "init": TINY_INIT, "seed": 0,
-              "stages": {"warmup": 2, "align": 1, "fuse": 1}, "run": {"threads": 1, "previews": 0}}
-    ds = write_dataset(tmp_path / "ds", size=32, frames=10)
-    adapt(ds, tmp_path / "avatar", from_dict(AdaptRecipe, recipe), run_dir=tmp_path / "run")
-    avatar = load_avatar(tmp_path / "avatar")
+def test_a_dub_rests_the_lips_in_a_long_silence_and_follows_the_voice_elsewhere(talking_avatar):  # noqa: F811
+    avatar = load_avatar(talking_avatar)
     voice, silence = _voice(2.0), np.zeros(int((REST_AFTER_S + 0.8) * RATE), np.float32)
     audio = np.concatenate([voice, silence, _voice(2.0, seed=1)])
     driver = audio_driver(avatar, audio, _n(audio))

@@ -33,6 +33,17 @@ def tiny_avatar(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def talking_avatar(tmp_path_factory) -> Path:
+    """A tiny adapted avatar whose motion has a lip condition (articulation): one whose lips can rest."""
+    root = tmp_path_factory.mktemp("talking")
+    ds = write_dataset(root / "ds", size=32, frames=CLIP_FRAMES)
+    recipe = tiny_adapt_recipe(warmup=2, align=1, fuse=1)
+    recipe["model"] = {**recipe["model"], "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
+    adapt(ds, root / "avatar", from_dict(AdaptRecipe, recipe), run_dir=root / "avatar.run")
+    return root / "avatar"
+
+
 def speech_like(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:
     """[N, C] float32: the benchmarks' stand-in for speech (a synthesised voice over a buzz), at half its level."""
     return np.repeat(bench_speech_like(seconds, rate, seed)[:, None], channels, axis=1) * 0.5

@@ -491,6 +491,10 @@ def test_music_with_no_voice_rests_the_live_lips_and_a_voice_wakes_them(preview_
     assert not live.voiceless(stream, talking) and renderer.render_live(stream, talking, Orbit()).header["voiced"]
     # the look-ahead meets the voice: its frames wake before the voice is under them
     assert not live.voiceless(stream, int(4.0 * fps) - live.lookahead + 1)
+    # a preview for songs (`--no-voice-rest`) hears no voice detector: the same music moves the lips
+    song = LiveStream(fps, hear_voice=False)
+    feed(song, np.concatenate([music, speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32))
+    assert not live.voiceless(song, in_music) and live.shows(song, in_music) == "voice"
 
 
 def test_a_sound_out_of_a_long_silence_wakes_the_lips_by_the_gate_as_soon_as_the_look_ahead_hears_it(preview_server):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from e2e.conftest import speech_like
+from e2e.conftest import speech_like, talking_avatar  # noqa: F401  (a fixture)
 
 from instag.avatar.bundle import load_avatar
 from instag.viewer.camera import Orbit
@@ -28,3 +28,16 @@ def test_the_idle_loop_its_pauses_and_every_clip_decode_each_torso_layer_once(ti
         for clip in clips:
             renderer.render(renderer.driver(clip), k, Orbit())
     assert sorted(reads) == list(range(av.n_drive_frames))
+
+
+def test_a_preview_for_songs_moves_a_clips_lips_over_music_that_a_preview_for_speech_rests(talking_avatar):  # noqa: F811
+    """`instag preview --no-voice-rest`: a clip's lips rest in silence only, as `instag render --no-voice-rest`."""
+    av = load_avatar(talking_avatar)
+    t = np.arange(int(4.0 * 16000)) / 16000
+    chords = sum(np.sin(2 * np.pi * 220.0 * ratio * h * t) / h for ratio in (1.0, 1.26, 1.5) for h in range(1, 7))
+    music = (0.3 * chords / np.abs(chords).max()).astype(np.float32)
+    n = int(round(4.0 * av.meta["fps"]))
+    clip = Clip("music", "music", 4.0, n, b"", music)
+    speech, song = (PreviewRenderer(av, torch.device("cpu"), voice_rest=v).driver(clip) for v in (True, False))
+    assert speech.rest.weights[n // 2] == 1.0  # nobody speaks: at rest
+    assert not song.rest.weights.any()  # a song: the lips move over it
