@@ -1,0 +1,115 @@
+"""Would a second pass of the voice detector over the reversed track let a dub's lips rest sooner after a voice
+stops? (Silero's belief in a voice lingers about a second into music, so gaps under about 3 s barely rest.) Not
+taken: `benchmarks/voice_activity_cpu.md`.
+
+    python benchmarks/scripts/voice_rest_backward.py MUSIC_DIR SPEECH_WAV... -- CLIP...
+
+A chunk counts as voiced where the forward pass hears a voice (as shipped) and, for the variants, the backward pass
+(the track reversed, its answers reversed back) hears one within k chunks. First each CLIP's own sound, clean and
+under `voice_rest_noisy.py`'s degradations: frames a variant rests that the forward pass alone does not (speech
+taken for nobody). Then each SPEECH_WAV's first 4 s, a gap of music (each file of MUSIC_DIR, as loud as the
+speech) of 1.8–6 s, and its next 6 s: the share of the gap's frames at rest, and frames newly rested outside it.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from voice_rest_noisy import conditions
+
+from instag.audio.features import energy_envelope
+from instag.audio.silence import silent_mask
+from instag.audio.voice import CHUNK, RATE, VOICE_THRESHOLD, voice_probability
+from instag.avatar.rest import weights_over
+from instag.media.audio import decode_audio
+
+FPS = 25.0
+NEAR = (6, 9, 12)  # chunks (32 ms each)
+GAPS = (1.8, 2.2, 2.6, 3.0, 4.0, 6.0)  # seconds
+
+
+def both_ways(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward speech probabilities [C] of `audio` [N], padded to whole chunks."""
+    padded = np.zeros(-(-len(audio) // CHUNK) * CHUNK, np.float32)
+    padded[: len(audio)] = audio
+    return voice_probability(padded), voice_probability(padded[::-1].copy())[::-1]
+
+
+def variants(forward: np.ndarray, backward: np.ndarray) -> dict[str, np.ndarray]:
+    """Voiced chunks [C] bool: the forward pass alone, and with the backward pass within k chunks."""
+    out = {"forward": forward > VOICE_THRESHOLD}
+    back = backward > VOICE_THRESHOLD
+    for k in NEAR:
+        near = back.copy()
+        for s in range(1, k + 1):
+            near[s:] |= back[:-s]
+            near[:-s] |= back[s:]
+        out[f"backward within {k}"] = out["forward"] & near
+    return out
+
+
+def rest(audio: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """Frames [T] at rest (weight over 0.5) where the frame is silent or no chunk over it is voiced."""
+    n = int(len(audio) / RATE * FPS)
+    frames = np.arange(n + 1)
+    lo = (frames[:-1] / FPS * RATE).astype(int) // CHUNK
+    hi = np.ceil(frames[1:] / FPS * RATE / CHUNK).astype(int)
+    heard = np.concatenate([[0], np.cumsum(voiced)])
+    with_voice = heard[np.minimum(hi, len(voiced))] > heard[np.minimum(lo, len(voiced))]
+    return weights_over(silent_mask(energy_envelope(audio, RATE, FPS, n)) | ~with_voice, FPS) > 0.5
+
+
+def on_clips(clips: list[str]) -> None:
+    newly: dict[tuple[str, str], int] = {}
+    frames = 0
+    for clip in clips:
+        clean = decode_audio(Path(clip)).mono16k.astype(np.float64)
+        rng = np.random.default_rng(zlib.crc32(Path(clip).name.encode()))
+        for cond, x in conditions(clean, rng).items():
+            x = x.astype(np.float32)
+            rests = {name: rest(x, v) for name, v in variants(*both_ways(x)).items()}
+            for name, r in rests.items():
+                newly[cond, name] = newly.get((cond, name), 0) + int((r & ~rests["forward"]).sum())
+        frames += int(len(clean) / RATE * FPS)
+    names = list(variants(np.zeros(1), np.zeros(1)))[1:]
+    print(f"| sound ({len(clips)} clips, {frames} frames) | " + " | ".join(names) + " |")
+    print("| --- |" + " --- |" * len(names))
+    for cond in dict.fromkeys(c for c, _ in newly):
+        print(f"| {cond} | " + " | ".join(str(newly[cond, n]) for n in names) + " |")
+
+
+def on_gaps(music_dir: str, speech: list[str]) -> None:
+    musics = sorted(p for p in Path(music_dir).iterdir() if p.suffix in (".wav", ".ogg"))
+    print("| speech | gap | " + " | ".join(variants(np.zeros(1), np.zeros(1))) + " |")
+    print("| --- | --- |" + " --- |" * (len(NEAR) + 1))
+    for path in speech:
+        s = decode_audio(Path(path)).mono16k[: 10 * RATE]
+        level = np.sqrt(np.mean(s**2))
+        for gap in GAPS:
+            rested: dict[str, list[float]] = {}
+            outside: dict[str, int] = {}
+            for m in musics:
+                music = decode_audio(m).mono16k
+                n = int(gap * RATE)
+                start = min(len(music) - n, 10 * RATE) if len(music) > n else 0
+                seg = np.resize(music[start:], n)
+                seg = seg / (np.sqrt(np.mean(seg**2)) + 1e-9) * level
+                audio = np.concatenate([s[: 4 * RATE], seg, s[4 * RATE:]]).astype(np.float32)
+                i0, i1 = int(4 * FPS), int((4 + gap) * FPS)
+                rests = {name: rest(audio, v) for name, v in variants(*both_ways(audio)).items()}
+                for name, r in rests.items():
+                    rested.setdefault(name, []).append(float(r[i0:i1].mean()))
+                    new = r & ~rests["forward"]
+                    outside[name] = outside.get(name, 0) + int(new[:i0].sum() + new[i1:].sum())
+            print(f"| {Path(path).stem} | {gap:g} s | " + " | ".join(
+                f"{np.mean(v):.2f} ({outside[k]})" for k, v in rested.items()) + " |")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    cut = args.index("--")
+    on_clips(args[cut + 1:])
+    on_gaps(args[0], args[1:cut])
