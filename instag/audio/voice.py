@@ -55,10 +55,15 @@ def voice_probability(audio: np.ndarray) -> np.ndarray:
 
 def voiced_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
     """[n_frames] bool: video frames at `fps` during which mono `audio` [N] holds speech: some chunk over the
-    frame's span hears it above VOICE_THRESHOLD (frames past the audio's end: none). Heard at RATE, the detector's."""
+    frame's span hears it above VOICE_THRESHOLD (frames past the audio's end: none). Heard at RATE, the detector's,
+    with the track's peak at full scale: the detector's answers move with the level a voice was recorded at (a man
+    talking over a livestream's sound, recorded at full scale, rests in no 1.6 s window as recorded and in some at
+    20 or 40 dB less), which says nothing of whether anyone speaks (`benchmarks/voice_activity_cpu.md`)."""
+    audio = np.asarray(audio, np.float32)
     if sample_rate != RATE:
-        audio = librosa.resample(np.asarray(audio, np.float32), orig_sr=sample_rate, target_sr=RATE)
-    voiced = voice_probability(audio) > VOICE_THRESHOLD
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=RATE)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    voiced = voice_probability(audio / peak if peak > 0 else audio) > VOICE_THRESHOLD
     # chunks [lo, hi) over each frame's span, counted with a cumulative sum
     frames = np.arange(n_frames + 1)
     lo = (frames[:-1] / fps * RATE).astype(int) // CHUNK
