@@ -46,6 +46,14 @@ def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
     return weights_over(quiet_frames(audio, sample_rate, fps, n_frames, without_voice), fps)
 
 
+def resting_share(weights: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float) -> float:
+    """The share of the frames of mono `audio` [N] that hold sound (not silent by loudness) in which the lips rest
+    (rest `weights` [T] of at least a half): near 1 where the voice detector hears nobody in the track at all."""
+    n = len(weights)
+    sound = ~silent_mask(energy_envelope(audio if audio.size else np.zeros(1, np.float32), sample_rate, fps, n))
+    return float((weights[sound] >= 0.5).mean()) if sound.any() else 0.0
+
+
 def weights_over(quiet: np.ndarray, fps: float) -> np.ndarray:
     """The rest weights [T] of the quiet frames `quiet` [T] bool (`rest_weights`)."""
     n_frames = len(quiet)

@@ -103,6 +103,9 @@ def render(
         def on_result(r) -> None:
             if r.status == "failed":
                 bar.console.print(f"[bold red]failed:[/] {escape(r.reason)}", highlight=False, soft_wrap=True)
+            elif r.note:
+                bar.console.print(f"[bold yellow]note:[/] {escape(str(r.job.audio))}: {escape(r.note)}", highlight=False,
+                                  soft_wrap=True)
 
         try:
             with sigterm_as_interrupt():
@@ -112,13 +115,13 @@ def render(
             bar.console.print("interrupted; finished outputs are kept (the same command again continues)")
             raise typer.Exit(130) from None
     table = Table(title=escape(f"render {avatar} → {out}"))
-    for col in ("audio", "output", "status", "frames", "audio s", "× real time", "reason"):
+    for col in ("audio", "output", "status", "frames", "audio s", "× real time", "reason / note"):
         table.add_column(col, justify="right" if col in ("frames", "audio s", "× real time") else "left")
     for r in results:
         done = r.status == "done"
         table.add_row(escape(str(r.job.audio)), escape(str(r.job.output)), f"[{STATUS_STYLE[r.status]}]{r.status}[/]",
                       str(r.frames) if done else "", f"{r.audio_s:.2f}" if done else "",
-                      f"{r.speed:.2f}" if done else "", escape(r.reason))
+                      f"{r.speed:.2f}" if done else "", escape(r.reason or r.note))
     Console(width=200).print(table)
     failed = sum(r.status == "failed" for r in results)
     if failed:

@@ -280,3 +280,19 @@ def test_pingpong_replay_never_jumps(n):
     assert all(abs(a - b) <= 1 for a, b in zip(seq, seq[1:], strict=False))
     if n == 4:
         assert seq[:9] == [0, 1, 2, 3, 2, 1, 0, 1, 2]
+
+
+def test_a_track_in_which_nobody_is_heard_speaking_gets_a_note_pointing_songs_to_no_voice_rest(talking_avatar,
+                                                                                                 tmp_path):
+    t = np.arange(int(4.0 * 16000)) / 16000
+    chords = sum(np.sin(2 * np.pi * 220.0 * ratio * h * t) / h for ratio in (1.0, 1.26, 1.5) for h in range(1, 7))
+    music, speech = tmp_path / "music.wav", tmp_path / "speech.wav"
+    soundfile.write(music, 0.3 * chords / np.abs(chords).max(), 16000)
+    soundfile.write(speech, speech_like(4.0, 16000, 1), 16000)
+    r = run_instag("render", talking_avatar, "--audio", music, "--audio", speech, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "music.wav" in notes[0] and "--no-voice-rest" in notes[0], r.stderr
+    song = run_jobs(load_avatar(talking_avatar), jobs_from_audio([music], tmp_path / "song", False),
+                    RenderOptions(rest_without_voice=False))
+    assert song[0].status == "done" and song[0].note == ""
