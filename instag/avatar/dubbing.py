@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from instag.atomic import atomic_file
@@ -29,7 +28,7 @@ from instag.audio.features import FEATURE_RATE
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import DriveLayers, Driver, audio_driver, audio_features, frame_count, to_uint8
 from instag.avatar.paste_back import DEFAULT_FEATHER, REGIONS, PasteBack, find_source_clip, head_layers
-from instag.avatar.rest import resting_share
+from instag.avatar.rest import resting_note
 from instag.avatar.source_timing import SourceTimedFrames
 from instag.avatar.source_video import SourceVideo
 from instag.errors import InputError, InstagError
@@ -50,8 +49,6 @@ PASTE_BACK_THREADS = 1
 PASTE_BACK_ENCODER_THREADS = 1
 # The source's decoder likewise where there are only two cores; elsewhere ffmpeg's own choice (0).
 PASTE_BACK_DECODER_THREADS = 1 if (os.cpu_count() or 1) <= 2 else 0
-# A done job whose lips rest through at least this share of its sound gets a note (`_resting_note`).
-RESTING_NOTE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ class JobResult:
     audio_s: float = 0.0
     wall_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)  # decode, features, render+encode
-    note: str = ""  # what a done job's user should know (its lips at rest through most of its sound)
+    note: str = ""  # what a done job's user should know (`rest.resting_note`)
 
     @property
     def speed(self) -> float:
@@ -237,7 +234,7 @@ class Dubber:
             self._layers = DriveLayers(av, opt.size or av.size, self.device)
         driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats,
                               layers=self._layers, rest_without_voice=opt.rest_without_voice)
-        note = _resting_note(driver, audio.mono16k, fps) if opt.rest_without_voice else ""
+        note = resting_note(driver.rest, audio.mono16k, FEATURE_RATE) if opt.rest_without_voice else ""
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps
@@ -266,18 +263,6 @@ class Dubber:
         return JobResult(job, "done", frames=n, audio_s=audio.duration_s, wall_s=t3 - t0,
                          timings_s={"decode": t1 - t0, "features": t2 - t1, "render_encode": t3 - t2}, note=note)
 
-
-def _resting_note(driver: Driver, mono16k: np.ndarray, fps: float) -> str:
-    """A note when the lips rest through most of the track's sound for want of a voice: a song's singing can read
-    as nobody speaking (speech tracks rest through none of theirs, music alone through 0.64–1.00 of it:
-    `benchmarks/voice_activity_cpu.md`)."""
-    if driver.rest is None:
-        return ""
-    share = resting_share(driver.rest.weights, mono16k, FEATURE_RATE, fps)
-    if share < RESTING_NOTE_SHARE:
-        return ""
-    return (f"the lips rest through {share:.0%} of its sound: no voice heard there (music?); for a song, "
-            f"--no-voice-rest")
 
 
 def _readable(path: Path) -> None:

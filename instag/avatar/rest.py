@@ -24,6 +24,10 @@ REST_AFTER_S = 1.6  # silences at least this long rest the lips: longer than eve
 REST_EASE_S = 0.3  # the lips close (and open) over this long
 REST_ANTICIPATE_S = 0.1  # the lips are back on the prediction this long before the voice returns
 REST_PERCENTILE = 5.0  # the rest opening: this percentile of the person's tracked opening over the training frames
+# A track whose lips rest through at least this share of its sound gets a note (`resting_note`): speech rests through
+# none of its own, music alone through 0.64–1.00 of it, a synthesised sung voice 0.88–0.94
+# (`benchmarks/voice_activity_cpu.md`).
+RESTING_NOTE_SHARE = 0.5
 
 
 def quiet_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
@@ -89,6 +93,7 @@ class LipRest:
     def __init__(self, avatar: Avatar, weights: np.ndarray, device: torch.device | str = "cpu") -> None:
         self.motion = avatar.motion
         self.weights = weights  # [T]
+        self.fps = float(avatar.meta["fps"])  # the weights' frame rate
         self.shape = rest_lip_shape(avatar.drive, tuple(avatar.cfg.lip_coeffs)).to(device)  # [C]
 
     def lips(self, i: int, windows: Tensor) -> Tensor | None:
@@ -111,3 +116,14 @@ def lip_rest(avatar: Avatar, audio: np.ndarray, sample_rate: int, n_frames: int,
         return None
     weights = rest_weights(audio, sample_rate, float(avatar.meta["fps"]), n_frames, without_voice)
     return LipRest(avatar, weights, device)
+
+
+def resting_note(rest: LipRest | None, audio: np.ndarray, sample_rate: int) -> str:
+    """What a user should know of a track whose lips rest (`rest`, for mono `audio` [N]) through at least
+    RESTING_NOTE_SHARE of its sound: a song's singing can read as nobody speaking. "" otherwise."""
+    if rest is None:
+        return ""
+    share = resting_share(rest.weights, audio, sample_rate, float(rest.fps))
+    if share < RESTING_NOTE_SHARE:
+        return ""
+    return f"the lips rest through {share:.0%} of its sound: no voice heard there (music?); for a song, --no-voice-rest"

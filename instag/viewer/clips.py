@@ -45,10 +45,11 @@ class Clip:
     n_frames: int
     wav: bytes  # 16-bit PCM WAV of the decoded audio, what the page plays
     mono16k: np.ndarray  # [N] float32, what the features are computed from
+    note: str = ""  # what the page tells of it (`avatar.rest.resting_note`), once its driver is made
 
     def describe(self) -> dict:
         return {"id": self.id, "name": self.name, "duration": self.duration_s, "frames": self.n_frames,
-                "url": f"/audio/{self.id}.wav"}
+                "url": f"/audio/{self.id}.wav", "note": self.note}
 
 
 def sniff_audio(head: bytes) -> str | None:

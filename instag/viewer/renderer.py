@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from instag.audio.features import FEATURE_RATE
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import DriveLayers, Driver, audio_driver, to_uint8
+from instag.avatar.rest import resting_note
 from instag.render.avatar import FrameCondition
 from instag.viewer.camera import Orbit, orbit_viewmat
 from instag.viewer.clips import Clip
@@ -93,6 +95,8 @@ class PreviewRenderer:
         if d is None:
             d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device,
                              layers=self.layers, rest_without_voice=self.voice_rest)
+            if self.voice_rest:
+                clip.note = resting_note(d.rest, clip.mono16k, FEATURE_RATE)
             with self._lock:
                 self._drivers[clip.id] = d
         return d

@@ -37,7 +37,13 @@ def test_a_preview_for_songs_moves_a_clips_lips_over_music_that_a_preview_for_sp
     chords = sum(np.sin(2 * np.pi * 220.0 * ratio * h * t) / h for ratio in (1.0, 1.26, 1.5) for h in range(1, 7))
     music = (0.3 * chords / np.abs(chords).max()).astype(np.float32)
     n = int(round(4.0 * av.meta["fps"]))
-    clip = Clip("music", "music", 4.0, n, b"", music)
-    speech, song = (PreviewRenderer(av, torch.device("cpu"), voice_rest=v).driver(clip) for v in (True, False))
+    clip, sung = Clip("music", "music", 4.0, n, b"", music), Clip("sung", "sung", 4.0, n, b"", music)
+    speech = PreviewRenderer(av, torch.device("cpu")).driver(clip)
+    song = PreviewRenderer(av, torch.device("cpu"), voice_rest=False).driver(sung)
     assert speech.rest.weights[n // 2] == 1.0  # nobody speaks: at rest
     assert not song.rest.weights.any()  # a song: the lips move over it
+    # the page says why the lips rest through the clip, and what a song wants; of a song it says nothing
+    assert "--no-voice-rest" in clip.describe()["note"] and sung.describe()["note"] == ""
+    voice = Clip("voice", "voice", 4.0, n, b"", speech_like(4.0, 16000, 1, seed=3)[:, 0].astype(np.float32))
+    PreviewRenderer(av, torch.device("cpu")).driver(voice)
+    assert voice.note == ""

@@ -69,7 +69,8 @@
     S.clips.push(c);
     const opt = document.createElement("option");
     opt.value = c.id;
-    opt.textContent = `${c.name} (${c.duration.toFixed(1)} s)`;
+    opt.textContent = `${c.name} (${c.duration.toFixed(1)} s)` + (c.note ? " · no voice heard" : "");
+    opt.title = c.note;
     clipSelect.appendChild(opt);
     if (select || clip === null) { clipSelect.value = c.id; chooseClip(c.id); }
   }
@@ -332,7 +333,7 @@
       const j = await r.json().catch(() => ({ error: `upload failed (HTTP ${r.status})` }));
       if (!r.ok) { message(j.error); return; }
       addClip(j, true);
-      message(`${j.name}: ${j.duration.toFixed(1)} s, ready`);
+      message(`${j.name}: ${j.duration.toFixed(1)} s, ready` + (j.note ? `; ${j.note}` : ""));
     } catch (err) {
       message(`upload failed: ${err.message}`);
     }
