@@ -234,7 +234,7 @@ class Dubber:
             self._layers = DriveLayers(av, opt.size or av.size, self.device)
         driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats,
                               layers=self._layers, rest_without_voice=opt.rest_without_voice)
-        note = resting_note(driver.rest, audio.mono16k, FEATURE_RATE) if opt.rest_without_voice else ""
+        note = resting_note(driver.rest, audio.mono16k, FEATURE_RATE)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps
@@ -262,7 +262,6 @@ class Dubber:
         t3 = time.perf_counter()
         return JobResult(job, "done", frames=n, audio_s=audio.duration_s, wall_s=t3 - t0,
                          timings_s={"decode": t1 - t0, "features": t2 - t1, "render_encode": t3 - t2}, note=note)
-
 
 
 def _readable(path: Path) -> None:

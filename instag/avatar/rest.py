@@ -90,10 +90,12 @@ class LipRest:
     """An avatar's lips through one track's long silences: frame i's lip shape eased toward the rest shape by the
     track's rest weight (`rest_weights`)."""
 
-    def __init__(self, avatar: Avatar, weights: np.ndarray, device: torch.device | str = "cpu") -> None:
+    def __init__(self, avatar: Avatar, weights: np.ndarray, device: torch.device | str = "cpu",
+                 without_voice: bool = True) -> None:
         self.motion = avatar.motion
         self.weights = weights  # [T]
         self.fps = float(avatar.meta["fps"])  # the weights' frame rate
+        self.without_voice = without_voice  # they rest where no voice is heard too (`quiet_frames`)
         self.shape = rest_lip_shape(avatar.drive, tuple(avatar.cfg.lip_coeffs)).to(device)  # [C]
 
     def lips(self, i: int, windows: Tensor) -> Tensor | None:
@@ -115,13 +117,14 @@ def lip_rest(avatar: Avatar, audio: np.ndarray, sample_rate: int, n_frames: int,
     if not avatar.cfg.articulation:
         return None
     weights = rest_weights(audio, sample_rate, float(avatar.meta["fps"]), n_frames, without_voice)
-    return LipRest(avatar, weights, device)
+    return LipRest(avatar, weights, device, without_voice)
 
 
 def resting_note(rest: LipRest | None, audio: np.ndarray, sample_rate: int) -> str:
     """What a user should know of a track whose lips rest (`rest`, for mono `audio` [N]) through at least
-    RESTING_NOTE_SHARE of its sound: a song's singing can read as nobody speaking. "" otherwise."""
-    if rest is None:
+    RESTING_NOTE_SHARE of its sound for want of a voice: a song's singing can read as nobody speaking. "" otherwise
+    (and where only silence rests them)."""
+    if rest is None or not rest.without_voice:
         return ""
     share = resting_share(rest.weights, audio, sample_rate, float(rest.fps))
     if share < RESTING_NOTE_SHARE:

@@ -95,8 +95,7 @@ class PreviewRenderer:
         if d is None:
             d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device,
                              layers=self.layers, rest_without_voice=self.voice_rest)
-            if self.voice_rest:
-                clip.note = resting_note(d.rest, clip.mono16k, FEATURE_RATE)
+            clip.note = resting_note(d.rest, clip.mono16k, FEATURE_RATE)
             with self._lock:
                 self._drivers[clip.id] = d
         return d
