@@ -13,11 +13,13 @@ import cv2
 import numpy as np
 import pytest
 import soundfile
-from e2e.conftest import speech_like
+from e2e.conftest import speech_like, talking_avatar  # noqa: F401  (a fixture)
 
 from instag.bench.browser import CHROMIUM, chromium_page
 from instag.viewer.camera import Orbit, ViewRange
+from instag.viewer.config import PreviewConfig
 from instag.viewer.live import MAX_CHUNK_SAMPLES, RATE, rms_dbfs
+from instag.viewer.server import PreviewServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "viewer"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make setup installs it)")
@@ -143,6 +145,24 @@ def test_page_plays_in_sync_orbits_and_shows_a_face(preview_server, page, tmp_pa
     assert not errors, errors
 
 
+
+
+def test_an_uploaded_clip_in_which_nobody_is_heard_is_marked_with_what_a_song_wants(talking_avatar, page,  # noqa: F811
+                                                                                     tmp_path):
+    t = np.arange(int(4.0 * RATE)) / RATE
+    chords = sum(np.sin(2 * np.pi * 220.0 * ratio * h * t) / h for ratio in (1.0, 1.26, 1.5) for h in range(1, 7))
+    music = tmp_path / "band.wav"
+    soundfile.write(music, 0.3 * chords / np.abs(chords).max(), RATE)
+    server = PreviewServer(PreviewConfig(avatar=talking_avatar, port=0, device="cpu"))
+    server.start()
+    try:
+        page.goto(server.url)
+        page.set_input_files("#upload", str(music))
+        page.wait_for_function("document.getElementById('message').textContent.includes('ready')", timeout=30_000)
+        assert "--no-voice-rest" in page.text_content("#message")
+        assert "no voice heard" in page.evaluate("document.getElementById('clip').selectedOptions[0].textContent")
+    finally:
+        server.stop()
 
 
 def microphone_file(path: Path) -> tuple[Path, list[tuple[float, float]]]:
