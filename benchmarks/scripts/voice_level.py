@@ -12,12 +12,10 @@ track as recorded, 20 or 40 dB quieter: the share of the gap's frames at rest.
 from __future__ import annotations
 
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
-from voice_rest_backward import FPS, rest
-from voice_rest_noisy import conditions
+from voice_rest_backward import FPS, clip_sounds, counts_table, gap_track, music_files, rest
 
 from instag.audio.features import energy_envelope
 from instag.audio.silence import silent_mask
@@ -40,42 +38,25 @@ def rests(x: np.ndarray) -> dict[str, np.ndarray]:
 def on_clips(clips: list[str]) -> None:
     newly: dict[tuple[str, str], int] = {}
     frames = 0
-    for clip in clips:
-        clean = decode_audio(Path(clip)).mono16k.astype(np.float64)
-        rng = np.random.default_rng(zlib.crc32(Path(clip).name.encode()))
-        degraded = conditions(clean, rng)
-        degraded |= {"20 dB quieter": clean * 0.1, "white 10 dB, 20 dB quieter": degraded["white 10 dB"] * 0.1}
-        for cond, x in degraded.items():
-            x = x.astype(np.float32)
-            n = int(len(x) / RATE * FPS)
-            loud = weights_over(silent_mask(energy_envelope(x, RATE, FPS, n)), FPS) > 0.5
-            for heard, r in rests(x).items():
-                newly[cond, heard] = newly.get((cond, heard), 0) + int((r & ~loud).sum())
-        frames += int(len(clean) / RATE * FPS)
-    print(f"| the {len(clips)} clips' sound ({frames} frames) | " + " | ".join(HEARD) + " |")
-    print("| --- |" + " --- |" * len(HEARD))
-    for cond in dict.fromkeys(c for c, _ in newly):
-        print(f"| {cond} | " + " | ".join(str(newly[cond, h]) for h in HEARD) + " |")
+    for cond, x in clip_sounds(clips, quieter=True):
+        n = int(len(x) / RATE * FPS)
+        loud = weights_over(silent_mask(energy_envelope(x, RATE, FPS, n)), FPS) > 0.5
+        for heard, r in rests(x).items():
+            newly[cond, heard] = newly.get((cond, heard), 0) + int((r & ~loud).sum())
+        frames += n if cond == "clean" else 0
+    counts_table(f"the {len(clips)} clips' sound ({frames} frames)", newly, list(HEARD))
 
 
 def on_gaps(music_dir: str, speech: list[str]) -> None:
-    musics = sorted(p for p in Path(music_dir).iterdir() if p.suffix in (".wav", ".ogg"))
     cols = [f"{h}{lv}" for lv in LEVELS for h in HEARD]
     print("| speech | gap | " + " | ".join(cols) + " |")
     print("| --- | --- |" + " --- |" * len(cols))
     for path in speech:
         s = decode_audio(Path(path)).mono16k[: 10 * RATE]
-        level = np.sqrt(np.mean(s**2))
         for gap in GAPS:
             rested: dict[str, list[float]] = {}
-            for m in musics:
-                music = decode_audio(m).mono16k
-                n = int(gap * RATE)
-                start = min(len(music) - n, 10 * RATE) if len(music) > n else 0
-                seg = np.resize(music[start:], n)
-                seg = seg / (np.sqrt(np.mean(seg**2)) + 1e-9) * level
-                track = np.concatenate([s[: 4 * RATE], seg, s[4 * RATE:]])
-                i0, i1 = int(4 * FPS), int((4 + gap) * FPS)
+            for m in music_files(music_dir):
+                track, i0, i1 = gap_track(s, m, gap)
                 for lv, gain in LEVELS.items():
                     for heard, r in rests((track * gain).astype(np.float32)).items():
                         rested.setdefault(f"{heard}{lv}", []).append(float(r[i0:i1].mean()))

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from voice_rest_backward import gap_track, music_files
 
 from instag.audio.live_context import LOOKAHEAD_FRAMES
 from instag.audio.voice import VoiceStream
@@ -68,21 +69,15 @@ def main(music_dir: str, speech: list[str], clips: list[str]) -> None:
             rested[g, a] += sum(resting(audio * g, arms[a]).values())
     print(f"| the {len(clips)} clips' sound | {head} |\n| --- |" + " --- |" * len(cols))
     print("| loud frames at rest | " + " | ".join(str(rested[c]) for c in cols) + " |")
-    musics = sorted(p for p in Path(music_dir).iterdir() if p.suffix in (".wav", ".ogg"))
     print(f"\n| speech, 6 s of music | {head} |\n| --- |" + " --- |" * len(cols))
     for path in speech:
         s = decode_audio(Path(path)).mono16k[: 10 * RATE]
-        level = np.sqrt(np.mean(s**2))
         shares: dict[tuple[float, str], list[float]] = {c: [] for c in cols}
-        for m in musics:
-            music = decode_audio(m).mono16k
-            n = 6 * RATE
-            start = min(len(music) - n, 10 * RATE) if len(music) > n else 0
-            seg = np.resize(music[start:], n)
-            track = np.concatenate([s[: 4 * RATE], seg / (np.sqrt(np.mean(seg**2)) + 1e-9) * level, s[4 * RATE:]])
+        for m in music_files(music_dir):
+            track, i0, i1 = gap_track(s, m, 6.0)
             for g, a in cols:
                 r = resting(track * g, arms[a])
-                shares[g, a].append(float(np.mean([r[k] for k in range(int(4 * FPS), int(10 * FPS)) if k in r])))
+                shares[g, a].append(float(np.mean([r[k] for k in range(i0, i1) if k in r])))
         print(f"| {Path(path).stem} | " + " | ".join(f"{np.mean(shares[c]):.2f}" for c in cols) + " |")
 
 

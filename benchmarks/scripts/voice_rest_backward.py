@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,43 +63,64 @@ def rest(audio: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     return weights_over(silent_mask(energy_envelope(audio, RATE, FPS, n)) | ~with_voice, FPS) > 0.5
 
 
+def music_files(music_dir: str) -> list[Path]:
+    return sorted(p for p in Path(music_dir).iterdir() if p.suffix in (".wav", ".ogg"))
+
+
+def gap_track(speech: np.ndarray, music_path: Path, gap: float) -> tuple[np.ndarray, int, int]:
+    """`speech`'s [N] first 4 s, `gap` seconds of the music as loud as the speech, its next 6 s (16 kHz) → (the
+    track, the gap's first frame, the frame after it)."""
+    music = decode_audio(music_path).mono16k
+    n = int(gap * RATE)
+    start = min(len(music) - n, 10 * RATE) if len(music) > n else 0
+    seg = np.resize(music[start:], n)
+    seg = seg / (np.sqrt(np.mean(seg**2)) + 1e-9) * np.sqrt(np.mean(speech**2))
+    track = np.concatenate([speech[: 4 * RATE], seg, speech[4 * RATE:]]).astype(np.float32)
+    return track, int(4 * FPS), int((4 + gap) * FPS)
+
+
+def clip_sounds(clips: list[str], quieter: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """(condition, sound [N] float32) of each clip's own sound: clean and under `voice_rest_noisy.py`'s
+    degradations (noise drawn from a seed named after the clip); with `quieter`, also 20 dB quieter, alone and
+    with white noise at 10 dB."""
+    for clip in clips:
+        clean = decode_audio(Path(clip)).mono16k.astype(np.float64)
+        sounds = conditions(clean, np.random.default_rng(zlib.crc32(Path(clip).name.encode())))
+        if quieter:
+            sounds |= {"20 dB quieter": clean * 0.1, "white 10 dB, 20 dB quieter": sounds["white 10 dB"] * 0.1}
+        for cond, x in sounds.items():
+            yield cond, x.astype(np.float32)
+
+
 def on_clips(clips: list[str]) -> None:
     newly: dict[tuple[str, str], int] = {}
     frames = 0
-    for clip in clips:
-        clean = decode_audio(Path(clip)).mono16k.astype(np.float64)
-        rng = np.random.default_rng(zlib.crc32(Path(clip).name.encode()))
-        for cond, x in conditions(clean, rng).items():
-            x = x.astype(np.float32)
-            rests = {name: rest(x, v) for name, v in variants(*both_ways(x)).items()}
-            for name, r in rests.items():
-                newly[cond, name] = newly.get((cond, name), 0) + int((r & ~rests["forward"]).sum())
-        frames += int(len(clean) / RATE * FPS)
-    names = list(variants(np.zeros(1), np.zeros(1)))[1:]
-    print(f"| sound ({len(clips)} clips, {frames} frames) | " + " | ".join(names) + " |")
+    for cond, x in clip_sounds(clips):
+        rests = {name: rest(x, v) for name, v in variants(*both_ways(x)).items()}
+        for name, r in rests.items():
+            newly[cond, name] = newly.get((cond, name), 0) + int((r & ~rests["forward"]).sum())
+        frames += int(len(x) / RATE * FPS) if cond == "clean" else 0
+    counts_table(f"sound ({len(clips)} clips, {frames} frames)", newly, list(variants(np.zeros(1), np.zeros(1)))[1:])
+
+
+def counts_table(title: str, counts: dict[tuple[str, str], int], names: list[str]) -> None:
+    """A Markdown table of `counts` by (row, column name): a row per condition, a column per name."""
+    print(f"| {title} | " + " | ".join(names) + " |")
     print("| --- |" + " --- |" * len(names))
-    for cond in dict.fromkeys(c for c, _ in newly):
-        print(f"| {cond} | " + " | ".join(str(newly[cond, n]) for n in names) + " |")
+    for cond in dict.fromkeys(c for c, _ in counts):
+        print(f"| {cond} | " + " | ".join(str(counts[cond, n]) for n in names) + " |")
 
 
 def on_gaps(music_dir: str, speech: list[str]) -> None:
-    musics = sorted(p for p in Path(music_dir).iterdir() if p.suffix in (".wav", ".ogg"))
     print("| speech | gap | " + " | ".join(variants(np.zeros(1), np.zeros(1))) + " |")
     print("| --- | --- |" + " --- |" * (len(NEAR) + 1))
     for path in speech:
         s = decode_audio(Path(path)).mono16k[: 10 * RATE]
-        level = np.sqrt(np.mean(s**2))
         for gap in GAPS:
             rested: dict[str, list[float]] = {}
             outside: dict[str, int] = {}
-            for m in musics:
-                music = decode_audio(m).mono16k
-                n = int(gap * RATE)
-                start = min(len(music) - n, 10 * RATE) if len(music) > n else 0
-                seg = np.resize(music[start:], n)
-                seg = seg / (np.sqrt(np.mean(seg**2)) + 1e-9) * level
-                audio = np.concatenate([s[: 4 * RATE], seg, s[4 * RATE:]]).astype(np.float32)
-                i0, i1 = int(4 * FPS), int((4 + gap) * FPS)
+            for m in music_files(music_dir):
+                audio, i0, i1 = gap_track(s, m, gap)
                 rests = {name: rest(audio, v) for name, v in variants(*both_ways(audio)).items()}
                 for name, r in rests.items():
                     rested.setdefault(name, []).append(float(r[i0:i1].mean()))
