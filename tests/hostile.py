@@ -97,5 +97,5 @@ def check_manifest(path: Path, out: Path) -> None:
     for job in jobs:
         if not job.output.resolve().is_relative_to(out.resolve()) or job.output.suffix.lower() != ".mp4":
             raise AssertionError(f"output {job.output} escapes {out} or is no .mp4")
-        if not isinstance(job.paste_back, bool):
-            raise AssertionError(f"paste_back {job.paste_back!r} is not a bool")
+        if not isinstance(job.paste_back, bool) or not isinstance(job.voice_rest, bool):
+            raise AssertionError(f"paste_back {job.paste_back!r} or voice_rest {job.voice_rest!r} is not a bool")

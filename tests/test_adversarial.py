@@ -24,7 +24,7 @@ N_CASES = 40
 @pytest.mark.parametrize("seed", range(N_CASES))
 def test_mutated_manifests_give_jobs_inside_the_output_dir_or_one_line(tmp_path, seed):
     rng = random.Random(seed)
-    valid = b"audio,output,paste_back\na.wav,de.mp4,1\nsub/b.flac,fr/x.mp4,no\nc.m4a,c\n"
+    valid = b"audio,output,paste_back,voice_rest\na.wav,de.mp4,1\nsub/b.flac,fr/x.mp4,no,0\nc.m4a,c\n"
     path = tmp_path / "jobs.csv"
     path.write_bytes(mutate(valid, rng))
     check_manifest(path, tmp_path / "out")

@@ -18,7 +18,7 @@ pytest.importorskip("atheris", reason="atheris is not installed (dev extra; Linu
 HARNESS = Path(__file__).with_name("fuzz_loaders.py")
 FUZZ_SECONDS = 10  # a smoke run that keeps `make test` within its time; longer by hand (fuzz_loaders.py)
 MANIFEST_SEEDS = [
-    b"audio,output,paste_back\na.wav,de.mp4,1\nsub/b.flac,fr/x.mp4,no\nc.m4a,c\n",
+    b"audio,output,paste_back,voice_rest\na.wav,de.mp4,1\nsub/b.flac,fr/x.mp4,no,0\nc.m4a,c\n",
     b"# jobs\n/abs/a.wav,x\n\n\"q,uoted.wav\",\"out,put\",yes\n",
     b"a.wav,../x.mp4\n",
 ]

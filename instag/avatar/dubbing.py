@@ -6,9 +6,10 @@ into the source frame (instag.avatar.paste_back) while the next frame renders. O
 temporary name and renamed when whole; a finished output is skipped on a re-run (resume). A job that fails is
 reported with its reason and the others still run.
 
-Manifest (`--manifest jobs.csv`): rows `audio,output[,paste_back]`, an optional header row naming those columns;
-a relative audio path is read relative to the manifest's folder, a relative output path relative to the output
-dir; paste_back is 1/true/yes or 0/false/no (empty: the command's --paste-back).
+Manifest (`--manifest jobs.csv`): rows `audio,output[,paste_back[,voice_rest]]`, an optional header row naming
+those columns; a relative audio path is read relative to the manifest's folder, a relative output path relative to
+the output dir; paste_back and voice_rest are 1/true/yes or 0/false/no (empty: the command's --paste-back and
+--voice-rest/--no-voice-rest; voice_rest 0 for a song, whose lips then rest in silence only).
 """
 
 from __future__ import annotations
@@ -60,9 +61,6 @@ class RenderOptions:
     feather: float = DEFAULT_FEATHER  # paste-back: the head fades out over this fraction of the crop at its edges
     paste_region: str = REGIONS[0]  # paste-back: what of the rendered head replaces the source's (REGIONS)
     audio_model: str | None = None  # local hubert / wav2vec2 model dir for avatars driven by those features
-    # The lips rest where no voice is heard (music, effects) as well as in silence; off for a song, whose singing
-    # the voice detector may not take for a voice (benchmarks/voice_activity_cpu.md).
-    rest_without_voice: bool = True
     force: bool = False  # re-render outputs that exist
     # torch threads on CPU (0: torch's default, all cores; a paste-back job renders with PASTE_BACK_THREADS):
     # all cores are faster on an idle machine, 1 on a busy one (benchmarks/performance_notes.md).
@@ -84,6 +82,9 @@ class DubJob:
     audio: Path
     output: Path
     paste_back: bool = False
+    # The lips rest where no voice is heard (music, effects) as well as in silence; off for a song, whose singing
+    # the voice detector may not take for a voice (benchmarks/voice_activity_cpu.md).
+    voice_rest: bool = True
 
 
 @dataclass
@@ -112,7 +113,7 @@ def check_output_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: cannot be the output dir ({existing} is not writable)")
 
 
-def jobs_from_audio(audios: list[Path], out_dir: Path, paste_back: bool) -> list[DubJob]:
+def jobs_from_audio(audios: list[Path], out_dir: Path, paste_back: bool, voice_rest: bool = True) -> list[DubJob]:
     """One job per audio file: OUT_DIR/<audio stem>.mp4 (two audios with one stem are refused)."""
     check_output_dir(Path(out_dir))
     seen: dict[str, Path] = {}
@@ -123,11 +124,11 @@ def jobs_from_audio(audios: list[Path], out_dir: Path, paste_back: bool) -> list
             raise InputError(f"{audio}: would overwrite the output of {seen[stem]} ({stem}.mp4); use --manifest "
                              f"to name the outputs")
         seen[stem] = Path(audio)
-        jobs.append(DubJob(Path(audio), Path(out_dir) / f"{stem}.mp4", paste_back))
+        jobs.append(DubJob(Path(audio), Path(out_dir) / f"{stem}.mp4", paste_back, voice_rest))
     return jobs
 
 
-def _flag(value: str, where: str, default: bool) -> bool:
+def _flag(value: str, where: str, name: str, default: bool) -> bool:
     v = value.strip().lower()
     if not v:
         return default
@@ -135,7 +136,7 @@ def _flag(value: str, where: str, default: bool) -> bool:
         return True
     if v in FALSE:
         return False
-    raise InputError(f"{where}: paste_back {value!r} is not one of {'/'.join(TRUE + FALSE)}")
+    raise InputError(f"{where}: {name} {value!r} is not one of {'/'.join(TRUE + FALSE)}")
 
 
 def _confined_output(cell: str, out_dir: Path, where: str) -> Path:
@@ -151,7 +152,7 @@ def _confined_output(cell: str, out_dir: Path, where: str) -> Path:
     return output
 
 
-def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[DubJob]:
+def read_manifest(path: str | Path, out_dir: Path, paste_back: bool, voice_rest: bool = True) -> list[DubJob]:
     """Jobs of a manifest CSV (see the module doc); `InputError` naming the row for a malformed one."""
     path = Path(path)
     check_output_dir(Path(out_dir))
@@ -168,8 +169,8 @@ def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[Dub
         if n == 1 and [c.lower() for c in cells[:2]] == ["audio", "output"]:
             continue
         where = f"{path}:{n}"
-        if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
-            raise InputError(f"{where}: expected 'audio,output[,paste_back]', got {row}")
+        if len(cells) not in (2, 3, 4) or not cells[0] or not cells[1]:
+            raise InputError(f"{where}: expected 'audio,output[,paste_back[,voice_rest]]', got {row}")
         if any("\x00" in c for c in cells):  # no path may hold one: the OS refuses it with a ValueError
             raise InputError(f"{where}: a cell holds a NUL character")
         audio = Path(cells[0]) if Path(cells[0]).is_absolute() else path.parent / cells[0]
@@ -177,7 +178,9 @@ def read_manifest(path: str | Path, out_dir: Path, paste_back: bool) -> list[Dub
         if output in outputs:
             raise InputError(f"{where}: output {output} is also the output of row {outputs[output]}")
         outputs[output] = n
-        jobs.append(DubJob(audio, output, _flag(cells[2], where, paste_back) if len(cells) == 3 else paste_back))
+        flags = cells[2:] + [""] * (4 - len(cells))
+        jobs.append(DubJob(audio, output, _flag(flags[0], where, "paste_back", paste_back),
+                           _flag(flags[1], where, "voice_rest", voice_rest)))
     if not jobs:
         raise InputError(f"{path}: the manifest lists no jobs")
     return jobs
@@ -233,7 +236,7 @@ class Dubber:
         if self._layers is None:
             self._layers = DriveLayers(av, opt.size or av.size, self.device)
         driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats,
-                              layers=self._layers, rest_without_voice=opt.rest_without_voice)
+                              layers=self._layers, rest_without_voice=job.voice_rest)
         note = resting_note(driver.rest, audio.mono16k, FEATURE_RATE)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate

@@ -45,7 +45,8 @@ def render(
     avatar: Path = typer.Argument(..., help="Avatar dir (from `instag adapt` / `instag adapt-from-clip`)."),
     audio: list[Path] = typer.Option([], "--audio", help="Audio to dub (wav/mp3/m4a/flac, any rate; repeatable): "
                                      "writes OUTDIR/<stem>.mp4."),
-    manifest: Path | None = typer.Option(None, "--manifest", help="CSV of jobs: audio,output[,paste_back]."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="CSV of jobs: audio,output[,paste_back[,voice_rest]] "
+                                         "(empty flags: the options')."),
     out: Path = typer.Option(..., "-o", "--out", help="Output dir."),
     paste_back: bool = typer.Option(False, "--paste-back", help="Composite the head into the original full-size "
                                     "frames (output at the source clip's resolution)."),
@@ -69,7 +70,8 @@ def render(
                                        "them."),
     voice_rest: bool = typer.Option(True, "--voice-rest/--no-voice-rest", help="Rest the lips where no voice is "
                                     "heard for 1.6 s (music, effects) as well as in silence; --no-voice-rest: in "
-                                    "silence only, for a song whose singing the voice detector may miss."),
+                                    "silence only, for a song whose singing the voice detector may miss (per job: the "
+                                    "manifest's voice_rest column)."),
     force: bool = typer.Option(False, "--force", help="Re-render outputs that already exist."),
 ) -> None:
     """Render one MP4 (H.264 + AAC) per audio; finished outputs are skipped; exit 1 if any job failed."""
@@ -80,10 +82,10 @@ def render(
 
     if bool(audio) == bool(manifest):
         raise InputError("render: give --audio FILE (repeatable) or --manifest jobs.csv, not both or neither")
-    jobs = read_manifest(manifest, out, paste_back) if manifest else jobs_from_audio(audio, out, paste_back)
+    jobs = (read_manifest(manifest, out, paste_back, voice_rest) if manifest
+            else jobs_from_audio(audio, out, paste_back, voice_rest))
     options = RenderOptions(size=size, crf=crf, preset=preset, source=source,
                             audio_model=str(audio_model) if audio_model else None, force=force,
-                            rest_without_voice=voice_rest,
                             **({} if threads is None else {"threads": threads}),
                             **({} if paste_region is None else {"paste_region": paste_region}))
     av = load_avatar(avatar)

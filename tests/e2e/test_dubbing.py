@@ -17,9 +17,10 @@ from instag_testing import run_instag
 from e2e.conftest import CROP, SIZE, source_frame, speech_like
 from instag.avatar.bundle import load_avatar
 from instag.avatar.driving import pingpong_index
-from instag.avatar.dubbing import RenderOptions, jobs_from_audio, run_jobs
+from instag.avatar.dubbing import RenderOptions, jobs_from_audio, read_manifest, run_jobs
 from instag.avatar.source_video import SourceVideo
 from instag.data.video import probe, sha256_of
+from instag.errors import InputError
 from instag.media.encoding import Encoding
 from instag.media.mp4 import Mp4Writer
 
@@ -293,6 +294,22 @@ def test_a_track_in_which_nobody_is_heard_speaking_gets_a_note_pointing_songs_to
     assert r.returncode == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "note:" in line]
     assert len(notes) == 1 and "music.wav" in notes[0] and "--no-voice-rest" in notes[0], r.stderr
-    song = run_jobs(load_avatar(talking_avatar), jobs_from_audio([music], tmp_path / "song", False),
-                    RenderOptions(rest_without_voice=False))
+    song = run_jobs(load_avatar(talking_avatar), jobs_from_audio([music], tmp_path / "song", False, voice_rest=False),
+                    RenderOptions())
     assert song[0].status == "done" and song[0].note == ""
+
+
+def test_a_manifest_row_says_whether_its_track_is_a_song(tmp_path):
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("audio,output,paste_back,voice_rest\nline.wav,line.mp4\nsong.mp3,song.mp4,,no\n"
+                        "duet.flac,duet.mp4,1,yes\n")
+    line, song, duet = read_manifest(manifest, tmp_path / "out", paste_back=False)
+    assert (line.paste_back, line.voice_rest) == (False, True)  # the command's defaults
+    assert (song.paste_back, song.voice_rest) == (False, False) and (duet.paste_back, duet.voice_rest) == (True, True)
+    assert not read_manifest(manifest, tmp_path / "out", paste_back=False, voice_rest=False)[0].voice_rest
+    manifest.write_text("a.wav,a.mp4,0,sometimes\n")
+    with pytest.raises(InputError, match=r"jobs.csv:1: voice_rest 'sometimes' is not one of"):
+        read_manifest(manifest, tmp_path / "out", paste_back=False)
+    manifest.write_text("a.wav,a.mp4,0,1,extra\n")
+    with pytest.raises(InputError, match=r"expected 'audio,output\[,paste_back\[,voice_rest\]\]'"):
+        read_manifest(manifest, tmp_path / "out", paste_back=False)
