@@ -255,8 +255,11 @@ def data(c: Check, stage: Stage) -> None:
     """The dataset to adapt to: --dataset, else the real clip preprocessed at 512² here; dry: a synthetic one."""
     c.dataset = c.work / "dataset"
     if c.dry:
-        code = ("from pathlib import Path; from instag.train.synthetic import write_dataset; "
-                f"write_dataset(Path({str(c.dataset)!r}), size=32, frames=8, test_from=6)")
+        # with a voice in its audio.wav, so eval's lips rest as the GPU run's do: where the detector hears none
+        code = ("from pathlib import Path; import soundfile; from instag.train.synthetic import write_dataset; "
+                "from instag.audio.synthetic_speech import SAMPLE_VOICE, synthesize; "
+                f"ds = write_dataset(Path({str(c.dataset)!r}), size=32, frames=8, test_from=6); "
+                "soundfile.write(ds / 'audio.wav', synthesize(8 / 25, SAMPLE_VOICE, seed=0).samples, 16000)")
         if c.run(stage, [c.python, "-c", code]) is not None:
             stage.figure = "synthetic 32², 8 frames"
         return
