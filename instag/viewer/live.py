@@ -260,11 +260,12 @@ class LiveFeatures:
         n = self._rest_frames
         return stream.loud_throughout(k, n) and stream.voiceless(k + self.lookahead, n + self.lookahead)
 
-    def shows(self, stream: LiveStream, k: int) -> str:
+    def shows(self, stream: LiveStream, k: int, song: bool = False) -> str:
         """What live frame k shows: "voice" (lips from its audio), "pause" (a silence shorter than a rest: the lips
-        the silence predicts) or "rest" (the idle loop, lips at rest: `resting`, or loud with no voice: `voiceless`)."""
+        the silence predicts) or "rest" (the idle loop, lips at rest: `resting`, or loud with no voice: `voiceless`,
+        unless the sound is a `song`)."""
         voiced = self.voiced(stream, k)
-        if voiced and not self.voiceless(stream, k):
+        if voiced and (song or not self.voiceless(stream, k)):
             return "voice"
         return "pause" if not voiced and not self.resting(stream, k) else "rest"
 

@@ -85,25 +85,30 @@ class PreviewRenderer:
         self.live = LiveFeatures(avatar, device, audio_model, live_lookahead)
         self._idle_jpegs: dict[int, bytes] = {}  # idle-loop frame → its JPEG from the front, up to IDLE_CACHE_BYTES
         self._idle_bytes = 0
-        self._drivers: dict[str, Driver] = {}
+        self._drivers: dict[tuple[str, bool], Driver] = {}  # (clip id, whether its lips rest without a voice)
         self._lock = threading.Lock()
 
-    def driver(self, clip: Clip) -> Driver:
-        """The clip's Driver (built once: features and conditions of the avatar's kind)."""
+    def driver(self, clip: Clip, song: bool = False) -> Driver:
+        """The clip's Driver (built once: features and conditions of the avatar's kind); for a `song`, one whose lips
+        rest in silence only (on the same features)."""
+        without_voice = self.voice_rest and not song
         with self._lock:
-            d = self._drivers.get(clip.id)
+            d = self._drivers.get((clip.id, without_voice))
+            other = self._drivers.get((clip.id, not without_voice))
         if d is None:
             d = audio_driver(self.avatar, clip.mono16k, clip.n_frames, self.audio_model, self.size, self.device,
-                             layers=self.layers, rest_without_voice=self.voice_rest)
-            clip.note = resting_note(d.rest, clip.mono16k, FEATURE_RATE)
+                             features=None if other is None else other.features, layers=self.layers,
+                             rest_without_voice=without_voice)
+            if without_voice:
+                clip.note = resting_note(d.rest, clip.mono16k, FEATURE_RATE)
             with self._lock:
-                self._drivers[clip.id] = d
+                self._drivers[(clip.id, without_voice)] = d
         return d
 
     def forget(self, keep: set[str]) -> None:
         """Drop the drivers of clips no longer listed."""
         with self._lock:
-            for k in [k for k in self._drivers if k not in keep]:
+            for k in [k for k in self._drivers if k[0] not in keep]:
                 del self._drivers[k]
 
     @torch.inference_mode()
@@ -139,12 +144,13 @@ class PreviewRenderer:
         return frame
 
     @torch.inference_mode()
-    def render_live(self, stream: LiveStream, k: int, orbit: Orbit) -> Frame:
+    def render_live(self, stream: LiveStream, k: int, orbit: Orbit, song: bool = False) -> Frame:
         """Live frame k of `stream` (its audio must have arrived) seen from `orbit`, as JPEG; where no voice is heard,
-        the idle loop's frame k, its lips at rest once that has lasted long enough (`LiveFeatures.shows`)."""
+        the idle loop's frame k, its lips at rest once that has lasted long enough (`LiveFeatures.shows`; for a
+        `song`, in silence only)."""
         t0 = time.perf_counter()
         end = stream.frame_end(k)
-        shows = self.live.shows(stream, k)
+        shows = self.live.shows(stream, k, song)
         if shows != "voice":
             if shows == "pause":
                 frame = self.render(self.pause, k % self.pause.n_frames, orbit)

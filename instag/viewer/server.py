@@ -110,6 +110,7 @@ class StreamState:
     orbit: Orbit = field(default_factory=Orbit)
     rev: int = 0
     live: bool = False  # the page asks to drive the avatar with its microphone
+    song: bool = False  # the page says its sound is a song: the lips rest in silence only (not where no voice is heard)
 
 
 def parse_state(msg: dict[str, Any], known_clip, now: float, view: ViewRange = ANY_VIEW) -> StreamState:
@@ -134,7 +135,8 @@ def parse_state(msg: dict[str, Any], known_clip, now: float, view: ViewRange = A
     playing = bool(msg.get("playing")) and clip is not None
     return StreamState(clip=clip, playing=playing, t=max(num("t", 0.0, hi=MAX_CLOCK_S), 0.0),
                        running=playing and bool(msg.get("running", True)), received=now,
-                       epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)), live=msg.get("live") is True)
+                       epoch=int(num("epoch", 0)), orbit=orbit, rev=int(num("rev", 0)), live=msg.get("live") is True,
+                       song=msg.get("song") is True)
 
 
 def parse_message(text: str, known_clip, now: float, view: ViewRange = ANY_VIEW) -> StreamState:
@@ -190,6 +192,7 @@ class PreviewApp:
     def info(self) -> dict[str, Any]:
         return {"fps": self.renderer.fps, "size": self.renderer.size, "device": str(self.device),
                 "ahead": AHEAD, "max_upload_bytes": self.cfg.max_upload_bytes, "view": self.renderer.view.describe(),
+                "voice_rest": self.cfg.voice_rest,
                 "live": {"rate": RATE, "max_chunk_samples": MAX_CHUNK_SAMPLES},
                 "clips": [c.describe() for c in self.clips.list()]}
 
@@ -401,7 +404,7 @@ class StreamSession:
         self.last_live = k
         st = self.state
         header = {"mode": "live", "clip": None, "rev": st.rev, "epoch": st.epoch}
-        return header, self.app.renderer.render_live, (live, k, st.orbit)
+        return header, self.app.renderer.render_live, (live, k, st.orbit, st.song)
 
     def _plan(self) -> tuple[dict[str, Any], Any, tuple] | float:
         """The next frame to render → (header, function, arguments), or how long to wait for one."""
@@ -425,7 +428,7 @@ class StreamSession:
                 return (self.next_i - AHEAD - cur) / fps
             i, self.next_i = self.next_i, self.next_i + 1
             header = {"mode": "play", "clip": clip.id, "rev": st.rev, "epoch": st.epoch}
-            return header, renderer.render, (renderer.driver(clip), i, st.orbit)
+            return header, renderer.render, (renderer.driver(clip, st.song), i, st.orbit)
         self.key = None
         k = int((now - self.started) * fps)
         if self.last_idle == (k, st.rev):

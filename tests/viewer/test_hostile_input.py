@@ -87,7 +87,7 @@ def random_value(rng: random.Random):
 
 def test_random_stream_messages_get_answers_and_the_stream_goes_on(preview_server):
     rng = random.Random(1)
-    keys = ["type", "clip", "playing", "running", "t", "epoch", "yaw", "pitch", "zoom", "rev"]
+    keys = ["type", "clip", "playing", "running", "t", "epoch", "yaw", "pitch", "zoom", "rev", "live", "song"]
 
     async def go() -> None:
         async with aiohttp.ClientSession() as http, http.ws_connect(preview_server.url + "ws") as ws:

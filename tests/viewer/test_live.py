@@ -495,6 +495,7 @@ def test_music_with_no_voice_rests_the_live_lips_and_a_voice_wakes_them(preview_
     song = LiveStream(fps, hear_voice=False)
     feed(song, np.concatenate([music, speech_like(1.0, RATE, 1)[:, 0] * 2]).astype(np.float32))
     assert not live.voiceless(song, in_music) and live.shows(song, in_music) == "voice"
+    assert live.shows(stream, in_music, song=True) == "voice"  # the page's *song* box, the detector still running
 
 
 def test_a_sound_out_of_a_long_silence_wakes_the_lips_by_the_gate_as_soon_as_the_look_ahead_hears_it(preview_server):

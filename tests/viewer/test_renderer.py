@@ -44,6 +44,11 @@ def test_a_preview_for_songs_moves_a_clips_lips_over_music_that_a_preview_for_sp
     assert not song.rest.weights.any()  # a song: the lips move over it
     # the page says why the lips rest through the clip, and what a song wants; of a song it says nothing
     assert "--no-voice-rest" in clip.describe()["note"] and sung.describe()["note"] == ""
+    # the page's *song* box: the same clip, its lips moving over the music, on the same features
+    renderer = PreviewRenderer(av, torch.device("cpu"))
+    sung_here = renderer.driver(clip, song=True)
+    assert not sung_here.rest.weights.any() and renderer.driver(clip).features is sung_here.features
+    assert renderer.driver(clip).rest.weights[n // 2] == 1.0 and "--no-voice-rest" in clip.note
     voice = Clip("voice", "voice", 4.0, n, b"", speech_like(4.0, 16000, 1, seed=3)[:, 0].astype(np.float32))
     PreviewRenderer(av, torch.device("cpu")).driver(voice)
     assert voice.note == ""

@@ -155,14 +155,31 @@ def test_an_uploaded_clip_in_which_nobody_is_heard_is_marked_with_what_a_song_wa
     soundfile.write(music, 0.3 * chords / np.abs(chords).max(), RATE)
     server = PreviewServer(PreviewConfig(avatar=talking_avatar, port=0, device="cpu"))
     server.start()
+    page.add_init_script(SENT_JS)
     try:
         page.goto(server.url)
         page.set_input_files("#upload", str(music))
         page.wait_for_function("document.getElementById('message').textContent.includes('ready')", timeout=30_000)
         assert "--no-voice-rest" in page.text_content("#message")
         assert "no voice heard" in page.evaluate("document.getElementById('clip').selectedOptions[0].textContent")
+        # Its *song* box: the page then asks for a song's lips (at rest in silence only), as a new epoch.
+        before = page.evaluate("window.__states.at(-1)")
+        page.check("#song")
+        page.wait_for_function("window.__states.at(-1).song === true", timeout=10_000)
+        assert not before["song"] and page.evaluate("window.__states.at(-1).epoch") > before["epoch"]
     finally:
         server.stop()
+
+
+# Keeps every state message the page sends (window.__states), to read what it asked for.
+SENT_JS = """(() => {
+  window.__states = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === "string") window.__states.push(JSON.parse(data));
+    return send.call(this, data);
+  };
+})();"""
 
 
 def microphone_file(path: Path) -> tuple[Path, list[tuple[float, float]]]:

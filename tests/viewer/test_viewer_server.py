@@ -21,7 +21,7 @@ from instag_testing import post_upload
 
 from instag.viewer.camera import Orbit, ViewRange, orbit_viewmat
 from instag.viewer.config import LOOPBACK, PreviewConfig
-from instag.viewer.server import AHEAD, is_loopback, unpack_frame
+from instag.viewer.server import AHEAD, is_loopback, parse_state, unpack_frame
 
 
 def raw_get(url: str, target: str, host: str | None = None) -> tuple[int, bytes]:
@@ -236,3 +236,11 @@ def test_an_orbit_leaves_out_the_clip_s_pixels_drawn_over_the_head():
     for orbit in (Orbit(0.2, 0.0, 1.0), Orbit(0.0, 0.0, 1.5)):
         turned = seen_from(cond, centre, orbit)
         assert turned.foreground is None and not torch.equal(turned.viewmat, cond.viewmat)
+
+
+def test_a_state_says_whether_its_sound_is_a_song_only_when_it_says_true():
+    known = {"c1"}.__contains__
+    assert parse_state({"type": "state", "clip": "c1", "song": True}, known, 0.0).song
+    for value in (False, "yes", 1, None):
+        assert not parse_state({"type": "state", "clip": "c1", "song": value}, known, 0.0).song
+    assert not parse_state({"type": "state", "clip": "c1"}, known, 0.0).song

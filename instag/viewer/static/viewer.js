@@ -45,7 +45,8 @@
   }
 
   function state() {
-    return { type: "state", clip, playing, running, t: audio.currentTime || 0, epoch, rev, live: mic !== null, ...cam };
+    return { type: "state", clip, playing, running, t: audio.currentTime || 0, epoch, rev, live: mic !== null,
+      song: $("song").checked, ...cam };
   }
   function send() {
     sendPending = false;
@@ -181,6 +182,7 @@
         S.fps = m.fps; S.size = m.size; S.device = m.device; maxUpload = m.max_upload_bytes; S.view = m.view;
         canvas.width = canvas.height = m.size;
         $("details").textContent = `${m.size}² on ${m.device}, ${m.fps} fps`;
+        if (!m.voice_rest) { $("song").checked = true; $("song").disabled = true; } // --no-voice-rest: all songs
         for (const c of m.clips) addClip(c, false);
         if (!m.clips.length) { playButton.disabled = true; message("no audio yet: upload a file"); }
         send();
@@ -209,6 +211,8 @@
     else audio.pause();
   });
   clipSelect.addEventListener("change", () => chooseClip(clipSelect.value));
+  // A song's lips follow other frames: those already here were drawn for the other choice.
+  $("song").addEventListener("change", () => { epoch++; clearBuffer(); send(); });
 
   // Orbit (drag) and zoom (wheel); the server re-renders from the new viewpoint.
   let drag = null;
