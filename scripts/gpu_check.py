@@ -371,10 +371,9 @@ def _tiny_recipe(path: Path) -> Path:
 
     from instag.train.synthetic import tiny_adapt_recipe
 
-    recipe = tiny_adapt_recipe(1, 1, 1)
-    # A lip condition, as every shipped recipe has: the dub then asks the voice detector where the lips rest, as
-    # the GPU run's eval, render and dub do.
-    recipe["model"] = {**recipe["model"], "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
+    # A lip condition, as every shipped recipe has: eval and the dub then ask the voice detector where the lips
+    # rest, as the GPU run's eval, render and dub do.
+    recipe = tiny_adapt_recipe(1, 1, 1, lips=True)
     path.write_text(yaml.safe_dump({**recipe, "run": {"threads": 1, "device": "cpu", "checkpoint_every": 0,
                                                       "log_every": 1, "previews": 0}}))
     return path

@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 from voice_rest_backward import FPS, clip_sounds, counts_table, gap_track, music_files, rest
 
-from instag.audio.features import energy_envelope
-from instag.audio.silence import silent_mask
 from instag.audio.voice import RATE, VOICE_THRESHOLD, voice_probability
-from instag.avatar.rest import weights_over
+from instag.avatar.rest import silent_frames, weights_over
 from instag.media.audio import decode_audio
 
 HEARD = ("as recorded", "full scale")
@@ -40,7 +38,7 @@ def on_clips(clips: list[str]) -> None:
     frames = 0
     for cond, x in clip_sounds(clips, quieter=True):
         n = int(len(x) / RATE * FPS)
-        loud = weights_over(silent_mask(energy_envelope(x, RATE, FPS, n)), FPS) > 0.5
+        loud = weights_over(silent_frames(x, RATE, FPS, n), FPS) > 0.5
         for heard, r in rests(x).items():
             newly[cond, heard] = newly.get((cond, heard), 0) + int((r & ~loud).sum())
         frames += n if cond == "clean" else 0

@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 from voice_rest_noisy import conditions
 
-from instag.audio.features import energy_envelope
-from instag.audio.silence import silent_mask
-from instag.audio.voice import CHUNK, RATE, VOICE_THRESHOLD, voice_probability
-from instag.avatar.rest import weights_over
+from instag.audio.voice import CHUNK, RATE, VOICE_THRESHOLD, frames_heard, voice_probability
+from instag.avatar.rest import silent_frames, weights_over
 from instag.media.audio import decode_audio
 
 FPS = 25.0
@@ -53,14 +51,9 @@ def variants(forward: np.ndarray, backward: np.ndarray) -> dict[str, np.ndarray]
 
 
 def rest(audio: np.ndarray, voiced: np.ndarray) -> np.ndarray:
-    """Frames [T] at rest (weight over 0.5) where the frame is silent or no chunk over it is voiced."""
+    """Frames [T] at rest (weight over 0.5) where the frame is silent or no chunk of `voiced` [C] over it is true."""
     n = int(len(audio) / RATE * FPS)
-    frames = np.arange(n + 1)
-    lo = (frames[:-1] / FPS * RATE).astype(int) // CHUNK
-    hi = np.ceil(frames[1:] / FPS * RATE / CHUNK).astype(int)
-    heard = np.concatenate([[0], np.cumsum(voiced)])
-    with_voice = heard[np.minimum(hi, len(voiced))] > heard[np.minimum(lo, len(voiced))]
-    return weights_over(silent_mask(energy_envelope(audio, RATE, FPS, n)) | ~with_voice, FPS) > 0.5
+    return weights_over(silent_frames(audio, RATE, FPS, n) | ~frames_heard(voiced, FPS, n), FPS) > 0.5
 
 
 def music_files(music_dir: str) -> list[Path]:

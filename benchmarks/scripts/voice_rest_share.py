@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from instag.audio.synthetic_speech import DUB_VOICE, VoiceStyle, synthesize
-from instag.avatar.rest import rest_weights, resting_share
+from instag.avatar.rest import rest_weights, resting_share, silent_frames
 from instag.media.audio import decode_audio
 
 FPS = 25.0
@@ -24,7 +24,7 @@ SUNG = VoiceStyle(f0_hz=220.0, syllable_s=(0.5, 1.0), phrase_syllables=(3, 6), p
 
 def share(audio: np.ndarray) -> float:
     n = int(len(audio) / RATE * FPS)
-    return resting_share(rest_weights(audio, RATE, FPS, n), audio, RATE, FPS)
+    return resting_share(rest_weights(audio, RATE, FPS, n), silent_frames(audio, RATE, FPS, n))
 
 
 def main(music_dir: str, speech: list[str]) -> None:

@@ -63,7 +63,12 @@ def voiced_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int
     if sample_rate != RATE:
         audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=RATE)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
-    voiced = voice_probability(audio / peak if peak > 0 else audio) > VOICE_THRESHOLD
+    return frames_heard(voice_probability(audio / peak if peak > 0 else audio) > VOICE_THRESHOLD, fps, n_frames)
+
+
+def frames_heard(voiced: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """[n_frames] bool: video frames at `fps` over which some chunk of `voiced` [C] bool (a track's, from its start)
+    is true; frames past the chunks' end: none."""
     # chunks [lo, hi) over each frame's span, counted with a cumulative sum
     frames = np.arange(n_frames + 1)
     lo = (frames[:-1] / fps * RATE).astype(int) // CHUNK

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from instag.atomic import atomic_file
-from instag.audio.features import FEATURE_RATE
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import DriveLayers, Driver, audio_driver, audio_features, frame_count, to_uint8
 from instag.avatar.paste_back import DEFAULT_FEATHER, REGIONS, PasteBack, find_source_clip, head_layers
@@ -237,7 +236,7 @@ class Dubber:
             self._layers = DriveLayers(av, opt.size or av.size, self.device)
         driver = audio_driver(av, audio.mono16k, n, size=opt.size, device=self.device, features=feats,
                               layers=self._layers, rest_without_voice=job.voice_rest)
-        note = resting_note(driver.rest, audio.mono16k, FEATURE_RATE)
+        note = resting_note(driver.rest)
         frames: Driver | SourceTimedFrames = driver
         if paste is not None:  # at the source's own frame rate
             fps = paste.source.fps

@@ -30,13 +30,17 @@ REST_PERCENTILE = 5.0  # the rest opening: this percentile of the person's track
 RESTING_NOTE_SHARE = 0.5
 
 
+def silent_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
+    """[n_frames] bool: video frames of mono `audio` [N] that are silent by loudness (`silence.silent_mask`)."""
+    return silent_mask(energy_envelope(audio if audio.size else np.zeros(1, np.float32), sample_rate, fps, n_frames))
+
+
 def quiet_frames(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
-                 without_voice: bool = True) -> np.ndarray:
-    """[n_frames] bool: video frames of mono `audio` [N] in which nobody speaks: silent (`silence.silent_mask`) or,
-    with `without_voice`, holding no voice (`voice.voiced_frames`: music, a room's noise, a track's sound effects;
-    off for a song, whose singing the detector may not take for a voice)."""
-    audio = audio if audio.size else np.zeros(1, np.float32)
-    silent = silent_mask(energy_envelope(audio, sample_rate, fps, n_frames))
+                 without_voice: bool = True, silent: np.ndarray | None = None) -> np.ndarray:
+    """[n_frames] bool: video frames of mono `audio` [N] in which nobody speaks: silent (`silent_frames`, unless
+    given) or, with `without_voice`, holding no voice (`voice.voiced_frames`: music, a room's noise, a track's sound
+    effects; off for a song, whose singing the detector may not take for a voice)."""
+    silent = silent_frames(audio, sample_rate, fps, n_frames) if silent is None else silent
     return silent | ~voiced_frames(audio, sample_rate, fps, n_frames) if without_voice else silent
 
 
@@ -50,11 +54,10 @@ def rest_weights(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int,
     return weights_over(quiet_frames(audio, sample_rate, fps, n_frames, without_voice), fps)
 
 
-def resting_share(weights: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float) -> float:
-    """The share of the frames of mono `audio` [N] that hold sound (not silent by loudness) in which the lips rest
-    (rest `weights` [T] of at least a half): near 1 where the voice detector hears nobody in the track at all."""
-    n = len(weights)
-    sound = ~silent_mask(energy_envelope(audio if audio.size else np.zeros(1, np.float32), sample_rate, fps, n))
+def resting_share(weights: np.ndarray, silent: np.ndarray) -> float:
+    """The share of a track's frames that hold sound (not `silent` [T] by loudness) in which the lips rest (rest
+    `weights` [T] of at least a half): near 1 where the voice detector hears nobody in the track at all."""
+    sound = ~silent
     return float((weights[sound] >= 0.5).mean()) if sound.any() else 0.0
 
 
@@ -90,11 +93,11 @@ class LipRest:
     """An avatar's lips through one track's long silences: frame i's lip shape eased toward the rest shape by the
     track's rest weight (`rest_weights`)."""
 
-    def __init__(self, avatar: Avatar, weights: np.ndarray, device: torch.device | str = "cpu",
+    def __init__(self, avatar: Avatar, weights: np.ndarray, silent: np.ndarray, device: torch.device | str = "cpu",
                  without_voice: bool = True) -> None:
         self.motion = avatar.motion
         self.weights = weights  # [T]
-        self.fps = float(avatar.meta["fps"])  # the weights' frame rate
+        self.silent = silent  # [T] bool: the track's frames silent by loudness
         self.without_voice = without_voice  # they rest where no voice is heard too (`quiet_frames`)
         self.shape = rest_lip_shape(avatar.drive, tuple(avatar.cfg.lip_coeffs)).to(device)  # [C]
 
@@ -116,17 +119,19 @@ def lip_rest(avatar: Avatar, audio: np.ndarray, sample_rate: int, n_frames: int,
     an avatar whose motion has no lip condition to rest."""
     if not avatar.cfg.articulation:
         return None
-    weights = rest_weights(audio, sample_rate, float(avatar.meta["fps"]), n_frames, without_voice)
-    return LipRest(avatar, weights, device, without_voice)
+    fps = float(avatar.meta["fps"])
+    silent = silent_frames(audio, sample_rate, fps, n_frames)
+    weights = weights_over(quiet_frames(audio, sample_rate, fps, n_frames, without_voice, silent), fps)
+    return LipRest(avatar, weights, silent, device, without_voice)
 
 
-def resting_note(rest: LipRest | None, audio: np.ndarray, sample_rate: int) -> str:
-    """What a user should know of a track whose lips rest (`rest`, for mono `audio` [N]) through at least
-    RESTING_NOTE_SHARE of its sound for want of a voice: a song's singing can read as nobody speaking. "" otherwise
-    (and where only silence rests them)."""
+def resting_note(rest: LipRest | None) -> str:
+    """What a user should know of a track whose lips rest (`rest`) through at least RESTING_NOTE_SHARE of its sound
+    for want of a voice: a song's singing can read as nobody speaking. "" otherwise (and where only silence rests
+    them)."""
     if rest is None or not rest.without_voice:
         return ""
-    share = resting_share(rest.weights, audio, sample_rate, float(rest.fps))
+    share = resting_share(rest.weights, rest.silent)
     if share < RESTING_NOTE_SHARE:
         return ""
     return f"the lips rest through {share:.0%} of its sound: no voice heard there (music?); for a song, --no-voice-rest"

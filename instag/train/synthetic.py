@@ -118,7 +118,10 @@ TINY_INIT = {"face_points": 150, "hair_points": 40, "mouth_points": 20}
 TINY_RECIPE = {"audio_feature": "mel", "model": TINY_MODEL, "init": TINY_INIT}  # what every tiny recipe shares
 
 
-def tiny_adapt_recipe(warmup: int, align: int, fuse: int) -> dict:
-    """An adaptation recipe (as a dict) of TINY_MODEL for tests: no densification, checkpoints or previews."""
-    return {**TINY_RECIPE, "stages": {"warmup": warmup, "align": align, "fuse": fuse},
+def tiny_adapt_recipe(warmup: int, align: int, fuse: int, lips: bool = False) -> dict:
+    """An adaptation recipe (as a dict) of TINY_MODEL for tests: no densification, checkpoints or previews; with
+    `lips`, a lip condition (articulation on the opening and width) as every shipped recipe has, so the lips can
+    rest."""
+    model = {**TINY_MODEL, "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]} if lips else TINY_MODEL
+    return {**TINY_RECIPE, "model": model, "stages": {"warmup": warmup, "align": align, "fuse": fuse},
             "densify": {"every": 0}, "run": {"checkpoint_every": 0, "log_every": 1, "previews": 0, "threads": 1}}

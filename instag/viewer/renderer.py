@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from instag.audio.features import FEATURE_RATE
 from instag.avatar.bundle import Avatar
 from instag.avatar.driving import DriveLayers, Driver, audio_driver, to_uint8
 from instag.avatar.rest import resting_note
@@ -100,7 +99,7 @@ class PreviewRenderer:
                              features=None if other is None else other.features, layers=self.layers,
                              rest_without_voice=without_voice)
             if without_voice:
-                clip.note = resting_note(d.rest, clip.mono16k, FEATURE_RATE)
+                clip.note = resting_note(d.rest)
             with self._lock:
                 self._drivers[(clip.id, without_voice)] = d
         return d

@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from instag.audio.features import energy_envelope
-from instag.audio.silence import silent_mask
 from instag.audio.synthetic_speech import SAMPLE_VOICE, synthesize
 from instag.audio.voice import CHUNK, RATE, VOICE_THRESHOLD, VoiceStream, voice_probability, voiced_frames
-from instag.avatar.rest import quiet_frames, weights_over
+from instag.avatar.rest import quiet_frames, silent_frames, weights_over
 from instag.media.audio import decode_audio
 
 FPS = 25.0
@@ -49,7 +47,7 @@ def test_real_speech_in_any_language_is_never_rested_for_want_of_a_voice(real_da
 def _rests_only_in_silence(audio: np.ndarray) -> None:
     """Speech `audio` [N] at 16 kHz rests where loudness alone rests it, and through most of it not at all."""
     n = int(len(audio) / RATE * FPS)
-    by_loudness = weights_over(silent_mask(energy_envelope(audio, RATE, FPS, n)), FPS)
+    by_loudness = weights_over(silent_frames(audio, RATE, FPS, n), FPS)
     assert np.array_equal(weights_over(quiet_frames(audio, RATE, FPS, n), FPS), by_loudness)
     assert (by_loudness == 0).mean() > 0.8
 

@@ -38,8 +38,7 @@ def talking_avatar(tmp_path_factory) -> Path:
     """A tiny adapted avatar whose motion has a lip condition (articulation): one whose lips can rest."""
     root = tmp_path_factory.mktemp("talking")
     ds = write_dataset(root / "ds", size=32, frames=CLIP_FRAMES)
-    recipe = tiny_adapt_recipe(warmup=2, align=1, fuse=1)
-    recipe["model"] = {**recipe["model"], "articulation": True, "lip_coeffs": ["mouth_open", "mouth_width"]}
+    recipe = tiny_adapt_recipe(warmup=2, align=1, fuse=1, lips=True)
     adapt(ds, root / "avatar", from_dict(AdaptRecipe, recipe), run_dir=root / "avatar.run")
     return root / "avatar"
 
