@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data", "adapt", "eval", "dub")
 sys.path.insert(0, str(REPO / "scripts"))
-from gpu_check import IMAGE_HOLDS, OPTIONAL_DISTRIBUTIONS  # noqa: E402
+from gpu_check import DENSE_REFERENCE, IMAGE_HOLDS, OPTIONAL_DISTRIBUTIONS, kernel_figure  # noqa: E402
 
 
 def _canonical(name: str) -> str:
@@ -35,6 +35,21 @@ def test_every_dependency_is_in_the_lent_image_or_carried_as_a_wheel_or_optional
     carried = {_canonical(w.split("==")[0]) for w in loop.replace("\\", " ").split()}
     covered = {*map(_canonical, IMAGE_HOLDS), *map(_canonical, OPTIONAL_DISTRIBUTIONS), *carried}
     assert needed - covered == set()
+
+
+def test_the_kernel_stage_sets_the_triplane_against_its_dense_reference():
+    """#30's tri-plane target has no tiny-cuda-nn on the lent machine; the summary gives the stand-in's ratio, read
+    from the rows `instag bench kernels` writes."""
+    from instag.bench import kernels
+
+    assert DENSE_REFERENCE == kernels.DENSE_REFERENCE
+    cases = kernels.run(quick=True)["cases"]
+    ours = next(k for k in cases if k["op"] == "triplane_hash_encode" and k["backend"] == "cpu")
+    dense = next(k for k in cases if k["backend"] == DENSE_REFERENCE)
+    figure = kernel_figure(cases, "cpu")
+    assert f"triplane_hash_encode N={ours['N']}: {ours['fwd_bwd_ms']:.2f} ms" in figure
+    assert figure.endswith(f"({ours['fwd_bwd_ms'] / dense['fwd_bwd_ms']:.2f}x the dense reference)")
+    assert "dense reference" not in kernel_figure([k for k in cases if k["backend"] != DENSE_REFERENCE], "cpu")
 
 
 def test_dry_run_of_the_gpu_check(tmp_path):

@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from instag.bench.record import header, median_ms
 from instag.errors import InputError
 from instag.kernels import backend
+from instag.kernels.hash_encode_ref import GridLayout
 
 RASTERIZE_CASES = ((10_000, 256), (50_000, 512))  # (Gaussians, image side)
 TRIPLANE_CASES = (50_000, 500_000)  # points
@@ -34,6 +36,40 @@ def random_scene(n: int, size: int, channels: int = 3, seed: int = 0, device: st
     K = torch.tensor([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
     tensors = dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors, viewmat=torch.eye(4), K=K)
     return {k: v.to(device) for k, v in tensors.items()} | {"width": size, "height": size}
+
+
+# The row that stands in for tiny-cuda-nn's 2D grid, which the lent GPU image lacks and cannot build in its budget
+# (docs/gpu_check.md): torch's own bilinear texture sampler doing the tri-plane's lookups on dense planes.
+DENSE_REFERENCE = "dense_reference"
+
+
+def dense_planes(layout: GridLayout, table: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """A 2D grid's levels as dense planes, [P, F, res + 1, res + 1] each (rows: the plane's second axis); from the
+    `table` [P, plane_size, F] of a layout whose levels are all dense, else small random values on `table`'s device
+    (CPU without one)."""
+    planes = []
+    for level, res in enumerate(layout.resolutions):
+        side = res + 1
+        if table is None:
+            plane = torch.empty(layout.n_planes, layout.n_features, side, side).uniform_(-1e-4, 1e-4)
+        else:
+            start, end = layout.offsets[level], layout.offsets[level + 1]
+            if end - start != side * side:
+                raise ValueError(f"level {level} (resolution {res}) is hashed: it has no dense plane")
+            plane = table[:, start:end].reshape(layout.n_planes, side, side, layout.n_features).permute(0, 3, 1, 2)
+        planes.append(plane.contiguous())
+    return planes
+
+
+def dense_encode(xyz: torch.Tensor, planes: list[torch.Tensor], layout: GridLayout) -> torch.Tensor:
+    """xyz [N, 3] → [N, P * L * F] (plane-major, then level, then feature, as `grid_encode_ref`): bilinear lookups
+    of each plane's two coordinates in the dense `planes` [P, F, res + 1, res + 1] per level, by `grid_sample`."""
+    axes = torch.tensor(layout.axes, device=xyz.device)  # [P, 2]
+    # align_corners puts -bound on the first texel and +bound on the last, as the grids' u · res does
+    grid = (xyz[:, axes] / layout.bound).clamp(-1.0, 1.0).permute(1, 0, 2)[:, None]  # [P, 1, N, 2]
+    levels = [F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=True)
+              for plane in planes]  # L × [P, F, 1, N]
+    return torch.stack(levels, 1)[:, :, :, 0].permute(3, 0, 1, 2).reshape(xyz.shape[0], layout.output_dim)
 
 
 def _backends(op: backend.Op, device: torch.device) -> Iterator[backend.Choice]:
@@ -84,12 +120,17 @@ def _encoder_cases(device: torch.device, runs: int, quick: bool) -> Iterator[dic
     ):
         for n in QUICK_CASES[op] if quick else cases:
             xyz = (torch.rand(n, 3, generator=g) * 2 - 1).to(device)
+            lay = make(**(QUICK_GRID if quick else {})).layout
+            desc = f"{lay.n_planes} planes x {lay.n_levels} levels x {lay.n_features} feat, {lay.plane_size} entries/plane"
             for choice in _backends(op, device):
                 enc = make(backend=choice.backend, **(QUICK_GRID if quick else {})).to(device)
                 f, fb = _time(lambda enc=enc, xyz=xyz: enc(xyz), list(enc.parameters()), runs, device)
-                lay = enc.layout
-                desc = f"{lay.n_planes} planes x {lay.n_levels} levels x {lay.n_features} feat, {lay.plane_size} entries/plane"
                 yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
+            if op == "triplane_hash_encode":
+                planes = [p.to(device).requires_grad_() for p in dense_planes(lay)]
+                f, fb = _time(lambda xyz=xyz, planes=planes, lay=lay: dense_encode(xyz, planes, lay), planes, runs, device)
+                yield {"op": op, "backend": DENSE_REFERENCE, "impl": "torch grid_sample on dense planes (no hashing)",
+                       "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
 
 
 def run(device: str = "cpu", runs: int = 10, progress: Callable[[dict[str, Any]], None] | None = None,

@@ -46,7 +46,8 @@ def kernels(
     runs: int = typer.Option(10, "--runs", help="Timed runs per case (medians; at least 10)."),
     quick: bool = typer.Option(False, "--quick", help="One small case an op: a smoke run in seconds."),
 ) -> None:
-    """Rasterize (10k@256², 50k@512²) and the hash encoders (50k, 500k points) on every backend present."""
+    """Rasterize (10k@256², 50k@512²) and the hash encoders (50k, 500k points) on every backend present, the
+    tri-plane beside its dense reference (the same lookups by torch's grid_sample)."""
     from instag.bench import kernels as bench_kernels
 
     con = Console()
