@@ -36,7 +36,8 @@ lint: setup
 demo: setup
 	$(VENV)/bin/instag demo --out out/demo
 
-# On a GPU machine, in one command: build, CUDA tests, benches, adapt_5s + eval + a dub (scripts/gpu_check.py).
+# On a GPU machine, in one command: build, CUDA tests, benches, adapt_5s + eval + a dub, the quick recipe scored
+# beside adapt_5s (scripts/gpu_check.py).
 # No `setup` prerequisite: that needs PyPI, and a GPU machine may have none (the script finds an interpreter).
 gpu-check:
 	scripts/gpu-check

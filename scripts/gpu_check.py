@@ -6,10 +6,10 @@
 
 Stages, in order of what they are worth: setup (the interpreter and what it imports), build (our CUDA library and
 gsplat's, JIT), tests (every test marked `cuda`), the kernel, training, rendering and preview benches, `adapt_5s`
-on a real clip at 512², `instag eval` of it and a dubbing run. Each stage runs as its own process group with a
-timeout of min(its budget, what is left of --deadline), so a slow stage cannot eat the rest; a stage whose input
-is missing (no real clip, no avatar) is skipped with the reason. Every JSON written names the device. Exit 1
-when a stage failed or ran out of time.
+on a real clip at 512², `instag eval` of it, a dubbing run, and `adapt_quick_cpu` scored beside `adapt_5s`. Each
+stage runs as its own process group with a timeout of min(its budget, what is left of --deadline), so a slow stage
+cannot eat the rest; a stage whose input is missing (no real clip, no avatar) is skipped with the reason. Every
+JSON written names the device. Exit 1 when a stage failed or ran out of time.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ DUB_AUDIO = "TMElyralab_MuseTalk_eng.wav"
 DENSE_REFERENCE = "dense_reference"  # instag.bench.kernels.DENSE_REFERENCE (this script imports no torch)
 # Seconds each stage may take on an H100 at most (the whole run must end within 10 minutes: --deadline).
 BUDGETS = {"setup": 45, "build": 180, "tests": 90, "kernels": 45, "train": 45, "data": 60, "adapt": 200,
-           "eval": 30, "render": 40, "preview": 30, "dub": 40}
+           "eval": 30, "render": 40, "preview": 30, "dub": 40, "compare": 90}
+COMPARED_RECIPE = "adapt_quick_cpu"  # the recipe the compare stage sets beside adapt_5s on the same held-out frames
 
 
 @dataclass
@@ -360,6 +361,36 @@ def dub(c: Check, stage: Stage) -> None:
         stage.figure = f"{audio.name} in {stage.seconds:.1f} s"
 
 
+def compare(c: Check, stage: Stage) -> None:
+    """`adapt_quick_cpu` on the same dataset and frames, scored as the eval stage scored `adapt_5s`: which of the two
+    should `adapt-from-clip` pick on a GPU (on the CPU adapt_5s fit its training frames better and its held-out
+    frames worse, benchmarks/adapt_5s_cpu_256_katiehill.json)? Last, so it takes only the time the rest left."""
+    base = c.stamp("eval") if c.avatar.is_dir() else None
+    if base is None:
+        stage.status, stage.figure = "skipped", "no adapt_5s avatar scored to compare with"
+        return
+    avatar = c.work / "avatar_compared"
+    if c.dry:
+        recipe, name, extra = c.recipe, "the tiny recipe again", ["--no-umf"]
+    else:
+        recipe, name, extra = COMPARED_RECIPE, COMPARED_RECIPE, []
+    if c.instag(stage, "adapt", c.dataset, "-o", avatar, "--recipe", recipe, *extra) is None:
+        return
+    if c.instag(stage, "eval", avatar, c.dataset, "--json", c.json_path("eval_compared")) is None:
+        return
+    stage.figure = f"{name} against {c.recipe_name}: " + _scores(c.stamp("eval_compared"), base)
+
+
+def _scores(doc: dict, base: dict) -> str:
+    """Held-out PSNR, LMD and mouth-opening r of eval JSON `doc`, each with `base`'s in brackets."""
+    a, b = doc.get("metrics", doc), base.get("metrics", base)
+    parts = [f"{label} {a[key]:.{digits}f} ({b[key]:.{digits}f})"
+             for label, key, digits in (("PSNR", "psnr_full", 2), ("LMD", "lmd", 3), ("r", "mouth_open_corr", 3),
+                                        ("spread", "mouth_open_spread", 2))
+             if isinstance(a.get(key), float) and isinstance(b.get(key), float)]
+    return ", ".join(parts) or "scored (no figures both have)"
+
+
 def _buzz(path: Path, seconds: float, rate: int = 16000) -> Path:
     """A 150 Hz buzz at syllable-rate loudness as 16-bit mono WAV, made without the project's dependencies."""
     with wave.open(str(path), "wb") as w:
@@ -373,7 +404,7 @@ def _buzz(path: Path, seconds: float, rate: int = 16000) -> Path:
 
 
 STAGES = {"setup": setup, "build": build, "tests": tests, "kernels": kernels, "train": train, "data": data,
-          "adapt": adapt, "eval": evaluate, "render": render, "preview": preview, "dub": dub}
+          "adapt": adapt, "eval": evaluate, "render": render, "preview": preview, "dub": dub, "compare": compare}
 
 
 def _tiny_recipe(path: Path) -> Path:

@@ -1,9 +1,9 @@
 """scripts/gpu_check.py in its dry mode (tiny sizes, CPU), so that the one command meant for a GPU machine's few
 minutes cannot rot between GPU runs: its CLI calls, their arguments and the JSON it reads back.
 
-CI runs the stages that reach the most command-line surface per second (a synthetic dataset, adapt, eval, a dub:
-~13 s); the kernel, train, render and preview benches and the test stage add ~40 s on the 2-core machine and run
-in a full `make gpu-check-dry`.
+CI runs the stages that reach the most command-line surface per second (a synthetic dataset, adapt, eval, a dub,
+a second adaptation scored beside the first: ~25 s); the kernel, train, render and preview benches and the test
+stage add ~40 s on the 2-core machine and run in a full `make gpu-check-dry`.
 """
 
 import json
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("data", "adapt", "eval", "dub")
+STAGES = ("data", "adapt", "eval", "dub", "compare")
 sys.path.insert(0, str(REPO / "scripts"))
 from gpu_check import DENSE_REFERENCE, IMAGE_HOLDS, OPTIONAL_DISTRIBUTIONS, kernel_figure  # noqa: E402
 
@@ -65,6 +65,8 @@ def test_dry_run_of_the_gpu_check(tmp_path):
     # every JSON names the device (eval's own does not: the script adds it)
     assert json.loads((out / "eval.json").read_text())["gpu_check_device"] == "CPU (dry run)"
     assert "total" in result.stdout and "PSNR" in result.stdout  # the summary table with its key figures
+    # the second recipe scored beside the first on the same held-out frames
+    assert re.search(r"compare +ok .*against tiny recipe: PSNR [\d.]+ \([\d.]+\)", result.stdout)
     assert (tmp_path / "work" / "dubs" / "speech.mp4").stat().st_size > 0
 
 

@@ -128,7 +128,8 @@ def _encoder_cases(device: torch.device, runs: int, quick: bool) -> Iterator[dic
                 yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
             if op == "triplane_hash_encode":
                 planes = [p.to(device).requires_grad_() for p in dense_planes(lay)]
-                f, fb = _time(lambda xyz=xyz, planes=planes, lay=lay: dense_encode(xyz, planes, lay), planes, runs, device)
+                f, fb = _time(lambda xyz=xyz, planes=planes, lay=lay: dense_encode(xyz, planes, lay), planes, runs,
+                              device)
                 yield {"op": op, "backend": DENSE_REFERENCE, "impl": "torch grid_sample on dense planes (no hashing)",
                        "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
 
