@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -104,23 +104,34 @@ def counts_table(title: str, counts: dict[tuple[str, str], int], names: list[str
         print(f"| {cond} | " + " | ".join(str(counts[cond, n]) for n in names) + " |")
 
 
-def on_gaps(music_dir: str, speech: list[str]) -> None:
-    print("| speech | gap | " + " | ".join(variants(np.zeros(1), np.zeros(1))) + " |")
-    print("| --- | --- |" + " --- |" * (len(NEAR) + 1))
+def gap_table(music_dir: str, speech: list[str], gaps: tuple[float, ...],
+              rests_of: Callable[[np.ndarray], dict[str, np.ndarray]]) -> None:
+    """A Markdown table over each SPEECH's gap tracks (`gap_track`) with each piece of MUSIC_DIR: per variant of
+    `rests_of(track)` (name → frames [T] at rest; the first as shipped), the mean share of the gap's frames at rest,
+    and in brackets the frames outside the gaps it rests that the first does not."""
+    names: list[str] = []
     for path in speech:
         s = decode_audio(Path(path)).mono16k[: 10 * RATE]
-        for gap in GAPS:
+        for gap in gaps:
             rested: dict[str, list[float]] = {}
             outside: dict[str, int] = {}
             for m in music_files(music_dir):
                 audio, i0, i1 = gap_track(s, m, gap)
-                rests = {name: rest(audio, v) for name, v in variants(*both_ways(audio)).items()}
+                rests = rests_of(audio)
+                if not names:
+                    names = list(rests)
+                    print("| speech | gap | " + " | ".join(names) + " |")
+                    print("| --- | --- |" + " --- |" * len(names))
                 for name, r in rests.items():
                     rested.setdefault(name, []).append(float(r[i0:i1].mean()))
-                    new = r & ~rests["forward"]
+                    new = r & ~rests[names[0]]
                     outside[name] = outside.get(name, 0) + int(new[:i0].sum() + new[i1:].sum())
             print(f"| {Path(path).stem} | {gap:g} s | " + " | ".join(
-                f"{np.mean(v):.2f} ({outside[k]})" for k, v in rested.items()) + " |")
+                f"{np.mean(v):.2f} ({outside[k]})" for k, v in rested.items()) + " |", flush=True)
+
+
+def on_gaps(music_dir: str, speech: list[str]) -> None:
+    gap_table(music_dir, speech, GAPS, lambda a: {name: rest(a, v) for name, v in variants(*both_ways(a)).items()})
 
 
 if __name__ == "__main__":
