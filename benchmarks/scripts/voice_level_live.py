@@ -1,7 +1,7 @@
 """The live microphone mode's rest for want of a voice (`LiveFeatures.voiceless`'s rule: over the gate for
 REST_AFTER_S, no voice through the look-ahead) at the clip's level, 20 and 40 dB under it, with the stream's detector
-hearing the samples as they come (shipped) or scaled by the stream's running peak (not taken; at most
-MAX_BOOST_DB). The stream is fed 10 ms at a time, as the page sends it.
+hearing the samples as they come (shipped) or scaled by the stream's running peak (not taken; at most 40 or 20 dB
+up: MAX_BOOSTS_DB). The stream is fed 10 ms at a time, as the page sends it.
 
     python benchmarks/scripts/voice_level_live.py MUSIC_DIR SPEECH_WAV... -- CLIP...
 
@@ -26,27 +26,28 @@ from instag.viewer.live import RATE, LiveStream, to_chunk
 
 FPS = 25.0
 REST = max(int(math.ceil(REST_AFTER_S * FPS)), 1)
-MAX_BOOST_DB = 40.0
+MAX_BOOSTS_DB = (40.0, 20.0)
 GAINS = (1.0, 0.1, 0.01)
 
 
 class RunningPeakVoiceStream(VoiceStream):
-    """The detector hearing each piece scaled by the largest sample heard so far (at most MAX_BOOST_DB up)."""
+    """The detector hearing each piece scaled by the largest sample heard so far (at most `max_boost_db` up)."""
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, max_boost_db: float) -> None:
         super().__init__(keep)
-        self.peak = 10 ** (-MAX_BOOST_DB / 20)
+        self.peak = 10 ** (-max_boost_db / 20)
 
     def push(self, samples: np.ndarray) -> None:
         self.peak = max(self.peak, float(np.abs(samples).max()) if len(samples) else 0.0)
         super().push(samples / self.peak)
 
 
-def resting(audio: np.ndarray, running_peak: bool) -> dict[int, bool]:
-    """Per live frame, whether it rests for want of a voice."""
+def resting(audio: np.ndarray, max_boost_db: float | None) -> dict[int, bool]:
+    """Per live frame, whether it rests for want of a voice (the detector hearing the stream as it comes, or by its
+    running peak at most `max_boost_db` up)."""
     stream = LiveStream(FPS)
-    if running_peak:
-        stream.voice = RunningPeakVoiceStream(keep=stream.voice._voiced.maxlen)
+    if max_boost_db is not None:
+        stream.voice = RunningPeakVoiceStream(stream.voice._voiced.maxlen, max_boost_db)
     out: dict[int, bool] = {}
     step, done = RATE // 100, 0
     for i in range(0, len(audio), step):
@@ -59,7 +60,7 @@ def resting(audio: np.ndarray, running_peak: bool) -> dict[int, bool]:
 
 
 def main(music_dir: str, speech: list[str], clips: list[str]) -> None:
-    arms = {"as it comes": False, "running peak": True}
+    arms = {"as it comes": None, **{f"running peak, <= {b:g} dB up": b for b in MAX_BOOSTS_DB}}
     cols = [(g, a) for g in GAINS for a in arms]
     head = " | ".join(f"{a}, {20 * math.log10(g):+.0f} dB" for g, a in cols)
     rested = {c: 0 for c in cols}
