@@ -6,10 +6,11 @@
 
 Stages, in order of what they are worth: setup (the interpreter and what it imports), build (our CUDA library and
 gsplat's, JIT), tests (every test marked `cuda`), the kernel, training, rendering and preview benches, `adapt_5s`
-on a real clip at 512², `instag eval` of it, a dubbing run, and `adapt_quick_cpu` scored beside `adapt_5s`. Each
-stage runs as its own process group with a timeout of min(its budget, what is left of --deadline), so a slow stage
-cannot eat the rest; a stage whose input is missing (no real clip, no avatar) is skipped with the reason. Every
-JSON written names the device. Exit 1 when a stage failed or ran out of time.
+on a real clip at 512² (`adapt_quick_cpu` in its place if it makes no avatar in its time), `instag eval` of it, a
+dubbing run, and `adapt_quick_cpu` scored beside `adapt_5s`. Each stage runs as its own process group with a
+timeout of min(its budget, what is left of --deadline), so a slow stage cannot eat the rest; a stage whose input is
+missing (no real clip, no avatar) is skipped with the reason. Every JSON written names the device. Exit 1 when a
+stage failed or ran out of time.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ DUB_AUDIO = "TMElyralab_MuseTalk_eng.wav"
 DENSE_REFERENCE = "dense_reference"  # instag.bench.kernels.DENSE_REFERENCE (this script imports no torch)
 # Seconds each stage may take on an H100 at most (the whole run must end within 10 minutes: --deadline).
 BUDGETS = {"setup": 45, "build": 180, "tests": 90, "kernels": 45, "train": 45, "data": 60, "adapt": 200,
-           "eval": 30, "render": 40, "preview": 30, "dub": 40, "compare": 90}
-COMPARED_RECIPE = "adapt_quick_cpu"  # the recipe the compare stage sets beside adapt_5s on the same held-out frames
+           "fallback": 90, "eval": 30, "render": 40, "preview": 30, "dub": 40, "compare": 90}
+# The quick recipe: it stands in when adapt_5s makes no avatar in its time (fallback), else is scored beside it
+# (compare).
+QUICK_RECIPE = "adapt_quick_cpu"
 
 
 @dataclass
@@ -293,6 +296,41 @@ def adapt(c: Check, stage: Stage) -> None:
     extra = ["--no-umf"] if c.dry else []
     if c.instag(stage, "adapt", c.dataset, "-o", c.avatar, "--recipe", c.recipe, *extra) is not None:
         stage.figure = f"{c.recipe_name}: {stage.seconds:.0f} s"
+    elif stage.status == "timeout":
+        stage.figure = f"{c.recipe_name}: " + progress_at_stop(c.work / "avatar.run", stage.seconds)
+
+
+def progress_at_stop(run_dir: Path, seconds: float) -> str:
+    """How far an adaptation stopped after `seconds` had come (its run dir's losses.csv and recipe.yaml), and how
+    long the whole would take at that pace: the adapt_5s target's figure when it runs past its budget."""
+    import yaml  # the lent image has PyYAML; the project's own loader would import torch into this process
+
+    losses, recipe = run_dir / "losses.csv", run_dir / "recipe.yaml"
+    rows = losses.read_text().splitlines() if losses.is_file() else []
+    step = int(rows[-1].split(",", 1)[0]) if len(rows) > 1 else 0
+    total = sum((yaml.safe_load(recipe.read_text()) or {}).get("stages", {}).values()) if recipe.is_file() else 0
+    if not step:
+        return f"stopped after {seconds:.0f} s, before its first logged step"
+    if not total:
+        return f"stopped at step {step} after {seconds:.0f} s"
+    return f"stopped at step {step} of {total} after {seconds:.0f} s; all would take about {seconds * total / step:.0f} s"
+
+
+def fallback(c: Check, stage: Stage) -> None:
+    """When the adapt stage made no avatar (too slow, or failed), the quick recipe makes one in its place, so the
+    stages after it still measure the GPU."""
+    if c.avatar.is_dir():
+        stage.status, stage.figure = "skipped", f"not needed: {c.recipe_name} made the avatar"
+        return
+    if c.dataset is None or not (c.dataset / "meta.json").is_file():
+        stage.status, stage.figure = "skipped", "no dataset"
+        return
+    extra = ["--no-umf"] if c.dry else []
+    if c.instag(stage, "adapt", c.dataset, "-o", c.avatar, "--recipe", c.quick_recipe, "--run-dir",
+                c.work / "avatar_fallback.run", *extra) is not None:
+        c.recipe_name = f"{c.quick_name} (in place of {c.recipe_name})"
+        c.fell_back = True
+        stage.figure = f"{c.recipe_name}: {stage.seconds:.0f} s"
 
 
 def _lacks(c: Check, stage: Stage, *needs: str) -> bool:
@@ -365,20 +403,20 @@ def compare(c: Check, stage: Stage) -> None:
     """`adapt_quick_cpu` on the same dataset and frames, scored as the eval stage scored `adapt_5s`: which of the two
     should `adapt-from-clip` pick on a GPU (on the CPU adapt_5s fit its training frames better and its held-out
     frames worse, benchmarks/adapt_5s_cpu_256_katiehill.json)? Last, so it takes only the time the rest left."""
+    if c.fell_back:
+        stage.status, stage.figure = "skipped", f"{c.recipe_name} is the avatar: nothing to compare it with"
+        return
     base = c.stamp("eval") if c.avatar.is_dir() else None
     if base is None:
-        stage.status, stage.figure = "skipped", "no adapt_5s avatar scored to compare with"
+        stage.status, stage.figure = "skipped", f"no {c.recipe_name} avatar scored to compare with"
         return
     avatar = c.work / "avatar_compared"
-    if c.dry:
-        recipe, name, extra = c.recipe, "the tiny recipe again", ["--no-umf"]
-    else:
-        recipe, name, extra = COMPARED_RECIPE, COMPARED_RECIPE, []
-    if c.instag(stage, "adapt", c.dataset, "-o", avatar, "--recipe", recipe, *extra) is None:
+    extra = ["--no-umf"] if c.dry else []
+    if c.instag(stage, "adapt", c.dataset, "-o", avatar, "--recipe", c.quick_recipe, *extra) is None:
         return
     if c.instag(stage, "eval", avatar, c.dataset, "--json", c.json_path("eval_compared")) is None:
         return
-    stage.figure = f"{name} against {c.recipe_name}: " + _scores(c.stamp("eval_compared"), base)
+    stage.figure = f"{c.quick_name} against {c.recipe_name}: " + _scores(c.stamp("eval_compared"), base)
 
 
 def _scores(doc: dict, base: dict) -> str:
@@ -404,7 +442,7 @@ def _buzz(path: Path, seconds: float, rate: int = 16000) -> Path:
 
 
 STAGES = {"setup": setup, "build": build, "tests": tests, "kernels": kernels, "train": train, "data": data,
-          "adapt": adapt, "eval": evaluate, "render": render, "preview": preview, "dub": dub, "compare": compare}
+          "adapt": adapt, "fallback": fallback, "eval": evaluate, "render": render, "preview": preview, "dub": dub, "compare": compare}
 
 
 def _tiny_recipe(path: Path) -> Path:
@@ -429,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", default=os.environ.get("INSTAG_REAL_DATA", str(REPO.parent / "shared" / "data" / "real")),
                    help="folder of the real clips (default ../shared/data/real or INSTAG_REAL_DATA)")
     p.add_argument("--dataset", help="a dataset dir already preprocessed at 512² (skips preprocessing the clip)")
+    p.add_argument("--recipe", help="the adapt stage's recipe, a path or a shipped name (default adapt_5s; dry: a "
+                   "tiny one)")
     p.add_argument("--deadline", type=float, default=570.0, help="seconds for the whole run (default 570)")
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every stage's budget")
     p.add_argument("--only", help="comma-separated stages to run (setup always runs)")
@@ -441,11 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     c.dataset = None
     c.avatar = c.work / "avatar"
     sys.path.insert(0, str(REPO))
+    c.fell_back = False
     if args.dry:
-        c.recipe = str(_tiny_recipe(c.work / "tiny.yaml"))
-        c.recipe_name = "tiny recipe"
+        tiny = str(_tiny_recipe(c.work / "tiny.yaml"))
+        c.recipe, c.recipe_name = tiny, "tiny recipe"
+        c.quick_recipe, c.quick_name = tiny, "the tiny recipe again"
     else:
         c.recipe, c.recipe_name = "adapt_5s", "adapt_5s"
+        c.quick_recipe, c.quick_name = QUICK_RECIPE, QUICK_RECIPE
+    if args.recipe:
+        c.recipe, c.recipe_name = args.recipe, Path(args.recipe).stem
     only = set(args.only.split(",")) | {"setup"} if args.only else set(STAGES)
     c.stages = [Stage(name) for name in STAGES]  # all listed in the table, "not run" after a failed setup
     for stage, fn in zip(c.stages, STAGES.values(), strict=True):

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data", "adapt", "eval", "dub", "compare")
 sys.path.insert(0, str(REPO / "scripts"))
-from gpu_check import DENSE_REFERENCE, IMAGE_HOLDS, OPTIONAL_DISTRIBUTIONS, kernel_figure  # noqa: E402
+from gpu_check import DENSE_REFERENCE, IMAGE_HOLDS, OPTIONAL_DISTRIBUTIONS, kernel_figure, progress_at_stop  # noqa: E402
 
 
 def _canonical(name: str) -> str:
@@ -68,6 +68,32 @@ def test_dry_run_of_the_gpu_check(tmp_path):
     # the second recipe scored beside the first on the same held-out frames
     assert re.search(r"compare +ok .*against tiny recipe: PSNR [\d.]+ \([\d.]+\)", result.stdout)
     assert (tmp_path / "work" / "dubs" / "speech.mp4").stat().st_size > 0
+
+
+def test_an_adaptation_stopped_by_its_budget_says_how_far_it_got_and_how_long_the_whole_would_take(tmp_path):
+    assert progress_at_stop(tmp_path, 200.0) == "stopped after 200 s, before its first logged step"
+    (tmp_path / "losses.csv").write_text("step,stage,loss\n20,warmup,1.0\n8000,align,0.5\n")
+    assert progress_at_stop(tmp_path, 200.0) == "stopped at step 8000 after 200 s"
+    (tmp_path / "recipe.yaml").write_text("seed: 0\nstages:\n  warmup: 2000\n  align: 8000\n  fuse: 1000\nrun: {}\n")
+    assert progress_at_stop(tmp_path, 200.0) == "stopped at step 8000 of 11000 after 200 s; all would take about 275 s"
+
+
+def test_the_quick_recipe_stands_in_when_the_adapt_stage_makes_no_avatar(tmp_path):
+    """A GPU run whose adapt_5s fails or runs out of time still scores, renders and dubs, on the quick recipe's
+    avatar, and says so."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("no_such_section: 1\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--dry", "--out", str(out), "--work",
+           str(tmp_path / "work"), "--recipe", str(broken), "--only", "data,adapt,fallback,eval,compare"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]  # the adapt stage failed
+    stages = {s["name"]: s for s in json.loads((out / "gpu_check.json").read_text())["stages"]}
+    assert stages["adapt"]["status"] == "failed"
+    assert stages["fallback"]["status"] == "ok"
+    assert stages["fallback"]["figure"].startswith("the tiny recipe again (in place of broken)")
+    assert stages["eval"]["status"] == "ok" and (out / "eval.json").is_file()
+    assert stages["compare"]["status"] == "skipped" and "nothing to compare it with" in stages["compare"]["figure"]
 
 
 BLOCK = """
