@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 INSTAG = ("-c", "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()")
 REAL_CLIP = "bytedance_LatentSync_demo2_video.mp4"  # the clip of the ablation figures (benchmarks/README.md)
 DUB_AUDIO = "TMElyralab_MuseTalk_eng.wav"
+# What a run writes into its --out: a JSON per stage that writes one, the summary's JSON and the log; a lent machine
+# sends back at most 8 files from its $OUT (the device library's README), so tests hold the count.
+OUT_FILES = ("kernels", "train", "eval", "render", "preview", "eval_compared")
 DENSE_REFERENCE = "dense_reference"  # instag.bench.kernels.DENSE_REFERENCE (this script imports no torch)
 # Seconds each stage may take on an H100 at most (the whole run must end within 10 minutes: --deadline).
 BUDGETS = {"setup": 45, "build": 180, "tests": 90, "kernels": 45, "train": 45, "data": 60, "adapt": 200,
@@ -104,7 +107,7 @@ class Check:
         return self.run(stage, [self.python, *INSTAG, *map(str, args)])
 
     def json_path(self, name: str) -> Path:
-        assert self.out is not None
+        assert self.out is not None and name in OUT_FILES, name
         return self.out / f"{name}.json"
 
     def stamp(self, name: str) -> dict | None:
@@ -461,7 +464,10 @@ def _tiny_recipe(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry", action="store_true", help="tiny sizes on the CPU, seconds in all (CI)")
-    p.add_argument("--out", help="where the JSON goes (default benchmarks/gpu/<device>/)")
+    p.add_argument("--out", help="where the JSON goes (default OUT_ROOT/<device>/)")
+    # On a lent machine only what lands under its $OUT comes back (at most 8 files: OUT_FILES): --out-root "$OUT".
+    p.add_argument("--out-root", default=str(REPO / "benchmarks" / "gpu"),
+                   help="the folder whose <device>/ takes the JSON (default benchmarks/gpu)")
     p.add_argument("--work", help="scratch dir for the dataset, avatar and dubs (default: a new temp dir)")
     p.add_argument("--python", help="interpreter to run the stages with (default: see the setup stage)")
     p.add_argument("--real", default=os.environ.get("INSTAG_REAL_DATA", str(REPO.parent / "shared" / "data" / "real")),
@@ -501,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name == "setup":
             fn(c, stage)
-            c.out = c.out or REPO / "benchmarks" / "gpu" / _slug(c.description or "unknown")
+            c.out = c.out or Path(args.out_root) / _slug(c.description or "unknown")
             c.out.mkdir(parents=True, exist_ok=True)
             if stage.status != "ok":
                 break  # nothing else can run without an interpreter

@@ -18,7 +18,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data", "adapt", "eval", "dub", "compare")
 sys.path.insert(0, str(REPO / "scripts"))
-from gpu_check import DENSE_REFERENCE, IMAGE_HOLDS, OPTIONAL_DISTRIBUTIONS, kernel_figure, progress_at_stop  # noqa: E402
+from gpu_check import (  # noqa: E402
+    DENSE_REFERENCE,
+    IMAGE_HOLDS,
+    OPTIONAL_DISTRIBUTIONS,
+    OUT_FILES,
+    kernel_figure,
+    progress_at_stop,
+)
 
 
 def _canonical(name: str) -> str:
@@ -35,6 +42,15 @@ def test_every_dependency_is_in_the_lent_image_or_carried_as_a_wheel_or_optional
     carried = {_canonical(w.split("==")[0]) for w in loop.replace("\\", " ").split()}
     covered = {*map(_canonical, IMAGE_HOLDS), *map(_canonical, OPTIONAL_DISTRIBUTIONS), *carried}
     assert needed - covered == set()
+
+
+def test_what_a_run_writes_fits_what_a_lent_machine_sends_back():
+    """Only what lands under the lent machine's $OUT comes back, at most 8 files: every JSON the stages write is
+    one of OUT_FILES, and those with the summary's JSON and the log are no more."""
+    written = set(re.findall(r'json_path\("(\w+)"\)', (REPO / "scripts" / "gpu_check.py").read_text()))
+    assert written == set(OUT_FILES)
+    assert len(OUT_FILES) + 2 <= 8
+    assert '--out-root "$OUT"' in (REPO / "docs" / "gpu_check.md").read_text()
 
 
 def test_the_kernel_stage_sets_the_triplane_against_its_dense_reference():
@@ -68,6 +84,7 @@ def test_dry_run_of_the_gpu_check(tmp_path):
     # the second recipe scored beside the first on the same held-out frames
     assert re.search(r"compare +ok .*against tiny recipe: PSNR [\d.]+ \([\d.]+\)", result.stdout)
     assert (tmp_path / "work" / "dubs" / "speech.mp4").stat().st_size > 0
+    assert {p.name for p in out.iterdir()} <= {f"{n}.json" for n in OUT_FILES} | {"gpu_check.json", "gpu_check.log"}
 
 
 def test_an_adaptation_stopped_by_its_budget_says_how_far_it_got_and_how_long_the_whole_would_take(tmp_path):
