@@ -33,9 +33,22 @@ REPO = Path(__file__).resolve().parents[1]
 INSTAG = ("-c", "import sys; from instag.cli.app import main; sys.argv[0] = 'instag'; main()")
 REAL_CLIP = "bytedance_LatentSync_demo2_video.mp4"  # the clip of the ablation figures (benchmarks/README.md)
 DUB_AUDIO = "TMElyralab_MuseTalk_eng.wav"
-# What a run writes into its --out: a JSON per stage that writes one, the summary's JSON and the log; a lent machine
-# sends back at most 8 files from its $OUT (the device library's README), so tests hold the count.
-OUT_FILES = ("kernels", "train", "eval", "render", "preview", "eval_compared")
+# What a run writes into its --out: a JSON per stage that writes one, the summary's JSON, the log and RENDERS; a lent
+# machine sends back at most 8 files from its $OUT (the device library's README), so tests hold the count.
+OUT_FILES = ("kernels", "train", "eval", "render", "preview")
+# Where the tracker eval needs for lip figures is missing (the lent image has no mediapipe), the scored avatars'
+# renders of the held-out frames come back in this zip, as JPEG, to be scored here (--lips-from).
+RENDERS = "renders.zip"
+PACK = """
+import sys, zipfile, cv2
+from pathlib import Path
+frames, dest, prefix = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+with zipfile.ZipFile(dest, "a") as z:
+    for png in sorted(frames.glob("*.png")):
+        pair = cv2.imread(str(png))  # ground truth | render
+        ok, jpg = cv2.imencode(".jpg", pair[:, pair.shape[1] // 2:], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        z.writestr(f"{prefix}/{png.stem}.jpg", jpg.tobytes())
+"""
 DENSE_REFERENCE = "dense_reference"  # instag.bench.kernels.DENSE_REFERENCE (this script imports no torch)
 # Seconds each stage may take on an H100 at most (the whole run must end within 10 minutes: --deadline).
 BUDGETS = {"setup": 45, "build": 180, "tests": 90, "kernels": 45, "train": 45, "data": 60, "adapt": 200,
@@ -348,13 +361,54 @@ def evaluate(c: Check, stage: Stage) -> None:
     if not c.avatar.is_dir():
         stage.status, stage.figure = "skipped", "no avatar"
         return
-    if c.instag(stage, "eval", c.avatar, c.dataset, "--json", c.json_path("eval")) is None:
+    frames = c.work / "frames_eval"
+    if c.instag(stage, "eval", c.avatar, c.dataset, "--json", c.json_path("eval"), "--save-frames", frames) is None:
         return
     doc = c.stamp("eval")
     metrics = doc.get("metrics", doc)
     stage.figure = f"PSNR {metrics['psnr_full']:.2f} dB" if "psnr_full" in metrics else "written"
-    if "mediapipe" in c.missing:
-        stage.figure += ", no LMD (no mediapipe here)"
+    if metrics.get("lmd") is None:
+        stage.figure += f", no LMD here: renders in {RENDERS}" if _pack(c, stage, frames, "eval") else ", no LMD"
+
+
+def _pack(c: Check, stage: Stage, frames: Path, prefix: str) -> bool:
+    """Add the renders of eval's saved frame pairs in `frames` to RENDERS under `prefix`/ (--lips-from scores them
+    where the tracker is)."""
+    assert c.out is not None
+    return c.run(stage, [c.python, "-c", PACK, str(frames), str(c.out / RENDERS), prefix]) is not None
+
+
+def lips_from(out: Path, dataset: Path) -> int:
+    """Score the renders a run left in `out`/RENDERS against `dataset`'s held-out frames with the tracker (LMD,
+    mouth-opening r and spread, as `instag eval` does), into `out`/lips.json."""
+    import zipfile
+
+    import cv2
+    import numpy as np
+
+    from instag.atomic import write_text_atomic
+    from instag.data.dataset import load_dataset
+    from instag.eval.runner import score_frames
+
+    ds = load_dataset(dataset)
+    device = json.loads((out / "gpu_check.json").read_text())["device"] if (out / "gpu_check.json").is_file() else ""
+    doc: dict = {"benchmark": "gpu_check_lips", "gpu_check_device": device, "dataset": str(dataset), "avatars": {}}
+    with zipfile.ZipFile(out / RENDERS) as z:
+        names = sorted(z.namelist())
+        for prefix in dict.fromkeys(n.split("/")[0] for n in names):
+            def pairs(prefix: str = prefix):
+                for name in (n for n in names if n.startswith(prefix + "/")):
+                    t = int(Path(name).stem)
+                    render = cv2.imdecode(np.frombuffer(z.read(name), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+                    yield np.ascontiguousarray(render), ds.frame(t), ds.tracks["landmarks"][t]
+
+            scores = score_frames(pairs())
+            doc["avatars"][prefix] = {k: scores[k] for k in ("lmd", "mouth_open_corr", "mouth_open_spread",
+                                                            "n_frames", "n_tracked")}
+            print(f"{prefix}: " + ", ".join(f"{k} {v}" for k, v in doc["avatars"][prefix].items()))
+    write_text_atomic(out / "lips.json", json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out / 'lips.json'}")
+    return 0
 
 
 def render(c: Check, stage: Stage) -> None:
@@ -413,13 +467,16 @@ def compare(c: Check, stage: Stage) -> None:
     if base is None:
         stage.status, stage.figure = "skipped", f"no {c.recipe_name} avatar scored to compare with"
         return
-    avatar = c.work / "avatar_compared"
+    avatar, scored, frames = c.work / "avatar_compared", c.work / "eval_compared.json", c.work / "frames_compared"
     extra = ["--no-umf"] if c.dry else []
     if c.instag(stage, "adapt", c.dataset, "-o", avatar, "--recipe", c.quick_recipe, *extra) is None:
         return
-    if c.instag(stage, "eval", avatar, c.dataset, "--json", c.json_path("eval_compared")) is None:
+    if c.instag(stage, "eval", avatar, c.dataset, "--json", scored, "--save-frames", frames) is None:
         return
-    stage.figure = f"{c.quick_name} against {c.recipe_name}: " + _scores(c.stamp("eval_compared"), base)
+    c.compared = json.loads(scored.read_text())
+    stage.figure = f"{c.quick_name} against {c.recipe_name}: " + _scores(c.compared, base)
+    if c.compared.get("lmd") is None and _pack(c, stage, frames, "compare"):
+        stage.figure += f"; renders in {RENDERS}"
 
 
 def _scores(doc: dict, base: dict) -> str:
@@ -473,12 +530,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", default=os.environ.get("INSTAG_REAL_DATA", str(REPO.parent / "shared" / "data" / "real")),
                    help="folder of the real clips (default ../shared/data/real or INSTAG_REAL_DATA)")
     p.add_argument("--dataset", help="a dataset dir already preprocessed at 512² (skips preprocessing the clip)")
+    p.add_argument("--lips-from", metavar="DIR", help="no run: score the renders a run left in DIR/" + RENDERS +
+                   " against --dataset's held-out frames, into DIR/lips.json (needs mediapipe)")
     p.add_argument("--recipe", help="the adapt stage's recipe, a path or a shipped name (default adapt_5s; dry: a "
                    "tiny one)")
     p.add_argument("--deadline", type=float, default=570.0, help="seconds for the whole run (default 570)")
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every stage's budget")
     p.add_argument("--only", help="comma-separated stages to run (setup always runs)")
     args = p.parse_args(argv)
+    if args.lips_from:
+        if not args.dataset:
+            p.error("--lips-from needs --dataset (the dataset the run scored)")
+        sys.path.insert(0, str(REPO))
+        return lips_from(Path(args.lips_from), Path(args.dataset))
 
     c = Check(args)
     c.real = Path(args.real) if args.real and Path(args.real).is_dir() else None
@@ -488,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     c.avatar = c.work / "avatar"
     sys.path.insert(0, str(REPO))
     c.fell_back = False
+    c.compared = None
     if args.dry:
         tiny = str(_tiny_recipe(c.work / "tiny.yaml"))
         c.recipe, c.recipe_name = tiny, "tiny recipe"
@@ -531,7 +596,8 @@ def report(c: Check) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.log").write_text("".join(c.log_lines) + "\n" + "\n".join(lines) + "\n")
     doc = {"benchmark": "gpu_check", "device": c.description, "dry": c.dry, "seconds": total,
-           "deadline_s": c.args.deadline, "stages": [asdict(s) for s in c.stages]}
+           "deadline_s": c.args.deadline, "stages": [asdict(s) for s in c.stages],
+           "compared": {"recipe": c.quick_name, "eval": c.compared} if c.compared else None}
     (out / "gpu_check.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out}")
     return 0 if all(s.status in ("ok", "skipped") for s in c.stages) else 1

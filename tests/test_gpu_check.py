@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ from gpu_check import (  # noqa: E402
     IMAGE_HOLDS,
     OPTIONAL_DISTRIBUTIONS,
     OUT_FILES,
+    PACK,
+    RENDERS,
     kernel_figure,
+    lips_from,
     progress_at_stop,
 )
 
@@ -46,10 +50,10 @@ def test_every_dependency_is_in_the_lent_image_or_carried_as_a_wheel_or_optional
 
 def test_what_a_run_writes_fits_what_a_lent_machine_sends_back():
     """Only what lands under the lent machine's $OUT comes back, at most 8 files: every JSON the stages write is
-    one of OUT_FILES, and those with the summary's JSON and the log are no more."""
+    one of OUT_FILES, and those with the summary's JSON, the log and the renders are no more."""
     written = set(re.findall(r'json_path\("(\w+)"\)', (REPO / "scripts" / "gpu_check.py").read_text()))
     assert written == set(OUT_FILES)
-    assert len(OUT_FILES) + 2 <= 8
+    assert len(OUT_FILES) + 3 <= 8  # with the summary's JSON, the log and RENDERS
     assert '--out-root "$OUT"' in (REPO / "docs" / "gpu_check.md").read_text()
 
 
@@ -84,7 +88,12 @@ def test_dry_run_of_the_gpu_check(tmp_path):
     # the second recipe scored beside the first on the same held-out frames
     assert re.search(r"compare +ok .*against tiny recipe: PSNR [\d.]+ \([\d.]+\)", result.stdout)
     assert (tmp_path / "work" / "dubs" / "speech.mp4").stat().st_size > 0
-    assert {p.name for p in out.iterdir()} <= {f"{n}.json" for n in OUT_FILES} | {"gpu_check.json", "gpu_check.log"}
+    assert {p.name for p in out.iterdir()} <= {f"{n}.json" for n in OUT_FILES} | {"gpu_check.json", "gpu_check.log",
+                                                                                 RENDERS}
+    # the tiny renders hold no face for the tracker, so they come back, both avatars' (scored by test_renders_...)
+    with zipfile.ZipFile(out / RENDERS) as z:
+        assert {n.split("/")[0] for n in z.namelist()} == {"eval", "compare"}
+    assert doc["compared"]["eval"]["n_frames"] == 2
 
 
 def test_an_adaptation_stopped_by_its_budget_says_how_far_it_got_and_how_long_the_whole_would_take(tmp_path):
@@ -111,6 +120,41 @@ def test_the_quick_recipe_stands_in_when_the_adapt_stage_makes_no_avatar(tmp_pat
     assert stages["fallback"]["figure"].startswith("the tiny recipe again (in place of broken)")
     assert stages["eval"]["status"] == "ok" and (out / "eval.json").is_file()
     assert stages["compare"]["status"] == "skipped" and "nothing to compare it with" in stages["compare"]["figure"]
+
+
+@pytest.mark.real_data
+def test_renders_brought_back_score_here_as_eval_scores_them(real_data, tmp_path):
+    """The lent image has no tracker: eval's renders come back as JPEG (PACK) and are scored here (--lips-from).
+    Stand-in renders (each held-out frame shows the clip two frames on) score within JPEG's noise of the same pairs
+    scored in memory, so frames and landmarks are paired as eval pairs them."""
+    import cv2
+    import numpy as np
+
+    from instag.config.preprocess import PreprocessConfig
+    from instag.data.dataset import load_dataset
+    from instag.data.preprocess import preprocess_clip
+    from instag.eval.runner import score_frames
+
+    dataset = tmp_path / "may"
+    preprocess_clip(real_data / "yerfor_Real3DPortrait_May_5s.mp4", dataset,
+                    PreprocessConfig(size=256, test_from_s=3.0))
+    ds = load_dataset(dataset)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    last = ds.n_frames - 1
+    pairs = [(ds.frame(min(int(t) + 2, last)), ds.frame(int(t)), ds.tracks["landmarks"][int(t)]) for t in ds.test_indices]
+    for t, (render, gt, _) in zip(ds.test_indices, pairs, strict=True):
+        cv2.imwrite(str(frames / f"{int(t):06d}.png"), np.concatenate([gt, render], 1)[..., ::-1])  # as eval saves
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([sys.executable, "-c", PACK, str(frames), str(out / RENDERS), "eval"], check=True)
+    assert lips_from(out, dataset) == 0
+    back = json.loads((out / "lips.json").read_text())["avatars"]["eval"]
+    here = score_frames(pairs)
+    assert back["n_tracked"] == here["n_tracked"] == len(pairs) > 20
+    assert abs(back["lmd"] - here["lmd"]) < 0.1 * here["lmd"]
+    assert abs(back["mouth_open_corr"] - here["mouth_open_corr"]) < 0.05
+    assert abs(back["mouth_open_spread"] - here["mouth_open_spread"]) < 0.05
 
 
 BLOCK = """
@@ -141,7 +185,10 @@ def test_the_lent_image_s_missing_packages_leave_the_stages_that_can_run_running
     assert all(stages[n]["status"] == "ok" for n in ("tests", "data", "adapt", "eval", "render")), stages
     assert "tests collected" in stages["tests"]["figure"]  # the modules of the cuda tests import without them
     assert "no dub" in stages["render"]["figure"] and json.loads((out / "render.json").read_text())["model"]["fps"] > 0
-    assert stages["eval"]["figure"].startswith("PSNR") and stages["eval"]["figure"].endswith("no LMD (no mediapipe here)")
+    # no tracker: the renders come back to be scored where one is (--lips-from)
+    assert stages["eval"]["figure"].startswith("PSNR") and stages["eval"]["figure"].endswith(f"renders in {RENDERS}")
     assert json.loads((out / "eval.json").read_text())["lmd"] is None
+    with zipfile.ZipFile(out / RENDERS) as z:
+        assert len([n for n in z.namelist() if n.startswith("eval/")]) == 2
     assert stages["dub"]["figure"] == "no Whisper packages, PyAV here"
     assert stages["preview"]["status"] == "skipped"
