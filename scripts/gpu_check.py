@@ -3,6 +3,7 @@
 
     scripts/gpu-check                # on a GPU machine: JSON under benchmarks/gpu/<device>/, a table at the end
     scripts/gpu-check --dry --out D  # anywhere: the same stages at tiny sizes on the CPU (CI runs this)
+    scripts/gpu-check --lips-from D --dataset DS  # where mediapipe is: lip figures of the renders a run sent back
 
 Stages, in order of what they are worth: setup (the interpreter and what it imports), build (our CUDA library and
 gsplat's, JIT), tests (every test marked `cuda`), the kernel, training, rendering and preview benches, `adapt_5s`
