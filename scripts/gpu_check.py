@@ -48,6 +48,8 @@ with zipfile.ZipFile(dest, "a") as z:
     for png in sorted(frames.glob("*.png")):
         pair = cv2.imread(str(png))  # ground truth | render
         ok, jpg = cv2.imencode(".jpg", pair[:, pair.shape[1] // 2:], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            sys.exit(f"{png}: could not encode its render as JPEG")
         z.writestr(f"{prefix}/{png.stem}.jpg", jpg.tobytes())
 """
 DENSE_REFERENCE = "dense_reference"  # instag.bench.kernels.DENSE_REFERENCE (this script imports no torch)
@@ -330,7 +332,8 @@ def progress_at_stop(run_dir: Path, seconds: float) -> str:
         return f"stopped after {seconds:.0f} s, before its first logged step"
     if not total:
         return f"stopped at step {step} after {seconds:.0f} s"
-    return f"stopped at step {step} of {total} after {seconds:.0f} s; all would take about {seconds * total / step:.0f} s"
+    return (f"stopped at step {step} of {total} after {seconds:.0f} s; "
+            f"all would take about {seconds * total / step:.0f} s")
 
 
 def fallback(c: Check, stage: Stage) -> None:
@@ -391,6 +394,9 @@ def lips_from(out: Path, dataset: Path) -> int:
     from instag.data.dataset import load_dataset
     from instag.eval.runner import score_frames
 
+    if not (out / RENDERS).is_file():
+        print(f"{out}: no {RENDERS} (the run's eval had its lip figures, or did not run)", file=sys.stderr)
+        return 2
     ds = load_dataset(dataset)
     device = json.loads((out / "gpu_check.json").read_text())["device"] if (out / "gpu_check.json").is_file() else ""
     doc: dict = {"benchmark": "gpu_check_lips", "gpu_check_device": device, "dataset": str(dataset), "avatars": {}}
@@ -503,7 +509,8 @@ def _buzz(path: Path, seconds: float, rate: int = 16000) -> Path:
 
 
 STAGES = {"setup": setup, "build": build, "tests": tests, "kernels": kernels, "train": train, "data": data,
-          "adapt": adapt, "fallback": fallback, "eval": evaluate, "render": render, "preview": preview, "dub": dub, "compare": compare}
+          "adapt": adapt, "fallback": fallback, "eval": evaluate, "render": render, "preview": preview, "dub": dub,
+          "compare": compare}
 
 
 def _tiny_recipe(path: Path) -> Path:
