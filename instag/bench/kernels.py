@@ -38,15 +38,15 @@ def random_scene(n: int, size: int, channels: int = 3, seed: int = 0, device: st
     return {k: v.to(device) for k, v in tensors.items()} | {"width": size, "height": size}
 
 
-# The row that stands in for tiny-cuda-nn's 2D grid, which the lent GPU image lacks and cannot build in its budget
+# The row that stands in for tiny-cuda-nn's 2D grid, which neither the lent GPU image nor any package registry holds
 # (docs/gpu_check.md): torch's own bilinear texture sampler doing the tri-plane's lookups on dense planes.
 DENSE_REFERENCE = "dense_reference"
 
 
 def dense_planes(layout: GridLayout, table: torch.Tensor | None = None) -> list[torch.Tensor]:
     """A 2D grid's levels as dense planes, [P, F, res + 1, res + 1] each (rows: the plane's second axis); from the
-    `table` [P, plane_size, F] of a layout whose levels are all dense, else small random values on `table`'s device
-    (CPU without one)."""
+    `table` [P, plane_size, F] of a layout whose levels are all dense (on its device), else small random values on
+    the CPU."""
     planes = []
     for level, res in enumerate(layout.resolutions):
         side = res + 1
