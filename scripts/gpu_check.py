@@ -122,6 +122,11 @@ class Check:
     def instag(self, stage: Stage, *args: str) -> str | None:
         return self.run(stage, [self.python, *INSTAG, *map(str, args)])
 
+    def adapt(self, stage: Stage, avatar: Path, recipe: str, *more: str | Path) -> str | None:
+        """`instag adapt` of the dataset into `avatar` (a dry run's tiny avatars start from scratch)."""
+        return self.instag(stage, "adapt", self.dataset, "-o", avatar, "--recipe", recipe, *more,
+                           *(["--no-umf"] if self.dry else []))
+
     def json_path(self, name: str) -> Path:
         assert self.out is not None and name in OUT_FILES, name
         return self.out / f"{name}.json"
@@ -312,8 +317,7 @@ def adapt(c: Check, stage: Stage) -> None:
     if c.dataset is None or not (c.dataset / "meta.json").is_file():
         stage.status, stage.figure = "skipped", "no dataset"
         return
-    extra = ["--no-umf"] if c.dry else []
-    if c.instag(stage, "adapt", c.dataset, "-o", c.avatar, "--recipe", c.recipe, *extra) is not None:
+    if c.adapt(stage, c.avatar, c.recipe) is not None:
         stage.figure = f"{c.recipe_name}: {stage.seconds:.0f} s"
     elif stage.status == "timeout":
         stage.figure = f"{c.recipe_name}: " + progress_at_stop(c.work / "avatar.run", stage.seconds)
@@ -345,9 +349,7 @@ def fallback(c: Check, stage: Stage) -> None:
     if c.dataset is None or not (c.dataset / "meta.json").is_file():
         stage.status, stage.figure = "skipped", "no dataset"
         return
-    extra = ["--no-umf"] if c.dry else []
-    if c.instag(stage, "adapt", c.dataset, "-o", c.avatar, "--recipe", c.quick_recipe, "--run-dir",
-                c.work / "avatar_fallback.run", *extra) is not None:
+    if c.adapt(stage, c.avatar, c.quick_recipe, "--run-dir", c.work / "avatar_fallback.run") is not None:
         c.recipe_name = f"{c.quick_name} (in place of {c.recipe_name})"
         c.fell_back = True
         stage.figure = f"{c.recipe_name}: {stage.seconds:.0f} s"
@@ -365,14 +367,25 @@ def evaluate(c: Check, stage: Stage) -> None:
     if not c.avatar.is_dir():
         stage.status, stage.figure = "skipped", "no avatar"
         return
-    frames = c.work / "frames_eval"
-    if c.instag(stage, "eval", c.avatar, c.dataset, "--json", c.json_path("eval"), "--save-frames", frames) is None:
+    scored = _eval(c, stage, c.avatar, c.json_path("eval"), "eval")
+    if scored is None:
         return
-    doc = c.stamp("eval")
-    metrics = doc.get("metrics", doc)
+    metrics = c.stamp("eval")
+    metrics = metrics.get("metrics", metrics)
     stage.figure = f"PSNR {metrics['psnr_full']:.2f} dB" if "psnr_full" in metrics else "written"
     if metrics.get("lmd") is None:
-        stage.figure += f", no LMD here: renders in {RENDERS}" if _pack(c, stage, frames, "eval") else ", no LMD"
+        stage.figure += f", no LMD here: renders in {RENDERS}" if scored[1] else ", no LMD"
+
+
+def _eval(c: Check, stage: Stage, avatar: Path, json_path: Path, prefix: str) -> tuple[dict, bool] | None:
+    """`instag eval` of `avatar` on the dataset into `json_path` → (its metrics, whether its renders went into
+    RENDERS under `prefix`/: they do where it has no LMD); None when it did not run."""
+    frames = c.work / f"frames_{prefix}"
+    if c.instag(stage, "eval", avatar, c.dataset, "--json", json_path, "--save-frames", frames) is None:
+        return None
+    doc = json.loads(json_path.read_text())
+    metrics = doc.get("metrics", doc)
+    return metrics, metrics.get("lmd") is None and _pack(c, stage, frames, prefix)
 
 
 def _pack(c: Check, stage: Stage, frames: Path, prefix: str) -> bool:
@@ -474,15 +487,15 @@ def compare(c: Check, stage: Stage) -> None:
     if base is None:
         stage.status, stage.figure = "skipped", f"no {c.recipe_name} avatar scored to compare with"
         return
-    avatar, scored, frames = c.work / "avatar_compared", c.work / "eval_compared.json", c.work / "frames_compared"
-    extra = ["--no-umf"] if c.dry else []
-    if c.instag(stage, "adapt", c.dataset, "-o", avatar, "--recipe", c.quick_recipe, *extra) is None:
+    avatar = c.work / "avatar_compared"
+    if c.adapt(stage, avatar, c.quick_recipe) is None:
         return
-    if c.instag(stage, "eval", avatar, c.dataset, "--json", scored, "--save-frames", frames) is None:
+    scored = _eval(c, stage, avatar, c.work / "eval_compared.json", "compare")
+    if scored is None:
         return
-    c.compared = json.loads(scored.read_text())
+    c.compared, packed = scored
     stage.figure = f"{c.quick_name} against {c.recipe_name}: " + _scores(c.compared, base)
-    if c.compared.get("lmd") is None and _pack(c, stage, frames, "compare"):
+    if packed:
         stage.figure += f"; renders in {RENDERS}"
 
 

@@ -120,10 +120,11 @@ def _encoder_cases(device: torch.device, runs: int, quick: bool) -> Iterator[dic
     ):
         for n in QUICK_CASES[op] if quick else cases:
             xyz = (torch.rand(n, 3, generator=g) * 2 - 1).to(device)
-            lay = make(**(QUICK_GRID if quick else {})).layout
+            encoders = [(choice, make(backend=choice.backend, **(QUICK_GRID if quick else {})).to(device))
+                        for choice in _backends(op, device)]  # the torch twin is always among them
+            lay = encoders[0][1].layout
             desc = f"{lay.n_planes} planes x {lay.n_levels} levels x {lay.n_features} feat, {lay.plane_size} entries/plane"
-            for choice in _backends(op, device):
-                enc = make(backend=choice.backend, **(QUICK_GRID if quick else {})).to(device)
+            for choice, enc in encoders:
                 f, fb = _time(lambda enc=enc, xyz=xyz: enc(xyz), list(enc.parameters()), runs, device)
                 yield {"op": op, "backend": choice.backend, "impl": choice.impl, "N": n, "size": desc, "fwd_ms": f, "fwd_bwd_ms": fb}
             if op == "triplane_hash_encode":
