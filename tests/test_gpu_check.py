@@ -57,6 +57,18 @@ def test_what_a_run_writes_fits_what_a_lent_machine_sends_back():
     assert '--out-root "$OUT"' in (REPO / "docs" / "gpu_check.md").read_text()
 
 
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_a_run_s_renders_copied_back_stay_out_of_what_the_next_call_carries():
+    """A call carries the checkout's untracked files too: the renders (8 MB) copied back into benchmarks/gpu/ would
+    leave a rerun over its 64 MiB, so git ignores them; its JSON stays to be committed."""
+    folder = "benchmarks/gpu/NVIDIA_H100_80GB_HBM3"
+    ignored = subprocess.run(["git", "check-ignore", f"{folder}/{RENDERS}", f"{folder}/gpu_check.json",
+                              f"{folder}/lips.json"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert ignored == [f"{folder}/{RENDERS}"]
+    carry = (REPO / "scripts" / "gpu-carry").read_text()
+    assert "git ls-files -z --cached --others --exclude-standard" in carry
+
+
 def test_the_kernel_stage_sets_the_triplane_against_its_dense_reference():
     """#30's tri-plane target has no tiny-cuda-nn on the lent machine; the summary gives the stand-in's ratio, read
     from the rows `instag bench kernels` writes."""
