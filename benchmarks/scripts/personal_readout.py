@@ -11,6 +11,7 @@ by ridge toward it, min ‖X w − y‖² + λ ‖w − w_corpus‖², and score
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,30 +24,39 @@ FOLDS = 4
 SHRINK = (1e3, 3e3, 1e4, 3e4, 1e5)
 
 
-def main(cache: Path, train: int) -> None:
-    names = sorted(f.stem for f in cache.glob("*.npz"))
-    data = [dict(np.load(cache / f"{n}.npz")) for n in names]
-    x = [with_context(d["L3"].astype(np.float64), 2) for d in data]
-    y = [d["lips"].astype(np.float64) for d in data]
+def cached_people(cache: Path, key: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each cached person's read-out inputs (the `key` features, ±2 frames) [T, 5·D] and tracked lip shape [T, C]."""
+    data = [dict(np.load(f)) for f in sorted(cache.glob("*.npz"))]
+    return [with_context(d[key].astype(np.float64), 2) for d in data], [d["lips"].astype(np.float64) for d in data]
+
+
+def held_out_readouts(x: list[np.ndarray], y: list[np.ndarray]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """For each person i, in fold order: (i, the inputs' mean [D], scale [D] and the weights [D, C] of the read-out
+    fitted on the three folds without i's; every 4th person makes a fold, strength as shipped)."""
     folds: list[dict[str, np.ndarray]] = [{} for _ in range(FOLDS)]
     for i in range(len(x)):
         m = ridge_moments(x[i], y[i])
         folds[i % FOLDS] = {q: folds[i % FOLDS].get(q, 0) + m[q] for q in m}
-    rows = []
     for k in range(FOLDS):
         rest = [folds[j] for j in range(FOLDS) if j != k]
         mx, sx, ws, _ = ridge_from_moments({q: sum(f[q] for f in rest) for q in rest[0]}, (STRENGTH,))
-        w0 = ws[STRENGTH]
         for i in range(k, len(x), FOLDS):
-            if len(x[i]) < train + 50:
-                continue
-            xs = (x[i] - mx) / sx
-            fit = xs[:train] - xs[:train].mean(0)
-            target = y[i][:train] - y[i][:train].mean(0)
-            gram, cross = fit.T @ fit, fit.T @ target
-            weights = [w0] + [np.linalg.solve(gram + lam * np.eye(len(w0)), cross + lam * w0) for lam in SHRINK]
-            rows.append([[correlation(y[i][train:, c], (xs @ w)[train:, c]) or 0.0 for c in range(2)]
-                         for w in weights])
+            yield i, mx, sx, ws[STRENGTH]
+
+
+def main(cache: Path, train: int) -> None:
+    x, y = cached_people(cache, "L3")
+    rows = []
+    for i, mx, sx, w0 in held_out_readouts(x, y):
+        if len(x[i]) < train + 50:
+            continue
+        xs = (x[i] - mx) / sx
+        fit = xs[:train] - xs[:train].mean(0)
+        target = y[i][:train] - y[i][:train].mean(0)
+        gram, cross = fit.T @ fit, fit.T @ target
+        weights = [w0] + [np.linalg.solve(gram + lam * np.eye(len(w0)), cross + lam * w0) for lam in SHRINK]
+        rows.append([[correlation(y[i][train:, c], (xs @ w)[train:, c]) or 0.0 for c in range(2)]
+                     for w in weights])
     r = np.array(rows)  # [people, 1 + len(SHRINK), 2]
     print(f"{len(r)} people, fitted on their first {train} frames")
     print(f"corpus read-out: opening {r[:, 0, 0].mean():.3f}, width {r[:, 0, 1].mean():.3f}")

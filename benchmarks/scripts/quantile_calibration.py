@@ -22,12 +22,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from personal_readout import cached_people, held_out_readouts
 
-from instag.bench.lips import with_context
-from instag.stats import correlation, ridge_from_moments, ridge_moments
+from instag.stats import correlation
 
-STRENGTH = 1e4
-FOLDS = 4
 TRAIN = 125
 COEFFS = ("opening", "width")
 
@@ -59,34 +57,24 @@ def skew(x: np.ndarray) -> float:
 
 
 def main(cache: Path) -> None:
-    names = sorted(f.stem for f in cache.glob("*.npz"))
-    data = [dict(np.load(cache / f"{n}.npz")) for n in names]
-    x = [with_context(d["clean"].astype(np.float64), 2) for d in data]
-    y = [d["lips"].astype(np.float64) for d in data]
-    folds: list[dict[str, np.ndarray]] = [{} for _ in range(FOLDS)]
-    for i in range(len(x)):
-        m = ridge_moments(x[i], y[i])
-        folds[i % FOLDS] = {q: folds[i % FOLDS].get(q, 0) + m[q] for q in m}
+    x, y = cached_people(cache, "clean")
     rows: dict[str, list[float]] = {}
     people = 0
-    for k in range(FOLDS):
-        rest = [folds[j] for j in range(FOLDS) if j != k]
-        mx, sx, ws, _ = ridge_from_moments({q: sum(f[q] for f in rest) for q in rest[0]}, (STRENGTH,))
-        for i in range(k, len(x), FOLDS):
-            if len(x[i]) < TRAIN + 50:
-                continue
-            people += 1
-            p = ((x[i] - mx) / sx) @ ws[STRENGTH]
-            for c, coeff in enumerate(COEFFS):
-                truth = y[i][TRAIN:, c]
-                rows.setdefault(f"{coeff} tracked skew", []).append(skew(truth))
-                for name, calibrate in (("gain (shipped)", gain_map), ("quantile map", quantile_map)):
-                    pred = calibrate(p[:TRAIN, c], y[i][:TRAIN, c], p[:, c])[TRAIN:]
-                    for what, value in (("r", correlation(truth, pred) or 0.0),
-                                        ("mean abs error", float(np.abs(truth - pred).mean())),
-                                        ("distribution distance", distribution_distance(truth, pred)),
-                                        ("skew", skew(pred))):
-                        rows.setdefault(f"{coeff} {name} {what}", []).append(value)
+    for i, mx, sx, w in held_out_readouts(x, y):
+        if len(x[i]) < TRAIN + 50:
+            continue
+        people += 1
+        p = ((x[i] - mx) / sx) @ w
+        for c, coeff in enumerate(COEFFS):
+            truth = y[i][TRAIN:, c]
+            rows.setdefault(f"{coeff} tracked skew", []).append(skew(truth))
+            for name, calibrate in (("gain (shipped)", gain_map), ("quantile map", quantile_map)):
+                pred = calibrate(p[:TRAIN, c], y[i][:TRAIN, c], p[:, c])[TRAIN:]
+                for what, value in (("r", correlation(truth, pred) or 0.0),
+                                    ("mean abs error", float(np.abs(truth - pred).mean())),
+                                    ("distribution distance", distribution_distance(truth, pred)),
+                                    ("skew", skew(pred))):
+                    rows.setdefault(f"{coeff} {name} {what}", []).append(value)
     print(f"{people} people held out, calibrated on their first {TRAIN} frames, scored on the rest")
     for key, values in rows.items():
         print(f"{key:48s} {np.mean(values):.3f}")
