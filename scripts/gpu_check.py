@@ -286,7 +286,8 @@ def train(c: Check, stage: Stage) -> None:
     if c.instag(stage, *args, *(["--size", "32", "--runs", "3"] if c.dry else [])) is None:
         return
     case = c.stamp("train")["cases"][-1]
-    stage.figure = f"{case['size']}: {case['s_per_it'] * 1e3:.1f} ms/it"
+    stage.figure = (f"{case['size']}: {case['s_per_it'] * 1e3:.1f} ms/it, "
+                    f"{case['device_wait_s_per_it'] * 1e3:.1f} of them waiting for the device")
 
 
 def data(c: Check, stage: Stage) -> None:

@@ -6,6 +6,10 @@ the recipe's features unless told otherwise), so the step timed is the one users
 those of the alignment stage (aligner, geometry prior: the most expensive one), after a few untimed warm-up
 iterations, on the recipe's `run.device` (auto: CUDA when torch sees one), so the figure is that of the machine
 it runs on.
+
+On a GPU the host queues a step's kernels and returns before the device has run them: `device_wait_s_per_it` is
+how long the step's end then waits for the device. Near 0, the device idles while the host queues (Python and
+dispatch bound the step: fewer, larger operators help); near `s_per_it`, the device's work does. On a CPU it is 0.
 """
 
 from __future__ import annotations
@@ -47,18 +51,21 @@ def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: to
     stage = next((s for s in run.stages if s.aligner), run.stages[0])
     run.apply_stage(stage)
     ident = run.identity
-    times = []
+    times, waits = [], []
     for i in range(WARMUP_ITERATIONS + runs):
         t = int(frames.train_indices[i % len(frames.train_indices)])
         sync()
         t0 = time.perf_counter()
         optimise(run, ident, t, stage, [])
+        queued = time.perf_counter()
         sync()
         if i >= WARMUP_ITERATIONS:
-            times.append(time.perf_counter() - t0)
+            done = time.perf_counter()
+            times.append(done - t0)
+            waits.append(done - queued)
     return {"size": f"{size}x{size}", "device": device.type, "stage": stage.name, "n_face": ident.face.num_gaussians,
             "n_mouth": ident.mouth.num_gaussians, "runs": runs, "s_per_it": statistics.median(times),
-            "s_per_it_min": min(times)}
+            "s_per_it_min": min(times), "device_wait_s_per_it": statistics.median(waits)}
 
 
 def recipe_with_threads(recipe_path: Path, threads: int | None) -> AdaptRecipe:

@@ -140,11 +140,11 @@ def train(
     con.print(f"UMF: {escape(doc['umf'])}", highlight=False)
     table = Table(title=f"adaptation iterations ({recipe.name}, {doc['device']}, {doc['threads']} thread(s), "
                         f"median of {runs})")
-    for col in ("size", "stage", "Gaussians", "s/it", "it/s"):
+    for col in ("size", "stage", "Gaussians", "s/it", "it/s", "device wait s/it"):
         table.add_column(col, justify="left" if col in ("size", "stage") else "right")
     for c in doc["cases"]:
         table.add_row(c["size"], c["stage"], f"{c['n_face'] + c['n_mouth']}", f"{c['s_per_it']:.3f}",
-                      f"{1 / c['s_per_it']:.2f}")
+                      f"{1 / c['s_per_it']:.2f}", f"{c['device_wait_s_per_it']:.3f}")
     con.print(table)
     _save(doc, json_path, con)
 

@@ -24,6 +24,9 @@ def test_bench_train_times_each_size(tmp_path):
     doc = bench_train.run(_tiny_recipe(tmp_path, "auto"), runs=3, progress=seen.append, sizes=(32, 64))
     assert [c["size"] for c in doc["cases"]] == ["32x32", "64x64"] == [c["size"] for c in seen]
     assert all(c["s_per_it"] > 0 and c["stage"] == "align" for c in doc["cases"])
+    # The wait for the device after a step is queued is part of the step; a CPU runs the step as it is called.
+    assert all(0 <= c["device_wait_s_per_it"] <= c["s_per_it"] for c in doc["cases"])
+    assert all(c["device_wait_s_per_it"] < 1e-3 for c in doc["cases"] if c["device"] == "cpu")
     assert doc["benchmark"] == "train" and doc["threads"] == 1 and "machine" in doc
     # auto times the device this machine trains on, and says which
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,6 +39,7 @@ def test_bench_train_times_on_cuda(tmp_path):
     doc = bench_train.run(_tiny_recipe(tmp_path, "cuda"), runs=3, sizes=(32,))
     assert doc["device"].startswith("cuda") and doc["cases"][0]["device"] == "cuda"
     assert doc["machine"]["gpu"]
+    assert 0 <= doc["cases"][0]["device_wait_s_per_it"] <= doc["cases"][0]["s_per_it"]
 
 
 def test_bench_train_starts_from_the_umf_an_adaptation_would(tmp_path):
