@@ -15,19 +15,14 @@ import dataclasses
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from instag.bench.train import step_times, synthetic_run
 from instag.config.recipe import load_recipe, recipe_path
-from instag.data.dataset import load_dataset
-from instag.train.adapt import _Adaptation
-from instag.train.frames import training_frames
-from instag.train.loop import optimise
 from instag.train.recipe import AdaptRecipe
-from instag.train.synthetic import write_dataset
 from instag.train.umf import choose_umf, with_umf_sizes
 
 UNTIMED, TIMED = 10, 50
@@ -44,19 +39,10 @@ def main(name: str) -> None:
     init = dataclasses.replace(recipe.init, face_points=300, hair_points=100, mouth_points=50)
     recipe = dataclasses.replace(recipe, model=model, init=init)
     with tempfile.TemporaryDirectory() as tmp:
-        ds = write_dataset(Path(tmp) / "ds", size=32, frames=8, mel_dim=model.audio.feature_dim,
-                           kind=recipe.audio_feature)
-        frames = training_frames(load_dataset(ds), recipe.audio_feature, model, torch.device("cpu"))
-        run = _Adaptation(recipe, frames, umf)
+        run = synthetic_run(recipe, 32, Path(tmp), torch.device("cpu"), umf)
         total = 0.0
         for stage in run.stages:
-            run.apply_stage(stage)
-            times = []
-            for i in range(UNTIMED + TIMED):
-                t0 = time.perf_counter()
-                optimise(run, run.identity, int(frames.train_indices[i % len(frames.train_indices)]), stage, [])
-                times.append(time.perf_counter() - t0)
-            median = statistics.median(times[UNTIMED:])
+            median = statistics.median(step_times(run, stage, TIMED, torch.device("cpu"), warmup=UNTIMED)[0])
             total += median * stage.iterations
             print(f"{stage.name}: {median * 1e3:.1f} ms a step × {stage.iterations}")
     print(f"{name}: {total:.0f} s of host time in all")

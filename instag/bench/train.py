@@ -33,6 +33,7 @@ from instag.train.adapt import _Adaptation
 from instag.train.frames import training_frames
 from instag.train.loop import optimise
 from instag.train.recipe import AdaptRecipe
+from instag.train.schedules import Stage
 from instag.train.synthetic import write_dataset
 from instag.train.umf import choose_umf, with_umf_sizes
 
@@ -40,29 +41,43 @@ SIZES = (256, 512)
 WARMUP_ITERATIONS = 3
 
 
-def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: torch.device,
-               umf: Path | None) -> dict[str, Any]:
+def synthetic_run(recipe: AdaptRecipe, size: int, root: Path, device: torch.device,
+                  umf: Path | None) -> _Adaptation:
+    """An adaptation of `recipe` from `umf` on a synthetic size² dataset written under `root`, ready to step."""
     ds_path = write_dataset(root / f"ds{size}", size=size, frames=8, mel_dim=recipe.model.audio.feature_dim,
                             kind=recipe.audio_feature)
     frames = training_frames(load_dataset(ds_path), recipe.audio_feature, recipe.model, device)
+    return _Adaptation(recipe, frames, umf)
+
+
+def step_times(run: _Adaptation, stage: Stage, runs: int, device: torch.device,
+               warmup: int = WARMUP_ITERATIONS) -> tuple[list[float], list[float]]:
+    """`runs` timed steps of `stage` after `warmup` untimed ones → (each step's seconds, and of them those its end
+    waited for the device after the host had queued it)."""
+    run.apply_stage(stage)
+    train = run.identity.frames.train_indices
     # CUDA runs asynchronously: without a sync the clock would stop before the GPU finished the step.
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    run = _Adaptation(recipe, frames, umf)
-    stage = next((s for s in run.stages if s.aligner), run.stages[0])
-    run.apply_stage(stage)
-    ident = run.identity
     times, waits = [], []
-    for i in range(WARMUP_ITERATIONS + runs):
-        t = int(frames.train_indices[i % len(frames.train_indices)])
+    for i in range(warmup + runs):
         sync()
         t0 = time.perf_counter()
-        optimise(run, ident, t, stage, [])
+        optimise(run, run.identity, int(train[i % len(train)]), stage, [])
         queued = time.perf_counter()
         sync()
-        if i >= WARMUP_ITERATIONS:
-            done = time.perf_counter()
+        done = time.perf_counter()
+        if i >= warmup:
             times.append(done - t0)
             waits.append(done - queued)
+    return times, waits
+
+
+def _time_size(recipe: AdaptRecipe, size: int, runs: int, root: Path, device: torch.device,
+               umf: Path | None) -> dict[str, Any]:
+    run = synthetic_run(recipe, size, root, device, umf)
+    stage = next((s for s in run.stages if s.aligner), run.stages[0])
+    times, waits = step_times(run, stage, runs, device)
+    ident = run.identity
     return {"size": f"{size}x{size}", "device": device.type, "stage": stage.name, "n_face": ident.face.num_gaussians,
             "n_mouth": ident.mouth.num_gaussians, "runs": runs, "s_per_it": statistics.median(times),
             "s_per_it_min": min(times), "device_wait_s_per_it": statistics.median(waits)}
